@@ -1,0 +1,110 @@
+"""Budgets: limits on measurements that turn a report into an exit code (1 when any is breached)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from edgeport.errors import InputError
+
+
+@dataclass(frozen=True)
+class BudgetKind:
+    check: str
+    value: str
+    op: str  # "<=" or ">="
+    unit: str
+    what: str
+
+
+BUDGET_KINDS = {
+    "max_size": BudgetKind("size", "size_bytes", "<=", "B", "artifact size"),
+    "max_latency": BudgetKind("latency", "p50_ms", "<=", "ms", "p50 latency"),
+    "min_agreement": BudgetKind("parity", "top1_agreement", ">=", "", "top-1 agreement with the float model"),
+    "max_accuracy_drop": BudgetKind("accuracy", "accuracy_drop_points", "<=", "points", "accuracy drop vs float"),
+}
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+
+
+def parse_size(text: str | int | float) -> float:
+    """'150KB' -> 150000, '1.5MiB' -> 1572864, 2048 -> 2048."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    if not match or match.group(2).lower() not in _SIZE_UNITS:
+        raise InputError(f"max_size: cannot read '{text}' (examples: 250000, 250KB, 1.5MiB)")
+    return float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
+def _number(name: str, text, suffixes: tuple[str, ...] = ()) -> float:
+    raw = str(text).strip()
+    percent = raw.endswith("%")
+    for suffix in suffixes + (("%",) if percent else ()):
+        raw = raw.removesuffix(suffix)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InputError(f"{name}: cannot read '{text}' as a number") from None
+    return value / 100 if percent else value
+
+
+def parse_budgets(raw: dict) -> dict[str, float]:
+    """Validate budget settings ({name: text or number}); None values are dropped."""
+    budgets = {}
+    for name, value in raw.items():
+        if value is None:
+            continue
+        if name not in BUDGET_KINDS:
+            raise InputError(f"unknown budget '{name}' (known: {', '.join(BUDGET_KINDS)})")
+        if name == "max_size":
+            budgets[name] = parse_size(value)
+        elif name == "max_latency":
+            budgets[name] = _number(name, value, ("ms",))
+        else:
+            budgets[name] = _number(name, value)
+        if budgets[name] < 0:
+            raise InputError(f"{name}: must not be negative")
+    if "min_agreement" in budgets and budgets["min_agreement"] > 1:
+        raise InputError("min_agreement: give a fraction (0.99) or a percentage (99%)")
+    return budgets
+
+
+@dataclass
+class BudgetResult:
+    budget: str
+    target: str
+    limit: float
+    measured: float | None
+    ok: bool
+    message: str
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "B":
+        return f"{value:,.0f} B"
+    return f"{value:.4g} {unit}".strip()
+
+
+def evaluate(budgets: dict[str, float], measurements: dict[str, dict[str, dict]],
+             reasons: dict[str, dict[str, str]]) -> list[BudgetResult]:
+    """Check each budget on each target. `measurements[target][check]` holds measured values;
+    `reasons[target][check]` says why a check did not run. A budget whose measurement is missing
+    fails: a release gate must not pass on a number nobody measured."""
+    results = []
+    for target, checks in measurements.items():
+        for name, limit in budgets.items():
+            kind = BUDGET_KINDS[name]
+            measured = checks.get(kind.check, {}).get(kind.value)
+            if measured is None:
+                why = reasons.get(target, {}).get(kind.check) or f"{kind.what} not measured"
+                results.append(BudgetResult(name, target, limit, None, False,
+                                            f"budget {name} on {target}: not measured ({why})"))
+                continue
+            ok = measured <= limit if kind.op == "<=" else measured >= limit
+            verb = "ok" if ok else "exceeded" if kind.op == "<=" else "not met"
+            results.append(BudgetResult(name, target, limit, measured, ok,
+                                        f"budget {name} {verb} on {target}: {kind.what} {_fmt(measured, kind.unit)} "
+                                        f"(limit {kind.op} {_fmt(limit, kind.unit)})"))
+    return results

@@ -1,0 +1,68 @@
+"""Numeric checks: recipe parameters honored, parity with the float reference, accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeport.checks import MEASURED, CheckContext, CheckResult
+
+
+def parity_metrics(reference: np.ndarray, output: np.ndarray) -> dict:
+    """Max abs error, cosine similarity (over all values) and top-1 agreement (for [N, C] outputs)."""
+    ref = reference.astype(np.float64).reshape(len(reference), -1)
+    out = output.astype(np.float64).reshape(len(output), -1)
+    denom = np.linalg.norm(ref) * np.linalg.norm(out)
+    values = {
+        "samples": int(len(ref)),
+        "max_abs_err": float(np.max(np.abs(ref - out))),
+        "cosine": float(np.sum(ref * out) / denom) if denom > 0 else (1.0 if np.array_equal(ref, out) else 0.0),
+    }
+    if ref.shape[1] > 1:
+        values["top1_agreement"] = float(np.mean(ref.argmax(axis=1) == out.argmax(axis=1)))
+    return values
+
+
+def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(outputs.reshape(len(outputs), -1).argmax(axis=1) == labels))
+
+
+def check_params(ctx: CheckContext) -> CheckResult:
+    """Read the quantization parameters back from the artifact and compare them with the plan."""
+    plan = ctx.plan
+    if plan is None or not (plan.weights or plan.activations):
+        return CheckResult.not_run("params", "recipe has no quantization parameters")
+    if ctx.artifact.format != "onnx":
+        return CheckResult.not_run("params", f"reading parameters back from '{ctx.artifact.format}' "
+                                             "files is not supported")
+    from edgeport.exporters.onnx import honored_params
+
+    values = honored_params(ctx.artifact.path.read_bytes(), plan)
+    values["honored"] = not values["differ"] and values["tensors_checked"] > 0
+    return CheckResult("params", MEASURED, values)
+
+
+check_params.needs_runtime = False
+
+
+def check_parity(ctx: CheckContext) -> CheckResult:
+    refs = ctx.refs
+    if refs.data is None:
+        return CheckResult.not_run("parity", "no input data (give --calib or --eval)")
+    if refs.outputs is None:
+        return CheckResult.not_run("parity", "no float reference for this model")
+    values = parity_metrics(refs.outputs[0], ctx.outputs[0])
+    values["reference"] = refs.model.reference_kind
+    values["data"] = refs.data.source
+    return CheckResult("parity", MEASURED, values)
+
+
+def check_accuracy(ctx: CheckContext) -> CheckResult:
+    refs = ctx.refs
+    if refs.data is None or refs.data.labels is None:
+        return CheckResult.not_run("accuracy", "no labeled eval data (give --eval with labels)")
+    labels = refs.data.labels
+    values = {"samples": int(len(labels)), "accuracy": accuracy(ctx.outputs[0], labels)}
+    if refs.outputs is not None:
+        values["float_accuracy"] = accuracy(refs.outputs[0], labels)
+        values["accuracy_drop_points"] = round(100 * (values["float_accuracy"] - values["accuracy"]), 4)
+    return CheckResult("accuracy", MEASURED, values)

@@ -1,0 +1,206 @@
+"""Command line: parse -> pipeline function -> print -> exit code (0 ok, 1 budget breached, 2 bad input)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from edgeport.errors import EXIT_USAGE, EdgeportError, InputError
+
+EPILOG = """\
+examples:
+  edgeport export samples.digits.model:build --target onnx --quantize int8 \\
+      --calib samples/digits/calib.npz --eval samples/digits/eval.npz --out out/digits
+  edgeport export model.onnx --target onnx,onnx-mobile --quantize fp16 --max-size 2MB
+  edgeport export --config edgeport.toml
+  edgeport check model.onnx --target onnx --eval data.npz --reference float.onnx
+  edgeport targets
+
+exit codes: 0 ok, 1 a budget was breached, 2 bad input or usage.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line on stderr with exit code 2."""
+
+    def error(self, message: str):
+        raise InputError(message)
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a shape like 1,3,224,224") from None
+    if not dims or any(d < 1 for d in dims):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a shape like 1,3,224,224")
+    return dims
+
+
+def _add_budgets(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("budgets (a breach exits 1, naming the budget, the value and the limit)")
+    g.add_argument("--max-size", metavar="SIZE", help="artifact size limit, e.g. 250000, 250KB, 1.5MiB")
+    g.add_argument("--max-latency", metavar="MS", help="p50 latency limit at batch 1, in ms")
+    g.add_argument("--min-agreement", metavar="FRACTION", help="least top-1 agreement with the float model, e.g. 0.99 or 99%%")
+    g.add_argument("--max-accuracy-drop", metavar="POINTS", help="most accuracy lost vs float, in points (needs --eval labels)")
+
+
+def _add_check_settings(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("checks")
+    g.add_argument("--runs", type=int, help="timed latency runs (default 100)")
+    g.add_argument("--warmup", type=int, help="untimed warm-up runs (default 10)")
+    g.add_argument("--threads", type=int, help="runtime threads, fixed and reported (default 1)")
+    g.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="edgeport", description="Turn a trained model into a checked on-device artifact.",
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version="edgeport 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    ex = sub.add_parser("export", help="export a model to targets, check each artifact, apply budgets",
+                        description="Export SOURCE with one recipe to every --target, run each artifact in its "
+                                    "runtime, write <out>/report.json and print a table.",
+                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ex.add_argument("source", nargs="?", help="package.module:factory, model.pt2 or model.onnx")
+    ex.add_argument("--config", metavar="TOML", help="read settings from an edgeport.toml (flags override it)")
+    ex.add_argument("--target", "--targets", dest="targets", metavar="NAMES",
+                    help="comma-separated targets, or 'all' for every target usable here (default onnx)")
+    ex.add_argument("--out", metavar="DIR", help="output folder (default out)")
+    ex.add_argument("--input-shape", dest="input_shape", type=_shape, action="append", metavar="DIMS",
+                    help="input shape such as 1,1,8,8 (repeat per input; default: from the data)")
+    ex.add_argument("--input-dtype", dest="input_dtype", metavar="DTYPE", help="input dtype (default float32)")
+    rg = ex.add_argument_group("recipe (decided once, honored by every target)")
+    rg.add_argument("--quantize", "--recipe", dest="quantize", metavar="SCHEME",
+                    help="none | fp16 | dynamic-int8 | int8 (default none)")
+    rg.add_argument("--per-tensor", dest="per_channel", action="store_const", const=False,
+                    help="one weight scale per tensor instead of per output channel")
+    rg.add_argument("--calibration", metavar="METHOD", help="minmax | percentile | mse (default minmax)")
+    rg.add_argument("--percentile", type=float, metavar="P", help="mass kept by percentile calibration (default 99.99)")
+    rg.add_argument("--keep-float", dest="keep_float", action="append", metavar="NAME",
+                    help="keep a layer (module path, node name or op type) in float; repeatable")
+    rg.add_argument("--calib", metavar="DATA", help=".npy, .npz, folder of them, or module:function")
+    rg.add_argument("--calib-samples", dest="calib_samples", type=int, metavar="N", help="use at most N samples (default 1000)")
+    ex.add_argument("--eval", metavar="DATA", help="evaluation inputs (+ labels y for accuracy)")
+    _add_budgets(ex)
+    _add_check_settings(ex)
+
+    ck = sub.add_parser("check", help="check an existing artifact in its runtime (no export)",
+                        description="Run the checks of TARGET on MODEL and write <model>.report.json next to it.")
+    ck.add_argument("model", help="artifact file, e.g. model.onnx or model.ort")
+    ck.add_argument("--target", required=True, help="target whose runtime runs the checks")
+    ck.add_argument("--eval", metavar="DATA", help="inputs (+ labels) for parity and accuracy")
+    ck.add_argument("--reference", metavar="ONNX", help="float .onnx model to compare with")
+    ck.add_argument("--report", metavar="FILE", help="JSON report path (default <model>.report.json)")
+    _add_budgets(ck)
+    _add_check_settings(ck)
+
+    tg = sub.add_parser("targets", help="list targets and whether they can be used here")
+    tg.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _settings(args, file_settings: dict):
+    from edgeport.checks import CheckSettings
+
+    values = {**file_settings, **{k: getattr(args, k) for k in ("runs", "warmup", "threads") if getattr(args, k) is not None}}
+    for key, value in values.items():
+        if not isinstance(value, int) or value < (1 if key != "warmup" else 0):
+            raise InputError(f"--{key} must be a whole number >= {1 if key != 'warmup' else 0}")
+    return CheckSettings(**values)
+
+
+def _budgets(args, file_budgets: dict) -> dict:
+    flags = {k: getattr(args, k) for k in ("max_size", "max_latency", "min_agreement", "max_accuracy_drop")}
+    return {**file_budgets, **{k: v for k, v in flags.items() if v is not None}}
+
+
+def cmd_export(args) -> int:
+    from edgeport.config import load_config
+    from edgeport.pipeline import export
+    from edgeport.recipe import Recipe
+
+    cfg = load_config(args.config) if args.config else {s: {} for s in ("export", "recipe", "budgets", "checks")}
+    exp = cfg["export"]
+    pick = lambda key, default=None: getattr(args, key) if getattr(args, key) is not None else exp.get(key, default)
+    source = args.source or exp.get("source")
+    if not source:
+        raise InputError("export: give a SOURCE (module:factory, .pt2 or .onnx) or --config with [export] source")
+    recipe_values = {**cfg["recipe"], **{k: getattr(args, k) for k in ("quantize", "per_channel", "calibration",
+                                                                       "percentile", "keep_float", "calib_samples")
+                                         if getattr(args, k) is not None}}
+    try:
+        recipe = Recipe(**recipe_values)
+    except TypeError as exc:
+        raise InputError(f"recipe: {exc}") from None
+    shapes = args.input_shape or ([tuple(exp["input_shape"])] if exp.get("input_shape") else None)
+    if shapes and isinstance(shapes[0][0], (list, tuple)):
+        shapes = [tuple(s) for s in shapes[0]]
+    report = export(source, targets=pick("targets", "onnx"), recipe=recipe, out=pick("out", "out"),
+                    calib=pick("calib"), eval=pick("eval"), input_shapes=shapes,
+                    input_dtype=pick("input_dtype", "float32"), budgets=_budgets(args, cfg["budgets"]),
+                    settings=_settings(args, cfg["checks"]))
+    return _print_report(report, args, f"{pick('out', 'out')}/report.json")
+
+
+def cmd_check(args) -> int:
+    from edgeport.pipeline import check
+
+    report = check(args.model, args.target, eval=args.eval, reference=args.reference,
+                   budgets=_budgets(args, {}), settings=_settings(args, {}), report_path=args.report)
+    return _print_report(report, args, args.report or "<model>.report.json")
+
+
+def _print_report(report, args, where: str) -> int:
+    if args.json:
+        print(report.to_json())
+    else:
+        print(report.table())
+        print(f"report: {where}")
+    for budget in report.budgets:
+        if not budget.ok:
+            print(f"edgeport: {budget.message}", file=sys.stderr)
+    return report.exit_code
+
+
+def cmd_targets(args) -> int:
+    from edgeport.targets import TARGETS
+
+    rows = [(t, t.missing()) for t in TARGETS]
+    if args.json:
+        print(json.dumps([{"name": t.name, "format": t.format, "runtime": t.runtime, "description": t.description,
+                           "flash_bytes": t.flash_bytes, "ram_bytes": t.ram_bytes, "clock_hz": t.clock_hz,
+                           "available": not why, "why_not": why} for t, why in rows], indent=2))
+        return 0
+    width = max(len(t.name) for t, _ in rows)
+    for t, why in rows:
+        status = "yes" if not why else "no: " + "; ".join(why)
+        print(f"{t.name.ljust(width)}  {t.format:<9} {t.runtime:<14} {status}")
+        print(f"{''.ljust(width)}  {t.description}")
+    return 0
+
+
+COMMANDS = {"export": cmd_export, "check": cmd_check, "targets": cmd_targets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USAGE
+        if getattr(args, "quiet", False):
+            import os
+
+            os.environ["EDGEPORT_QUIET"] = "1"
+        return COMMANDS[args.command](args)
+    except EdgeportError as exc:
+        print(f"edgeport: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("edgeport: interrupted", file=sys.stderr)
+        return 130

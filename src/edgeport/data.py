@@ -1,0 +1,161 @@
+"""Calibration and evaluation data: `.npy`, `.npz`, a folder of them, or a Python callable.
+
+Layouts understood:
+  - `.npy`: one array of inputs, batch first (single-input models).
+  - `.npz`: arrays named after the model inputs, or `x` / `inputs` / `input` / `data`;
+    labels (optional) under `y` / `labels` / `label`.
+  - folder: every `.npy` / `.npz` in name order, concatenated along the batch axis; a file
+    holding one sample without the batch axis counts as one sample.
+  - `package.module:function`: returns an array, a dict of arrays, or an `(inputs, labels)` pair.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeport.errors import InputError
+from edgeport.runtimes import TensorSpec
+
+_INPUT_KEYS = ("x", "inputs", "input", "data")
+_LABEL_KEYS = ("y", "labels", "label")
+
+
+@dataclass
+class Dataset:
+    """Batched model inputs (by input name), optional integer labels, and where they came from."""
+
+    feeds: dict[str, np.ndarray]
+    labels: np.ndarray | None
+    source: str
+
+    def __len__(self) -> int:
+        return len(next(iter(self.feeds.values())))
+
+    def batches(self, size: int):
+        """Yield feed dicts of at most `size` samples."""
+        for start in range(0, len(self), size):
+            yield {k: v[start:start + size] for k, v in self.feeds.items()}
+
+    def take(self, count: int) -> "Dataset":
+        labels = None if self.labels is None else self.labels[:count]
+        return Dataset({k: v[:count] for k, v in self.feeds.items()}, labels, self.source)
+
+
+def sample_shape(spec: str, what: str = "data") -> tuple[int, ...] | None:
+    """Per-sample input shape of a single-input data source, for inferring the model input shape."""
+    raw = _read_raw(spec, what)
+    arrays = [v for k, v in raw.items() if k not in _LABEL_KEYS]
+    return tuple(arrays[0].shape[1:]) if len(arrays) == 1 else None
+
+
+def load_dataset(spec: str, inputs: list[TensorSpec], what: str = "calibration data") -> Dataset:
+    """Load `spec` and validate it against the model inputs (shape and dtype)."""
+    raw = _read_raw(spec, what)
+    labels = next((raw.pop(k) for k in _LABEL_KEYS if k in raw), None)
+    feeds = _match_inputs(raw, inputs, spec, what)
+    count = {len(v) for v in feeds.values()}
+    if len(count) != 1 or 0 in count:
+        raise InputError(f"{what} {spec}: inputs have different or zero sample counts {sorted(count)}")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.ndim == 2:  # one-hot
+            labels = labels.argmax(axis=1)
+        if labels.ndim != 1 or len(labels) != count.pop() or not np.issubdtype(labels.dtype, np.integer):
+            raise InputError(f"{what} {spec}: labels must be integer class ids, one per sample "
+                             f"(got {labels.dtype} {list(labels.shape)})")
+    return Dataset(feeds, labels, spec)
+
+
+def _match_inputs(raw: dict[str, np.ndarray], inputs: list[TensorSpec], spec: str, what: str):
+    if all(s.name in raw for s in inputs):
+        chosen = {s.name: raw[s.name] for s in inputs}
+    elif len(inputs) == 1 and len(raw) == 1:
+        chosen = {inputs[0].name: next(iter(raw.values()))}
+    elif len(inputs) == 1 and any(k in raw for k in _INPUT_KEYS):
+        chosen = {inputs[0].name: raw[next(k for k in _INPUT_KEYS if k in raw)]}
+    else:
+        names = ", ".join(s.name for s in inputs)
+        raise InputError(f"{what} {spec}: arrays {sorted(raw)} do not match the model inputs ({names})")
+    feeds = {}
+    for s in inputs:
+        array = np.asarray(chosen[s.name])
+        want = s.shape[1:]
+        if array.ndim != len(s.shape) or any(d is not None and d != a for d, a in zip(want, array.shape[1:])):
+            shape = "[N," + ",".join("?" if d is None else str(d) for d in want) + "]"
+            raise InputError(f"{what} {spec}: array for input '{s.name}' has shape {list(array.shape)}, "
+                             f"model expects {shape}")
+        if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+            raise InputError(f"{what} {spec}: array for input '{s.name}' has dtype {array.dtype}, not numeric")
+        feeds[s.name] = np.ascontiguousarray(array, dtype=np.dtype(s.dtype))
+    return feeds
+
+
+def _read_raw(spec: str, what: str) -> dict[str, np.ndarray]:
+    path = Path(spec)
+    if path.is_dir():
+        return _read_folder(path, what)
+    if path.suffix in (".npy", ".npz"):
+        return _read_file(path, what)
+    if re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", spec):
+        return _call(spec, what)
+    if path.exists():
+        raise InputError(f"{what} {spec}: expected .npy, .npz, a folder of them, or module:function")
+    raise InputError(f"{what} {spec}: no such file or folder")
+
+
+def _read_file(path: Path, what: str) -> dict[str, np.ndarray]:
+    try:
+        if path.suffix == ".npy":
+            return {"x": np.load(path, allow_pickle=False)}
+        with np.load(path, allow_pickle=False) as archive:
+            return {k: archive[k] for k in archive.files}
+    except FileNotFoundError:
+        raise InputError(f"{what} {path}: no such file") from None
+    except PermissionError:
+        raise InputError(f"{what} {path}: permission denied") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{what} {path}: unreadable ({_short(exc)})") from None
+
+
+def _read_folder(folder: Path, what: str) -> dict[str, np.ndarray]:
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".npy", ".npz"))
+    if not files:
+        raise InputError(f"{what} {folder}: folder has no .npy or .npz files")
+    parts = [_read_file(p, what) for p in files]
+    keys = set(parts[0])
+    if any(set(p) != keys for p in parts):
+        raise InputError(f"{what} {folder}: files hold different array names")
+    ndim = {k: max(p[k].ndim for p in parts) for k in keys}
+    return {k: np.concatenate([p[k] if p[k].ndim == ndim[k] else p[k][None] for p in parts]) for k in keys}
+
+
+def _call(spec: str, what: str) -> dict[str, np.ndarray]:
+    module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(f"{what} {spec}: cannot load callable ({_short(exc)})") from None
+    result = fn()
+    if isinstance(result, tuple) and len(result) == 2:
+        inputs, labels = result
+        out = dict(inputs) if isinstance(inputs, dict) else {"x": np.asarray(inputs)}
+        out["y"] = np.asarray(labels)
+        return out
+    if isinstance(result, dict):
+        return {k: np.asarray(v) for k, v in result.items()}
+    return {"x": np.asarray(result)}
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

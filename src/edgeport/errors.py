@@ -1,0 +1,36 @@
+"""Errors that carry an exit code.
+
+Bad input (a file that will not load, an unknown target, data of the wrong shape, ...) is an
+`InputError`: the CLI prints its one-line message and exits with code 2. Anything else that
+escapes is a bug in edgeport and keeps its traceback.
+"""
+
+EXIT_OK = 0
+EXIT_BUDGET = 1
+EXIT_USAGE = 2
+
+
+class EdgeportError(Exception):
+    """Base class of the errors edgeport raises on purpose."""
+
+    exit_code = EXIT_USAGE
+
+
+class InputError(EdgeportError):
+    """The user's input cannot be used: wrong file, shape, name, option or data."""
+
+
+class UnsupportedOpError(InputError):
+    """The model contains an operator a format or runtime cannot handle."""
+
+    def __init__(self, op: str, node: str, where: str):
+        self.op, self.node, self.where = op, node, where
+        super().__init__(f"unsupported op '{op}' at node '{node}': {where}")
+
+
+class MissingDependencyError(EdgeportError):
+    """An optional backend is needed for this request but is not installed."""
+
+    def __init__(self, package: str, purpose: str, extra: str | None = None):
+        hint = f"pip install 'edgeport[{extra}]'" if extra else f"pip install {package}"
+        super().__init__(f"{purpose} needs the Python package '{package}' ({hint})")

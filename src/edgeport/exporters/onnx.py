@@ -1,0 +1,203 @@
+"""ONNX exporter (fp32, fp16, dynamic int8, static int8 QDQ) and the ORT-format variant.
+
+Quantized graphs are written by onnxruntime's own quantization tool, fed with edgeport's
+`QuantPlan` as tensor overrides, so every scale and zero point in the QDQ graph is the recipe's.
+`honored_params()` reads them back from the artifact to prove it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgeport.exporters import Artifact, Exporter
+from edgeport.model import FloatModel
+from edgeport.quantizers.plan import QuantPlan
+from edgeport.recipe import Recipe
+from edgeport.targets import Target
+
+
+def _quiet():
+    """Silence onnxruntime.quantization's root-logger warnings and prints during a call."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    stack.callback(root.setLevel, level)
+    return stack
+
+
+def _weight_overrides(plan: QuantPlan) -> dict:
+    overrides = {}
+    for name, w in plan.weights.items():
+        entries = [{"scale": np.array(s, dtype=np.float32), "zero_point": np.array(z, dtype=np.int8)}
+                   for s, z in zip(w.scale, w.zero_point)]
+        if w.axis is not None:
+            for entry in entries:
+                entry["axis"] = w.axis
+        overrides[name] = entries
+    return overrides
+
+
+def _activation_overrides(plan: QuantPlan) -> dict:
+    return {name: [{"scale": np.array(a.scale, dtype=np.float32), "zero_point": np.array(a.zero_point, dtype=np.int8)}]
+            for name, a in plan.activations.items()}
+
+
+class _OneSampleReader:
+    """onnxruntime's quantizer insists on a calibration reader; every range it needs is overridden
+    by the plan, so one zero sample per input is enough and its statistics are never used."""
+
+    def __init__(self, model: FloatModel):
+        self._feeds = iter([{s.name: np.zeros(s.concrete_shape(1), dtype=s.dtype) for s in model.inputs}])
+
+    def get_next(self):
+        return next(self._feeds, None)
+
+
+def _int8_static(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: str) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    reader = type("Reader", (_OneSampleReader, CalibrationDataReader), {})(model)
+    with _quiet():
+        quantize_static(src, dst, reader, quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=plan.quantized_ops, nodes_to_exclude=plan.float_nodes,
+                        extra_options={"TensorQuantOverrides": {**_activation_overrides(plan), **_weight_overrides(plan)},
+                                       "ActivationSymmetric": False, "WeightSymmetric": True})
+
+
+def _int8_dynamic(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: str) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet():
+        quantize_dynamic(src, dst, per_channel=recipe.per_channel, weight_type=QuantType.QInt8,
+                         op_types_to_quantize=plan.quantized_ops, nodes_to_exclude=plan.float_nodes,
+                         extra_options={"TensorQuantOverrides": _weight_overrides(plan), "WeightSymmetric": True})
+
+
+def _fp16(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: str) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    with _quiet():
+        half = convert_float_to_float16(onnx.load(src), keep_io_types=True, node_block_list=plan.float_nodes or None)
+    onnx.save(half, dst)
+
+
+def _fp32(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: str) -> None:
+    Path(dst).write_bytes(Path(src).read_bytes())
+
+
+# recipe scheme -> transformation of the float ONNX file into the artifact
+_TRANSFORMS = {"none": _fp32, "fp16": _fp16, "dynamic-int8": _int8_dynamic, "int8": _int8_static}
+
+
+def build_onnx(model: FloatModel, recipe: Recipe, plan: QuantPlan) -> bytes:
+    """The ONNX model for `recipe`, serialized, tagged with the recipe it was made from."""
+    import onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = str(Path(tmp, "float.onnx")), str(Path(tmp, "out.onnx"))
+        Path(src).write_bytes(model.onnx_bytes)
+        _TRANSFORMS[recipe.quantize](model, recipe, plan, src, dst)
+        result = onnx.load(dst)
+    result.producer_name = "edgeport"
+    onnx.helper.set_model_props(result, {"edgeport.recipe": recipe.describe(), "edgeport.source": model.source})
+    return result.SerializeToString()
+
+
+def honored_params(onnx_bytes: bytes, plan: QuantPlan) -> dict:
+    """Compare the quantization parameters stored in an ONNX artifact with the plan's.
+
+    Returns counts of tensors checked / exact / missing and the names that differ.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(onnx_bytes)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    quantized_outputs = {o for n in model.graph.node if n.op_type == "QuantizeLinear" for o in n.output}
+    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    biases = 0
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
+            continue
+        scale, zero = inits.get(node.input[1]), inits.get(node.input[2])
+        src = node.input[0]
+        if scale is None or zero is None or src in quantized_outputs:  # a Q->DQ pair shares its params
+            continue
+        if src in inits and inits[src].dtype == np.int32:  # bias: scale derived = input scale * weight scale
+            biases += 1
+            continue
+        for suffix in ("_quantized", "_Transposed_quantized"):
+            if src.endswith(suffix) and src[: -len(suffix)] in plan.weights:
+                src = src[: -len(suffix)]
+        found.setdefault(src, (scale, zero))
+    for name in plan.weights:  # dynamic quantization stores weight scales without a DQ node
+        for key in (f"{name}_scale", f"{name}_Transposed_scale"):
+            zkey = key.replace("_scale", "_zero_point")
+            if name not in found and key in inits and zkey in inits:
+                found[name] = (inits[key], inits[zkey])
+
+    expected = {n: (np.float32([a.scale]), np.int8([a.zero_point])) for n, a in plan.activations.items()}
+    expected.update({n: (w.scale_array(), np.asarray(w.zero_point, dtype=np.int8)) for n, w in plan.weights.items()})
+    checked = [n for n in expected if n in found]
+    differ = [n for n in checked
+              if not (np.array_equal(np.ravel(found[n][0]).astype(np.float32), np.ravel(expected[n][0]))
+                      and np.array_equal(np.ravel(found[n][1]).astype(np.int64), np.ravel(expected[n][1]).astype(np.int64)))]
+    unplanned = [n for n in found if n not in expected]
+    return {"tensors_checked": len(checked), "exact": len(checked) - len(differ), "differ": differ,
+            "unplanned": unplanned, "weights": sum(n in plan.weights for n in checked),
+            "activations": sum(n in plan.activations for n in checked), "int32_biases": biases}
+
+
+class OnnxExporter(Exporter):
+    format = "onnx"
+    suffix = ".onnx"
+
+    def _export(self, model: FloatModel, recipe: Recipe, plan: QuantPlan, target: Target,
+                path: Path) -> Artifact:
+        data = build_onnx(model, recipe, plan)
+        path.write_bytes(data)
+        return Artifact(target.name, self.format, path, recipe.describe(), notes=_notes(recipe, plan))
+
+
+class OrtExporter(Exporter):
+    """ORT format for ONNX Runtime Mobile: the same ONNX graph, saved by onnxruntime itself after
+    its basic (platform-independent) graph optimizations."""
+
+    format = "ort"
+    suffix = ".ort"
+
+    def _export(self, model: FloatModel, recipe: Recipe, plan: QuantPlan, target: Target,
+                path: Path) -> Artifact:
+        import onnxruntime as ort
+
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp, "model.onnx")
+            src.write_bytes(build_onnx(model, recipe, plan))
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            options.optimized_model_filepath = str(path)
+            options.add_session_config_entry("session.save_model_format", "ORT")
+            options.log_severity_level = 3
+            ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+        return Artifact(target.name, self.format, path, recipe.describe(), notes=_notes(recipe, plan))
+
+
+def _notes(recipe: Recipe, plan: QuantPlan) -> list[str]:
+    notes = []
+    if plan.float_nodes:
+        notes.append(f"kept in float: {', '.join(plan.float_nodes)}")
+    if recipe.quantize == "dynamic-int8":
+        notes.append("dynamic int8 quantizes MatMul/Gemm weights; other layers stay fp32")
+    if recipe.quantize == "fp16":
+        notes.append("fp16 weights and compute; inputs and outputs stay float32")
+    return notes

@@ -1,0 +1,50 @@
+"""The float model every recipe and exporter starts from.
+
+Whatever the source (PyTorch factory, .pt2, .onnx), it becomes one float32 ONNX graph plus a
+reference function that computes the float outputs (PyTorch itself when the source is PyTorch).
+Quantization parameters are computed on this graph once and shared by every target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from edgeport.runtimes import TensorSpec
+
+ReferenceFn = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
+
+
+@dataclass
+class FloatModel:
+    """A float32 ONNX graph with its I/O and a reference implementation.
+
+    Attributes:
+        name: Artifact base name (e.g. "digits").
+        onnx_bytes: Serialized float32 ONNX model.
+        inputs / outputs: Tensor specs; a `None` dim is the dynamic batch dim.
+        reference: Computes float outputs for a feed dict (batched along dim 0).
+        reference_kind: What `reference` runs ("pytorch" or "onnxruntime fp32").
+        layers: ONNX node name -> source layer name (PyTorch module path where known).
+        source: What the model was loaded from, for the report.
+    """
+
+    name: str
+    onnx_bytes: bytes
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    reference: ReferenceFn
+    reference_kind: str
+    layers: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def batch_dynamic(self) -> bool:
+        return all(spec.shape and spec.shape[0] is None for spec in self.inputs)
+
+    def onnx_model(self):
+        import onnx
+
+        return onnx.load_from_string(self.onnx_bytes)

@@ -1,0 +1,174 @@
+"""The spine: source -> recipe -> exporters -> checks -> report -> budgets.
+
+Everything is written into a temporary folder beside the output folder and renamed into place
+only when the whole run succeeded, so a failed run leaves the output folder as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from edgeport.budgets import evaluate, parse_budgets
+from edgeport.checks import CheckContext, CheckSettings, References, run_checks
+from edgeport.data import load_dataset, sample_shape
+from edgeport.errors import InputError
+from edgeport.exporters import EXPORTERS, Artifact
+from edgeport.quantizers import make_plan
+from edgeport.recipe import Recipe
+from edgeport.report import Report, TargetReport, environment
+from edgeport.sources import load_source
+from edgeport.targets import TARGETS, Target, resolve_targets
+
+REPORT_NAME = "report.json"
+PARAMS_NAME = "quant_params.json"
+
+
+def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None = None,
+           out: str | os.PathLike = "out", calib: str | None = None, eval: str | None = None,
+           input_shapes: list[tuple[int, ...]] | None = None, input_dtype: str = "float32",
+           budgets: dict | None = None, settings: CheckSettings | None = None) -> Report:
+    """Export `source` to each target with one recipe, check every artifact, apply budgets.
+
+    Args:
+        source: `package.module:factory`, a `.pt2` file or an `.onnx` file.
+        targets: Target names (list or comma-separated); `all` = every target usable here.
+        recipe: The recipe; default fp32.
+        out: Output folder; gets `<target>/<model>.<ext>`, `quant_params.json`, `report.json`.
+        calib: Calibration data (needed by `int8`); also parity inputs when `eval` is absent.
+        eval: Evaluation data, with labels for accuracy.
+        input_shapes: Input shapes for PyTorch sources (default: from the data, batch 1).
+        budgets: {"max_size": "100KB", "max_latency": 5, "min_agreement": 0.99, "max_accuracy_drop": 0.5}.
+        settings: Latency settings (runs, warm-up, threads).
+
+    Returns:
+        The `Report`; `report.exit_code` is 1 when a budget is breached.
+
+    Raises:
+        InputError: bad input (nothing is written).
+    """
+    recipe = recipe or Recipe()
+    settings = settings or CheckSettings()
+    limits = parse_budgets(budgets or {})
+    chosen = resolve_targets(targets)
+    if not chosen:
+        raise InputError("no target can be exported here (see 'edgeport targets')")
+    for target in chosen:
+        if target.format not in EXPORTERS:
+            raise InputError(f"target '{target.name}' cannot be exported: {'; '.join(target.missing())}")
+    _check_budgets_measurable(limits, calib, eval)
+    if not input_shapes and (calib or eval) and not source.endswith(".onnx"):
+        shape = sample_shape(calib or eval, "calibration data" if calib else "eval data")
+        input_shapes = [(1, *shape)] if shape is not None else None
+
+    model = load_source(source, input_shapes, input_dtype)
+    calib_data = load_dataset(calib, model.inputs, "calibration data") if calib else None
+    eval_data = load_dataset(eval, model.inputs, "eval data") if eval else None
+    plan = make_plan(model, recipe, calib_data)
+
+    out = Path(out)
+    work = _work_folder(out)
+    try:
+        float_path = work / ".float.onnx"
+        float_path.write_bytes(model.onnx_bytes)
+        refs = References(model, eval_data or calib_data, float_path, settings.batch_size)
+        report = Report(model=model.name, source=model.source, recipe=recipe.to_dict(), environment=environment())
+        for target in chosen:
+            artifact = EXPORTERS.get(target.format).export(model, recipe, plan, target, work / target.name)
+            ctx = CheckContext(artifact, target, refs, settings, plan)
+            report.targets.append(TargetReport(
+                target.name, target.format, "exported", artifact=str(artifact.path.relative_to(work)),
+                recipe=artifact.recipe, notes=artifact.notes, checks=run_checks(ctx)))
+        if targets == "all" or targets == ["all"]:
+            report.targets += [TargetReport(t.name, t.format, "skipped", reason="; ".join(t.missing()))
+                               for t in TARGETS if t not in chosen]
+        if plan.weights or plan.activations:
+            (work / PARAMS_NAME).write_text(plan.to_json())
+            report.quant_params = PARAMS_NAME
+        report.budgets = evaluate(limits, report.measurements(), report.not_run_reasons())
+        (work / REPORT_NAME).write_text(report.to_json())
+        float_path.unlink()
+        _move_into(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def check(model_path: str | os.PathLike, target: str, eval: str | None = None, reference: str | None = None,
+          budgets: dict | None = None, settings: CheckSettings | None = None,
+          report_path: str | os.PathLike | None = None) -> Report:
+    """Run the checks on an existing artifact (no export). The report is written next to it.
+
+    Args:
+        model_path: The artifact (e.g. an `.onnx` or `.ort` file made elsewhere).
+        target: Target whose runtime runs the checks.
+        eval: Inputs (and labels) for parity and accuracy.
+        reference: A float `.onnx` model to compare with (parity, α, δ).
+        report_path: Where to write the JSON report (default `<model>.report.json`).
+    """
+    settings = settings or CheckSettings()
+    limits = parse_budgets(budgets or {})
+    (chosen,) = resolve_targets([target])
+    path = Path(model_path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    suffix_format = {".onnx": "onnx", ".ort": "ort", ".tflite": "tflite"}.get(path.suffix)
+    if suffix_format != chosen.format:
+        raise InputError(f"{path}: a '{path.suffix}' file cannot be checked as target '{chosen.name}' "
+                         f"(it expects .{chosen.format})")
+    _check_budgets_measurable(limits, eval, eval, need_reference=reference is not None)
+    if chosen.format == "onnx":
+        from edgeport.sources import check_standard_ops, read_onnx
+
+        check_standard_ops(read_onnx(path))
+    ref_model = load_source(reference) if reference else None
+    inputs = ref_model.inputs if ref_model else _session_inputs(chosen, path, settings)
+    data = load_dataset(eval, inputs, "eval data") if eval else None
+    refs = References(ref_model, data, Path(reference) if reference else None, settings.batch_size)
+    artifact = Artifact(chosen.name, chosen.format, path, "as given")
+    report = Report(model=path.stem, source=str(path), recipe={"quantize": "as given"}, environment=environment())
+    report.targets.append(TargetReport(chosen.name, chosen.format, "exported", artifact=path.name,
+                                       recipe="as given", checks=run_checks(CheckContext(artifact, chosen, refs, settings))))
+    report.budgets = evaluate(limits, report.measurements(), report.not_run_reasons())
+    destination = Path(report_path) if report_path else path.with_name(path.stem + ".report.json")
+    tmp = destination.with_name(f".{destination.name}.tmp")
+    tmp.write_text(report.to_json())
+    os.replace(tmp, destination)
+    return report
+
+
+def _session_inputs(target: Target, path: Path, settings: CheckSettings):
+    from edgeport.runtimes import RUNTIMES
+
+    return RUNTIMES.get(target.runtime).load(str(path), settings.threads).inputs
+
+
+def _check_budgets_measurable(limits: dict, calib, eval, need_reference: bool = True) -> None:
+    """Refuse budgets that this run could never measure, before any work is done."""
+    if "max_accuracy_drop" in limits and not eval:
+        raise InputError("max_accuracy_drop needs labeled eval data (--eval)")
+    if "min_agreement" in limits and not (calib or eval):
+        raise InputError("min_agreement needs input data (--calib or --eval)")
+    if not need_reference and ("min_agreement" in limits or "max_accuracy_drop" in limits):
+        raise InputError("min_agreement and max_accuracy_drop need a float reference (--reference)")
+
+
+def _work_folder(out: Path) -> Path:
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.edgeport-", dir=parent))
+
+
+def _move_into(work: Path, out: Path) -> None:
+    """Rename each finished entry of `work` into `out`, replacing entries of the same name only."""
+    out.mkdir(exist_ok=True)
+    for entry in sorted(work.iterdir()):
+        dest = out / entry.name
+        if dest.is_dir() and not dest.is_symlink():
+            stale = work / f".stale-{entry.name}"
+            os.replace(dest, stale)
+        os.replace(entry, dest)

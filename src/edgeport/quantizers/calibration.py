@@ -1,0 +1,77 @@
+"""Activation statistics of the float ONNX graph over calibration data.
+
+Every float tensor of the graph is exposed as an output and run through onnxruntime: pass 1
+records min/max; `percentile` and `mse` take a second pass that fills a histogram per tensor
+over that range, then pick the range with the pure functions of `qmath`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeport.data import Dataset
+from edgeport.progress import progress
+from edgeport.quantizers import qmath
+
+_FLOAT = 1  # onnx.TensorProto.FLOAT
+
+
+def _with_all_float_outputs(model):
+    """Copy of `model` whose graph outputs include every float tensor (inputs and node outputs)."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    inits = {i.name for i in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in inits]
+    names += [o for n in model.graph.node for o in n.output if o]
+    names = [n for n in dict.fromkeys(names) if types.get(n) == _FLOAT]
+    augmented = onnx.ModelProto()
+    augmented.CopyFrom(model)
+    existing = {o.name for o in augmented.graph.output}
+    for name in names:
+        if name not in existing:
+            augmented.graph.output.append(onnx.helper.make_tensor_value_info(name, _FLOAT, None))
+    return augmented, names
+
+
+def activation_ranges(model, data: Dataset, method: str, percentile: float,
+                      batch_size: int = 32) -> dict[str, tuple[float, float]]:
+    """Calibrated (lo, hi) per float tensor of `model`."""
+    from edgeport.runtimes.onnxruntime import OrtSession
+    import os
+    import tempfile
+
+    augmented, names = _with_all_float_outputs(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "calibration.onnx")
+        with open(path, "wb") as fh:
+            fh.write(augmented.SerializeToString())
+        session = OrtSession(path, threads=os.cpu_count() or 1)
+    out_names = [s.name for s in session.outputs]
+    index = {n: out_names.index(n) for n in names}
+    passes = 1 if method == "minmax" else 2
+    batches = max(1, -(-len(data) // batch_size))
+
+    lo = {n: np.inf for n in names}
+    hi = {n: -np.inf for n in names}
+    for batch in progress(data.batches(batch_size), total=batches, desc=f"calibrating 1/{passes}"):
+        outputs = session.run(batch)
+        for n in names:
+            values = outputs[index[n]]
+            if values.size:
+                lo[n], hi[n] = min(lo[n], float(values.min())), max(hi[n], float(values.max()))
+    ranges = {n: (lo[n], hi[n]) for n in names if np.isfinite(lo[n])}
+    if method == "minmax":
+        return ranges
+
+    hists = {n: np.zeros(qmath.HIST_BINS, dtype=np.float64) for n in ranges}
+    edges = {n: np.linspace(min(r[0], 0.0), max(r[1], 0.0), qmath.HIST_BINS + 1) for n, r in ranges.items()}
+    for batch in progress(data.batches(batch_size), total=batches, desc=f"calibrating 2/{passes}"):
+        outputs = session.run(batch)
+        for n in ranges:
+            counts, _ = np.histogram(outputs[index[n]], bins=edges[n])
+            hists[n] += counts
+    choose = (lambda h, e: qmath.range_percentile(h, e, percentile)) if method == "percentile" else qmath.range_mse
+    return {n: choose(hists[n], edges[n]) for n in ranges}

@@ -1,0 +1,76 @@
+"""`QuantPlan`: every quantization number of a recipe, computed once and shared by all targets.
+
+It is written next to the artifacts as `quant_params.json`; exporters apply it and checks read
+the numbers back from each artifact to prove they were honored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class ActivationParams:
+    scale: float
+    zero_point: int
+    range: tuple[float, float]
+
+
+@dataclass
+class WeightParams:
+    scale: list[float]
+    zero_point: list[int]
+    axis: int | None
+    layer: str
+
+    def scale_array(self) -> np.ndarray:
+        return np.asarray(self.scale, dtype=np.float32)
+
+
+@dataclass
+class QuantPlan:
+    """Quantization parameters keyed by tensor names of the float ONNX graph.
+
+    Attributes:
+        scheme: Recipe scheme (`none`, `fp16`, `dynamic-int8`, `int8`).
+        activations: Tensor name -> int8 scale / zero point (static int8 only).
+        weights: Initializer name -> symmetric int8 scales along `axis` (None = per tensor).
+        quantized_ops: ONNX op types the scheme quantizes.
+        float_nodes: Node names kept in float by the recipe's `keep_float`.
+        calibration: Method, sample count and data source.
+    """
+
+    scheme: str
+    activations: dict[str, ActivationParams] = field(default_factory=dict)
+    weights: dict[str, WeightParams] = field(default_factory=dict)
+    quantized_ops: list[str] = field(default_factory=list)
+    float_nodes: list[str] = field(default_factory=list)
+    calibration: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data = {
+            "scheme": self.scheme,
+            "quantized_ops": self.quantized_ops,
+            "float_nodes": self.float_nodes,
+            "calibration": self.calibration,
+            "activations": {k: {"scale": float(v.scale), "zero_point": int(v.zero_point),
+                                "range": [float(v.range[0]), float(v.range[1])]}
+                            for k, v in self.activations.items()},
+            "weights": {k: {"axis": v.axis, "layer": v.layer, "scale": [float(s) for s in v.scale],
+                            "zero_point": [int(z) for z in v.zero_point]} for k, v in self.weights.items()},
+        }
+        return json.dumps(data, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "QuantPlan":
+        data = json.loads(text)
+        return cls(
+            scheme=data["scheme"], quantized_ops=data["quantized_ops"], float_nodes=data["float_nodes"],
+            calibration=data["calibration"],
+            activations={k: ActivationParams(v["scale"], v["zero_point"], tuple(v["range"]))
+                         for k, v in data["activations"].items()},
+            weights={k: WeightParams(v["scale"], v["zero_point"], v["axis"], v["layer"])
+                     for k, v in data["weights"].items()})

@@ -1,0 +1,102 @@
+"""Quantization arithmetic as pure NumPy functions.
+
+Conventions follow TFLite's int8 scheme, which ONNX QDQ can express exactly:
+activations int8 asymmetric (range widened to contain 0), weights int8 symmetric in [-127, 127]
+(per output channel by default), biases int32 with scale = input scale * weight scale.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+INT8_MIN, INT8_MAX = -128, 127
+HIST_BINS = 2048
+
+
+def activation_qparams(lo: float, hi: float) -> tuple[np.float32, np.int8]:
+    """Scale and zero point that map [lo, hi] (widened to contain 0) onto int8 [-128, 127]."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if hi - lo < 1e-12:
+        return np.float32(1.0), np.int8(0)
+    scale = np.float32((hi - lo) / (INT8_MAX - INT8_MIN))
+    zero_point = int(np.clip(np.round(INT8_MIN - lo / float(scale)), INT8_MIN, INT8_MAX))
+    return scale, np.int8(zero_point)
+
+
+def weight_scales(weight: np.ndarray, axis: int | None) -> np.ndarray:
+    """Symmetric int8 scales (max |w| / 127), one per slice along `axis`, or one for the tensor.
+
+    An all-zero channel gets scale 1.0 (any scale represents zeros exactly; avoids dividing by 0).
+    """
+    w = np.abs(np.asarray(weight, dtype=np.float32))
+    if axis is None:
+        peak = np.array([w.max(initial=0.0)], dtype=np.float32)
+    else:
+        peak = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1).max(axis=1)
+    scales = (peak / np.float32(INT8_MAX)).astype(np.float32)
+    scales[scales == 0] = 1.0
+    return scales
+
+
+def quantize(x: np.ndarray, scale, zero_point, axis: int | None = None, qmin=INT8_MIN, qmax=INT8_MAX):
+    """ONNX QuantizeLinear semantics: saturate(round_half_even(x / scale) + zero_point)."""
+    scale = np.asarray(scale, dtype=np.float32)
+    zero_point = np.asarray(zero_point, dtype=np.int32)
+    if axis is not None and scale.ndim == 1:
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
+    q = np.rint(np.asarray(x, dtype=np.float32) / scale) + zero_point
+    return np.clip(q, qmin, qmax).astype(np.int8 if qmin < 0 else np.uint8)
+
+
+def dequantize(q: np.ndarray, scale, zero_point, axis: int | None = None) -> np.ndarray:
+    scale = np.asarray(scale, dtype=np.float32)
+    zero_point = np.asarray(zero_point, dtype=np.int32)
+    if axis is not None and scale.ndim == 1:
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
+    return ((q.astype(np.int32) - zero_point) * scale).astype(np.float32)
+
+
+# ------------------------------------------------------------------ range selection
+
+def range_percentile(hist: np.ndarray, edges: np.ndarray, percentile: float) -> tuple[float, float]:
+    """Range holding the central `percentile` % of the histogram mass (clip both tails equally)."""
+    total = hist.sum()
+    if total == 0:
+        return float(edges[0]), float(edges[-1])
+    tail = (100.0 - percentile) / 200.0 * total
+    cdf = np.cumsum(hist)
+    lo_bin = int(np.searchsorted(cdf, tail, side="right"))
+    hi_bin = int(np.searchsorted(cdf, total - tail, side="left"))
+    return float(edges[min(lo_bin, len(hist) - 1)]), float(edges[min(hi_bin + 1, len(edges) - 1)])
+
+
+def quantization_mse(hist: np.ndarray, edges: np.ndarray, lo: float, hi: float) -> float:
+    """Mean squared error of int8-quantizing the histogram's values with range [lo, hi]."""
+    centers = (edges[:-1] + edges[1:]) / 2
+    scale, zero_point = activation_qparams(lo, hi)
+    restored = dequantize(quantize(centers, scale, zero_point), scale, zero_point)
+    return float((hist * (centers - restored) ** 2).sum() / max(hist.sum(), 1))
+
+
+def range_mse(hist: np.ndarray, edges: np.ndarray, steps: int = 64) -> tuple[float, float]:
+    """Clipping range minimizing quantization MSE, searched by shrinking [min, max] towards 0.
+
+    Each end shrinks on its own grid (fractions 1/steps .. 1), so a ReLU output (lo = 0)
+    only searches its upper end. All candidates are scored at once (vectorized).
+    """
+    lo, hi = min(float(edges[0]), 0.0), max(float(edges[-1]), 0.0)
+    fractions = np.linspace(1.0 / steps, 1.0, steps)
+    f_lo, f_hi = np.meshgrid(fractions if lo < 0 else np.ones(1), fractions if hi > 0 else np.ones(1))
+    cand_lo, cand_hi = (lo * f_lo).ravel(), (hi * f_hi).ravel()
+    span = np.maximum(cand_hi - cand_lo, 1e-12)
+    scale = (span / (INT8_MAX - INT8_MIN)).astype(np.float32)[:, None]
+    zero_point = np.clip(np.round(INT8_MIN - cand_lo[:, None] / scale), INT8_MIN, INT8_MAX)
+    centers = ((edges[:-1] + edges[1:]) / 2).astype(np.float32)[None, :]
+    restored = (np.clip(np.rint(centers / scale) + zero_point, INT8_MIN, INT8_MAX) - zero_point) * scale
+    errors = (hist[None, :] * (centers - restored) ** 2).sum(axis=1)
+    best = int(np.argmin(errors))
+    return float(cand_lo[best]), float(cand_hi[best])

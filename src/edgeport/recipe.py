@@ -1,0 +1,63 @@
+"""The recipe: how to turn the float model into the shipped one, decided once for all targets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from edgeport.errors import InputError
+
+SCHEMES = ("none", "fp16", "dynamic-int8", "int8")
+CALIBRATION_METHODS = ("minmax", "percentile", "mse")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Target-independent export recipe.
+
+    Attributes:
+        quantize: `none` (fp32), `fp16`, `dynamic-int8` (int8 weights, activations quantized at
+            run time, MatMul/Gemm layers) or `int8` (static: int8 weights and activations from
+            calibration).
+        per_channel: int8 weight scales per output channel (default) or one per tensor.
+        calibration: How activation ranges are chosen: `minmax`, `percentile` or `mse`.
+        percentile: Central mass kept by `percentile` calibration, in percent.
+        keep_float: Layers left in float: PyTorch module paths (`classifier.2`), ONNX node
+            names, or ONNX op types (`Softmax`).
+        calib_samples: At most this many calibration samples are used.
+    """
+
+    quantize: str = "none"
+    per_channel: bool = True
+    calibration: str = "minmax"
+    percentile: float = 99.99
+    keep_float: tuple[str, ...] = field(default_factory=tuple)
+    calib_samples: int = 1000
+
+    def __post_init__(self):
+        if self.quantize not in SCHEMES:
+            raise InputError(f"unknown recipe '{self.quantize}' (known: {', '.join(SCHEMES)})")
+        if self.calibration not in CALIBRATION_METHODS:
+            raise InputError(f"unknown calibration method '{self.calibration}' "
+                             f"(known: {', '.join(CALIBRATION_METHODS)})")
+        if not 50.0 < self.percentile <= 100.0:
+            raise InputError(f"percentile must be in (50, 100], got {self.percentile}")
+        if self.calib_samples < 1:
+            raise InputError(f"calib_samples must be at least 1, got {self.calib_samples}")
+        object.__setattr__(self, "keep_float", tuple(self.keep_float))
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.quantize == "int8"
+
+    def describe(self) -> str:
+        if self.quantize == "int8":
+            weights = "per-channel" if self.per_channel else "per-tensor"
+            return f"int8 static ({weights} weights, {self.calibration} calibration)"
+        if self.quantize == "dynamic-int8":
+            return f"dynamic int8 ({'per-channel' if self.per_channel else 'per-tensor'} weights)"
+        return {"none": "fp32", "fp16": "fp16"}[self.quantize]
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["keep_float"] = list(self.keep_float)
+        return data

@@ -1,0 +1,152 @@
+"""The report: every measurement of one export, as JSON (machines) and a table (people)."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass, field
+
+from edgeport.budgets import BudgetResult
+from edgeport.checks import MEASURED, CheckResult
+
+
+@dataclass
+class TargetReport:
+    target: str
+    format: str
+    status: str  # "exported" | "skipped"
+    artifact: str = ""
+    recipe: str = ""
+    notes: list[str] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
+    reason: str = ""
+
+    def values(self, check: str) -> dict:
+        return next((c.values for c in self.checks if c.name == check and c.status == MEASURED), {})
+
+    def to_dict(self) -> dict:
+        return {
+            "target": self.target, "format": self.format, "status": self.status, "artifact": self.artifact,
+            "recipe": self.recipe, "notes": self.notes, "reason": self.reason,
+            "checks": {c.name: ({"status": c.status, **c.values} if c.status == MEASURED
+                                else {"status": c.status, "reason": c.reason}) for c in self.checks},
+        }
+
+
+@dataclass
+class Report:
+    """Result of one `export` or `check` run. `exit_code`: 0 ok, 1 a budget breached."""
+
+    model: str
+    source: str
+    recipe: dict
+    targets: list[TargetReport] = field(default_factory=list)
+    budgets: list[BudgetResult] = field(default_factory=list)
+    quant_params: str = ""
+    environment: dict = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if all(b.ok for b in self.budgets) else 1
+
+    def target(self, name: str) -> TargetReport:
+        return next(t for t in self.targets if t.target == name)
+
+    def measurements(self) -> dict[str, dict[str, dict]]:
+        return {t.target: {c.name: c.values for c in t.checks if c.status == MEASURED}
+                for t in self.targets if t.status == "exported"}
+
+    def not_run_reasons(self) -> dict[str, dict[str, str]]:
+        return {t.target: {c.name: c.reason for c in t.checks if c.status != MEASURED} for t in self.targets}
+
+    def to_dict(self) -> dict:
+        return {
+            "edgeport_report": 1, "model": self.model, "source": self.source, "recipe": self.recipe,
+            "quant_params": self.quant_params, "environment": self.environment,
+            "targets": [t.to_dict() for t in self.targets],
+            "budgets": [b.to_dict() for b in self.budgets], "exit_code": self.exit_code,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def table(self) -> str:
+        return render_table(self)
+
+
+def environment() -> dict:
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("onnx", "onnxruntime", "torch"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return {"python": platform.python_version(), "machine": platform.machine(), "packages": versions}
+
+
+# ------------------------------------------------------------------ table
+
+_DASH = "-"
+
+
+def _num(value, fmt: str) -> str:
+    return _DASH if value is None else format(value, fmt)
+
+
+def _size(value) -> str:
+    if value is None:
+        return _DASH
+    for unit, step in (("MB", 1e6), ("KB", 1e3)):
+        if value >= step:
+            return f"{value / step:.1f} {unit}"
+    return f"{value} B"
+
+
+def _row(t: TargetReport) -> list[str]:
+    size, lat, par, acc = t.values("size"), t.values("latency"), t.values("parity"), t.values("accuracy")
+    params = t.values("params")
+    accuracy = _DASH
+    if "accuracy" in acc:
+        accuracy = f"{100 * acc['accuracy']:.2f}%"
+        if "accuracy_drop_points" in acc:
+            accuracy += f" ({-acc['accuracy_drop_points']:+.2f})"
+    honored = _DASH if not params else f"{params['exact']}/{params['tensors_checked']}"
+    return [t.target, t.recipe, _size(size.get("size_bytes")), _num(size.get("alpha"), ".2f"),
+            _num(lat.get("p50_ms"), ".3f"), _num(lat.get("p99_ms"), ".3f"), _num(lat.get("delta"), ".2f"),
+            _num(par.get("max_abs_err"), ".2e"), _num(par.get("cosine"), ".5f"),
+            _num(None if "top1_agreement" not in par else 100 * par["top1_agreement"], ".2f"),
+            accuracy, honored]
+
+
+_HEADER = ["target", "recipe", "size", "α", "p50 ms", "p99 ms", "δ", "max|err|", "cosine",
+           "top-1 agr %", "accuracy (Δ pts)", "params exact"]
+
+
+def render_table(report: Report) -> str:
+    exported = [t for t in report.targets if t.status == "exported"]
+    rows = [_HEADER] + [_row(t) for t in exported]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_HEADER))]
+    lines = [f"edgeport report: {report.model} ({report.source})"]
+    for i, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(w) if j < 2 else cell.rjust(w) for j, (cell, w) in enumerate(zip(row, widths))))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    threads = {t.values("latency").get("threads") for t in exported} - {None}
+    if threads:
+        lines.append(f"latency: batch 1, {', '.join(map(str, sorted(threads)))} thread(s), δ = float p50 / p50 "
+                     "in the same run; α = float size / size")
+    for t in report.targets:
+        if t.status != "exported":
+            lines.append(f"{t.target}: skipped ({t.reason})")
+            continue
+        lines.append(f"{t.target}: {t.artifact}")
+        for note in t.notes:
+            lines.append(f"  note: {note}")
+        for c in t.checks:
+            if c.status != MEASURED:
+                lines.append(f"  not measured: {c.name}: {c.reason}")
+    for b in report.budgets:
+        lines.append(("  OK  " if b.ok else "  FAIL ") + b.message)
+    return "\n".join(lines)

@@ -1,0 +1,313 @@
+"""Load a model source into a `FloatModel`.
+
+Sources: `package.module:factory` (a callable returning a torch.nn.Module), a `torch.export`
+`.pt2` file, or an `.onnx` file. Arbitrary pickled `.pt` files are refused: unpickling runs code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edgeport.errors import InputError, MissingDependencyError, UnsupportedOpError
+from edgeport.model import FloatModel
+from edgeport.runtimes import TensorSpec
+
+_NUMPY_OF_ONNX = {1: "float32", 10: "float16", 11: "float64", 3: "int8", 2: "uint8", 6: "int32", 7: "int64"}
+_FACTORY_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def load_source(source: str, input_shapes: list[tuple[int, ...]] | None = None,
+                input_dtype: str = "float32") -> FloatModel:
+    """Load `source` (see module docstring). `input_shapes` is needed for PyTorch sources."""
+    path = Path(source)
+    if path.suffix == ".onnx":
+        return load_onnx(path, input_shapes)
+    if path.suffix == ".pt2":
+        return _load_pt2(path, input_shapes, input_dtype)
+    if path.suffix in {".pt", ".pth", ".ckpt", ".bin"}:
+        raise InputError(f"{source}: pickled PyTorch files are not loaded (unpickling runs code); "
+                         "give a 'module:factory' reference or a torch.export .pt2 file")
+    if path.suffix in {".tflite", ".mlpackage", ".mlmodel"}:
+        raise InputError(f"{source}: '{path.suffix}' models are not an export source in this version; "
+                         "use a PyTorch model or an .onnx file")
+    if _FACTORY_REF.match(source):
+        return _load_factory(source, input_shapes, input_dtype)
+    if path.exists():
+        raise InputError(f"{source}: unknown model file type (expected .onnx, .pt2 or module:factory)")
+    raise InputError(f"{source}: no such file, and not a 'package.module:factory' reference")
+
+
+# ---------------------------------------------------------------- ONNX
+
+def read_onnx(path: Path):
+    """Parse and validate an ONNX file; every failure is a one-line InputError."""
+    import onnx
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    data = path.read_bytes()
+    if not data:
+        raise InputError(f"{path}: file is empty")
+    try:
+        model = onnx.load_from_string(data)
+    except Exception:  # protobuf raises DecodeError or RuntimeError depending on the damage
+        raise InputError(f"{path}: not a readable ONNX file (truncated or corrupt)") from None
+    if not model.graph.node:
+        raise InputError(f"{path}: not a readable ONNX file (truncated or corrupt: the graph has no nodes)")
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(f"{path}: invalid ONNX model: {first}") from None
+    check_standard_ops(model)
+    return model
+
+
+def check_standard_ops(model) -> None:
+    """Refuse operators outside the ONNX standard (and onnxruntime's own domain), naming op and node."""
+    import onnx.defs
+
+    opset = {o.domain or "": o.version for o in model.opset_import}
+    for node in model.graph.node:
+        domain = node.domain or ""
+        if domain in ("", "ai.onnx"):
+            if not onnx.defs.has(node.op_type, domain):
+                raise UnsupportedOpError(node.op_type, node.name, "not an ONNX standard operator")
+        elif domain != "com.microsoft":
+            raise UnsupportedOpError(f"{domain}:{node.op_type}", node.name,
+                                     f"custom domain '{domain}' (opset {opset.get(domain)}) has no kernels here")
+
+
+def _specs(values, initializer_names=frozenset()) -> list[TensorSpec]:
+    specs = []
+    for value in values:
+        if value.name in initializer_names:
+            continue
+        ttype = value.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim)
+        specs.append(TensorSpec(value.name, shape, _NUMPY_OF_ONNX.get(ttype.elem_type, str(ttype.elem_type))))
+    return specs
+
+
+def load_onnx(path: Path, input_shapes: list[tuple[int, ...]] | None = None) -> FloatModel:
+    from edgeport.runtimes.onnxruntime import OrtSession
+
+    model = read_onnx(path)
+    inits = {i.name for i in model.graph.initializer}
+    inputs, outputs = _specs(model.graph.input, inits), _specs(model.graph.output)
+    if input_shapes:
+        _check_shapes_match(inputs, input_shapes, str(path))
+    for spec in inputs:
+        if spec.dtype != "float32":
+            raise InputError(f"{path}: input '{spec.name}' is {spec.dtype}; export needs a float32 model "
+                             "(use 'edgeport check' for an already-quantized model)")
+    session = OrtSession(str(path), threads=1)
+    return FloatModel(
+        name=path.stem, onnx_bytes=model.SerializeToString(), inputs=inputs, outputs=outputs,
+        reference=session.run, reference_kind="onnxruntime fp32", layers={n.name: n.name for n in model.graph.node},
+        source=str(path))
+
+
+def _check_shapes_match(inputs: list[TensorSpec], shapes: list[tuple[int, ...]], where: str) -> None:
+    if len(shapes) != len(inputs):
+        raise InputError(f"{where}: model has {len(inputs)} input(s) but {len(shapes)} --input-shape given")
+    for spec, shape in zip(inputs, shapes):
+        if len(spec.shape) != len(shape) or any(d is not None and d != s for d, s in zip(spec.shape, shape)):
+            raise InputError(f"{where}: input '{spec.name}' has shape {_fmt(spec.shape)}, "
+                             f"not {_fmt(shape)}")
+
+
+def _fmt(shape) -> str:
+    return "[" + ",".join("N" if d is None else str(d) for d in shape) + "]"
+
+
+# ---------------------------------------------------------------- PyTorch
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise MissingDependencyError("torch", "a PyTorch model source", "torch") from None
+    return torch
+
+
+def _load_factory(ref: str, input_shapes, input_dtype) -> FloatModel:
+    torch = _torch()
+    module_name, _, attr = ref.partition(":")
+    if os.getcwd() not in sys.path:  # like `python -m`: modules of the current project are importable
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InputError(f"{ref}: cannot import module '{module_name}': {exc}") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise InputError(f"{ref}: module '{module_name}' has no callable '{attr}'")
+    model = factory()
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(f"{ref}: factory returned {type(model).__name__}, not a torch.nn.Module")
+    if not input_shapes:
+        raise InputError(f"{ref}: input shape unknown; pass --input-shape (e.g. 1,3,224,224) "
+                         "or calibration data")
+    return _from_torch(model.eval(), ref, _artifact_name(module_name, attr), input_shapes, input_dtype)
+
+
+def _artifact_name(module_name: str, attr: str) -> str:
+    """`samples.digits.model:build` -> "digits"; `zoo.nets:resnet18` -> "resnet18"."""
+    if attr not in {"build", "create", "make", "model", "get_model", "main"}:
+        return attr
+    parts = [p for p in module_name.split(".") if p not in {"model", "models", "net"}]
+    return parts[-1] if parts else attr
+
+
+def _load_pt2(path: Path, input_shapes, input_dtype) -> FloatModel:
+    torch = _torch()
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:  # zip/format errors come in several types
+        raise InputError(f"{path}: not a readable torch.export .pt2 file ({type(exc).__name__})") from None
+    if not input_shapes:
+        example = getattr(program, "example_inputs", None)
+        if example and example[0]:
+            input_shapes = [tuple(t.shape) for t in example[0]]
+        else:
+            raise InputError(f"{path}: input shape unknown; pass --input-shape")
+    return _from_torch(program.module(), str(path), path.stem, input_shapes, input_dtype)
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _unsupported_aten(text: str) -> str | None:
+    match = re.search(r"(aten::\w+|aten\.\w+(?:\.\w+)?)", text)
+    return match.group(1) if match else None
+
+
+def _from_torch(module, ref: str, name: str, input_shapes, input_dtype) -> FloatModel:
+    torch = _torch()
+    dtype = getattr(torch, input_dtype, None)
+    if not isinstance(dtype, torch.dtype):
+        raise InputError(f"unknown input dtype '{input_dtype}'")
+    examples = tuple(torch.zeros(shape, dtype=dtype) for shape in input_shapes)
+    try:
+        with torch.no_grad():
+            module(*examples)
+    except Exception as exc:
+        raise InputError(f"{ref}: model rejects input shape {', '.join(_fmt(s) for s in input_shapes)}: "
+                         f"{_first_line(exc)}") from None
+    onnx_bytes = _torch_to_onnx(module, examples, ref)
+    import onnx
+
+    model = onnx.load_from_string(onnx_bytes)
+    layers = _layer_names(model)
+    inits = {i.name for i in model.graph.initializer}
+
+    def reference(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with torch.no_grad():
+            out = module(*(torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in inputs))
+        outs = out if isinstance(out, (tuple, list)) else [out]
+        return [o.detach().numpy() for o in outs]
+
+    inputs = _specs(model.graph.input, inits)
+    return FloatModel(name=name, onnx_bytes=onnx_bytes, inputs=inputs, outputs=_specs(model.graph.output),
+                      reference=reference, reference_kind="pytorch", layers=layers, source=ref)
+
+
+def _torch_to_onnx(module, examples, ref: str) -> bytes:
+    """torch.onnx (dynamo) export with a dynamic batch dim, falling back to the fixed example shape."""
+    torch = _torch()
+    if importlib.util.find_spec("onnxscript") is None:
+        raise MissingDependencyError("onnxscript", "PyTorch to ONNX export", "torch")
+    names = ["input"] if len(examples) == 1 else [f"input_{i}" for i in range(len(examples))]
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    attempts = [tuple({0: batch} for _ in examples), None]
+    last_error: Exception | None = None
+    for dynamic in attempts:
+        sink = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _quiet_torch_logs():
+                program = torch.onnx.export(module, examples, dynamo=True, dynamic_shapes=dynamic,
+                                            input_names=names, optimize=True, verbose=False)
+            return _save_cleaned(program)
+        except Exception as exc:  # noqa: BLE001 - any export failure is reported below
+            last_error = exc
+    text = str(last_error)
+    op = _unsupported_aten(text) if "nsupported" in text or "decomposition" in text.lower() else None
+    if op:
+        raise UnsupportedOpError(op, _node_of(text) or "?", "PyTorch to ONNX export has no conversion") from None
+    raise InputError(f"{ref}: PyTorch to ONNX export failed: {_first_line(last_error)}") from None
+
+
+def _node_of(text: str) -> str | None:
+    match = re.search(r"%(\w+)\s*:", text)
+    return match.group(1) if match else None
+
+
+def _save_cleaned(program) -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "model.onnx"
+        program.save(str(target))
+        import onnx
+
+        model = onnx.load(str(target))
+    return _clean(model).SerializeToString()
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs():
+    import logging
+
+    logger = logging.getLogger("torch")
+    old = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def _layer_names(model) -> dict[str, str]:
+    """ONNX node name -> PyTorch module path, from our own tag or the exporter's name scopes."""
+    import ast
+
+    layers = {}
+    for node in model.graph.node:
+        props = {p.key: p.value for p in node.metadata_props}
+        path = props.get("edgeport.layer", "")
+        if not path and "pkg.torch.onnx.name_scopes" in props:
+            try:
+                parts = [s for s in ast.literal_eval(props["pkg.torch.onnx.name_scopes"]) if s]
+            except (ValueError, SyntaxError):
+                parts = []
+            path = ".".join(parts[:-1]) if len(parts) > 1 else "".join(parts)
+        layers[node.name] = path or node.name
+    return layers
+
+
+def _clean(model):
+    """Record layer names, then drop exporter debug metadata (it holds source file paths)."""
+    layers = _layer_names(model)
+    for node in model.graph.node:
+        layer = layers[node.name]
+        del node.metadata_props[:]
+        if layer != node.name:
+            entry = node.metadata_props.add()
+            entry.key, entry.value = "edgeport.layer", layer
+    for value in list(model.graph.input) + list(model.graph.output):
+        del value.metadata_props[:]
+    model.producer_name, model.producer_version = "edgeport", "0.1.0"
+    return model

@@ -1,0 +1,92 @@
+"""Device profiles: what each target ships, which runtime checks it, and the device's limits.
+
+One table (`PROFILES`) holds every profile; `TARGETS` is the registry built from it. A target is
+usable here when an exporter for its format exists and its runtime and tools are present.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from dataclasses import dataclass, field
+
+from edgeport.registry import Registry
+
+
+@dataclass(frozen=True)
+class Target:
+    """A device profile.
+
+    Attributes:
+        name: Registry name, used on the command line (`--target onnx`).
+        format: Artifact format; selects the exporter.
+        runtime: Runtime that runs the checks.
+        description: One line for `edgeport targets`.
+        flash_bytes / ram_bytes / clock_hz: Device limits, where the device has them.
+        python_packages / programs: What the exporter and checks need on this machine.
+    """
+
+    name: str
+    format: str
+    runtime: str
+    description: str
+    flash_bytes: int | None = None
+    ram_bytes: int | None = None
+    clock_hz: int | None = None
+    python_packages: tuple[str, ...] = field(default_factory=tuple)
+    programs: tuple[str, ...] = field(default_factory=tuple)
+
+    def missing(self) -> list[str]:
+        """Reasons this target cannot be exported and checked here; empty when it can."""
+        from edgeport.exporters import EXPORTERS
+        from edgeport.runtimes import RUNTIMES
+
+        reasons = []
+        if self.format not in EXPORTERS:
+            reasons.append(f"no '{self.format}' exporter in this edgeport version")
+        elif self.runtime in RUNTIMES:
+            why = RUNTIMES.get(self.runtime).availability()
+            if why:
+                reasons.append(why)
+        else:
+            reasons.append(f"runtime '{self.runtime}' is not supported in this edgeport version")
+        reasons += [f"Python package '{p}' is not installed" for p in self.python_packages
+                    if importlib.util.find_spec(p) is None]
+        reasons += [f"program '{p}' is not on PATH" for p in self.programs if shutil.which(p) is None]
+        return reasons
+
+
+KIB = 1024
+MIB = 1024 * KIB
+
+# name, format, runtime, description, limits, needs. Microcontroller boards map to the QEMU
+# machine of their core; see the cortex-m exporter for CPU flags.
+PROFILES = [
+    Target("onnx", "onnx", "onnxruntime", "ONNX model (fp32/fp16/int8 QDQ) for ONNX Runtime"),
+    Target("onnx-mobile", "ort", "onnxruntime", "ORT format model for ONNX Runtime Mobile"),
+    Target("android", "tflite", "litert", "TFLite model for Android apps (LiteRT)",
+           python_packages=("litert_torch", "ai_edge_litert")),
+    Target("ios", "mlpackage", "coreml-mil", "Core ML ML Program for iOS apps",
+           python_packages=("coremltools",)),
+    Target("browser", "tfjs", "chromium", "TF.js graph model and ONNX for onnxruntime-web",
+           programs=("chromium", "node")),
+    Target("cortex-m4", "c", "qemu-cortex-m", "C library for Cortex-M4 (QEMU mps2-an386)",
+           flash_bytes=4 * MIB, ram_bytes=4 * MIB, clock_hz=25_000_000,
+           programs=("arm-none-eabi-gcc", "qemu-system-arm")),
+    Target("nrf52840", "c", "qemu-cortex-m", "Nordic nRF52840 (Cortex-M4F, 64 MHz)",
+           flash_bytes=1 * MIB, ram_bytes=256 * KIB, clock_hz=64_000_000,
+           programs=("arm-none-eabi-gcc", "qemu-system-arm")),
+]
+
+TARGETS: Registry[Target] = Registry("target")
+for _profile in PROFILES:
+    TARGETS.add(_profile.name, _profile)
+
+
+def resolve_targets(spec: str | list[str]) -> list[Target]:
+    """Targets named by a comma-separated string or list; `all` means every target usable here."""
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = [n.strip() for n in names if n.strip()]
+    if names == ["all"]:
+        return [t for t in TARGETS if not t.missing()]
+    return [TARGETS.get(n) for n in dict.fromkeys(names)]
