@@ -12,6 +12,7 @@ import io
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -214,15 +215,35 @@ def _from_torch(module, ref: str, name: str, input_shapes, input_dtype) -> Float
     layers = _layer_names(model)
     inits = {i.name for i in model.graph.initializer}
 
-    def reference(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run_torch(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         with torch.no_grad():
             out = module(*(torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in inputs))
         outs = out if isinstance(out, (tuple, list)) else [out]
         return [o.detach().numpy() for o in outs]
 
+    def reference(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if batched:
+            return run_torch(feeds)
+        count = len(next(iter(feeds.values())))  # a program fixed at batch 1: one sample at a time
+        parts = [run_torch({k: v[i:i + 1] for k, v in feeds.items()}) for i in range(count)]
+        return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
+
+    batched = _accepts_batch(module, examples)
+
     inputs = _specs(model.graph.input, inits)
     return FloatModel(name=name, onnx_bytes=onnx_bytes, inputs=inputs, outputs=_specs(model.graph.output),
                       reference=reference, reference_kind="pytorch", layers=layers, source=ref)
+
+
+def _accepts_batch(module, examples) -> bool:
+    """Whether the module runs a batch of 2 (a torch.export program may be fixed at batch 1)."""
+    torch = _torch()
+    try:
+        with torch.no_grad():
+            module(*(torch.cat([e, e]) for e in examples))
+        return True
+    except Exception:  # noqa: BLE001 - guards and shape errors alike mean "no batching"
+        return False
 
 
 def _torch_to_onnx(module, examples, ref: str) -> bytes:
@@ -237,7 +258,9 @@ def _torch_to_onnx(module, examples, ref: str) -> bytes:
     for dynamic in attempts:
         sink = io.StringIO()
         try:
-            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _quiet_torch_logs():
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _quiet_torch_logs(), \
+                    warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # exporter chatter; failures are reported below
                 program = torch.onnx.export(module, examples, dynamo=True, dynamic_shapes=dynamic,
                                             input_names=names, optimize=True, verbose=False)
             return _save_cleaned(program)
@@ -293,7 +316,8 @@ def _layer_names(model) -> dict[str, str]:
                 parts = [s for s in ast.literal_eval(props["pkg.torch.onnx.name_scopes"]) if s]
             except (ValueError, SyntaxError):
                 parts = []
-            path = ".".join(parts[:-1]) if len(parts) > 1 else "".join(parts)
+            # scopes are cumulative module paths, then the op: ['', 'classifier', 'classifier.3', 'linear']
+            path = parts[-2] if len(parts) > 1 else "".join(parts)
         layers[node.name] = path or node.name
     return layers
 

@@ -22,7 +22,11 @@ QUANTIZERS: Registry[Planner] = Registry("recipe")
 
 # Ops whose second input is a weight that int8 schemes quantize, and its output-channel axis.
 STATIC_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-DYNAMIC_OPS = ("Gemm", "MatMul")  # ORT has int8 dynamic kernels for these (like torch's dynamic quantization)
+DYNAMIC_OPS = ("Gemm", "MatMul")
+# Ops that move values without changing them: their int8 output must reuse the input's scale and
+# zero point (TFLite requires it and onnxruntime's QDQ quantizer does the same).
+PASS_THROUGH_OPS = ("MaxPool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
+                    "Identity", "Slice", "Gather", "Split", "DepthToSpace", "SpaceToDepth")  # ORT has int8 dynamic kernels for these (like torch's dynamic quantization)
 
 
 def make_plan(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> QuantPlan:
@@ -112,6 +116,11 @@ def plan_int8(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> Quant
     for name, (lo, hi) in ranges.items():
         scale, zero_point = qmath.activation_qparams(lo, hi)
         activations[name] = ActivationParams(float(scale), int(zero_point), (lo, hi))
+    for node in onnx_model.graph.node:  # graph order is topological: sharing chains propagate
+        if node.op_type in PASS_THROUGH_OPS and node.input and node.input[0] in activations:
+            for out in node.output:
+                if out in activations:
+                    activations[out] = activations[node.input[0]]
     return QuantPlan(
         scheme="int8", activations=activations,
         weights=plan_weights(model, recipe, STATIC_OPS, onnx_model, set(kept)),
