@@ -63,12 +63,12 @@ def read_onnx(path: Path):
         raise InputError(f"{path}: not a readable ONNX file (truncated or corrupt)") from None
     if not model.graph.node:
         raise InputError(f"{path}: not a readable ONNX file (truncated or corrupt: the graph has no nodes)")
+    check_standard_ops(model)  # first, so an unknown op is named with its node
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()[0]
         raise InputError(f"{path}: invalid ONNX model: {first}") from None
-    check_standard_ops(model)
     return model
 
 
@@ -174,7 +174,8 @@ def _load_pt2(path: Path, input_shapes, input_dtype) -> FloatModel:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
-        program = torch.export.load(str(path))
+        with _quiet_torch_logs():
+            program = torch.export.load(str(path))
     except Exception as exc:  # zip/format errors come in several types
         raise InputError(f"{path}: not a readable torch.export .pt2 file ({type(exc).__name__})") from None
     if not input_shapes:
@@ -187,12 +188,17 @@ def _load_pt2(path: Path, input_shapes, input_dtype) -> FloatModel:
 
 
 def _first_line(exc: Exception) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch colors its messages
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[0] if lines else type(exc).__name__
 
 
-def _unsupported_aten(text: str) -> str | None:
-    match = re.search(r"(aten::\w+|aten\.\w+(?:\.\w+)?)", text)
+def _unsupported_op(text: str) -> str | None:
+    """The op named by a torch.onnx conversion failure, e.g. 'aten.fft_r2c' or 'mylib.custom'."""
+    match = re.search(r"No ONNX function found for <OpOverload\(op='([\w.]+)'", text)
+    if match:
+        return match.group(1)
+    match = re.search(r"[Uu]nsupported[^\n]*?\b((?:aten|prims)[.:]+\w+)", text)
     return match.group(1) if match else None
 
 
@@ -267,14 +273,14 @@ def _torch_to_onnx(module, examples, ref: str) -> bytes:
         except Exception as exc:  # noqa: BLE001 - any export failure is reported below
             last_error = exc
     text = str(last_error)
-    op = _unsupported_aten(text) if "nsupported" in text or "decomposition" in text.lower() else None
+    op = _unsupported_op(text)
     if op:
-        raise UnsupportedOpError(op, _node_of(text) or "?", "PyTorch to ONNX export has no conversion") from None
+        raise UnsupportedOpError(op, _node_of(text) or "?", "PyTorch to ONNX export has no conversion for it") from None
     raise InputError(f"{ref}: PyTorch to ONNX export failed: {_first_line(last_error)}") from None
 
 
 def _node_of(text: str) -> str | None:
-    match = re.search(r"%(\w+)\s*:", text)
+    match = re.search(r"translating node %(\w+)", text) or re.search(r"%(\w+)\s*:", text)
     return match.group(1) if match else None
 
 
@@ -294,13 +300,12 @@ def _save_cleaned(program) -> bytes:
 def _quiet_torch_logs():
     import logging
 
-    logger = logging.getLogger("torch")
-    old = logger.level
-    logger.setLevel(logging.ERROR)
+    # torch logs recoverable failures (with tracebacks) at WARNING; edgeport reports them itself
+    logging.disable(logging.WARNING)
     try:
         yield
     finally:
-        logger.setLevel(old)
+        logging.disable(logging.NOTSET)
 
 
 def _layer_names(model) -> dict[str, str]:
