@@ -38,25 +38,26 @@ def weight_scales(weight: np.ndarray, axis: int | None) -> np.ndarray:
     return scales
 
 
-def quantize(x: np.ndarray, scale, zero_point, axis: int | None = None, qmin=INT8_MIN, qmax=INT8_MAX):
-    """ONNX QuantizeLinear semantics: saturate(round_half_even(x / scale) + zero_point)."""
+def _broadcastable(scale, zero_point, ndim: int, axis: int | None):
+    """Scale / zero point as float32 / int32 arrays shaped to broadcast along `axis`."""
     scale = np.asarray(scale, dtype=np.float32)
     zero_point = np.asarray(zero_point, dtype=np.int32)
     if axis is not None and scale.ndim == 1:
-        shape = [1] * x.ndim
+        shape = [1] * ndim
         shape[axis] = -1
         scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
+    return scale, zero_point
+
+
+def quantize(x: np.ndarray, scale, zero_point, axis: int | None = None, qmin=INT8_MIN, qmax=INT8_MAX):
+    """ONNX QuantizeLinear semantics: saturate(round_half_even(x / scale) + zero_point)."""
+    scale, zero_point = _broadcastable(scale, zero_point, np.ndim(x), axis)
     q = np.rint(np.asarray(x, dtype=np.float32) / scale) + zero_point
     return np.clip(q, qmin, qmax).astype(np.int8 if qmin < 0 else np.uint8)
 
 
 def dequantize(q: np.ndarray, scale, zero_point, axis: int | None = None) -> np.ndarray:
-    scale = np.asarray(scale, dtype=np.float32)
-    zero_point = np.asarray(zero_point, dtype=np.int32)
-    if axis is not None and scale.ndim == 1:
-        shape = [1] * q.ndim
-        shape[axis] = -1
-        scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
+    scale, zero_point = _broadcastable(scale, zero_point, q.ndim, axis)
     return ((q.astype(np.int32) - zero_point) * scale).astype(np.float32)
 
 

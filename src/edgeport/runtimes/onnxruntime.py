@@ -42,6 +42,7 @@ class OrtSession:
     def __init__(self, path: str, threads: int):
         import onnxruntime as ort
 
+        ort.set_default_logger_severity(3)  # errors come back as exceptions; warnings are noise here
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
