@@ -169,8 +169,8 @@ def test_bad_options(out, float_onnx, args, message):
 
 def test_target_without_exporter_is_refused_with_reason(out, float_onnx):
     before = _snapshot(out)
-    result = run_cli("export", str(float_onnx), "--target", "ios", "--out", str(out))
-    assert_clean_failure(result, "target 'ios' cannot be exported: no 'mlpackage' exporter", before, out)
+    result = run_cli("export", str(float_onnx), "--target", "android", "--out", str(out))
+    assert_clean_failure(result, "target 'android' cannot be exported: no 'tflite' exporter", before, out)
 
 
 @pytest.mark.parametrize("source,message", [

@@ -82,9 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
     rg.add_argument("--percentile", type=float, metavar="P", help="mass kept by percentile calibration (default 99.99)")
     rg.add_argument("--keep-float", dest="keep_float", action="append", metavar="NAME",
                     help="keep a layer (module path, node name or op type) in float; repeatable")
+    rg.add_argument("--palettize", type=int, metavar="BITS",
+                    help="k-means weight sharing: 2^BITS shared values per layer (1, 2, 4, 6, 8)")
+    rg.add_argument("--prune", type=float, metavar="FRACTION",
+                    help="zero this fraction of each layer's weights by magnitude, e.g. 0.5")
     rg.add_argument("--calib", metavar="DATA", help=".npy, .npz, folder of them, or module:function")
     rg.add_argument("--calib-samples", dest="calib_samples", type=int, metavar="N", help="use at most N samples (default 1000)")
     ex.add_argument("--eval", metavar="DATA", help="evaluation inputs (+ labels y for accuracy)")
+    ig = ex.add_argument_group("ios target")
+    ig.add_argument("--ios-target", dest="ios_deployment_target", metavar="VERSION",
+                    help="minimum deployment target: iOS15, iOS16 (default), iOS17, iOS18")
+    ig.add_argument("--ios-precision", dest="ios_precision", metavar="PRECISION",
+                    help="Core ML compute precision: fp16 (default) or fp32")
     _add_budgets(ex)
     _add_check_settings(ex)
 
@@ -119,18 +128,19 @@ def _budgets(args, file_budgets: dict) -> dict:
 
 
 def cmd_export(args) -> int:
-    from edgeport.config import load_config
+    from edgeport.config import SECTIONS, load_config
     from edgeport.pipeline import export
     from edgeport.recipe import Recipe
 
-    cfg = load_config(args.config) if args.config else {s: {} for s in ("export", "recipe", "budgets", "checks")}
+    cfg = load_config(args.config) if args.config else {s: {} for s in SECTIONS}
     exp = cfg["export"]
     pick = lambda key, default=None: getattr(args, key) if getattr(args, key) is not None else exp.get(key, default)
     source = args.source or exp.get("source")
     if not source:
         raise InputError("export: give a SOURCE (module:factory, .pt2 or .onnx) or --config with [export] source")
     recipe_values = {**cfg["recipe"], **{k: getattr(args, k) for k in ("quantize", "per_channel", "calibration",
-                                                                       "percentile", "keep_float", "calib_samples")
+                                                                       "percentile", "keep_float", "calib_samples",
+                                                                       "palettize", "prune")
                                          if getattr(args, k) is not None}}
     try:
         recipe = Recipe(**recipe_values)
@@ -139,10 +149,12 @@ def cmd_export(args) -> int:
     shapes = args.input_shape or ([tuple(exp["input_shape"])] if exp.get("input_shape") else None)
     if shapes and isinstance(shapes[0][0], (list, tuple)):
         shapes = [tuple(s) for s in shapes[0]]
+    ios = {**cfg["ios"], **{k: v for k, v in (("deployment_target", args.ios_deployment_target),
+                                              ("precision", args.ios_precision)) if v is not None}}
     report = export(source, targets=pick("targets", "onnx"), recipe=recipe, out=pick("out", "out"),
                     calib=pick("calib"), eval=pick("eval"), input_shapes=shapes,
                     input_dtype=pick("input_dtype", "float32"), budgets=_budgets(args, cfg["budgets"]),
-                    settings=_settings(args, cfg["checks"]))
+                    settings=_settings(args, cfg["checks"]), target_options={"ios": ios} if ios else None)
     return _print_report(report, args, f"{pick('out', 'out')}/report.json")
 
 

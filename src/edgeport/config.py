@@ -25,6 +25,10 @@
     warmup = 10
     threads = 1
 
+    [ios]
+    deployment_target = "iOS17"  # iOS15 .. iOS18
+    precision = "fp16"           # fp16 | fp32
+
 Command-line flags override the file.
 """
 
@@ -38,9 +42,11 @@ from edgeport.errors import InputError
 
 SECTIONS = {
     "export": {"source", "targets", "out", "calib", "eval", "input_shape", "input_dtype"},
-    "recipe": {"quantize", "per_channel", "calibration", "percentile", "keep_float", "calib_samples"},
+    "recipe": {"quantize", "per_channel", "calibration", "percentile", "keep_float", "calib_samples",
+               "palettize", "prune"},
     "budgets": set(BUDGET_KINDS),
     "checks": {"runs", "warmup", "threads", "batch_size"},
+    "ios": {"deployment_target", "precision"},
 }
 
 

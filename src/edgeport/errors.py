@@ -34,3 +34,8 @@ class MissingDependencyError(EdgeportError):
     def __init__(self, package: str, purpose: str, extra: str | None = None):
         hint = f"pip install 'edgeport[{extra}]'" if extra else f"pip install {package}"
         super().__init__(f"{purpose} needs the Python package '{package}' ({hint})")
+
+
+class RuntimeGap(Exception):
+    """A runtime cannot execute this artifact here (e.g. an op its evaluator lacks, or a check that
+    needs another OS). Checks report it as not run, with this message; it is not a pass."""

@@ -29,6 +29,8 @@ class FloatModel:
         reference_kind: What `reference` runs ("pytorch" or "onnxruntime fp32").
         layers: ONNX node name -> source layer name (PyTorch module path where known).
         source: What the model was loaded from, for the report.
+        torch_module: The PyTorch module (PyTorch sources only), for converters that start from it.
+        example_inputs: Example tensors for `torch_module` (batch 1).
     """
 
     name: str
@@ -39,6 +41,8 @@ class FloatModel:
     reference_kind: str
     layers: dict[str, str] = field(default_factory=dict)
     source: str = ""
+    torch_module: object | None = None
+    example_inputs: tuple = ()
 
     @property
     def batch_dynamic(self) -> bool:

@@ -15,8 +15,8 @@ from edgeport.budgets import evaluate, parse_budgets
 from edgeport.checks import CheckContext, CheckSettings, References, run_checks
 from edgeport.data import load_dataset, sample_shape
 from edgeport.errors import InputError
-from edgeport.exporters import EXPORTERS, Artifact
-from edgeport.quantizers import make_plan
+from edgeport.exporters import EXPORTERS, Artifact, ExportJob
+from edgeport.quantizers import compress_weights, make_plan
 from edgeport.recipe import Recipe
 from edgeport.report import Report, TargetReport, environment
 from edgeport.sources import load_source
@@ -29,7 +29,8 @@ PARAMS_NAME = "quant_params.json"
 def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None = None,
            out: str | os.PathLike = "out", calib: str | None = None, eval: str | None = None,
            input_shapes: list[tuple[int, ...]] | None = None, input_dtype: str = "float32",
-           budgets: dict | None = None, settings: CheckSettings | None = None) -> Report:
+           budgets: dict | None = None, settings: CheckSettings | None = None,
+           target_options: dict[str, dict] | None = None) -> Report:
     """Export `source` to each target with one recipe, check every artifact, apply budgets.
 
     Args:
@@ -42,6 +43,7 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         input_shapes: Input shapes for PyTorch sources (default: from the data, batch 1).
         budgets: {"max_size": "100KB", "max_latency": 5, "min_agreement": 0.99, "max_accuracy_drop": 0.5}.
         settings: Latency settings (runs, warm-up, threads).
+        target_options: Per-target options, e.g. {"ios": {"deployment_target": "iOS17", "precision": "fp32"}}.
 
     Returns:
         The `Report`; `report.exit_code` is 1 when a budget is breached.
@@ -66,7 +68,10 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
     model = load_source(source, input_shapes, input_dtype)
     calib_data = load_dataset(calib, model.inputs, "calibration data") if calib else None
     eval_data = load_dataset(eval, model.inputs, "eval data") if eval else None
+    model, compression = compress_weights(model, recipe)
     plan = make_plan(model, recipe, calib_data)
+    plan.compression = compression
+    job = ExportJob(model, recipe, plan, calib_data, target_options or {})
 
     out = Path(out)
     work = _work_folder(out)
@@ -76,7 +81,7 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         refs = References(model, eval_data or calib_data, float_path, settings.batch_size)
         report = Report(model=model.name, source=model.source, recipe=recipe.to_dict(), environment=environment())
         for target in chosen:
-            artifact = EXPORTERS.get(target.format).export(model, recipe, plan, target, work / target.name)
+            artifact = EXPORTERS.get(target.format).export(job, target, work / target.name)
             ctx = CheckContext(artifact, target, refs, settings, plan)
             report.targets.append(TargetReport(
                 target.name, target.format, "exported", artifact=str(artifact.path.relative_to(work)),
@@ -84,7 +89,7 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         if targets == "all" or targets == ["all"]:
             report.targets += [TargetReport(t.name, t.format, "skipped", reason="; ".join(t.missing()))
                                for t in TARGETS if t not in chosen]
-        if plan.weights or plan.activations:
+        if plan.weights or plan.activations or plan.compression:
             (work / PARAMS_NAME).write_text(plan.to_json())
             report.quant_params = PARAMS_NAME
         report.budgets = evaluate(limits, report.measurements(), report.not_run_reasons())

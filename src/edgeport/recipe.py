@@ -8,6 +8,7 @@ from edgeport.errors import InputError
 
 SCHEMES = ("none", "fp16", "dynamic-int8", "int8")
 CALIBRATION_METHODS = ("minmax", "percentile", "mse")
+PALETTE_BITS = (1, 2, 4, 6, 8)
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class Recipe:
         keep_float: Layers left in float: PyTorch module paths (`classifier.2`), ONNX node
             names, or ONNX op types (`Softmax`).
         calib_samples: At most this many calibration samples are used.
+        palettize: k-means weight sharing with 2^bits shared values per layer (1, 2, 4, 6, 8),
+            applied to Conv/Gemm/MatMul weights before any quantization.
+        prune: Fraction of each such weight set to zero by magnitude (0 < prune < 1).
     """
 
     quantize: str = "none"
@@ -32,6 +36,8 @@ class Recipe:
     percentile: float = 99.99
     keep_float: tuple[str, ...] = field(default_factory=tuple)
     calib_samples: int = 1000
+    palettize: int | None = None
+    prune: float | None = None
 
     def __post_init__(self):
         if self.quantize not in SCHEMES:
@@ -43,6 +49,10 @@ class Recipe:
             raise InputError(f"percentile must be in (50, 100], got {self.percentile}")
         if self.calib_samples < 1:
             raise InputError(f"calib_samples must be at least 1, got {self.calib_samples}")
+        if self.palettize is not None and self.palettize not in PALETTE_BITS:
+            raise InputError(f"palettize must be one of {', '.join(map(str, PALETTE_BITS))} bits, got {self.palettize}")
+        if self.prune is not None and not 0.0 < self.prune < 1.0:
+            raise InputError(f"prune must be a fraction between 0 and 1 (e.g. 0.5), got {self.prune}")
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
 
     @property
@@ -50,6 +60,11 @@ class Recipe:
         return self.quantize == "int8"
 
     def describe(self) -> str:
+        extras = ([f"pruned {self.prune:.0%}"] if self.prune else []) + \
+            ([f"palettized {self.palettize}-bit"] if self.palettize else [])
+        return " + ".join([self._describe_quantize()] + extras)
+
+    def _describe_quantize(self) -> str:
         if self.quantize == "int8":
             weights = "per-channel" if self.per_channel else "per-tensor"
             return f"int8 static ({weights} weights, {self.calibration} calibration)"

@@ -210,11 +210,12 @@ def _from_torch(module, ref: str, name: str, input_shapes, input_dtype) -> Float
     examples = tuple(torch.zeros(shape, dtype=dtype) for shape in input_shapes)
     try:
         with torch.no_grad():
-            module(*examples)
+            trial = module(*examples)
     except Exception as exc:
         raise InputError(f"{ref}: model rejects input shape {', '.join(_fmt(s) for s in input_shapes)}: "
                          f"{_first_line(exc)}") from None
-    onnx_bytes = _torch_to_onnx(module, examples, ref)
+    count = len(trial) if isinstance(trial, (tuple, list)) else 1
+    onnx_bytes = _torch_to_onnx(module, examples, ref, ["output"] if count == 1 else [f"output_{i}" for i in range(count)])
     import onnx
 
     model = onnx.load_from_string(onnx_bytes)
@@ -238,7 +239,8 @@ def _from_torch(module, ref: str, name: str, input_shapes, input_dtype) -> Float
 
     inputs = _specs(model.graph.input, inits)
     return FloatModel(name=name, onnx_bytes=onnx_bytes, inputs=inputs, outputs=_specs(model.graph.output),
-                      reference=reference, reference_kind="pytorch", layers=layers, source=ref)
+                      reference=reference, reference_kind="pytorch", layers=layers, source=ref,
+                      torch_module=module, example_inputs=examples)
 
 
 def _accepts_batch(module, examples) -> bool:
@@ -252,7 +254,7 @@ def _accepts_batch(module, examples) -> bool:
         return False
 
 
-def _torch_to_onnx(module, examples, ref: str) -> bytes:
+def _torch_to_onnx(module, examples, ref: str, output_names: list[str]) -> bytes:
     """torch.onnx (dynamo) export with a dynamic batch dim, falling back to the fixed example shape."""
     torch = _torch()
     if importlib.util.find_spec("onnxscript") is None:
@@ -268,7 +270,8 @@ def _torch_to_onnx(module, examples, ref: str) -> bytes:
                     warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # exporter chatter; failures are reported below
                 program = torch.onnx.export(module, examples, dynamo=True, dynamic_shapes=dynamic,
-                                            input_names=names, optimize=True, verbose=False)
+                                            input_names=names, output_names=output_names, optimize=True,
+                                            verbose=False)
             return _save_cleaned(program)
         except Exception as exc:  # noqa: BLE001 - any export failure is reported below
             last_error = exc

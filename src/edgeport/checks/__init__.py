@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from edgeport.data import Dataset
+from edgeport.errors import RuntimeGap
 from edgeport.exporters import Artifact
 from edgeport.model import FloatModel
 from edgeport.quantizers.plan import QuantPlan
@@ -110,19 +111,26 @@ def run_checks(ctx: CheckContext, names: list[str] | None = None) -> list[CheckR
         f"runtime '{ctx.target.runtime}' is not supported in this version"
     for name in names or CHECKS.names():
         check = CHECKS.get(name)
+        formats = getattr(check, "formats", None)
+        if formats is not None and ctx.artifact.format not in formats:
+            continue
         if runtime_missing and getattr(check, "needs_runtime", True):
             results.append(CheckResult.not_run(name, runtime_missing))
             continue
-        results.append(check(ctx))
+        try:
+            results.append(check(ctx))
+        except RuntimeGap as gap:
+            results.append(CheckResult.not_run(name, str(gap)))
     return results
 
 
 def _build() -> None:
-    from edgeport.checks import measure, numerics
+    from edgeport.checks import coreml_predict, measure, numerics
 
-    for name, fn in (("size", measure.check_size), ("params", numerics.check_params),
-                     ("parity", numerics.check_parity), ("accuracy", numerics.check_accuracy),
-                     ("latency", measure.check_latency)):
+    for name, fn in (("size", measure.check_size), ("structure", measure.check_structure),
+                     ("params", numerics.check_params), ("parity", numerics.check_parity),
+                     ("accuracy", numerics.check_accuracy), ("latency", measure.check_latency),
+                     ("coreml_predict", coreml_predict.check_coreml_predict)):
         CHECKS.add(name, fn)
 
 

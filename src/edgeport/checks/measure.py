@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.checks import MEASURED, CheckContext, CheckResult
+from edgeport.exporters import EXPORTERS, artifact_bytes
 from edgeport.progress import progress
 
 
@@ -23,7 +24,7 @@ def parameter_count(path: Path, fmt: str) -> int | None:
 
 
 def check_size(ctx: CheckContext) -> CheckResult:
-    size = ctx.artifact.path.stat().st_size
+    size = artifact_bytes(ctx.artifact.path)
     values = {"size_bytes": size}
     params = parameter_count(ctx.artifact.path, ctx.artifact.format)
     if params is not None:
@@ -36,6 +37,18 @@ def check_size(ctx: CheckContext) -> CheckResult:
 
 
 check_size.needs_runtime = False
+
+
+def check_structure(ctx: CheckContext) -> CheckResult:
+    """Op list and weight bytes by storage kind, read from the artifact."""
+    described = EXPORTERS.get(ctx.artifact.format).describe(ctx.artifact.path) \
+        if ctx.artifact.format in EXPORTERS else None
+    if described is None:
+        return CheckResult.not_run("structure", f"reading '{ctx.artifact.format}' structure is not supported")
+    return CheckResult("structure", MEASURED, described)
+
+
+check_structure.needs_runtime = False
 
 
 def percentiles_ms(seconds: list[float]) -> dict[str, float]:
@@ -54,6 +67,11 @@ def _latency_feeds(ctx: CheckContext, count: int = 8) -> list[dict[str, np.ndarr
 def check_latency(ctx: CheckContext) -> CheckResult:
     """p50/p90/p99 at batch 1; the float model is timed interleaved with the artifact, so the
     speedup δ = float p50 / artifact p50 compares runs made under the same machine load."""
+    from edgeport.runtimes import RUNTIMES
+
+    unavailable = RUNTIMES.get(ctx.target.runtime).latency_unavailable
+    if unavailable:
+        return CheckResult.not_run("latency", unavailable)
     s = ctx.settings
     session, baseline = ctx.session, ctx.float_session()
     feeds = _latency_feeds(ctx)

@@ -28,15 +28,16 @@ def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
 
 def check_params(ctx: CheckContext) -> CheckResult:
     """Read the quantization parameters back from the artifact and compare them with the plan."""
+    from edgeport.exporters import EXPORTERS
+
     plan = ctx.plan
     if plan is None or not (plan.weights or plan.activations):
         return CheckResult.not_run("params", "recipe has no quantization parameters")
-    if ctx.artifact.format != "onnx":
+    exporter = EXPORTERS.get(ctx.artifact.format)
+    values = exporter.read_params(ctx.artifact.path, plan)
+    if values is None:
         return CheckResult.not_run("params", f"reading parameters back from '{ctx.artifact.format}' "
                                              "files is not supported")
-    from edgeport.exporters.onnx import honored_params
-
-    values = honored_params(ctx.artifact.path.read_bytes(), plan)
     values["honored"] = not values["differ"] and values["tensors_checked"] > 0
     return CheckResult("params", MEASURED, values)
 

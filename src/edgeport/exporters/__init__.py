@@ -11,6 +11,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeport.data import Dataset
 from edgeport.errors import InputError
 from edgeport.model import FloatModel
 from edgeport.quantizers.plan import QuantPlan
@@ -38,38 +39,72 @@ class Artifact:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class ExportJob:
+    """Everything an exporter needs, the same for every target of one export.
+
+    Attributes:
+        model: The float model (weights already compressed by the recipe, if it asks).
+        recipe: The recipe.
+        plan: The recipe's quantization parameters, computed once.
+        calib: Calibration data, for formats that calibrate inside their own graph.
+        options: Per-target options, e.g. {"ios": {"deployment_target": "iOS17"}}.
+    """
+
+    model: FloatModel
+    recipe: Recipe
+    plan: QuantPlan
+    calib: Dataset | None = None
+    options: dict[str, dict] = field(default_factory=dict)
+
+
 class Exporter:
-    """Base class. Subclasses set `format`, `suffix` and implement `_export`."""
+    """Base class. Subclasses set `format`, `suffix` and implement `_export`; they may override
+    `describe` (op list, weight bytes) and `read_params` (quantization parameters stored)."""
 
     format: str = ""
     suffix: str = ""
 
-    def export(self, model: FloatModel, recipe: Recipe, plan: QuantPlan, target: Target,
-               out_dir: Path) -> Artifact:
+    def export(self, job: ExportJob, target: Target, out_dir: Path) -> Artifact:
         """Write the artifact for `target` into `out_dir` (created here, removed on failure)."""
         if target.format != self.format:
             raise InputError(f"target '{target.name}' wants format '{target.format}', not '{self.format}'")
-        if plan.scheme != recipe.quantize:
-            raise ValueError(f"plan is for '{plan.scheme}', recipe asks '{recipe.quantize}'")
+        if job.plan.scheme != job.recipe.quantize:
+            raise ValueError(f"plan is for '{job.plan.scheme}', recipe asks '{job.recipe.quantize}'")
         out_dir.mkdir(parents=True, exist_ok=False)
         try:
-            return self._export(model, recipe, plan, target, out_dir / f"{model.name}{self.suffix}")
+            return self._export(job, target, out_dir / f"{job.model.name}{self.suffix}")
         except BaseException:
             shutil.rmtree(out_dir, ignore_errors=True)
             raise
 
-    def _export(self, model: FloatModel, recipe: Recipe, plan: QuantPlan, target: Target,
-                path: Path) -> Artifact:
+    def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         raise NotImplementedError
+
+    def describe(self, path: Path) -> dict | None:
+        """{"ops": {op: count}, "weight_bytes": {storage kind: bytes}} of an artifact, if known."""
+        return None
+
+    def read_params(self, path: Path, plan: QuantPlan) -> dict | None:
+        """Compare quantization parameters stored in the artifact with `plan`, if the format allows."""
+        return None
+
+
+def artifact_bytes(path: Path) -> int:
+    """Size of an artifact file, or of every file in an artifact folder (.mlpackage)."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
 
 
 EXPORTERS: Registry[Exporter] = Registry("exporter")
 
 
 def _build() -> None:
+    from edgeport.exporters.coreml import CoreMLExporter
     from edgeport.exporters.onnx import OnnxExporter, OrtExporter
 
-    for exporter in (OnnxExporter(), OrtExporter()):
+    for exporter in (OnnxExporter(), OrtExporter(), CoreMLExporter()):
         EXPORTERS.add(exporter.format, exporter)
 
 

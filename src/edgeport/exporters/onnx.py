@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.exporters import Artifact, Exporter
+from edgeport.exporters import Artifact, Exporter, ExportJob
 from edgeport.model import FloatModel
 from edgeport.quantizers.plan import QuantPlan
 from edgeport.recipe import Recipe
@@ -165,11 +165,24 @@ class OnnxExporter(Exporter):
     format = "onnx"
     suffix = ".onnx"
 
-    def _export(self, model: FloatModel, recipe: Recipe, plan: QuantPlan, target: Target,
-                path: Path) -> Artifact:
-        data = build_onnx(model, recipe, plan)
-        path.write_bytes(data)
-        return Artifact(target.name, self.format, path, recipe.describe(), notes=_notes(recipe, plan))
+    def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
+        path.write_bytes(build_onnx(job.model, job.recipe, job.plan))
+        return Artifact(target.name, self.format, path, job.recipe.describe(), notes=_notes(job.recipe, job.plan))
+
+    def describe(self, path: Path) -> dict:
+        import onnx
+        from collections import Counter
+
+        model = onnx.load(str(path))
+        weight_bytes: Counter = Counter()
+        for init in model.graph.initializer:
+            if len(init.dims) >= 1:
+                dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type)
+                weight_bytes[str(dtype)] += int(np.prod(init.dims)) * dtype.itemsize
+        return {"ops": dict(Counter(n.op_type for n in model.graph.node)), "weight_bytes": dict(weight_bytes)}
+
+    def read_params(self, path: Path, plan: QuantPlan) -> dict:
+        return honored_params(path.read_bytes(), plan)
 
 
 class OrtExporter(Exporter):
@@ -181,20 +194,19 @@ class OrtExporter(Exporter):
     format = "ort"
     suffix = ".ort"
 
-    def _export(self, model: FloatModel, recipe: Recipe, plan: QuantPlan, target: Target,
-                path: Path) -> Artifact:
+    def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         import onnxruntime as ort
 
         with tempfile.TemporaryDirectory() as tmp:
             src = Path(tmp, "model.onnx")
-            src.write_bytes(build_onnx(model, recipe, plan))
+            src.write_bytes(build_onnx(job.model, job.recipe, job.plan))
             options = ort.SessionOptions()
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
             options.optimized_model_filepath = str(path)
             options.add_session_config_entry("session.save_model_format", "ORT")
             options.log_severity_level = 3
             ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
-        return Artifact(target.name, self.format, path, recipe.describe(), notes=_notes(recipe, plan))
+        return Artifact(target.name, self.format, path, job.recipe.describe(), notes=_notes(job.recipe, job.plan))
 
 
 def _notes(recipe: Recipe, plan: QuantPlan) -> list[str]:
@@ -205,4 +217,7 @@ def _notes(recipe: Recipe, plan: QuantPlan) -> list[str]:
         notes.append("dynamic int8 quantizes MatMul/Gemm weights; other layers stay fp32")
     if recipe.quantize == "fp16":
         notes.append("fp16 weights and compute; inputs and outputs stay float32")
+    if plan.compression:
+        notes.append(f"pruning / palettes applied to {len(plan.compression)} weights, stored dense "
+                     "(ONNX has no compressed weight storage; size is unchanged)")
     return notes

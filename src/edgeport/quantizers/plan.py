@@ -41,6 +41,8 @@ class QuantPlan:
         quantized_ops: ONNX op types the scheme quantizes.
         float_nodes: Node names kept in float by the recipe's `keep_float`.
         calibration: Method, sample count and data source.
+        compression: Initializer name -> pruning / palette applied to it before quantization
+            ({"layer", "sparsity", "zeros", "palette"}).
     """
 
     scheme: str
@@ -49,6 +51,7 @@ class QuantPlan:
     quantized_ops: list[str] = field(default_factory=list)
     float_nodes: list[str] = field(default_factory=list)
     calibration: dict = field(default_factory=dict)
+    compression: dict[str, dict] = field(default_factory=dict)
 
     def to_json(self) -> str:
         data = {
@@ -56,6 +59,7 @@ class QuantPlan:
             "quantized_ops": self.quantized_ops,
             "float_nodes": self.float_nodes,
             "calibration": self.calibration,
+            "compression": self.compression,
             "activations": {k: {"scale": float(v.scale), "zero_point": int(v.zero_point),
                                 "range": [float(v.range[0]), float(v.range[1])]}
                             for k, v in self.activations.items()},
@@ -69,7 +73,7 @@ class QuantPlan:
         data = json.loads(text)
         return cls(
             scheme=data["scheme"], quantized_ops=data["quantized_ops"], float_nodes=data["float_nodes"],
-            calibration=data["calibration"],
+            calibration=data["calibration"], compression=data.get("compression", {}),
             activations={k: ActivationParams(v["scale"], v["zero_point"], tuple(v["range"]))
                          for k, v in data["activations"].items()},
             weights={k: WeightParams(v["scale"], v["zero_point"], v["axis"], v["layer"])

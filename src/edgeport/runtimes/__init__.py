@@ -37,6 +37,7 @@ class Session(Protocol):
 
 class Runtime(Protocol):
     name: str
+    latency_unavailable: str | None  # why latency is not measured in this runtime (None: it is)
 
     def availability(self) -> str | None:
         """None when usable here, otherwise the reason it is not."""
@@ -48,9 +49,11 @@ RUNTIMES: Registry[Runtime] = Registry("runtime")
 
 
 def _build() -> None:
+    from edgeport.runtimes.coreml import CoreMLMilRuntime
     from edgeport.runtimes.onnxruntime import OnnxRuntime
 
     RUNTIMES.add("onnxruntime", OnnxRuntime())
+    RUNTIMES.add("coreml-mil", CoreMLMilRuntime())
 
 
 _build()

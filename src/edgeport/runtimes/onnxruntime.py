@@ -61,6 +61,7 @@ class OrtSession:
 
 class OnnxRuntime:
     name = "onnxruntime"
+    latency_unavailable = None
 
     def availability(self) -> str | None:
         if importlib.util.find_spec("onnxruntime") is None:

@@ -1,0 +1,256 @@
+"""Core ML exporter (ML Program .mlpackage) for iOS, applying the shared recipe.
+
+coremltools converts the traced PyTorch model; edgeport then rewrites the weights of conv /
+linear ops itself with Core ML's constexpr ops, fed with the recipe's numbers:
+  - int8 weights: `constexpr_affine_dequantize` with the plan's per-channel scales and the
+    same int8 values as the ONNX artifact;
+  - palettes: `constexpr_lut_to_dense` with the plan's k-means palette;
+  - pruning: `constexpr_sparse_to_dense` with the plan's magnitude mask.
+Deviations (scales stored in fp16, weights Core ML renamed by fusing BatchNorm) are counted and
+stated in the artifact notes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeport.errors import InputError
+from edgeport.exporters import Artifact, Exporter, ExportJob
+from edgeport.quantizers import compress, qmath
+from edgeport.quantizers.plan import QuantPlan
+from edgeport.targets import Target
+
+DEPLOYMENT_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18")
+PRECISIONS = ("fp16", "fp32")
+WEIGHT_OPS = ("conv", "linear")
+
+
+@dataclass(frozen=True)
+class CoreMLOptions:
+    """`ios` target options: minimum deployment target and compute precision."""
+
+    deployment_target: str = "iOS16"
+    precision: str = "fp16"
+
+    def __post_init__(self):
+        if self.deployment_target not in DEPLOYMENT_TARGETS:
+            raise InputError(f"ios: unknown deployment target '{self.deployment_target}' "
+                             f"(known: {', '.join(DEPLOYMENT_TARGETS)})")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"ios: unknown precision '{self.precision}' (known: {', '.join(PRECISIONS)})")
+
+    @property
+    def ios_version(self) -> int:
+        return int(self.deployment_target[3:])
+
+
+def check_recipe(job: ExportJob, options: CoreMLOptions) -> None:
+    """Refuse recipe / deployment target combinations Core ML cannot express, before converting."""
+    recipe = job.recipe
+    if recipe.quantize == "fp16" and options.precision == "fp32":
+        raise InputError("ios: recipe fp16 conflicts with --ios-precision fp32")
+    if recipe.quantize == "int8":
+        raise InputError("ios: the int8 recipe needs W8A8 activation quantization (iOS17 quantize ops), which "
+                         "this edgeport version does not write for Core ML; use --quantize dynamic-int8 "
+                         "for int8 weights")
+    compressions = [n for n, on in (("int8 weights", recipe.quantize == "dynamic-int8"),
+                                     ("palettization", recipe.palettize), ("pruning", recipe.prune)) if on]
+    if len(compressions) > 1:
+        raise InputError(f"ios: {' + '.join(compressions)} together need iOS18 combined constexpr ops, "
+                         "which this edgeport version does not write; choose one")
+    if compressions and options.ios_version < 16:
+        raise InputError(f"ios: {compressions[0]} needs --ios-target iOS16 or later (constexpr ops)")
+    if job.model.torch_module is None:
+        raise InputError("ios: Core ML conversion needs a PyTorch source (module:factory or .pt2); "
+                         "coremltools 9 does not convert ONNX")
+
+
+def _normalized(name: str) -> str:
+    return name.replace(".", "_").replace("/", "_")
+
+
+class _WeightSource:
+    """Finds the recipe's numbers for a Core ML weight constant.
+
+    coremltools names a weight after its PyTorch parameter (`features.0.weight` becomes
+    `features_0_weight`, plus `_to_fp16` in fp16 programs); a weight it rewrote (BatchNorm fused
+    into a conv) has no counterpart, and then the recipe's rule is applied to Core ML's values.
+    """
+
+    def __init__(self, job: ExportJob):
+        from onnx import numpy_helper
+
+        self.plan = job.plan
+        names = set(job.plan.weights) | set(job.plan.compression)
+        self.by_key = {_normalized(n): n for n in names}
+        inits = {i.name: i for i in job.model.onnx_model().graph.initializer}
+        self.float_weights = {n: numpy_helper.to_array(inits[n]) for n in names if n in inits}
+
+    def lookup(self, const_name: str, shape) -> str | None:
+        name = self.by_key.get(_normalized(const_name.removesuffix("_to_fp16")))
+        if name is None or tuple(self.float_weights[name].shape) != tuple(shape):
+            return None
+        return name
+
+
+def _replace_weight(block, op, build):
+    """Swap `op.weight` for the var that `build()` creates, in `op`'s scope (coremltools requires it)."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil.scope import ScopeInfo
+
+    with block, mb.scope(*[ScopeInfo(source=k, data=v) for k, v in op.scopes.items()]):
+        new = build(mb)
+    block.replace_uses_of_var_after_op(anchor_op=new.op, old_var=op.weight, new_var=new, no_check_var_types=True)
+
+
+def compress_program(program, job: ExportJob) -> list[str]:
+    """Rewrite conv/linear weights of `program` per the recipe; return notes on what was done."""
+    recipe = job.recipe
+    source = _WeightSource(job)
+    block = program.functions["main"]
+    counts = {"plan": 0, "rule": 0}
+    scale_rounding = 0.0
+    for op in list(block.operations):
+        if op.op_type not in WEIGHT_OPS or op.weight.op is None or op.weight.op.op_type != "const":
+            continue
+        w = op.weight.val
+        dtype = w.dtype
+        name = source.lookup(op.weight.name, w.shape)
+        exact = source.float_weights[name] if name is not None else w.astype(np.float32)
+        label = f"{op.weight.name}_{'int8' if recipe.quantize == 'dynamic-int8' else 'compressed'}"
+        if recipe.quantize == "dynamic-int8":
+            if name is None or name not in job.plan.weights:
+                continue  # the recipe leaves this layer float (e.g. convs under dynamic int8)
+            wp = job.plan.weights[name]
+            axis = 0 if wp.axis is not None else None
+            scale = wp.scale_array()
+            q = qmath.quantize(exact, scale, np.zeros_like(scale, dtype=np.int32), axis=axis)
+            stored = scale.astype(dtype)
+            scale_rounding = max(scale_rounding, float(np.max(np.abs(stored.astype(np.float32) - scale) / scale)))
+            _replace_weight(block, op, lambda mb: mb.constexpr_affine_dequantize(
+                quantized_data=q, zero_point=np.int8(0), scale=stored if axis is not None else stored[0],
+                axis=0, before_op=op, name=label))
+            counts["plan"] += 1
+            continue
+        info = job.plan.compression.get(name) if name is not None else None
+        counts["plan" if info else "rule"] += 1
+        if recipe.prune:
+            mask = compress.magnitude_mask(exact, recipe.prune)
+            nonzero = exact[mask].astype(dtype)
+            packed = np.packbits(mask.ravel().astype(np.uint8), bitorder="little")
+            _replace_weight(block, op, lambda mb: mb.constexpr_sparse_to_dense(
+                nonzero_data=nonzero, mask=packed, shape=np.uint32(w.shape), before_op=op, name=label))
+        elif recipe.palettize:
+            lut = np.float32(info["palette"]) if info else compress.kmeans_palette(exact, recipe.palettize)[0]
+            indices = compress.nearest_indices(exact, lut)
+            _replace_weight(block, op, lambda mb: mb.constexpr_lut_to_dense(
+                indices=compress.pack_bits(indices, recipe.palettize), lut=lut.astype(dtype),
+                shape=np.uint32(w.shape), before_op=op, name=label))
+    notes = []
+    if counts["plan"] or counts["rule"]:
+        what = {"dynamic-int8": "int8 weights"}.get(recipe.quantize) or \
+            (f"{recipe.prune:.0%} sparse weights" if recipe.prune else f"{recipe.palettize}-bit palettes")
+        notes.append(f"{what}: {counts['plan']} tensors with the recipe's numbers"
+                     + (f", {counts['rule']} by the recipe's rule on Core ML's fused weights" if counts["rule"] else ""))
+    if scale_rounding:
+        notes.append(f"int8 scales stored as fp16 by Core ML's fp16 program: max relative rounding {scale_rounding:.1e}")
+    return notes
+
+
+class CoreMLExporter(Exporter):
+    format = "mlpackage"
+    suffix = ".mlpackage"
+
+    def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
+        from edgeport.runtimes.coreml import quiet_coremltools
+
+        options = CoreMLOptions(**job.options.get(target.name, {}))
+        check_recipe(job, options)
+        if job.recipe.quantize == "fp16":
+            options = CoreMLOptions(options.deployment_target, "fp16")
+        with quiet_coremltools():
+            import coremltools as ct
+            import torch
+            from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
+
+            model = job.model
+            traced = torch.jit.trace(model.torch_module, model.example_inputs)
+            settings = dict(convert_to="mlprogram", skip_model_load=True,
+                            minimum_deployment_target=getattr(ct.target, options.deployment_target),
+                            compute_precision=ct.precision.FLOAT16 if options.precision == "fp16"
+                            else ct.precision.FLOAT32)
+            io_dtype = {"outputs": [ct.TensorType(name=s.name, dtype=np.float32) for s in model.outputs]} \
+                if options.ios_version >= 16 else {}
+            try:
+                mlmodel = ct.convert(traced, inputs=[ct.TensorType(name=s.name, shape=s.concrete_shape(1),
+                                                                   dtype=np.float32) for s in model.inputs],
+                                     **io_dtype, **settings)
+            except Exception as exc:  # noqa: BLE001 - the converter's errors name the torch op
+                raise InputError(f"ios: Core ML conversion failed: {_first_line(exc)}") from None
+            notes = [f"deployment target {options.deployment_target}, compute precision {options.precision}"]
+            if job.plan.weights and job.recipe.quantize == "dynamic-int8" or job.recipe.palettize or job.recipe.prune:
+                program = mlmodel._mil_program
+                notes += compress_program(program, job)
+                PASS_REGISTRY["common::dead_code_elimination"](program)
+                mlmodel = ct.convert(program, pass_pipeline=ct.PassPipeline.EMPTY, **settings)
+            mlmodel.short_description = f"{model.name}: {job.recipe.describe()} (edgeport)"
+            mlmodel.save(str(path))
+        described = job.recipe.describe()
+        if job.recipe.quantize == "none" and options.precision == "fp16":
+            described = described.replace("fp32", "fp16 compute", 1)  # Core ML's default precision
+        return Artifact(target.name, self.format, path, described, notes=notes)
+
+    def describe(self, path: Path) -> dict:
+        from collections import Counter
+
+        from edgeport.runtimes.coreml import load_program
+
+        _, program = load_program(str(path))
+        ops = [op for op in program.functions["main"].operations]
+        weight_bytes: Counter = Counter()
+        consumers = {}
+        for op in ops:
+            for value in op.inputs.values():
+                for var in value if isinstance(value, (list, tuple)) else [value]:
+                    consumers.setdefault(var.name, set()).add(op.op_type)
+        for op in ops:
+            if op.op_type != "const" or op.outputs[0].val is None:
+                continue
+            value = np.asarray(op.outputs[0].val)
+            if value.size < 16:
+                continue  # attributes and shapes, not weights
+            kinds = consumers.get(op.outputs[0].name, {"?"})
+            kind = next((k for k in kinds if k.startswith("constexpr")), None) or f"dense {value.dtype}"
+            weight_bytes[kind] += value.nbytes
+        return {"ops": dict(Counter(op.op_type for op in ops if op.op_type != "const")),
+                "weight_bytes": dict(weight_bytes)}
+
+    def read_params(self, path: Path, plan: QuantPlan) -> dict:
+        """Per-channel int8 scales stored in the package vs the plan (fp16 storage rounding allowed)."""
+        from edgeport.runtimes.coreml import load_program
+
+        _, program = load_program(str(path))
+        by_key = {_normalized(n): n for n in plan.weights}
+        checked, differ = 0, []
+        for op in program.functions["main"].operations:
+            if op.op_type != "constexpr_affine_dequantize":
+                continue
+            key = _normalized(op.name.removesuffix("_int8").removesuffix("_to_fp16"))
+            name = by_key.get(key)
+            if name is None:
+                continue
+            checked += 1
+            stored = np.atleast_1d(np.asarray(op.inputs["scale"].val))
+            expected = plan.weights[name].scale_array()
+            if not np.array_equal(stored, expected.astype(stored.dtype)):
+                differ.append(name)
+        return {"tensors_checked": checked, "exact": checked - len(differ), "differ": differ,
+                "storage": "scales compared after rounding to the package's scale dtype"}
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,210 @@
+"""NumPy implementations of the Core ML ML Program (MIL) ops found in edgeport's artifacts.
+
+Why our own: coremltools cannot run `predict` on Linux, and Core ML itself only exists on Apple
+platforms, so Linux pipelines need an evaluator to check numerics. Each op is a pure function of
+its named inputs (NumPy arrays or Python scalars) returning one array or a tuple of them; `OPS`
+maps MIL op names to them. Ops that are not in `OPS` are reported by name, never skipped.
+
+fp16 models are evaluated in float32 with every op output rounded to fp16, as Core ML stores them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+def _pads(pad_type: str, pad, spatial, kernel, strides, dilations) -> list[tuple[int, int]]:
+    if pad_type == "custom":
+        pad = list(pad)
+        return [(int(pad[2 * i]), int(pad[2 * i + 1])) for i in range(len(spatial))]
+    if pad_type == "valid":
+        return [(0, 0)] * len(spatial)
+    out = []  # same / same_lower
+    for size, k, s, d in zip(spatial, kernel, strides, dilations):
+        total = max((int(np.ceil(size / s)) - 1) * s + (k - 1) * d + 1 - size, 0)
+        small, big = total // 2, total - total // 2
+        out.append((big, small) if pad_type == "same_lower" else (small, big))
+    return out
+
+
+def _windows(x, kernel, strides, dilations, pads, fill):
+    """(N, C, Ho, Wo, kh, kw) view of x (N, C, H, W) after padding with `fill`."""
+    x = np.pad(x, [(0, 0), (0, 0), *pads], constant_values=fill)
+    span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    win = sliding_window_view(x, span, axis=(2, 3))
+    win = win[:, :, :: strides[0], :: strides[1], :: dilations[0], :: dilations[1]]
+    return win
+
+
+def conv(x, weight, bias=None, strides=(1, 1), pad_type="valid", pad=(0, 0, 0, 0), dilations=(1, 1), groups=1):
+    if x.ndim != 4:
+        raise NotImplementedError(f"conv on rank-{x.ndim} input")
+    groups = int(groups)
+    cout, cin_g, kh, kw = weight.shape
+    strides, dilations = [int(s) for s in strides], [int(d) for d in dilations]
+    pads = _pads(pad_type, pad, x.shape[2:], (kh, kw), strides, dilations)
+    win = _windows(x.astype(np.float32), (kh, kw), strides, dilations, pads, 0.0)
+    n, _, ho, wo = win.shape[:4]
+    win = win.reshape(n, groups, cin_g, ho, wo, kh, kw)
+    w = weight.astype(np.float32).reshape(groups, cout // groups, cin_g, kh, kw)
+    out = np.einsum("ngchwij,gocij->ngohw", win, w, optimize=True).reshape(n, cout, ho, wo)
+    if bias is not None:
+        out = out + bias.astype(np.float32).reshape(1, -1, 1, 1)
+    return out
+
+
+def _pool(x, kernel_sizes, strides, pad_type, pad, fill):
+    kernel, strides = [int(k) for k in kernel_sizes], [int(s) for s in strides]
+    pads = _pads(pad_type, pad, x.shape[2:], kernel, strides, (1, 1))
+    return _windows(x.astype(np.float32), kernel, strides, (1, 1), pads, fill), pads, kernel, strides
+
+
+def max_pool(x, kernel_sizes, strides, pad_type="valid", pad=(0, 0, 0, 0), ceil_mode=False):
+    if ceil_mode:
+        raise NotImplementedError("max_pool with ceil_mode")
+    win, *_ = _pool(x, kernel_sizes, strides, pad_type, pad, -np.inf)
+    return win.max(axis=(-2, -1))
+
+
+def avg_pool(x, kernel_sizes, strides, pad_type="valid", pad=(0, 0, 0, 0), exclude_padding_from_average=False,
+             ceil_mode=False):
+    if ceil_mode:
+        raise NotImplementedError("avg_pool with ceil_mode")
+    win, pads, kernel, strides = _pool(x, kernel_sizes, strides, pad_type, pad, 0.0)
+    total = win.sum(axis=(-2, -1))
+    if not exclude_padding_from_average:
+        return total / (kernel[0] * kernel[1])
+    ones = np.ones((1, 1, *x.shape[2:]), dtype=np.float32)
+    counts = _windows(ones, kernel, strides, (1, 1), pads, 0.0).sum(axis=(-2, -1))
+    return total / counts
+
+
+def linear(x, weight, bias=None):
+    out = x.astype(np.float32) @ weight.astype(np.float32).T
+    return out if bias is None else out + bias.astype(np.float32)
+
+
+def matmul(x, y, transpose_x=False, transpose_y=False):
+    x, y = x.astype(np.float32), y.astype(np.float32)
+    if transpose_x:
+        x = np.swapaxes(x, -1, -2)
+    if transpose_y:
+        y = np.swapaxes(y, -1, -2)
+    return x @ y
+
+
+def _axes(axes, ndim):
+    return None if axes is None else tuple(int(a) % ndim for a in np.atleast_1d(axes))
+
+
+def reduce_mean(x, axes=None, keep_dims=False):
+    return x.astype(np.float32).mean(axis=_axes(axes, x.ndim), keepdims=bool(keep_dims))
+
+
+def reduce_sum(x, axes=None, keep_dims=False):
+    return x.astype(np.float32).sum(axis=_axes(axes, x.ndim), keepdims=bool(keep_dims))
+
+
+def reduce_max(x, axes=None, keep_dims=False):
+    return x.max(axis=_axes(axes, x.ndim), keepdims=bool(keep_dims))
+
+
+def softmax(x, axis=-1):
+    x = x.astype(np.float32)
+    e = np.exp(x - x.max(axis=int(axis), keepdims=True))
+    return e / e.sum(axis=int(axis), keepdims=True)
+
+
+def concat(values, axis, interleave=False):
+    if interleave:
+        raise NotImplementedError("concat with interleave")
+    return np.concatenate(values, axis=int(axis))
+
+
+def constexpr_affine_dequantize(quantized_data, zero_point, scale, axis):
+    shape = [1] * quantized_data.ndim
+    if np.ndim(scale) == 1:
+        shape[int(axis)] = -1
+    scale = np.reshape(scale, shape if np.ndim(scale) == 1 else ())
+    zero_point = np.reshape(zero_point, shape if np.ndim(zero_point) == 1 else ())
+    return ((quantized_data.astype(np.float32) - zero_point.astype(np.float32)) * scale.astype(np.float32)).astype(
+        np.asarray(scale).dtype)
+
+
+def constexpr_lut_to_dense(indices, lut, shape):
+    from edgeport.quantizers.compress import unpack_bits
+
+    count = int(np.prod(shape))
+    bits = int(np.log2(lut.size))
+    return lut[unpack_bits(indices, bits, count)].reshape([int(s) for s in shape])
+
+
+def constexpr_sparse_to_dense(nonzero_data, mask, shape):
+    count = int(np.prod(shape))
+    dense = np.zeros(count, dtype=nonzero_data.dtype)
+    dense[np.flatnonzero(np.unpackbits(mask, bitorder="little")[:count])] = nonzero_data
+    return dense.reshape([int(s) for s in shape])
+
+
+_DTYPES = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "int8": np.int8, "uint8": np.uint8,
+           "bool": np.bool_, "int64": np.int64}
+
+
+def cast(x, dtype):
+    return np.asarray(x).astype(_DTYPES[str(dtype)])
+
+
+def quantize(input, scale, zero_point=None, axis=None, output_dtype="int8"):  # noqa: A002 - MIL's name
+    dtype = _DTYPES[str(output_dtype)]
+    info = np.iinfo(dtype)
+    shape = [1] * input.ndim
+    if np.ndim(scale) == 1:
+        shape[int(axis)] = -1
+    scale = np.reshape(scale, shape if np.ndim(scale) == 1 else ()).astype(np.float32)
+    zp = 0 if zero_point is None else np.reshape(zero_point, shape if np.ndim(zero_point) == 1 else ()).astype(np.int32)
+    return np.clip(np.rint(input.astype(np.float32) / scale) + zp, info.min, info.max).astype(dtype)
+
+
+def dequantize(input, scale, zero_point=None, axis=None):  # noqa: A002 - MIL's name
+    shape = [1] * input.ndim
+    if np.ndim(scale) == 1:
+        shape[int(axis)] = -1
+    scale = np.reshape(scale, shape if np.ndim(scale) == 1 else ())
+    zp = 0 if zero_point is None else np.reshape(zero_point, shape if np.ndim(zero_point) == 1 else ()).astype(np.float32)
+    return ((input.astype(np.float32) - zp) * scale.astype(np.float32)).astype(np.asarray(scale).dtype)
+
+
+OPS = {
+    "conv": conv,
+    "linear": linear,
+    "matmul": matmul,
+    "max_pool": max_pool,
+    "avg_pool": avg_pool,
+    "relu": lambda x: np.maximum(x, 0),
+    "relu6": lambda x: np.clip(x, 0, 6),
+    "clip": lambda x, alpha, beta: np.clip(x, alpha, beta),
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x.astype(np.float32))),
+    "tanh": lambda x: np.tanh(x.astype(np.float32)),
+    "add": lambda x, y: x.astype(np.float32) + y.astype(np.float32),
+    "sub": lambda x, y: x.astype(np.float32) - y.astype(np.float32),
+    "mul": lambda x, y: x.astype(np.float32) * y.astype(np.float32),
+    "real_div": lambda x, y: x.astype(np.float32) / y.astype(np.float32),
+    "reshape": lambda x, shape: np.reshape(x, [int(s) for s in shape]),
+    "transpose": lambda x, perm: np.transpose(x, [int(p) for p in perm]),
+    "squeeze": lambda x, axes=None: np.squeeze(x, axis=_axes(axes, x.ndim)),
+    "expand_dims": lambda x, axes: np.expand_dims(x, tuple(int(a) for a in np.atleast_1d(axes))),
+    "reduce_mean": reduce_mean,
+    "reduce_sum": reduce_sum,
+    "reduce_max": reduce_max,
+    "softmax": softmax,
+    "concat": concat,
+    "cast": cast,
+    "identity": lambda x: x,
+    "constexpr_affine_dequantize": constexpr_affine_dequantize,
+    "constexpr_lut_to_dense": constexpr_lut_to_dense,
+    "constexpr_sparse_to_dense": constexpr_sparse_to_dense,
+    "constexpr_cast": lambda source_val, output_dtype: cast(source_val, output_dtype),
+    "quantize": quantize,
+    "dequantize": dequantize,
+}
