@@ -60,6 +60,7 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
     for target in chosen:
         if target.format not in EXPORTERS:
             raise InputError(f"target '{target.name}' cannot be exported: {'; '.join(target.missing())}")
+        EXPORTERS.get(target.format).check_request(recipe, target_options or {}, target)
     _check_budgets_measurable(limits, calib, eval)
     if not input_shapes and (calib or eval) and not source.endswith(".onnx"):
         shape = sample_shape(calib or eval, "calibration data" if calib else "eval data")
@@ -117,9 +118,9 @@ def check(model_path: str | os.PathLike, target: str, eval: str | None = None, r
     limits = parse_budgets(budgets or {})
     (chosen,) = resolve_targets([target])
     path = Path(model_path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: no such file")
-    suffix_format = {".onnx": "onnx", ".ort": "ort", ".tflite": "tflite"}.get(path.suffix)
+    suffix_format = {".onnx": "onnx", ".ort": "ort", ".tflite": "tflite", ".mlpackage": "mlpackage"}.get(path.suffix)
     if suffix_format != chosen.format:
         raise InputError(f"{path}: a '{path.suffix}' file cannot be checked as target '{chosen.name}' "
                          f"(it expects .{chosen.format})")

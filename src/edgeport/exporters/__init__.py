@@ -78,6 +78,9 @@ class Exporter:
             shutil.rmtree(out_dir, ignore_errors=True)
             raise
 
+    def check_request(self, recipe: Recipe, options: dict, target: Target) -> None:
+        """Refuse, before any work, a recipe or options this format cannot honor (InputError)."""
+
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         raise NotImplementedError
 

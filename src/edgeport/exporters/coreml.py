@@ -21,6 +21,7 @@ from edgeport.errors import InputError
 from edgeport.exporters import Artifact, Exporter, ExportJob
 from edgeport.quantizers import compress, qmath
 from edgeport.quantizers.plan import QuantPlan
+from edgeport.recipe import Recipe
 from edgeport.targets import Target
 
 DEPLOYMENT_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18")
@@ -47,9 +48,8 @@ class CoreMLOptions:
         return int(self.deployment_target[3:])
 
 
-def check_recipe(job: ExportJob, options: CoreMLOptions) -> None:
+def check_recipe(recipe: Recipe, options: CoreMLOptions) -> None:
     """Refuse recipe / deployment target combinations Core ML cannot express, before converting."""
-    recipe = job.recipe
     if recipe.quantize == "fp16" and options.precision == "fp32":
         raise InputError("ios: recipe fp16 conflicts with --ios-precision fp32")
     if recipe.quantize == "int8":
@@ -63,9 +63,13 @@ def check_recipe(job: ExportJob, options: CoreMLOptions) -> None:
                          "which this edgeport version does not write; choose one")
     if compressions and options.ios_version < 16:
         raise InputError(f"ios: {compressions[0]} needs --ios-target iOS16 or later (constexpr ops)")
-    if job.model.torch_module is None:
-        raise InputError("ios: Core ML conversion needs a PyTorch source (module:factory or .pt2); "
-                         "coremltools 9 does not convert ONNX")
+
+
+def _options(options: dict, target: Target) -> CoreMLOptions:
+    try:
+        return CoreMLOptions(**options.get(target.name, {}))
+    except TypeError as exc:
+        raise InputError(f"ios: {exc}") from None
 
 
 def _normalized(name: str) -> str:
@@ -164,11 +168,17 @@ class CoreMLExporter(Exporter):
     format = "mlpackage"
     suffix = ".mlpackage"
 
+    def check_request(self, recipe: Recipe, options: dict, target: Target) -> None:
+        check_recipe(recipe, _options(options, target))
+
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         from edgeport.runtimes.coreml import quiet_coremltools
 
-        options = CoreMLOptions(**job.options.get(target.name, {}))
-        check_recipe(job, options)
+        options = _options(job.options, target)
+        check_recipe(job.recipe, options)
+        if job.model.torch_module is None:
+            raise InputError("ios: Core ML conversion needs a PyTorch source (module:factory or .pt2); "
+                             "coremltools 9 does not convert ONNX")
         if job.recipe.quantize == "fp16":
             options = CoreMLOptions(options.deployment_target, "fp16")
         with quiet_coremltools():

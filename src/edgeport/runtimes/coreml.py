@@ -81,14 +81,12 @@ class MilSession:
         self.outputs = _specs(spec.description.output)
         function = program.functions["main"]
         self.ops = list(function.operations)
-        missing = [(op.op_type, op.name) for op in self.ops if op.op_type != "const" and op.op_type not in OPS]
-        if missing:
-            names = ", ".join(f"'{t}' (node '{n}')" for t, n in missing[:5])
-            raise RuntimeGap(f"the MIL evaluator does not support op {names}")
+        # Unknown ops are reported when the program is run, so the I/O and structure stay readable.
+        self.unsupported = [(op.op_type, op.name) for op in self.ops if op.op_type != "const" and op.op_type not in OPS]
         self.op_types = sorted({op.op_type for op in self.ops if op.op_type != "const"})
         self._consts = {op.outputs[0].name: op.outputs[0].val for op in self.ops if op.op_type == "const"}
         self._input_dtypes = {v.name: _dtype_name(v) for v in function.inputs.values()}
-        self._plan = [self._compile(op) for op in self.ops if op.op_type != "const"]
+        self._plan = [self._compile(op) for op in self.ops if op.op_type != "const" and op.op_type in OPS]
 
     def _compile(self, op):
         params = {}
@@ -98,6 +96,9 @@ class MilSession:
         return op.op_type, op.name, params, outputs
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if self.unsupported:
+            names = ", ".join(f"'{t}' (node '{n}')" for t, n in self.unsupported[:5])
+            raise RuntimeGap(f"the MIL evaluator does not support op {names}")
         env = dict(self._consts)
         for spec in self.inputs:
             dtype = _NUMPY.get(self._input_dtypes.get(spec.name) or "", np.float32)
