@@ -22,6 +22,7 @@ VARIANTS = {
     "palette4": ["--palettize", "4"],
     "palette2": ["--palettize", "2"],
     "sparse50": ["--prune", "0.5"],
+    "w8a8": ["--quantize", "int8", "--ios-target", "iOS17"],
 }
 
 
@@ -73,6 +74,15 @@ def test_int8_weights_use_the_recipe_scales(ios_exports):
     # same recipe, same numbers: Core ML and ONNX agree on every argmax
     onnx_parity, ios_parity = targets["onnx"]["checks"]["parity"], checks["parity"]
     assert abs(onnx_parity["cosine"] - ios_parity["cosine"]) < 1e-4
+
+
+def test_w8a8_uses_the_plan_for_weights_and_activations(ios_exports):
+    targets, out = ios_exports("w8a8")
+    checks = targets["ios"]["checks"]
+    assert checks["params"]["honored"] and checks["params"]["tensors_checked"] == 4
+    assert checks["structure"]["ops"]["quantize"] == 4 and checks["structure"]["ops"]["dequantize"] == 4
+    assert "int8 activations at 4 conv/linear inputs: 4 with the recipe's numbers" in targets["ios"]["notes"]
+    assert checks["accuracy"]["accuracy_drop_points"] <= 0.5 and checks["parity"]["top1_agreement"] >= 0.99
 
 
 def test_palettes_shrink_weights_and_follow_the_recipe(ios_exports):
@@ -151,7 +161,7 @@ def test_unknown_op_in_a_handmade_package_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--quantize", "int8", "--calib", CALIB], "ios: the int8 recipe needs W8A8 activation quantization"),
+    (["--quantize", "int8", "--calib", CALIB], "ios: the int8 recipe (W8A8: int8 activations) needs --ios-target iOS17"),
     (["--palettize", "4", "--ios-target", "iOS15"], "ios: palettization needs --ios-target iOS16 or later"),
     (["--palettize", "4", "--prune", "0.5"], "ios: palettization + pruning together need iOS18"),
     (["--ios-target", "iOS12"], "ios: unknown deployment target 'iOS12' (known: iOS15, iOS16, iOS17, iOS18)"),

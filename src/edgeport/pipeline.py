@@ -55,12 +55,20 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
     settings = settings or CheckSettings()
     limits = parse_budgets(budgets or {})
     chosen = resolve_targets(targets)
-    if not chosen:
-        raise InputError("no target can be exported here (see 'edgeport targets')")
+    every = targets in ("all", ["all"])
+    refused: dict[str, str] = {}  # with `all`, a target that cannot honor the recipe is skipped, not fatal
     for target in chosen:
         if target.format not in EXPORTERS:
             raise InputError(f"target '{target.name}' cannot be exported: {'; '.join(target.missing())}")
-        EXPORTERS.get(target.format).check_request(recipe, target_options or {}, target)
+        try:
+            EXPORTERS.get(target.format).check_request(recipe, target_options or {}, target)
+        except InputError as exc:
+            if not every:
+                raise
+            refused[target.name] = str(exc)
+    chosen = [t for t in chosen if t.name not in refused]
+    if not chosen:
+        raise InputError("no target can be exported here (see 'edgeport targets')")
     _check_budgets_measurable(limits, calib, eval)
     if not input_shapes and (calib or eval) and not source.endswith(".onnx"):
         shape = sample_shape(calib or eval, "calibration data" if calib else "eval data")
@@ -87,9 +95,9 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
             report.targets.append(TargetReport(
                 target.name, target.format, "exported", artifact=str(artifact.path.relative_to(work)),
                 recipe=artifact.recipe, notes=artifact.notes, checks=run_checks(ctx)))
-        if targets == "all" or targets == ["all"]:
-            report.targets += [TargetReport(t.name, t.format, "skipped", reason="; ".join(t.missing()))
-                               for t in TARGETS if t not in chosen]
+        if every:
+            report.targets += [TargetReport(t.name, t.format, "skipped", reason=refused.get(t.name) or
+                                            "; ".join(t.missing())) for t in TARGETS if t not in chosen]
         if plan.weights or plan.activations or plan.compression:
             (work / PARAMS_NAME).write_text(plan.to_json())
             report.quant_params = PARAMS_NAME

@@ -19,6 +19,7 @@ import numpy as np
 
 from edgeport.errors import InputError
 from edgeport.exporters import Artifact, Exporter, ExportJob
+from edgeport.exporters.coreml_activations import activation_inputs, calibrate, quantize_activations
 from edgeport.quantizers import compress, qmath
 from edgeport.quantizers.plan import QuantPlan
 from edgeport.recipe import Recipe
@@ -52,11 +53,10 @@ def check_recipe(recipe: Recipe, options: CoreMLOptions) -> None:
     """Refuse recipe / deployment target combinations Core ML cannot express, before converting."""
     if recipe.quantize == "fp16" and options.precision == "fp32":
         raise InputError("ios: recipe fp16 conflicts with --ios-precision fp32")
-    if recipe.quantize == "int8":
-        raise InputError("ios: the int8 recipe needs W8A8 activation quantization (iOS17 quantize ops), which "
-                         "this edgeport version does not write for Core ML; use --quantize dynamic-int8 "
-                         "for int8 weights")
-    compressions = [n for n, on in (("int8 weights", recipe.quantize == "dynamic-int8"),
+    if recipe.quantize == "int8" and options.ios_version < 17:
+        raise InputError("ios: the int8 recipe (W8A8: int8 activations) needs --ios-target iOS17 or later; "
+                         "--quantize dynamic-int8 gives int8 weights from iOS16")
+    compressions = [n for n, on in (("int8 weights", recipe.quantize in ("dynamic-int8", "int8")),
                                      ("palettization", recipe.palettize), ("pruning", recipe.prune)) if on]
     if len(compressions) > 1:
         raise InputError(f"ios: {' + '.join(compressions)} together need iOS18 combined constexpr ops, "
@@ -124,13 +124,19 @@ def compress_program(program, job: ExportJob) -> list[str]:
         dtype = w.dtype
         name = source.lookup(op.weight.name, w.shape)
         exact = source.float_weights[name] if name is not None else w.astype(np.float32)
-        label = f"{op.weight.name}_{'int8' if recipe.quantize == 'dynamic-int8' else 'compressed'}"
-        if recipe.quantize == "dynamic-int8":
-            if name is None or name not in job.plan.weights:
+        int8 = recipe.quantize in ("dynamic-int8", "int8")
+        label = f"{op.weight.name}_{'int8' if int8 else 'compressed'}"
+        if int8:
+            if name is not None and name in job.plan.weights:
+                wp = job.plan.weights[name]
+                axis, scale = (0 if wp.axis is not None else None), wp.scale_array()
+            elif name is None and recipe.quantize == "int8":  # weights Core ML fused: same rule
+                axis = 0 if recipe.per_channel else None
+                scale = qmath.weight_scales(exact, axis)
+                counts["rule"] += 1
+                counts["plan"] -= 1
+            else:
                 continue  # the recipe leaves this layer float (e.g. convs under dynamic int8)
-            wp = job.plan.weights[name]
-            axis = 0 if wp.axis is not None else None
-            scale = wp.scale_array()
             q = qmath.quantize(exact, scale, np.zeros_like(scale, dtype=np.int32), axis=axis)
             stored = scale.astype(dtype)
             scale_rounding = max(scale_rounding, float(np.max(np.abs(stored.astype(np.float32) - scale) / scale)))
@@ -155,7 +161,7 @@ def compress_program(program, job: ExportJob) -> list[str]:
                 shape=np.uint32(w.shape), before_op=op, name=label))
     notes = []
     if counts["plan"] or counts["rule"]:
-        what = {"dynamic-int8": "int8 weights"}.get(recipe.quantize) or \
+        what = {"dynamic-int8": "int8 weights", "int8": "int8 weights"}.get(recipe.quantize) or \
             (f"{recipe.prune:.0%} sparse weights" if recipe.prune else f"{recipe.palettize}-bit palettes")
         notes.append(f"{what}: {counts['plan']} tensors with the recipe's numbers"
                      + (f", {counts['rule']} by the recipe's rule on Core ML's fused weights" if counts["rule"] else ""))
@@ -201,9 +207,14 @@ class CoreMLExporter(Exporter):
             except Exception as exc:  # noqa: BLE001 - the converter's errors name the torch op
                 raise InputError(f"ios: Core ML conversion failed: {_first_line(exc)}") from None
             notes = [f"deployment target {options.deployment_target}, compute precision {options.precision}"]
-            if job.plan.weights and job.recipe.quantize == "dynamic-int8" or job.recipe.palettize or job.recipe.prune:
+            if job.plan.weights or job.recipe.palettize or job.recipe.prune:
                 program = mlmodel._mil_program
+                ranges = None
+                if job.recipe.quantize == "int8":  # calibrate the float graph before touching weights
+                    ranges = calibrate(mlmodel, activation_inputs(program), job)
                 notes += compress_program(program, job)
+                if ranges is not None:
+                    notes += quantize_activations(program, ranges, job)
                 PASS_REGISTRY["common::dead_code_elimination"](program)
                 mlmodel = ct.convert(program, pass_pipeline=ct.PassPipeline.EMPTY, **settings)
             mlmodel.short_description = f"{model.name}: {job.recipe.describe()} (edgeport)"

@@ -96,6 +96,11 @@ class MilSession:
         return op.op_type, op.name, params, outputs
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        env = self.run_all(feeds)
+        return [env[spec.name].astype(np.float32) for spec in self.outputs]
+
+    def run_all(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every value of the program (by var name) for one input."""
         if self.unsupported:
             names = ", ".join(f"'{t}' (node '{n}')" for t, n in self.unsupported[:5])
             raise RuntimeGap(f"the MIL evaluator does not support op {names}")
@@ -115,7 +120,7 @@ class MilSession:
             for (out_name, dtype), value in zip(outputs, results):
                 value = np.asarray(value)
                 env[out_name] = value.astype(_NUMPY[dtype]) if dtype in _NUMPY else value
-        return [env[spec.name].astype(np.float32) for spec in self.outputs]
+        return env
 
 
 class CoreMLMilRuntime:
