@@ -77,10 +77,12 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
     model = load_source(source, input_shapes, input_dtype)
     calib_data = load_dataset(calib, model.inputs, "calibration data") if calib else None
     eval_data = load_dataset(eval, model.inputs, "eval data") if eval else None
+    uncompressed = model
     model, compression = compress_weights(model, recipe)
     plan = make_plan(model, recipe, calib_data)
     plan.compression = compression
-    job = ExportJob(model, recipe, plan, calib_data, target_options or {})
+    job = ExportJob(model, recipe, plan, calib_data, target_options or {},
+                    uncompressed if compression else None)
 
     out = Path(out)
     work = _work_folder(out)

@@ -49,6 +49,8 @@ class ExportJob:
         plan: The recipe's quantization parameters, computed once.
         calib: Calibration data, for formats that calibrate inside their own graph.
         options: Per-target options, e.g. {"ios": {"deployment_target": "iOS17"}}.
+        uncompressed: The model before the recipe's pruning / palettes (formats that store
+            compressed weights natively start from it); None when nothing was compressed.
     """
 
     model: FloatModel
@@ -56,6 +58,7 @@ class ExportJob:
     plan: QuantPlan
     calib: Dataset | None = None
     options: dict[str, dict] = field(default_factory=dict)
+    uncompressed: FloatModel | None = None
 
 
 class Exporter:

@@ -80,8 +80,9 @@ class _WeightSource:
     """Finds the recipe's numbers for a Core ML weight constant.
 
     coremltools names a weight after its PyTorch parameter (`features.0.weight` becomes
-    `features_0_weight`, plus `_to_fp16` in fp16 programs); a weight it rewrote (BatchNorm fused
-    into a conv) has no counterpart, and then the recipe's rule is applied to Core ML's values.
+    `features_0_weight`, plus `_to_fp16` in fp16 programs). A weight it rewrote (BatchNorm fused
+    into a conv) is found by value instead: the ONNX graph holds the same fused weight, equal up to
+    fp16 rounding. A weight found neither way gets the recipe's rule applied to Core ML's values.
     """
 
     def __init__(self, job: ExportJob):
@@ -90,22 +91,36 @@ class _WeightSource:
         self.plan = job.plan
         names = set(job.plan.weights) | set(job.plan.compression)
         self.by_key = {_normalized(n): n for n in names}
-        inits = {i.name: i for i in job.model.onnx_model().graph.initializer}
+        inits = {i.name: i for i in (job.uncompressed or job.model).onnx_model().graph.initializer}
         self.float_weights = {n: numpy_helper.to_array(inits[n]) for n in names if n in inits}
 
-    def lookup(self, const_name: str, shape) -> str | None:
+    def lookup(self, const_name: str, value: np.ndarray) -> str | None:
         name = self.by_key.get(_normalized(const_name.removesuffix("_to_fp16")))
-        if name is None or tuple(self.float_weights[name].shape) != tuple(shape):
-            return None
-        return name
+        if name is not None and self.float_weights[name].shape == value.shape:
+            return name
+        value = value.astype(np.float32)
+        tolerance = 2e-3 * float(np.abs(value).max(initial=0.0)) + 1e-8  # fp16 rounding of the largest weight
+        for candidate, weight in self.float_weights.items():
+            if weight.shape == value.shape and np.allclose(weight, value, rtol=1e-3, atol=tolerance):
+                return candidate
+        return None
+
+
+def scope_of(op):
+    """A builder scope carrying `op`'s source scopes: coremltools requires them on ops added to a
+    program converted from PyTorch. Graph-pass history (which may list several passes) is left out."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil.scope import ScopeInfo, ScopeSource
+
+    return mb.scope(*[ScopeInfo(source=k, data=v) for k, v in op.scopes.items()
+                      if k != ScopeSource.COREMLTOOLS_GRAPH_PASS])
 
 
 def _replace_weight(block, op, build):
-    """Swap `op.weight` for the var that `build()` creates, in `op`'s scope (coremltools requires it)."""
+    """Swap `op.weight` for the var that `build()` creates, in `op`'s scope."""
     from coremltools.converters.mil import Builder as mb
-    from coremltools.converters.mil.mil.scope import ScopeInfo
 
-    with block, mb.scope(*[ScopeInfo(source=k, data=v) for k, v in op.scopes.items()]):
+    with block, scope_of(op):
         new = build(mb)
     block.replace_uses_of_var_after_op(anchor_op=new.op, old_var=op.weight, new_var=new, no_check_var_types=True)
 
@@ -122,10 +137,11 @@ def compress_program(program, job: ExportJob) -> list[str]:
             continue
         w = op.weight.val
         dtype = w.dtype
-        name = source.lookup(op.weight.name, w.shape)
+        name = source.lookup(op.weight.name, w)
         exact = source.float_weights[name] if name is not None else w.astype(np.float32)
         int8 = recipe.quantize in ("dynamic-int8", "int8")
-        label = f"{op.weight.name}_{'int8' if int8 else 'compressed'}"
+        # named after the recipe's weight when there is one, so `read_params` can find it again
+        label = f"{_normalized(name) if name else op.weight.name}_{'int8' if int8 else 'compressed'}"
         if int8:
             if name is not None and name in job.plan.weights:
                 wp = job.plan.weights[name]

@@ -73,7 +73,8 @@ def match_plan(lo: float, hi: float, planned: dict[str, ActivationParams]) -> Ac
 def quantize_activations(program, ranges: dict[str, tuple[float, float]], job: ExportJob) -> list[str]:
     """Insert quantize -> dequantize before the first consumer of each calibrated var."""
     from coremltools.converters.mil import Builder as mb
-    from coremltools.converters.mil.mil.scope import ScopeInfo
+
+    from edgeport.exporters.coreml import scope_of
 
     block = program.functions["main"]
     first_consumer = {}
@@ -91,7 +92,7 @@ def quantize_activations(program, ranges: dict[str, tuple[float, float]], job: E
             scale, zero_point = np.float32(params.scale), np.int8(params.zero_point)
             counts["plan"] += 1
         dtype = np.float16 if var.dtype.__name__ == "fp16" else np.float32
-        with block, mb.scope(*[ScopeInfo(source=k, data=v) for k, v in op.scopes.items()]):
+        with block, scope_of(op):
             q = mb.quantize(input=var, scale=dtype(scale), zero_point=np.int8(zero_point), output_dtype="int8",
                             before_op=op, name=f"{name}_quantize")
             dq = mb.dequantize(input=q, scale=dtype(scale), zero_point=np.int8(zero_point), before_op=op,
