@@ -178,3 +178,19 @@ def test_refused_combinations(tmp_path, args, message):
 def test_onnx_source_is_refused_for_ios(tmp_path, float_onnx):
     result = run_cli("export", str(float_onnx), "--target", "ios", "--out", str(tmp_path / "out"))
     assert result.returncode == 2 and "ios: Core ML conversion needs a PyTorch source" in result.stderr
+
+
+def test_conversion_failure_names_the_op_and_module(tmp_path):
+    (tmp_path / "oddmodel.py").write_text(
+        "import torch\nfrom torch import nn\n\n\n"
+        "class Odd(nn.Module):\n    def forward(self, x):\n        return torch.special.erfcx(x)\n\n\n"
+        "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.fc = nn.Linear(4, 4)\n        self.block = nn.Sequential(nn.ReLU(), Odd())\n\n"
+        "    def forward(self, x):\n        return self.block(self.fc(x))\n\n\n"
+        "def build():\n    return Net().eval()\n")
+    result = run_cli("export", "oddmodel:build", "--input-shape", "1,4", "--target", "ios", "--out",
+                     str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("edgeport: error: unsupported op 'aten::special_erfcx' at node 'block.1': "
+                                     "Core ML (coremltools) has no conversion for it")
+    assert not (tmp_path / "out").exists()

@@ -221,7 +221,7 @@ class CoreMLExporter(Exporter):
                                                                    dtype=np.float32) for s in model.inputs],
                                      **io_dtype, **settings)
             except Exception as exc:  # noqa: BLE001 - the converter's errors name the torch op
-                raise InputError(f"ios: Core ML conversion failed: {_first_line(exc)}") from None
+                _raise_conversion_error(exc, traced)
             notes = [f"deployment target {options.deployment_target}, compute precision {options.precision}"]
             if job.plan.weights or job.recipe.palettize or job.recipe.prune:
                 program = mlmodel._mil_program
@@ -286,6 +286,22 @@ class CoreMLExporter(Exporter):
                 differ.append(name)
         return {"tensors_checked": checked, "exact": checked - len(differ), "differ": differ,
                 "storage": "scales compared after rounding to the package's scale dtype"}
+
+
+def _raise_conversion_error(exc: Exception, traced) -> None:
+    """One line naming the PyTorch op and, from the traced graph's scopes, the module that uses it."""
+    import re
+
+    from edgeport.errors import UnsupportedOpError
+
+    match = re.search(r"op '(\w+)' not implemented", str(exc))
+    if match:
+        op = match.group(1)
+        scope = next((node.scopeName() for node in traced.inlined_graph.nodes()
+                      if node.kind().split("::")[-1] == op), "")
+        module = scope.replace("__module.", "").split("/")[-1] or "(top level)"
+        raise UnsupportedOpError(f"aten::{op}", module, "Core ML (coremltools) has no conversion for it") from None
+    raise InputError(f"ios: Core ML conversion failed: {_first_line(exc)}") from None
 
 
 def _first_line(exc: Exception) -> str:

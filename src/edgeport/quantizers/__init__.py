@@ -55,15 +55,7 @@ def compress_weights(model: FloatModel, recipe: Recipe) -> tuple[FloatModel, dic
     kept = set(float_nodes(onnx_model, model.layers, recipe.keep_float))
     inits = {i.name: i for i in onnx_model.graph.initializer}
     applied: dict[str, dict] = {}
-    for node in onnx_model.graph.node:
-        if node.op_type not in STATIC_OPS or node.name in kept or len(node.input) < 2:
-            continue
-        name = node.input[1]
-        if name not in inits or name in applied:
-            continue
-        w = numpy_helper.to_array(inits[name])
-        if w.dtype != np.float32 or w.ndim < 2:
-            continue
+    for node, name, w in weight_inputs(onnx_model, STATIC_OPS, kept):
         info: dict = {"layer": model.layers.get(node.name, node.name)}
         mask = compress.magnitude_mask(w, recipe.prune) if recipe.prune else np.ones(w.shape, dtype=bool)
         w = np.where(mask, w, np.float32(0))
@@ -105,21 +97,29 @@ def float_nodes(model, layers: dict[str, str], keep_float: tuple[str, ...]) -> l
     return list(dict.fromkeys(kept))
 
 
-def plan_weights(model: FloatModel, recipe: Recipe, op_types: tuple[str, ...], onnx_model,
-                 skip: set[str]) -> dict[str, WeightParams]:
+def weight_inputs(onnx_model, op_types: tuple[str, ...], skip: set[str]):
+    """Yield (node, initializer name, float32 array) for the weight input of each node of `op_types`
+    not in `skip`; each initializer once, only float32 tensors of rank >= 2."""
     from onnx import numpy_helper
 
     inits = {i.name: i for i in onnx_model.graph.initializer}
-    weights = {}
+    seen = set()
     for node in onnx_model.graph.node:
         if node.op_type not in op_types or node.name in skip or len(node.input) < 2:
             continue
         name = node.input[1]
-        if name not in inits or name in weights:
+        if name not in inits or name in seen:
             continue
+        seen.add(name)
         w = numpy_helper.to_array(inits[name])
-        if w.dtype != np.float32 or w.ndim < 2:
-            continue
+        if w.dtype == np.float32 and w.ndim >= 2:
+            yield node, name, w
+
+
+def plan_weights(model: FloatModel, recipe: Recipe, op_types: tuple[str, ...], onnx_model,
+                 skip: set[str]) -> dict[str, WeightParams]:
+    weights = {}
+    for node, name, w in weight_inputs(onnx_model, op_types, skip):
         axis = weight_axis(node, w.ndim) if recipe.per_channel else None
         scales = qmath.weight_scales(w, axis)
         weights[name] = WeightParams(scale=scales.tolist(), zero_point=[0] * len(scales), axis=axis,
