@@ -77,6 +77,9 @@ def test_int8_onnx_and_ort_agree(digits_exports):
     report = load_report(digits_exports("int8"))
     onnx_par, ort_par = (t["checks"]["parity"] for t in report["targets"])
     assert onnx_par["max_abs_err"] == pytest.approx(ort_par["max_abs_err"], rel=1e-4, abs=1e-4)
+    (row,) = report["cross_target"]
+    assert (row["base"], row["target"], row["samples"]) == ("onnx", "onnx-mobile", 359)
+    assert row["top1_agreement"] == 1.0 and row["max_diff_int8_steps"] <= 1.0  # same int8 kernels, same grid
 
 
 @pytest.mark.parametrize("options", [["--per-tensor"], ["--calibration", "percentile", "--percentile", "99.9"],

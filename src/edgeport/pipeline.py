@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgeport.budgets import evaluate, parse_budgets
 from edgeport.checks import CheckContext, CheckSettings, References, run_checks
+from edgeport.checks.numerics import cross_target_parity
 from edgeport.data import load_dataset, sample_shape
 from edgeport.errors import InputError
 from edgeport.exporters import EXPORTERS, Artifact, ExportJob
@@ -91,12 +92,15 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         float_path.write_bytes(model.onnx_bytes)
         refs = References(model, eval_data or calib_data, float_path, settings.batch_size)
         report = Report(model=model.name, source=model.source, recipe=recipe.to_dict(), environment=environment())
+        contexts = []
         for target in chosen:
             artifact = EXPORTERS.get(target.format).export(job, target, work / target.name)
             ctx = CheckContext(artifact, target, refs, settings, plan)
+            contexts.append(ctx)
             report.targets.append(TargetReport(
                 target.name, target.format, "exported", artifact=str(artifact.path.relative_to(work)),
                 recipe=artifact.recipe, notes=artifact.notes, checks=run_checks(ctx)))
+        report.cross_target = cross_target_parity(contexts, plan)
         if every:
             report.targets += [TargetReport(t.name, t.format, "skipped", reason=refused.get(t.name) or
                                             "; ".join(t.missing())) for t in TARGETS if t not in chosen]

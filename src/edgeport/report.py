@@ -44,6 +44,7 @@ class Report:
     budgets: list[BudgetResult] = field(default_factory=list)
     quant_params: str = ""
     environment: dict = field(default_factory=dict)
+    cross_target: list[dict] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -64,6 +65,7 @@ class Report:
             "edgeport_report": 1, "model": self.model, "source": self.source, "recipe": self.recipe,
             "quant_params": self.quant_params, "environment": self.environment,
             "targets": [t.to_dict() for t in self.targets],
+            "cross_target": self.cross_target,
             "budgets": [b.to_dict() for b in self.budgets], "exit_code": self.exit_code,
         }
 
@@ -147,6 +149,11 @@ def render_table(report: Report) -> str:
         for c in t.checks:
             if c.status != MEASURED:
                 lines.append(f"  not measured: {c.name}: {c.reason}")
+    for row in report.cross_target:
+        steps = f" = {row['max_diff_int8_steps']} int8 steps of the output" if "max_diff_int8_steps" in row else ""
+        agree = f", top-1 agreement {100 * row['top1_agreement']:.2f}%" if "top1_agreement" in row else ""
+        lines.append(f"cross-target {row['target']} vs {row['base']}: max |diff| {row['max_abs_diff']:.3g}{steps}"
+                     f"{agree} ({row['samples']} samples)")
     for b in report.budgets:
         lines.append(("  OK  " if b.ok else "  FAIL ") + b.message)
     return "\n".join(lines)

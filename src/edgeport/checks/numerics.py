@@ -67,3 +67,35 @@ def check_accuracy(ctx: CheckContext) -> CheckResult:
         values["float_accuracy"] = accuracy(refs.outputs[0], labels)
         values["accuracy_drop_points"] = round(100 * (values["float_accuracy"] - values["accuracy"]), 4)
     return CheckResult("accuracy", MEASURED, values)
+
+
+def cross_target_parity(contexts: list[CheckContext], plan) -> list[dict]:
+    """Outputs of each artifact against the first one's, on the same inputs: same recipe, same numbers?
+
+    Where the recipe quantizes the model output, the difference is also given in int8 steps of
+    the output scale.
+    """
+    from edgeport.errors import RuntimeGap
+
+    outputs = []
+    for ctx in contexts:
+        try:
+            outputs.append((ctx.target.name, ctx.outputs))
+        except RuntimeGap:
+            continue  # that target's checks already say why it could not run
+    outputs = [(name, out) for name, out in outputs if out is not None]
+    if len(outputs) < 2:
+        return []
+    (base_name, base), rows = outputs[0], []
+    out_name = contexts[0].session.outputs[0].name
+    step = plan.activations[out_name].scale if plan is not None and out_name in plan.activations else None
+    for name, out in outputs[1:]:
+        metrics = parity_metrics(base[0], out[0])
+        row = {"base": base_name, "target": name, "samples": metrics["samples"],
+               "max_abs_diff": metrics["max_abs_err"], "cosine": metrics["cosine"]}
+        if "top1_agreement" in metrics:
+            row["top1_agreement"] = metrics["top1_agreement"]
+        if step:
+            row["max_diff_int8_steps"] = round(metrics["max_abs_err"] / step, 3)
+        rows.append(row)
+    return rows
