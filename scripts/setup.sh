@@ -27,7 +27,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # torch first and pinned: 2.13.0 is a CPU build; an unpinned torch can pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[torch,ios,samples,test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[torch,ios,android,samples,test]'
 
 if [ -f package-lock.json ]; then
   npm ci --no-audit --no-fund --silent

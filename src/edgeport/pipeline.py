@@ -187,6 +187,8 @@ def _move_into(work: Path, out: Path) -> None:
     """Rename each finished entry of `work` into `out`, replacing entries of the same name only."""
     out.mkdir(exist_ok=True)
     for entry in sorted(work.iterdir()):
+        if entry.name.startswith("."):
+            continue  # working files (float baselines), removed with the work folder
         dest = out / entry.name
         if dest.is_dir() and not dest.is_symlink():
             stale = work / f".stale-{entry.name}"

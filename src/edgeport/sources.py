@@ -6,19 +6,17 @@ Sources: `package.module:factory` (a callable returning a torch.nn.Module), a `t
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import io
 import os
 import re
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from edgeport.errors import InputError, MissingDependencyError, UnsupportedOpError
 from edgeport.model import FloatModel
+from edgeport.quiet import quiet_python
 from edgeport.runtimes import TensorSpec
 
 _NUMPY_OF_ONNX = {1: "float32", 10: "float16", 11: "float64", 3: "int8", 2: "uint8", 6: "int32", 7: "int64"}
@@ -174,7 +172,7 @@ def _load_pt2(path: Path, input_shapes, input_dtype) -> FloatModel:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
-        with _quiet_torch_logs():
+        with quiet_python():  # torch logs recoverable load failures with tracebacks
             program = torch.export.load(str(path))
     except Exception as exc:  # zip/format errors come in several types
         raise InputError(f"{path}: not a readable torch.export .pt2 file ({type(exc).__name__})") from None
@@ -264,11 +262,8 @@ def _torch_to_onnx(module, examples, ref: str, output_names: list[str]) -> bytes
     attempts = [tuple({0: batch} for _ in examples), None]
     last_error: Exception | None = None
     for dynamic in attempts:
-        sink = io.StringIO()
         try:
-            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _quiet_torch_logs(), \
-                    warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # exporter chatter; failures are reported below
+            with quiet_python():  # exporter chatter; failures are reported below
                 program = torch.onnx.export(module, examples, dynamo=True, dynamic_shapes=dynamic,
                                             input_names=names, output_names=output_names, optimize=True,
                                             verbose=False)
@@ -297,18 +292,6 @@ def _save_cleaned(program) -> bytes:
 
         model = onnx.load(str(target))
     return _clean(model).SerializeToString()
-
-
-@contextlib.contextmanager
-def _quiet_torch_logs():
-    import logging
-
-    # torch logs recoverable failures (with tracebacks) at WARNING; edgeport reports them itself
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(logging.NOTSET)
 
 
 def _layer_names(model) -> dict[str, str]:

@@ -85,10 +85,16 @@ class CheckContext:
         dynamic = all(spec.shape and spec.shape[0] is None for spec in session.inputs)
         return run_batched(session.run, self.refs.data, self.settings.batch_size, dynamic)
 
-    def float_session(self) -> Session | None:
-        if self.refs.float_artifact is None:
+    @property
+    def float_artifact(self) -> Path | None:
+        """The float model to compare size and speed with: the exporter's own float build in the
+        same format if it made one, else the float ONNX model."""
+        return self.artifact.baseline or self.refs.float_artifact
+
+    def float_session(self, threads: int | None = None) -> Session | None:
+        if self.float_artifact is None:
             return None
-        return RUNTIMES.get(self.target.runtime).load(str(self.refs.float_artifact), self.settings.threads)
+        return RUNTIMES.get(self.target.runtime).load(str(self.float_artifact), threads or self.settings.threads)
 
 
 def run_batched(fn: Callable[[dict], list[np.ndarray]], data: Dataset, batch_size: int,

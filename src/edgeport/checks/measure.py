@@ -29,8 +29,8 @@ def check_size(ctx: CheckContext) -> CheckResult:
     params = parameter_count(ctx.artifact.path, ctx.artifact.format)
     if params is not None:
         values["params"] = params
-    if ctx.refs.float_artifact is not None:
-        float_size = ctx.refs.float_artifact.stat().st_size
+    if ctx.float_artifact is not None:
+        float_size = artifact_bytes(ctx.float_artifact)
         values["float_size_bytes"] = float_size
         values["alpha"] = round(float_size / size, 3)
     return CheckResult("size", MEASURED, values)

@@ -30,6 +30,8 @@ class Artifact:
         path: The model file (inside the work folder until the pipeline moves it).
         recipe: Human description of the recipe applied.
         notes: Facts the report should show (deviations, what was kept in float, ...).
+        baseline: The float model in the same format, when the exporter made one (size ratio α
+            and speedup δ are then measured against it rather than the float ONNX model).
     """
 
     target: str
@@ -37,6 +39,7 @@ class Artifact:
     path: Path
     recipe: str
     notes: list[str] = field(default_factory=list)
+    baseline: Path | None = None
 
 
 @dataclass
@@ -109,8 +112,9 @@ EXPORTERS: Registry[Exporter] = Registry("exporter")
 def _build() -> None:
     from edgeport.exporters.coreml import CoreMLExporter
     from edgeport.exporters.onnx import OnnxExporter, OrtExporter
+    from edgeport.exporters.tflite import TFLiteExporter
 
-    for exporter in (OnnxExporter(), OrtExporter(), CoreMLExporter()):
+    for exporter in (OnnxExporter(), OrtExporter(), CoreMLExporter(), TFLiteExporter()):
         EXPORTERS.add(exporter.format, exporter)
 
 

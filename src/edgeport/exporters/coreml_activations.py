@@ -16,7 +16,6 @@ import numpy as np
 
 from edgeport.exporters import ExportJob
 from edgeport.quantizers import qmath
-from edgeport.quantizers.plan import ActivationParams
 
 QUANTIZED_INPUT_OPS = ("conv", "linear")
 RANGE_TOLERANCE = 2e-3  # relative; fp16 Core ML graphs round activations, ONNX computes in fp32
@@ -60,16 +59,6 @@ def calibrate(mlmodel, names: list[str], job: ExportJob) -> dict[str, tuple[floa
     return ranges
 
 
-def _close(a: float, b: float) -> bool:
-    return abs(a - b) <= RANGE_TOLERANCE * max(1.0, abs(a), abs(b))
-
-
-def match_plan(lo: float, hi: float, planned: dict[str, ActivationParams]) -> ActivationParams | None:
-    """The planned parameters of the ONNX tensor with this range, if exactly one set matches."""
-    found = {(p.scale, p.zero_point): p for p in planned.values() if _close(p.range[0], lo) and _close(p.range[1], hi)}
-    return next(iter(found.values())) if len(found) == 1 else None
-
-
 def quantize_activations(program, ranges: dict[str, tuple[float, float]], job: ExportJob) -> list[str]:
     """Insert quantize -> dequantize before the first consumer of each calibrated var."""
     from coremltools.converters.mil import Builder as mb
@@ -84,7 +73,7 @@ def quantize_activations(program, ranges: dict[str, tuple[float, float]], job: E
     counts = {"plan": 0, "rule": 0}
     for name, op in first_consumer.items():
         var = op.x
-        params = match_plan(*ranges[name], job.plan.activations)
+        params = job.plan.activation_matching(*ranges[name], by="range", tolerance=RANGE_TOLERANCE)
         if params is None:
             scale, zero_point = qmath.activation_qparams(*ranges[name])
             counts["rule"] += 1

@@ -153,11 +153,11 @@ def plan_int8(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> Quant
     onnx_model = model.onnx_model()
     kept = float_nodes(onnx_model, model.layers, recipe.keep_float)
     data = calib.take(recipe.calib_samples)
-    ranges = activation_ranges(onnx_model, data, recipe.calibration, recipe.percentile)
+    ranges, observed = activation_ranges(onnx_model, data, recipe.calibration, recipe.percentile)
     activations = {}
     for name, (lo, hi) in ranges.items():
         scale, zero_point = qmath.activation_qparams(lo, hi)
-        activations[name] = ActivationParams(float(scale), int(zero_point), (lo, hi))
+        activations[name] = ActivationParams(float(scale), int(zero_point), (lo, hi), observed[name])
     for node in onnx_model.graph.node:  # graph order is topological: sharing chains propagate
         if node.op_type in PASS_THROUGH_OPS and node.input and node.input[0] in activations:
             for out in node.output:

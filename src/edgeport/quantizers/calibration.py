@@ -36,9 +36,9 @@ def _with_all_float_outputs(model):
     return augmented, names
 
 
-def activation_ranges(model, data: Dataset, method: str, percentile: float,
-                      batch_size: int = 32) -> dict[str, tuple[float, float]]:
-    """Calibrated (lo, hi) per float tensor of `model`."""
+def activation_ranges(model, data: Dataset, method: str, percentile: float, batch_size: int = 32
+                      ) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
+    """Calibrated (lo, hi) per float tensor of `model`, and the raw (min, max) observed."""
     from edgeport.runtimes.onnxruntime import OrtSession
     import os
     import tempfile
@@ -64,7 +64,7 @@ def activation_ranges(model, data: Dataset, method: str, percentile: float,
                 lo[n], hi[n] = min(lo[n], float(values.min())), max(hi[n], float(values.max()))
     ranges = {n: (lo[n], hi[n]) for n in names if np.isfinite(lo[n])}
     if method == "minmax":
-        return ranges
+        return ranges, ranges
 
     hists = {n: np.zeros(qmath.HIST_BINS, dtype=np.float64) for n in ranges}
     edges = {n: np.linspace(min(r[0], 0.0), max(r[1], 0.0), qmath.HIST_BINS + 1) for n, r in ranges.items()}
@@ -74,4 +74,4 @@ def activation_ranges(model, data: Dataset, method: str, percentile: float,
             counts, _ = np.histogram(outputs[index[n]], bins=edges[n])
             hists[n] += counts
     choose = (lambda h, e: qmath.range_percentile(h, e, percentile)) if method == "percentile" else qmath.range_mse
-    return {n: choose(hists[n], edges[n]) for n in ranges}
+    return {n: choose(hists[n], edges[n]) for n in ranges}, ranges

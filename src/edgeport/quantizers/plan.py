@@ -14,9 +14,14 @@ import numpy as np
 
 @dataclass
 class ActivationParams:
+    """int8 parameters of one activation: `range` is the calibrated range they encode,
+    `observed` the raw min / max seen on the calibration data (other graphs of the same model
+    find their tensors by it)."""
+
     scale: float
     zero_point: int
     range: tuple[float, float]
+    observed: tuple[float, float] | None = None
 
 
 @dataclass
@@ -53,6 +58,24 @@ class QuantPlan:
     calibration: dict = field(default_factory=dict)
     compression: dict[str, dict] = field(default_factory=dict)
 
+    def activation_matching(self, lo: float, hi: float, by: str = "range",
+                            tolerance: float = 1e-5) -> ActivationParams | None:
+        """The planned parameters of the activation whose `by` range ("range" or "observed")
+        equals (lo, hi) within a relative `tolerance`; None unless exactly one parameter set fits.
+
+        Other graphs of the same model (Core ML, PT2E) do not share ONNX tensor names; the same
+        tensor computed on the same calibration data has the same range, which finds it.
+        """
+        def close(a: float, b: float) -> bool:
+            return abs(a - b) <= tolerance * max(1.0, abs(a), abs(b))
+
+        found = {}
+        for params in self.activations.values():
+            span = getattr(params, by)
+            if span is not None and close(span[0], lo) and close(span[1], hi):
+                found[(params.scale, params.zero_point)] = params
+        return next(iter(found.values())) if len(found) == 1 else None
+
     def to_json(self) -> str:
         data = {
             "scheme": self.scheme,
@@ -61,7 +84,8 @@ class QuantPlan:
             "calibration": self.calibration,
             "compression": self.compression,
             "activations": {k: {"scale": float(v.scale), "zero_point": int(v.zero_point),
-                                "range": [float(v.range[0]), float(v.range[1])]}
+                                "range": [float(v.range[0]), float(v.range[1])],
+                                "observed": None if v.observed is None else [float(x) for x in v.observed]}
                             for k, v in self.activations.items()},
             "weights": {k: {"axis": v.axis, "layer": v.layer, "scale": [float(s) for s in v.scale],
                             "zero_point": [int(z) for z in v.zero_point]} for k, v in self.weights.items()},
@@ -74,7 +98,8 @@ class QuantPlan:
         return cls(
             scheme=data["scheme"], quantized_ops=data["quantized_ops"], float_nodes=data["float_nodes"],
             calibration=data["calibration"], compression=data.get("compression", {}),
-            activations={k: ActivationParams(v["scale"], v["zero_point"], tuple(v["range"]))
+            activations={k: ActivationParams(v["scale"], v["zero_point"], tuple(v["range"]),
+                                             tuple(v["observed"]) if v.get("observed") else None)
                          for k, v in data["activations"].items()},
             weights={k: WeightParams(v["scale"], v["zero_point"], v["axis"], v["layer"])
                      for k, v in data["weights"].items()})

@@ -50,10 +50,12 @@ RUNTIMES: Registry[Runtime] = Registry("runtime")
 
 def _build() -> None:
     from edgeport.runtimes.coreml import CoreMLMilRuntime
+    from edgeport.runtimes.litert import LiteRTRuntime
     from edgeport.runtimes.onnxruntime import OnnxRuntime
 
     RUNTIMES.add("onnxruntime", OnnxRuntime())
     RUNTIMES.add("coreml-mil", CoreMLMilRuntime())
+    RUNTIMES.add("litert", LiteRTRuntime())
 
 
 _build()

@@ -7,10 +7,7 @@ by name when the package is loaded.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import io
-import logging
 import platform
 
 import numpy as np
@@ -22,15 +19,11 @@ from edgeport.runtimes.mil_ops import OPS
 _ARRAY_TYPES = {65568: "float32", 65552: "float16", 131104: "int32", 65600: "float64"}  # ArrayDataType enum
 
 
-@contextlib.contextmanager
 def quiet_coremltools():
     """coremltools prints version warnings and progress bars on import and conversion."""
-    logging.disable(logging.WARNING)
-    try:
-        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        logging.disable(logging.NOTSET)
+    from edgeport.quiet import quiet
+
+    return quiet()
 
 
 def load_program(path: str):

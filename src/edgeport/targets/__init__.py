@@ -24,6 +24,7 @@ class Target:
         description: One line for `edgeport targets`.
         flash_bytes / ram_bytes / clock_hz: Device limits, where the device has them.
         python_packages / programs: What the exporter and checks need on this machine.
+        latency_threads: Thread counts timed by the latency check (default: the `--threads` setting).
     """
 
     name: str
@@ -35,6 +36,7 @@ class Target:
     clock_hz: int | None = None
     python_packages: tuple[str, ...] = field(default_factory=tuple)
     programs: tuple[str, ...] = field(default_factory=tuple)
+    latency_threads: tuple[int, ...] = ()
 
     def missing(self) -> list[str]:
         """Reasons this target cannot be exported and checked here; empty when it can."""
@@ -65,7 +67,7 @@ PROFILES = [
     Target("onnx", "onnx", "onnxruntime", "ONNX model (fp32/fp16/int8 QDQ) for ONNX Runtime"),
     Target("onnx-mobile", "ort", "onnxruntime", "ORT format model for ONNX Runtime Mobile"),
     Target("android", "tflite", "litert", "TFLite model for Android apps (LiteRT)",
-           python_packages=("litert_torch", "ai_edge_litert")),
+           python_packages=("litert_torch", "ai_edge_litert", "torch"), latency_threads=(1, 2)),
     Target("ios", "mlpackage", "coreml-mil", "Core ML ML Program for iOS apps (checked by the MIL evaluator)",
            python_packages=("coremltools", "torch")),
     Target("browser", "tfjs", "chromium", "TF.js graph model and ONNX for onnxruntime-web",

@@ -1,0 +1,193 @@
+"""TFLite exporter for Android, through the official PyTorch -> LiteRT path (litert-torch).
+
+  - fp32 and fp16 (fp16 weights): `litert_torch.convert`, fp16 with its fp16 recipe;
+  - dynamic int8: Google's ai-edge-quantizer on the float model, FULLY_CONNECTED layers only
+    (the recipe's dynamic int8 covers MatMul/Gemm, as in ONNX Runtime);
+  - int8: PT2E quantization (`PT2EQuantizer` + `prepare_pt2e` / `convert_pt2e`) whose observers
+    are overridden with the recipe's numbers: every activation whose observed calibration range
+    equals a planned ONNX tensor's takes the plan's scale and zero point; every weight takes the
+    plan's per-channel scales. `read_params` checks the file against the plan afterwards.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgeport.errors import InputError, UnsupportedOpError
+from edgeport.exporters import Artifact, Exporter, ExportJob
+from edgeport.quantizers.plan import QuantPlan
+from edgeport.quiet import quiet
+from edgeport.recipe import Recipe
+from edgeport.targets import Target
+
+
+def _convert(module, examples, quant_config=None) -> bytes:
+    import litert_torch
+
+    try:
+        edge = litert_torch.convert(module, examples, quant_config=quant_config)
+    except Exception as exc:  # noqa: BLE001 - conversion errors come in many types
+        _raise_conversion_error(exc)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.tflite"
+        edge.export(str(path))
+        return path.read_bytes()
+
+
+def _raise_conversion_error(exc: Exception) -> None:
+    import re
+
+    text = str(exc)
+    op = re.search(r"OpOverload\(op='([\w.]+)'", text) or re.search(r"(aten[.:]+\w+)", text)
+    node = re.search(r"node %(\w+)", text) or re.search(r"%(\w+)\s*:", text)
+    if op:
+        raise UnsupportedOpError(op.group(1), node.group(1) if node else "?",
+                                 "the PyTorch -> LiteRT converter has no conversion for it") from None
+    first = (text.strip().splitlines() or [type(exc).__name__])[0]
+    raise InputError(f"android: PyTorch -> LiteRT conversion failed: {first}") from None
+
+
+def _float(job: ExportJob) -> bytes:
+    return _convert(job.model.torch_module, job.model.example_inputs)
+
+
+def _fp16(job: ExportJob) -> bytes:
+    from litert_torch.generative.quantize import quant_recipes
+
+    return _convert(job.model.torch_module, job.model.example_inputs, quant_recipes.full_fp16_recipe())
+
+
+def _dynamic_int8(job: ExportJob) -> bytes:
+    from ai_edge_quantizer import quantizer, recipe
+
+    qt = quantizer.Quantizer(_float(job))
+    qt.add_dynamic_config(".*", recipe.TFLOperationName.FULLY_CONNECTED, num_bits=8,
+                          granularity=recipe.QuantGranularity.CHANNELWISE if job.recipe.per_channel
+                          else recipe.QuantGranularity.TENSORWISE)
+    return bytes(qt.quantize().quantized_model)
+
+
+def _override_observers(prepared, plan: QuantPlan) -> dict:
+    """Make each observer report the plan's parameters; count what matched."""
+    import torch
+
+    counts = {"weights": 0, "weights_rule": 0, "activations": 0, "activations_rule": 0}
+    weight_scales = {tuple(np.float32(w.scale).tolist()): w for w in plan.weights.values()}
+    for _, observer in prepared.named_modules():
+        if not hasattr(observer, "min_val") or observer.min_val.numel() == 0:
+            continue
+        lo, hi = observer.min_val.detach().numpy(), observer.max_val.detach().numpy()
+        if getattr(observer, "ch_axis", None) is not None and lo.size > 1 or "PerChannel" in type(observer).__name__:
+            rule = (np.maximum(np.abs(lo), np.abs(hi)) / np.float32(127)).astype(np.float32)
+            rule[rule == 0] = 1.0
+            planned = weight_scales.get(tuple(rule.tolist()))
+            counts["weights" if planned else "weights_rule"] += 1
+            scales = torch.from_numpy(planned.scale_array() if planned else rule)
+            observer.calculate_qparams = lambda s=scales: (s, torch.zeros(len(s), dtype=torch.int32))
+            continue
+        planned = plan.activation_matching(float(lo.min()), float(hi.max()), by="observed")
+        if planned is None:
+            from edgeport.quantizers import qmath
+
+            scale, zero_point = qmath.activation_qparams(float(lo.min()), float(hi.max()))
+            counts["activations_rule"] += 1
+        else:
+            scale, zero_point = np.float32(planned.scale), int(planned.zero_point)
+            counts["activations"] += 1
+        observer.calculate_qparams = lambda s=float(scale), z=int(zero_point): (
+            torch.tensor([s], dtype=torch.float32), torch.tensor([z], dtype=torch.int32))
+    return counts
+
+
+def _int8(job: ExportJob) -> tuple[bytes, list[str]]:
+    import torch
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    model = job.model
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=job.recipe.per_channel))
+    prepared = prepare_pt2e(torch.export.export(model.torch_module, model.example_inputs).module(), quantizer)
+    data = job.calib.take(job.recipe.calib_samples)
+    with torch.no_grad():
+        for i in range(len(data)):  # the exported program is fixed at batch 1
+            prepared(*(torch.from_numpy(v[i:i + 1]) for v in data.feeds.values()))
+    counts = _override_observers(prepared, job.plan)
+    converted = convert_pt2e(prepared, fold_quantize=False)
+    notes = [f"int8 weights: {counts['weights']} with the recipe's scales"
+             + (f", {counts['weights_rule']} by its rule" if counts["weights_rule"] else ""),
+             f"int8 activations: {counts['activations']} observers with the recipe's numbers"
+             + (f", {counts['activations_rule']} by its rule (range not in the plan)" if counts["activations_rule"] else ""),
+             "int8 input and output (scale and zero point in the model's I/O tensors)"]
+    return _convert(converted, model.example_inputs, QuantConfig(pt2e_quantizer=quantizer)), notes
+
+
+_BUILDERS = {"none": _float, "fp16": _fp16, "dynamic-int8": _dynamic_int8}
+
+
+class TFLiteExporter(Exporter):
+    format = "tflite"
+    suffix = ".tflite"
+
+    def check_request(self, recipe: Recipe, options: dict, target: Target) -> None:
+        if recipe.palettize or recipe.prune:
+            raise InputError("android: pruning and palettes are not written to TFLite by this edgeport version")
+
+    def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
+        if job.model.torch_module is None:
+            raise InputError("android: TFLite export needs a PyTorch source (module:factory or .pt2)")
+        with quiet():
+            if job.recipe.quantize == "int8":
+                data, notes = _int8(job)
+            else:
+                data, notes = _BUILDERS[job.recipe.quantize](job), []
+            baseline = path.parent.parent / f".baseline-{target.name}" / path.name
+            baseline.parent.mkdir(parents=True, exist_ok=True)
+            baseline.write_bytes(data if job.recipe.quantize == "none" else _float(job))
+        path.write_bytes(data)
+        if job.recipe.quantize == "dynamic-int8":
+            notes.append("dynamic int8: FULLY_CONNECTED weights int8 (ai-edge-quantizer), other layers fp32")
+        return Artifact(target.name, self.format, path, job.recipe.describe(), notes=notes, baseline=baseline)
+
+    def describe(self, path: Path) -> dict:
+        from collections import Counter
+
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(path))
+        ops = Counter(op["op_name"] for op in interpreter._get_ops_details())
+        weight_bytes: Counter = Counter()
+        for tensor in interpreter.get_tensor_details():
+            try:
+                value = interpreter.get_tensor(tensor["index"])
+            except ValueError:
+                continue  # activations have no data before invoke
+            if value.size >= 16:
+                weight_bytes[np.dtype(tensor["dtype"]).name] += value.nbytes
+        return {"ops": dict(ops), "weight_bytes": dict(weight_bytes)}
+
+    def read_params(self, path: Path, plan: QuantPlan) -> dict:
+        """Every quantized tensor's scale / zero point in the file vs the plan's parameter sets."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(path))
+        weight_sets = {tuple(w.scale_array().tolist()) for w in plan.weights.values()}
+        activation_sets = {(float(np.float32(a.scale)), int(a.zero_point)) for a in plan.activations.values()}
+        checked, differ = 0, []
+        for tensor in interpreter.get_tensor_details():
+            q = tensor["quantization_parameters"]
+            if np.dtype(tensor["dtype"]) != np.int8 or not len(q["scales"]):
+                continue
+            checked += 1
+            scales = np.float32(q["scales"])
+            if len(scales) > 1 or tensor["name"] and tuple(scales.tolist()) in weight_sets:
+                ok = tuple(scales.tolist()) in weight_sets
+            else:
+                ok = (float(scales[0]), int(q["zero_points"][0])) in activation_sets
+            if not ok:
+                differ.append(tensor["name"])
+        return {"tensors_checked": checked, "exact": checked - len(differ), "differ": differ,
+                "storage": "int8 tensors matched to the plan's parameter sets by value"}

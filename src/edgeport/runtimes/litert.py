@@ -1,0 +1,86 @@
+"""LiteRT (TFLite) interpreter: XNNPACK-accelerated kernels, or the reference kernels.
+
+Sessions take and return float arrays: int8 inputs are quantized with the model's input scale
+and zero point, int8 outputs dequantized, so parity and accuracy compare like with like.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+from edgeport.errors import InputError
+from edgeport.runtimes import TensorSpec
+
+
+def _spec(detail) -> TensorSpec:
+    return TensorSpec(detail["name"], tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name)
+
+
+class LiteRTSession:
+    def __init__(self, path: str, threads: int, reference_kernels: bool = False):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        from edgeport.quiet import quiet_native
+
+        resolver = OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.AUTO
+        try:
+            with quiet_native():  # TFLite logs its delegate creation to stderr
+                self._interpreter = Interpreter(model_path=path, num_threads=threads,
+                                                experimental_op_resolver_type=resolver)
+                self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise InputError(f"{path}: LiteRT cannot load it ({first})") from None
+        self._in = self._interpreter.get_input_details()
+        self._out = self._interpreter.get_output_details()
+        self.inputs = [_spec(d) for d in self._in]
+        self.outputs = [_spec(d) for d in self._out]
+
+    def quantization(self, which: str = "output", index: int = 0) -> tuple[float, int] | None:
+        """(scale, zero point) of an int8 input / output, None for float ones."""
+        detail = (self._out if which == "output" else self._in)[index]
+        scale, zero_point = detail["quantization"]
+        return (float(scale), int(zero_point)) if scale else None
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        values = list(feeds.values())
+        for detail, value in zip(self._in, values):  # by position: TFLite renames inputs
+            value = np.asarray(value)
+            if detail["dtype"] in (np.int8, np.uint8, np.int16) and value.dtype.kind == "f":
+                scale, zero_point = detail["quantization"]
+                info = np.iinfo(detail["dtype"])
+                value = np.clip(np.rint(value / scale) + zero_point, info.min, info.max)
+            self._interpreter.set_tensor(detail["index"], value.astype(detail["dtype"]).reshape(detail["shape"]))
+        self._interpreter.invoke()
+        outputs = []
+        for detail in self._out:
+            value = self._interpreter.get_tensor(detail["index"])
+            scale, zero_point = detail["quantization"]
+            if value.dtype.kind in "iu" and scale:
+                value = (value.astype(np.float32) - zero_point) * np.float32(scale)
+            outputs.append(value.astype(np.float32))
+        return outputs
+
+    def run_raw(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Outputs as stored (int8 stays int8), for bit-level comparisons."""
+        self.run(feeds)
+        return [self._interpreter.get_tensor(d["index"]).copy() for d in self._out]
+
+
+class LiteRTRuntime:
+    name = "litert"
+    latency_unavailable = None
+
+    def availability(self) -> str | None:
+        if importlib.util.find_spec("ai_edge_litert") is None:
+            return "Python package 'ai_edge_litert' is not installed (pip install 'edgeport[android]')"
+        return None
+
+    def load(self, path: str, threads: int) -> LiteRTSession:
+        return LiteRTSession(path, threads)
+
+    def load_reference(self, path: str) -> LiteRTSession:
+        """The same model on TFLite's reference kernels (bit-exact semantics, no XNNPACK)."""
+        return LiteRTSession(path, 1, reference_kernels=True)
