@@ -131,11 +131,12 @@ def run_checks(ctx: CheckContext, names: list[str] | None = None) -> list[CheckR
 
 
 def _build() -> None:
-    from edgeport.checks import coreml_predict, measure, numerics
+    from edgeport.checks import coreml_predict, litert_kernels, measure, numerics
 
     for name, fn in (("size", measure.check_size), ("structure", measure.check_structure),
                      ("params", numerics.check_params), ("parity", numerics.check_parity),
                      ("accuracy", numerics.check_accuracy), ("latency", measure.check_latency),
+                     ("reference_kernels", litert_kernels.check_reference_kernels),
                      ("coreml_predict", coreml_predict.check_coreml_predict)):
         CHECKS.add(name, fn)
 

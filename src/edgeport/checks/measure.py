@@ -10,6 +10,7 @@ import numpy as np
 from edgeport.checks import MEASURED, CheckContext, CheckResult
 from edgeport.exporters import EXPORTERS, artifact_bytes
 from edgeport.progress import progress
+from edgeport.runtimes import RUNTIMES
 
 
 def parameter_count(path: Path, fmt: str) -> int | None:
@@ -65,30 +66,40 @@ def _latency_feeds(ctx: CheckContext, count: int = 8) -> list[dict[str, np.ndarr
 
 
 def check_latency(ctx: CheckContext) -> CheckResult:
-    """p50/p90/p99 at batch 1; the float model is timed interleaved with the artifact, so the
-    speedup δ = float p50 / artifact p50 compares runs made under the same machine load."""
-    from edgeport.runtimes import RUNTIMES
-
+    """p50/p90/p99 at batch 1 for each thread count of the target (default: `--threads`). The float
+    model is timed interleaved with the artifact, so the speedup δ = float p50 / artifact p50
+    compares runs made under the same machine load. Top-level values are for the first count."""
     unavailable = RUNTIMES.get(ctx.target.runtime).latency_unavailable
     if unavailable:
         return CheckResult.not_run("latency", unavailable)
     s = ctx.settings
-    session, baseline = ctx.session, ctx.float_session()
+    counts = ctx.target.latency_threads or (s.threads,)
+    by_threads = {str(n): _time_interleaved(ctx, n) for n in counts}
+    values = {"threads": counts[0], "runs": s.runs, "warmup": s.warmup, "batch": 1, **by_threads[str(counts[0])]}
+    if len(counts) > 1:
+        values["by_threads"] = by_threads
+    return CheckResult("latency", MEASURED, values)
+
+
+def _time_interleaved(ctx: CheckContext, threads: int) -> dict:
+    s = ctx.settings
+    runtime = RUNTIMES.get(ctx.target.runtime)
+    session = ctx.session if threads == s.threads else runtime.load(str(ctx.artifact.path), threads)
+    baseline = ctx.float_session(threads)
     feeds = _latency_feeds(ctx)
     runners = [("artifact", session)] + ([("float", baseline)] if baseline is not None else [])
     for _, sess in runners:
         for i in range(s.warmup):
             sess.run(feeds[i % len(feeds)])
     times: dict[str, list[float]] = {name: [] for name, _ in runners}
-    for i in progress(range(s.runs), total=s.runs, desc=f"latency {ctx.target.name}"):
+    for i in progress(range(s.runs), total=s.runs, desc=f"latency {ctx.target.name} ({threads} thread(s))"):
         feed = feeds[i % len(feeds)]
         for name, sess in runners:
             start = time.perf_counter()
             sess.run(feed)
             times[name].append(time.perf_counter() - start)
-    values = {"threads": s.threads, "runs": s.runs, "warmup": s.warmup, "batch": 1, **percentiles_ms(times["artifact"])}
+    values = percentiles_ms(times["artifact"])
     if baseline is not None:
-        float_p50 = percentiles_ms(times["float"])["p50_ms"]
-        values["float_p50_ms"] = float_p50
-        values["delta"] = round(float_p50 / values["p50_ms"], 3) if values["p50_ms"] > 0 else None
-    return CheckResult("latency", MEASURED, values)
+        values["float_p50_ms"] = percentiles_ms(times["float"])["p50_ms"]
+        values["delta"] = round(values["float_p50_ms"] / values["p50_ms"], 3) if values["p50_ms"] > 0 else None
+    return values

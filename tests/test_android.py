@@ -1,0 +1,125 @@
+"""The android target: TFLite through litert-torch, checked in the LiteRT interpreter.
+
+Tolerances: fp32 to float rounding; fp16 cosine >= 0.9999; int8 accuracy within 0.5 points of
+float (acceptance) and, because the recipe's numbers are honored, outputs equal to the ONNX
+int8 artifact's within one int8 step on >= 99% argmax agreement (acceptance).
+"""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from conftest import CALIB, DIGITS, EVAL, ROOT, needs_torch, run_cli
+
+pytestmark = [needs_torch, pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None,
+                                              reason="litert-torch is not installed")]
+MLPERF = ROOT.parent / "shared" / "models" / "mlperf-tiny"
+
+
+@pytest.fixture(scope="module")
+def android_exports(tmp_path_factory):
+    from edgeport.cli import main
+
+    made = {}
+
+    def get(recipe: str) -> tuple[dict, object]:
+        if recipe not in made:
+            out = tmp_path_factory.mktemp(f"android-{recipe}")
+            assert main(["export", DIGITS, "--target", "onnx,android", "--quantize", recipe, "--calib", CALIB,
+                         "--eval", EVAL, "--out", str(out), "--runs", "10", "--warmup", "2", "--json"]) == 0
+            report = json.loads((out / "report.json").read_text())
+            made[recipe] = ({t["target"]: t for t in report["targets"]}, report, out)
+        return made[recipe]
+
+    return get
+
+
+@pytest.mark.parametrize("recipe,min_cosine,max_drop", [("none", 0.999999, 0.0), ("fp16", 0.9999, 0.5),
+                                                         ("dynamic-int8", 0.999, 0.5), ("int8", 0.999, 0.5)])
+def test_recipes_in_litert(android_exports, recipe, min_cosine, max_drop):
+    targets, _, out = android_exports(recipe)
+    checks = targets["android"]["checks"]
+    assert (out / "android" / "digits.tflite").is_file()
+    assert checks["parity"]["reference"] == "pytorch" and checks["parity"]["cosine"] >= min_cosine
+    assert checks["accuracy"]["accuracy_drop_points"] <= max_drop
+    latency = checks["latency"]
+    assert set(latency["by_threads"]) == {"1", "2"}
+    for timing in latency["by_threads"].values():
+        assert 0 < timing["p50_ms"] <= timing["p90_ms"] <= timing["p99_ms"]
+        assert timing["delta"] == pytest.approx(timing["float_p50_ms"] / timing["p50_ms"], rel=0.01)
+    kernels = checks["reference_kernels"]
+    assert kernels["samples"] == 359 and kernels["top1_agreement"] >= 0.99
+    assert "CONV_2D" in checks["structure"]["ops"] and "FULLY_CONNECTED" in checks["structure"]["ops"]
+
+
+def test_int8_tflite_holds_the_onnx_qdq_numbers(android_exports):
+    from ai_edge_litert.interpreter import Interpreter
+    from onnx import load, numpy_helper
+
+    targets, report, out = android_exports("int8")
+    assert targets["android"]["checks"]["params"]["honored"]
+    onnx_model = load(str(out / "onnx" / "digits.onnx"))
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx_model.graph.initializer}
+    onnx_weight_scales = {tuple(v.tolist()) for k, v in inits.items() if k.endswith("weight_scale")}
+    onnx_activation = {(float(inits[k]), int(inits[k.replace("_scale", "_zero_point")]))
+                       for k in inits if k.endswith("_scale") and inits[k].ndim == 0 and "bias" not in k}
+    interpreter = Interpreter(model_path=str(out / "android" / "digits.tflite"))
+    tflite_weights, tflite_activations = set(), set()
+    for tensor in interpreter.get_tensor_details():
+        q = tensor["quantization_parameters"]
+        if np.dtype(tensor["dtype"]) != np.int8 or not len(q["scales"]):
+            continue
+        if len(q["scales"]) > 1:
+            tflite_weights.add(tuple(np.float32(q["scales"]).tolist()))
+        else:
+            tflite_activations.add((float(np.float32(q["scales"][0])), int(q["zero_points"][0])))
+    assert tflite_weights == onnx_weight_scales  # bit-equal float32 per-channel scales
+    assert tflite_activations <= onnx_activation  # every int8 activation uses one of ONNX's (scale, zero point)
+    (row,) = report["cross_target"]
+    assert row["top1_agreement"] >= 0.99 and row["max_diff_int8_steps"] <= 1.0
+
+
+def test_check_existing_mlperf_tflite(tmp_path):
+    model = MLPERF / "kws_ref_model.tflite"
+    if not model.is_file():
+        pytest.skip("shared MLPerf Tiny models are not available")
+    data = tmp_path / "kws.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.uniform(-100, 60, size=(16, 49, 10, 1)).astype(np.float32))
+    report_path = tmp_path / "kws.json"
+    result = run_cli("check", str(model), "--target", "android", "--eval", str(data), "--report", str(report_path),
+                     "--runs", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    checks = json.loads(report_path.read_text())["targets"][0]["checks"]
+    assert checks["size"]["size_bytes"] == model.stat().st_size
+    assert checks["structure"]["ops"].keys() >= {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D",
+                                                 "FULLY_CONNECTED", "SOFTMAX"}
+    assert checks["reference_kernels"]["samples"] == 16 and checks["reference_kernels"]["unit"] == "int8 steps"
+    assert checks["latency"]["p50_ms"] > 0 and checks["parity"]["status"] == "not-run"
+
+
+def test_corrupt_tflite_is_exit_2(tmp_path):
+    model = MLPERF / "ad01_int8.tflite"
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(model.read_bytes()[:5000] if model.is_file() else b"TFL3" + b"\0" * 100)
+    result = run_cli("check", str(bad), "--target", "android")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith(f"edgeport: error: {bad}: LiteRT cannot load it")
+    assert not (tmp_path / "bad.report.json").exists()
+
+
+def test_unsupported_op_names_op_and_node(tmp_path):
+    (tmp_path / "mysterymodel.py").write_text(
+        "import torch\nfrom torch import nn\n\n\n"
+        "@torch.library.custom_op('edgeport_test::mystery', mutates_args=())\n"
+        "def mystery(x: torch.Tensor) -> torch.Tensor:\n    return x * 2\n\n\n"
+        "@mystery.register_fake\ndef _(x):\n    return torch.empty_like(x)\n\n\n"
+        "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(4, 4)\n\n"
+        "    def forward(self, x):\n        return mystery(self.fc(x))\n\n\n"
+        "def build():\n    return Net().eval()\n")
+    result = run_cli("export", "mysterymodel:build", "--input-shape", "1,4", "--target", "android",
+                     "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "unsupported op 'edgeport_test.mystery'" in result.stderr
