@@ -57,7 +57,10 @@ def keras_digits_tflite(torch_model, path: Path) -> None:
     keras.layers[1].set_weights([sd["features.2.weight"].transpose(2, 3, 1, 0), sd["features.2.bias"]])
     keras.layers[5].set_weights([sd["classifier.1.weight"].T, sd["classifier.1.bias"]])
     keras.layers[6].set_weights([sd["classifier.3.weight"].T, sd["classifier.3.bias"]])
-    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras).convert())
+    from edgeport.quiet import quiet
+
+    with quiet():  # the TF converter logs freely
+        path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras).convert())
 
 
 def layout_overhead(runs: int, tmp: Path) -> str:
