@@ -35,7 +35,8 @@ def _needs_litert_torch():
 def run_export(assets, out, **overrides) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEPORT")}
     env.update(EDGEPORT=f"{sys.executable} -m edgeport", EDGEPORT_QUIET="1", EDGEPORT_OUT=str(out),
-               EDGEPORT_CALIB=CALIB, EDGEPORT_EVAL=EVAL, **overrides)
+               EDGEPORT_CALIB=CALIB, EDGEPORT_EVAL=EVAL)
+    env.update(overrides)
     return subprocess.run(["bash", str(SCRIPT), str(assets)], cwd=ROOT, env=env, capture_output=True,
                           text=True)
 
