@@ -11,15 +11,10 @@ MobileNetV2 (trained) palettized to 6 bits loses about 1.0 point of ImageNet top
 
 from __future__ import annotations
 
-import os
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.chdir(ROOT)
-os.environ.setdefault("EDGEPORT_QUIET", "1")
+from common import MODELS  # noqa: E402  (sets up the repository root first)
 
 import edgeport  # noqa: E402
 
@@ -35,12 +30,6 @@ VARIANTS = [  # label, recipe, ios options
     ("sparse 50%", {"prune": 0.5}, {}),
     ("sparse 75%", {"prune": 0.75}, {}),
 ]
-MODELS = {
-    "digits CNN": dict(source="samples.digits.model:build", calib="samples/digits/calib.npz",
-                       eval="samples/digits/eval.npz"),
-    "MobileNetV2-0.35 96x96": dict(source="samples.mobilenet.model:build",
-                                   calib="samples.mobilenet.model:calibration", eval=None),
-}
 
 
 def main() -> None:

@@ -9,25 +9,14 @@ latencies interleaved run by run, so machine noise affects both sides alike.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.chdir(ROOT)
-os.environ.setdefault("EDGEPORT_QUIET", "1")
+from common import MODELS  # noqa: E402  (sets up the repository root first)
 
 import edgeport  # noqa: E402
 
 RECIPES = ["none", "fp16", "dynamic-int8", "int8"]
-MODELS = {
-    "digits CNN": dict(source="samples.digits.model:build", calib="samples/digits/calib.npz",
-                       eval="samples/digits/eval.npz"),
-    "MobileNetV2-0.35 96x96": dict(source="samples.mobilenet.model:build",
-                                   calib="samples.mobilenet.model:calibration", eval=None),
-}
 
 
 def main() -> None:
