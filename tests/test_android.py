@@ -37,7 +37,8 @@ def android_exports(tmp_path_factory):
 
 
 @pytest.mark.parametrize("recipe,min_cosine,max_drop", [("none", 0.999999, 0.0), ("fp16", 0.9999, 0.5),
-                                                         ("dynamic-int8", 0.999, 0.5), ("int8", 0.999, 0.5)])
+                                                         ("dynamic-int8", 0.999, 0.5), ("int8", 0.999, 0.5),
+                                                         ("int16x8", 0.9995, 0.5)])
 def test_recipes_in_litert(android_exports, recipe, min_cosine, max_drop):
     targets, _, out = android_exports(recipe)
     checks = targets["android"]["checks"]
@@ -78,7 +79,7 @@ def test_int8_tflite_holds_the_onnx_qdq_numbers(android_exports):
     assert tflite_weights == onnx_weight_scales  # bit-equal float32 per-channel scales
     assert tflite_activations <= onnx_activation  # every int8 activation uses one of ONNX's (scale, zero point)
     (row,) = report["cross_target"]
-    assert row["top1_agreement"] >= 0.99 and row["max_diff_int8_steps"] <= 1.0
+    assert row["top1_agreement"] >= 0.99 and row["max_diff_steps"] <= 1.0
 
 
 def test_check_existing_mlperf_tflite(tmp_path):
@@ -123,3 +124,13 @@ def test_unsupported_op_names_op_and_node(tmp_path):
                      "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "unsupported op 'edgeport_test.mystery'" in result.stderr
+
+
+def test_int16x8_uses_the_recipe_ranges(android_exports):
+    targets, report, _ = android_exports("int16x8")
+    android = targets["android"]
+    assert android["checks"]["params"]["honored"]
+    assert any(n.startswith("int16 activations (ai-edge-quantizer): ") and "with the recipe's ranges" in n
+               for n in android["notes"])
+    (row,) = report["cross_target"]
+    assert row["top1_agreement"] >= 0.99 and row["max_diff_steps"] <= 4.0  # int16 steps: int8 weights agree

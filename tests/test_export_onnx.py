@@ -21,6 +21,7 @@ TOLERANCES = {
     "fp16": (0.9999, 0.05, 0.99, 0.5),
     "dynamic-int8": (0.999, 1.0, 0.99, 0.5),
     "int8": (0.999, 5.0, 0.99, 0.5),
+    "int16x8": (0.9995, 5.0, 0.99, 0.5),  # int8 weights dominate the error
 }
 
 
@@ -53,6 +54,7 @@ def test_compression_rates_follow_the_recipe(digits_exports):
     assert 1.8 < alpha["fp16"] < 2.1
     assert alpha["int8"] > 3.0  # int8 weights plus scales and QDQ nodes
     assert alpha["dynamic-int8"] > 1.5  # the Linear layers hold most of the weights
+    assert alpha["int16x8"] > 3.0
 
 
 def test_int8_artifact_holds_exactly_the_planned_parameters(digits_exports):
@@ -79,7 +81,7 @@ def test_int8_onnx_and_ort_agree(digits_exports):
     assert onnx_par["max_abs_err"] == pytest.approx(ort_par["max_abs_err"], rel=1e-4, abs=1e-4)
     (row,) = report["cross_target"]
     assert (row["base"], row["target"], row["samples"]) == ("onnx", "onnx-mobile", 359)
-    assert row["top1_agreement"] == 1.0 and row["max_diff_int8_steps"] <= 1.0  # same int8 kernels, same grid
+    assert row["top1_agreement"] == 1.0 and row["max_diff_steps"] <= 1.0  # same int8 kernels, same grid
 
 
 @pytest.mark.parametrize("options", [["--per-tensor"], ["--calibration", "percentile", "--percentile", "99.9"],

@@ -164,6 +164,7 @@ def test_unknown_op_in_a_handmade_package_is_named(tmp_path):
     (["--quantize", "int8", "--calib", CALIB], "ios: the int8 recipe (W8A8: int8 activations) needs --ios-target iOS17"),
     (["--palettize", "4", "--ios-target", "iOS15"], "ios: palettization needs --ios-target iOS16 or later"),
     (["--palettize", "4", "--prune", "0.5"], "ios: palettization + pruning together need iOS18"),
+    (["--quantize", "int16x8", "--calib", CALIB], "ios: Core ML has no int16 activations"),
     (["--ios-target", "iOS12"], "ios: unknown deployment target 'iOS12' (known: iOS15, iOS16, iOS17, iOS18)"),
     (["--quantize", "fp16", "--ios-precision", "fp32"], "ios: recipe fp16 conflicts with --ios-precision fp32"),
 ])

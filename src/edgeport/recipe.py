@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from edgeport.errors import InputError
 
-SCHEMES = ("none", "fp16", "dynamic-int8", "int8")
+SCHEMES = ("none", "fp16", "dynamic-int8", "int8", "int16x8")
 CALIBRATION_METHODS = ("minmax", "percentile", "mse")
 PALETTE_BITS = (1, 2, 4, 6, 8)
 
@@ -17,8 +17,8 @@ class Recipe:
 
     Attributes:
         quantize: `none` (fp32), `fp16`, `dynamic-int8` (int8 weights, activations quantized at
-            run time, MatMul/Gemm layers) or `int8` (static: int8 weights and activations from
-            calibration).
+            run time, MatMul/Gemm layers), `int8` (static: int8 weights and activations from
+            calibration) or `int16x8` (static: int8 weights, int16 symmetric activations).
         per_channel: int8 weight scales per output channel (default) or one per tensor.
         calibration: How activation ranges are chosen: `minmax`, `percentile` or `mse`.
         percentile: Central mass kept by `percentile` calibration, in percent.
@@ -57,7 +57,7 @@ class Recipe:
 
     @property
     def needs_calibration(self) -> bool:
-        return self.quantize == "int8"
+        return self.quantize in ("int8", "int16x8")
 
     def describe(self) -> str:
         extras = ([f"pruned {self.prune:.0%}"] if self.prune else []) + \
@@ -65,9 +65,9 @@ class Recipe:
         return " + ".join([self._describe_quantize()] + extras)
 
     def _describe_quantize(self) -> str:
-        if self.quantize == "int8":
+        if self.quantize in ("int8", "int16x8"):
             weights = "per-channel" if self.per_channel else "per-tensor"
-            return f"int8 static ({weights} weights, {self.calibration} calibration)"
+            return f"{self.quantize} static ({weights} weights, {self.calibration} calibration)"
         if self.quantize == "dynamic-int8":
             return f"dynamic int8 ({'per-channel' if self.per_channel else 'per-tensor'} weights)"
         return {"none": "fp32", "fp16": "fp16"}[self.quantize]

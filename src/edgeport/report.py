@@ -150,7 +150,7 @@ def render_table(report: Report) -> str:
             if c.status != MEASURED:
                 lines.append(f"  not measured: {c.name}: {c.reason}")
     for row in report.cross_target:
-        steps = f" = {row['max_diff_int8_steps']} int8 steps of the output" if "max_diff_int8_steps" in row else ""
+        steps = f" = {row['max_diff_steps']} quantization steps of the output" if "max_diff_steps" in row else ""
         agree = f", top-1 agreement {100 * row['top1_agreement']:.2f}%" if "top1_agreement" in row else ""
         lines.append(f"cross-target {row['target']} vs {row['base']}: max |diff| {row['max_abs_diff']:.3g}{steps}"
                      f"{agree} ({row['samples']} samples)")

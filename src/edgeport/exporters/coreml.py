@@ -53,6 +53,8 @@ def check_recipe(recipe: Recipe, options: CoreMLOptions) -> None:
     """Refuse recipe / deployment target combinations Core ML cannot express, before converting."""
     if recipe.quantize == "fp16" and options.precision == "fp32":
         raise InputError("ios: recipe fp16 conflicts with --ios-precision fp32")
+    if recipe.quantize == "int16x8":
+        raise InputError("ios: Core ML has no int16 activations; use --quantize int8 (W8A8, iOS17+)")
     if recipe.quantize == "int8" and options.ios_version < 17:
         raise InputError("ios: the int8 recipe (W8A8: int8 activations) needs --ios-target iOS17 or later; "
                          "--quantize dynamic-int8 gives int8 weights from iOS16")

@@ -45,8 +45,8 @@ def _weight_overrides(plan: QuantPlan) -> dict:
     return overrides
 
 
-def _activation_overrides(plan: QuantPlan) -> dict:
-    return {name: [{"scale": np.array(a.scale, dtype=np.float32), "zero_point": np.array(a.zero_point, dtype=np.int8)}]
+def _activation_overrides(plan: QuantPlan, dtype=np.int8) -> dict:
+    return {name: [{"scale": np.array(a.scale, dtype=np.float32), "zero_point": np.array(a.zero_point, dtype=dtype)}]
             for name, a in plan.activations.items()}
 
 
@@ -61,16 +61,18 @@ class _OneSampleReader:
         return next(self._feeds, None)
 
 
-def _int8_static(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: str) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+def _static(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: str) -> None:
+    """int8 or int16x8 QDQ (int16 QDQ needs opset 21, which onnxruntime's quantizer sets)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    reader = type("Reader", (_OneSampleReader, CalibrationDataReader), {})(model)
+    int16 = recipe.quantize == "int16x8"
     with _quiet():
-        quantize_static(src, dst, reader, quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        quantize_static(src, dst, _OneSampleReader(model), quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel,
+                        activation_type=QuantType.QInt16 if int16 else QuantType.QInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=plan.quantized_ops, nodes_to_exclude=plan.float_nodes,
-                        extra_options={"TensorQuantOverrides": {**_activation_overrides(plan), **_weight_overrides(plan)},
-                                       "ActivationSymmetric": False, "WeightSymmetric": True})
+                        extra_options={"TensorQuantOverrides": {**_activation_overrides(plan, np.int16 if int16 else np.int8),
+                                                                **_weight_overrides(plan)},
+                                       "ActivationSymmetric": int16, "WeightSymmetric": True})
 
 
 def _int8_dynamic(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: str) -> None:
@@ -96,7 +98,7 @@ def _fp32(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: str
 
 
 # recipe scheme -> transformation of the float ONNX file into the artifact
-_TRANSFORMS = {"none": _fp32, "fp16": _fp16, "dynamic-int8": _int8_dynamic, "int8": _int8_static}
+_TRANSFORMS = {"none": _fp32, "fp16": _fp16, "dynamic-int8": _int8_dynamic, "int8": _static, "int16x8": _static}
 
 
 def build_onnx(model: FloatModel, recipe: Recipe, plan: QuantPlan) -> bytes:

@@ -3,6 +3,7 @@
   - fp32 and fp16 (fp16 weights): `litert_torch.convert`, fp16 with its fp16 recipe;
   - dynamic int8: Google's ai-edge-quantizer on the float model, FULLY_CONNECTED layers only
     (the recipe's dynamic int8 covers MatMul/Gemm, as in ONNX Runtime);
+  - int16x8: ai-edge-quantizer's int16-activation recipe, fed the recipe's calibration ranges;
   - int8: PT2E quantization (`PT2EQuantizer` + `prepare_pt2e` / `convert_pt2e`) whose observers
     are overridden with the recipe's numbers: every activation whose observed calibration range
     equals a planned ONNX tensor's takes the plan's scale and zero point; every weight takes the
@@ -125,6 +126,57 @@ def _int8(job: ExportJob) -> tuple[bytes, list[str]]:
     return _convert(converted, model.example_inputs, QuantConfig(pt2e_quantizer=quantizer)), notes
 
 
+def _int16x8(job: ExportJob) -> tuple[bytes, list[str]]:
+    """ai-edge-quantizer's int16-activation recipe on the float model, its calibration ranges
+    replaced by the recipe's (found by the raw range each tensor showed in the ONNX graph)."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer, recipe
+
+    float_model = _float(job)
+    signatures = Interpreter(model_content=float_model).get_signature_list()
+    key = next(iter(signatures))
+    names = signatures[key]["inputs"]
+    data = job.calib.take(job.recipe.calib_samples)
+    samples = [{n: v[i:i + 1] for n, v in zip(names, data.feeds.values())} for i in range(len(data))]
+    qt = quantizer.Quantizer(float_model)
+    qt.load_quantization_recipe(recipe.static_wi8_ai16())
+    ranges = qt.calibrate({key: samples})  # gives the tensors it quantizes; its ranges are averaged
+    observed = _observed_ranges(float_model, samples, set(ranges))
+    matched = 0
+    for name, stats in ranges.items():
+        lo, hi = observed[name]
+        planned = job.plan.activation_matching(lo, hi, by="observed")
+        if planned is not None:
+            lo, hi = planned.range
+            matched += 1
+        shape = np.shape(stats["min"])
+        stats["min"], stats["max"] = np.full(shape, lo, np.float32), np.full(shape, hi, np.float32)
+    notes = [f"int16 activations (ai-edge-quantizer): {matched} of {len(ranges)} tensors with the recipe's ranges"
+             + (", the rest with their min / max on the same data" if matched < len(ranges) else ""),
+             "int16 input and output"]
+    return bytes(qt.quantize(ranges).quantized_model), notes
+
+
+def _observed_ranges(model: bytes, samples: list[dict], names: set[str]) -> dict[str, tuple[float, float]]:
+    """Raw min / max of the named tensors of a float TFLite model over `samples`."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model, experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    index = {t["name"]: t["index"] for t in interpreter.get_tensor_details() if t["name"] in names}
+    inputs = interpreter.get_input_details()
+    lo = {n: np.inf for n in index}
+    hi = {n: -np.inf for n in index}
+    for sample in samples:
+        for detail, value in zip(inputs, sample.values()):
+            interpreter.set_tensor(detail["index"], value.astype(np.float32))
+        interpreter.invoke()
+        for name, i in index.items():
+            value = interpreter.get_tensor(i)
+            lo[name], hi[name] = min(lo[name], float(value.min())), max(hi[name], float(value.max()))
+    return {n: (lo[n], hi[n]) for n in index}
+
+
 _BUILDERS = {"none": _float, "fp16": _fp16, "dynamic-int8": _dynamic_int8}
 
 
@@ -140,8 +192,8 @@ class TFLiteExporter(Exporter):
         if job.model.torch_module is None:
             raise InputError("android: TFLite export needs a PyTorch source (module:factory or .pt2)")
         with quiet():
-            if job.recipe.quantize == "int8":
-                data, notes = _int8(job)
+            if job.recipe.quantize in ("int8", "int16x8"):
+                data, notes = (_int8 if job.recipe.quantize == "int8" else _int16x8)(job)
             else:
                 data, notes = _BUILDERS[job.recipe.quantize](job), []
             baseline = path.parent.parent / f".baseline-{target.name}" / path.name
@@ -179,7 +231,7 @@ class TFLiteExporter(Exporter):
         checked, differ = 0, []
         for tensor in interpreter.get_tensor_details():
             q = tensor["quantization_parameters"]
-            if np.dtype(tensor["dtype"]) != np.int8 or not len(q["scales"]):
+            if np.dtype(tensor["dtype"]) not in (np.int8, np.int16) or not len(q["scales"]):
                 continue
             checked += 1
             scales = np.float32(q["scales"])

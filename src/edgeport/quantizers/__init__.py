@@ -148,6 +148,16 @@ def plan_dynamic_int8(model: FloatModel, recipe: Recipe, calib: Dataset | None) 
 
 @QUANTIZERS.register("int8")
 def plan_int8(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> QuantPlan:
+    return _plan_static(model, recipe, calib, qmath.activation_qparams)
+
+
+@QUANTIZERS.register("int16x8")
+def plan_int16x8(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> QuantPlan:
+    return _plan_static(model, recipe, calib, qmath.activation_qparams_int16)
+
+
+def _plan_static(model: FloatModel, recipe: Recipe, calib: Dataset, activation_qparams) -> QuantPlan:
+    """Static schemes: calibrated activation parameters by `activation_qparams`, int8 weights."""
     from edgeport.quantizers.calibration import activation_ranges
 
     onnx_model = model.onnx_model()
@@ -156,7 +166,7 @@ def plan_int8(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> Quant
     ranges, observed = activation_ranges(onnx_model, data, recipe.calibration, recipe.percentile)
     activations = {}
     for name, (lo, hi) in ranges.items():
-        scale, zero_point = qmath.activation_qparams(lo, hi)
+        scale, zero_point = activation_qparams(lo, hi)
         activations[name] = ActivationParams(float(scale), int(zero_point), (lo, hi), observed[name])
     for node in onnx_model.graph.node:  # graph order is topological: sharing chains propagate
         if node.op_type in PASS_THROUGH_OPS and node.input and node.input[0] in activations:
@@ -164,7 +174,7 @@ def plan_int8(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> Quant
                 if out in activations:
                     activations[out] = activations[node.input[0]]
     return QuantPlan(
-        scheme="int8", activations=activations,
+        scheme=recipe.quantize, activations=activations,
         weights=plan_weights(model, recipe, STATIC_OPS, onnx_model, set(kept)),
         quantized_ops=sorted({n.op_type for n in onnx_model.graph.node}),
         float_nodes=kept,

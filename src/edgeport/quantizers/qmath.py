@@ -23,6 +23,12 @@ def activation_qparams(lo: float, hi: float) -> tuple[np.float32, np.int8]:
     return scale, np.int8(zero_point)
 
 
+def activation_qparams_int16(lo: float, hi: float) -> tuple[np.float32, np.int16]:
+    """TFLite's int16 activations: symmetric, zero point 0, scale = max(|lo|, |hi|) / 32767."""
+    peak = max(abs(float(lo)), abs(float(hi)))
+    return (np.float32(peak / 32767.0) if peak > 1e-12 else np.float32(1.0)), np.int16(0)
+
+
 def weight_scales(weight: np.ndarray, axis: int | None) -> np.ndarray:
     """Symmetric int8 scales (max |w| / 127), one per slice along `axis`, or one for the tensor.
 
