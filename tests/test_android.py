@@ -15,7 +15,7 @@ from conftest import CALIB, DIGITS, EVAL, ROOT, needs_torch, run_cli
 
 pytestmark = [needs_torch, pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None,
                                               reason="litert-torch is not installed")]
-MLPERF = ROOT.parent / "shared" / "models" / "mlperf-tiny"
+KWS = ROOT / "tests" / "data" / "mlperf-tiny" / "kws_ref_model.tflite"
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +83,7 @@ def test_int8_tflite_holds_the_onnx_qdq_numbers(android_exports):
 
 
 def test_check_existing_mlperf_tflite(tmp_path):
-    model = MLPERF / "kws_ref_model.tflite"
-    if not model.is_file():
-        pytest.skip("shared MLPerf Tiny models are not available")
+    model = KWS
     data = tmp_path / "kws.npz"
     rng = np.random.default_rng(0)
     np.savez(data, x=rng.uniform(-100, 60, size=(16, 49, 10, 1)).astype(np.float32))
@@ -102,9 +100,8 @@ def test_check_existing_mlperf_tflite(tmp_path):
 
 
 def test_corrupt_tflite_is_exit_2(tmp_path):
-    model = MLPERF / "ad01_int8.tflite"
     bad = tmp_path / "bad.tflite"
-    bad.write_bytes(model.read_bytes()[:5000] if model.is_file() else b"TFL3" + b"\0" * 100)
+    bad.write_bytes(KWS.read_bytes()[:5000])  # truncated
     result = run_cli("check", str(bad), "--target", "android")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith(f"edgeport: error: {bad}: LiteRT cannot load it")
