@@ -144,6 +144,11 @@ def render_table(report: Report) -> str:
             lines.append(f"{t.target}: skipped ({t.reason})")
             continue
         lines.append(f"{t.target}: {t.artifact}")
+        by_threads = t.values("latency").get("by_threads", {})
+        if by_threads:
+            lines.append("  latency by threads: " + ", ".join(
+                f"{n}: p50 {v['p50_ms']:.3f} ms" + (f" (δ {v['delta']:.2f})" if v.get("delta") else "")
+                for n, v in by_threads.items()))
         for note in t.notes:
             lines.append(f"  note: {note}")
         for c in t.checks:
