@@ -49,9 +49,10 @@ def check_parity(ctx: CheckContext) -> CheckResult:
     refs = ctx.refs
     if refs.data is None:
         return CheckResult.not_run("parity", "no input data (give --calib or --eval)")
+    outputs = ctx.outputs  # first: an artifact the runtime cannot run says why, naming the op
     if refs.outputs is None:
-        return CheckResult.not_run("parity", "no float reference for this model")
-    values = parity_metrics(refs.outputs[0], ctx.outputs[0])
+        return CheckResult.not_run("parity", "no float reference for this model (give --reference)")
+    values = parity_metrics(refs.outputs[0], outputs[0])
     values["reference"] = refs.model.reference_kind
     values["data"] = refs.data.source
     return CheckResult("parity", MEASURED, values)
