@@ -153,7 +153,7 @@ def test_unreadable_calibration_or_eval_data(tmp_path, out, float_onnx, kind):
 
 @pytest.mark.parametrize("args,message", [
     (["--target", "gameboy"], "unknown target 'gameboy' (known: android, browser,"),
-    (["--quantize", "int4"], "unknown recipe 'int4' (known: none, fp16, dynamic-int8, int8)"),
+    (["--quantize", "int4"], "unknown recipe 'int4' (known: none, fp16, dynamic-int8, int8, int16x8)"),
     (["--quantize", "int8", "--calibration", "entropy", "--calib", CALIB], "unknown calibration method 'entropy'"),
     (["--quantize", "int8"], "recipe 'int8' needs calibration data (--calib FILE)"),
     (["--max-size", "huge"], "max_size: cannot read 'huge'"),
