@@ -131,3 +131,30 @@ def test_int16x8_uses_the_recipe_ranges(android_exports):
                for n in android["notes"])
     (row,) = report["cross_target"]
     assert row["top1_agreement"] >= 0.99 and row["max_diff_steps"] <= 4.0  # int16 steps: int8 weights agree
+
+
+def test_int8_with_float_input_and_output(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeport.cli import main
+
+    out = tmp_path / "out"
+    assert main(["export", DIGITS, "--target", "onnx,android", "--quantize", "int8", "--android-io", "float",
+                 "--calib", CALIB, "--eval", EVAL, "--out", str(out), "--runs", "3", "--json"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    android = next(t for t in report["targets"] if t["target"] == "android")
+    interpreter = Interpreter(model_path=str(out / "android" / "digits.tflite"))
+    assert interpreter.get_input_details()[0]["dtype"] == np.float32
+    assert interpreter.get_output_details()[0]["dtype"] == np.float32
+    ops = android["checks"]["structure"]["ops"]
+    assert ops["QUANTIZE"] == 1 and ops["DEQUANTIZE"] == 1
+    assert android["checks"]["params"]["honored"] and android["checks"]["accuracy"]["accuracy_drop_points"] <= 0.5
+    (row,) = report["cross_target"]
+    assert row["top1_agreement"] >= 0.99 and row["max_diff_steps"] <= 1.0
+
+
+def test_unknown_android_io_is_refused(tmp_path):
+    result = run_cli("export", DIGITS, "--target", "android", "--input-shape", "1,1,8,8", "--android-io", "double",
+                     "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == "edgeport: error: android: io must be 'int' (integer input/output) or 'float'"

@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="minimum deployment target: iOS15, iOS16 (default), iOS17, iOS18")
     ig.add_argument("--ios-precision", dest="ios_precision", metavar="PRECISION",
                     help="Core ML compute precision: fp16 (default) or fp32")
+    ag = ex.add_argument_group("android target")
+    ag.add_argument("--android-io", dest="android_io", metavar="IO",
+                    help="int8/int16x8 models: 'int' input/output (default) or 'float'")
     _add_budgets(ex)
     _add_check_settings(ex)
 
@@ -151,10 +154,12 @@ def cmd_export(args) -> int:
         shapes = [tuple(s) for s in shapes[0]]
     ios = {**cfg["ios"], **{k: v for k, v in (("deployment_target", args.ios_deployment_target),
                                               ("precision", args.ios_precision)) if v is not None}}
+    android = {**cfg["android"], **({"io": args.android_io} if args.android_io else {})}
+    options = {k: v for k, v in (("ios", ios), ("android", android)) if v}
     report = export(source, targets=pick("targets", "onnx"), recipe=recipe, out=pick("out", "out"),
                     calib=pick("calib"), eval=pick("eval"), input_shapes=shapes,
                     input_dtype=pick("input_dtype", "float32"), budgets=_budgets(args, cfg["budgets"]),
-                    settings=_settings(args, cfg["checks"]), target_options={"ios": ios} if ios else None)
+                    settings=_settings(args, cfg["checks"]), target_options=options or None)
     return _print_report(report, args, f"{pick('out', 'out')}/report.json")
 
 

@@ -29,6 +29,9 @@
     deployment_target = "iOS17"  # iOS15 .. iOS18
     precision = "fp16"           # fp16 | fp32
 
+    [android]
+    io = "int"                   # int8 / int16x8 models: "int" or "float" input and output
+
 Command-line flags override the file.
 """
 
@@ -47,6 +50,7 @@ SECTIONS = {
     "budgets": set(BUDGET_KINDS),
     "checks": {"runs", "warmup", "threads", "batch_size"},
     "ios": {"deployment_target", "precision"},
+    "android": {"io"},
 }
 
 

@@ -3,7 +3,8 @@
   - fp32 and fp16 (fp16 weights): `litert_torch.convert`, fp16 with its fp16 recipe;
   - dynamic int8: Google's ai-edge-quantizer on the float model, FULLY_CONNECTED layers only
     (the recipe's dynamic int8 covers MatMul/Gemm, as in ONNX Runtime);
-  - int16x8: ai-edge-quantizer's int16-activation recipe, fed the recipe's calibration ranges;
+  - int16x8, and int8 with float input/output: ai-edge-quantizer's static recipes, fed the
+    recipe's calibration ranges;
   - int8: PT2E quantization (`PT2EQuantizer` + `prepare_pt2e` / `convert_pt2e`) whose observers
     are overridden with the recipe's numbers: every activation whose observed calibration range
     equals a planned ONNX tensor's takes the plan's scale and zero point; every weight takes the
@@ -126,11 +127,19 @@ def _int8(job: ExportJob) -> tuple[bytes, list[str]]:
     return _convert(converted, model.example_inputs, QuantConfig(pt2e_quantizer=quantizer)), notes
 
 
-def _int16x8(job: ExportJob) -> tuple[bytes, list[str]]:
-    """ai-edge-quantizer's int16-activation recipe on the float model, its calibration ranges
-    replaced by the recipe's (found by the raw range each tensor showed in the ONNX graph)."""
+def _aeq_static(job: ExportJob, float_io: bool) -> tuple[bytes, list[str]]:
+    """ai-edge-quantizer's static recipe (int8 or int16 activations) on the float model, its
+    calibration ranges replaced by the recipe's (found by the raw range each tensor showed in the
+    ONNX graph). With `float_io` the model keeps float inputs / outputs (QUANTIZE / DEQUANTIZE
+    ops at the edges)."""
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import quantizer, recipe
+
+    int16 = job.recipe.quantize == "int16x8"
+    config = recipe.static_wi8_ai16() if int16 else recipe.static_wi8_ai8()
+    if float_io:
+        config += [{"regex": ".*", "operation": op, "algorithm_key": recipe.AlgorithmName.NO_QUANTIZE}
+                   for op in (recipe.TFLOperationName.INPUT, recipe.TFLOperationName.OUTPUT)]
 
     float_model = _float(job)
     signatures = Interpreter(model_content=float_model).get_signature_list()
@@ -139,7 +148,7 @@ def _int16x8(job: ExportJob) -> tuple[bytes, list[str]]:
     data = job.calib.take(job.recipe.calib_samples)
     samples = [{n: v[i:i + 1] for n, v in zip(names, data.feeds.values())} for i in range(len(data))]
     qt = quantizer.Quantizer(float_model)
-    qt.load_quantization_recipe(recipe.static_wi8_ai16())
+    qt.load_quantization_recipe(config)
     ranges = qt.calibrate({key: samples})  # gives the tensors it quantizes; its ranges are averaged
     observed = _observed_ranges(float_model, samples, set(ranges))
     matched = 0
@@ -151,9 +160,11 @@ def _int16x8(job: ExportJob) -> tuple[bytes, list[str]]:
             matched += 1
         shape = np.shape(stats["min"])
         stats["min"], stats["max"] = np.full(shape, lo, np.float32), np.full(shape, hi, np.float32)
-    notes = [f"int16 activations (ai-edge-quantizer): {matched} of {len(ranges)} tensors with the recipe's ranges"
-             + (", the rest with their min / max on the same data" if matched < len(ranges) else ""),
-             "int16 input and output"]
+    bits = 16 if int16 else 8
+    notes = [f"int{bits} activations (ai-edge-quantizer): {matched} of {len(ranges)} tensors with the recipe's "
+             "ranges" + (", the rest with their min / max on the same data" if matched < len(ranges) else ""),
+             "float input and output (QUANTIZE / DEQUANTIZE inside the model)" if float_io
+             else f"int{bits} input and output"]
     return bytes(qt.quantize(ranges).quantized_model), notes
 
 
@@ -185,6 +196,11 @@ class TFLiteExporter(Exporter):
     suffix = ".tflite"
 
     def check_request(self, recipe: Recipe, options: dict, target: Target) -> None:
+        unknown = set(options.get(target.name, {})) - {"io"}
+        if unknown:
+            raise InputError(f"android: unknown option(s) {', '.join(sorted(unknown))} (known: io)")
+        if options.get(target.name, {}).get("io", "int") not in ("int", "float"):
+            raise InputError("android: io must be 'int' (integer input/output) or 'float'")
         if recipe.palettize or recipe.prune:
             raise InputError("android: pruning and palettes are not written to TFLite by this edgeport version")
 
@@ -192,8 +208,11 @@ class TFLiteExporter(Exporter):
         if job.model.torch_module is None:
             raise InputError("android: TFLite export needs a PyTorch source (module:factory or .pt2)")
         with quiet():
-            if job.recipe.quantize in ("int8", "int16x8"):
-                data, notes = (_int8 if job.recipe.quantize == "int8" else _int16x8)(job)
+            float_io = job.options.get(target.name, {}).get("io", "int") == "float"
+            if job.recipe.quantize == "int8" and not float_io:
+                data, notes = _int8(job)
+            elif job.recipe.quantize in ("int8", "int16x8"):
+                data, notes = _aeq_static(job, float_io)
             else:
                 data, notes = _BUILDERS[job.recipe.quantize](job), []
             baseline = path.parent.parent / f".baseline-{target.name}" / path.name
