@@ -29,7 +29,10 @@ RECIPES = ["none", "fp16", "dynamic-int8", "int8"]
 
 def keras_digits_tflite(torch_model, path: Path) -> None:
     """The digits CNN rebuilt in Keras (NHWC) with the PyTorch weights, converted by TensorFlow."""
-    import tensorflow as tf
+    from edgeport.quiet import quiet
+
+    with quiet():  # TensorFlow logs from C++ on import
+        import tensorflow as tf
 
     sd = {k: v.detach().numpy() for k, v in torch_model.state_dict().items()}
     keras = tf.keras.Sequential([
@@ -46,8 +49,6 @@ def keras_digits_tflite(torch_model, path: Path) -> None:
     keras.layers[1].set_weights([sd["features.2.weight"].transpose(2, 3, 1, 0), sd["features.2.bias"]])
     keras.layers[5].set_weights([sd["classifier.1.weight"].T, sd["classifier.1.bias"]])
     keras.layers[6].set_weights([sd["classifier.3.weight"].T, sd["classifier.3.bias"]])
-    from edgeport.quiet import quiet
-
     with quiet():  # the TF converter logs freely
         path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras).convert())
 

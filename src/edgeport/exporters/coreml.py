@@ -127,59 +127,72 @@ def _replace_weight(block, op, build):
     block.replace_uses_of_var_after_op(anchor_op=new.op, old_var=op.weight, new_var=new, no_check_var_types=True)
 
 
+def _int8_weight(exact: np.ndarray, planned, recipe: Recipe, dtype, op, label: str):
+    """(builder, relative fp16 rounding of the scales) for int8 weights: the plan's per-channel
+    scales, or, for a weight without counterpart in the plan, the recipe's rule."""
+    if planned is not None:
+        axis, scale = (0 if planned.axis is not None else None), planned.scale_array()
+    else:
+        axis = 0 if recipe.per_channel else None
+        scale = qmath.weight_scales(exact, axis)
+    q = qmath.quantize(exact, scale, np.zeros_like(scale, dtype=np.int32), axis=axis)
+    stored = scale.astype(dtype)
+    rounding = float(np.max(np.abs(stored.astype(np.float32) - scale) / scale))
+    return (lambda mb: mb.constexpr_affine_dequantize(
+        quantized_data=q, zero_point=np.int8(0), scale=stored if axis is not None else stored[0],
+        axis=0, before_op=op, name=label)), rounding
+
+
+def _sparse_weight(exact: np.ndarray, sparsity: float, dtype, shape, op, label: str):
+    mask = compress.magnitude_mask(exact, sparsity)
+    nonzero = exact[mask].astype(dtype)
+    packed = np.packbits(mask.ravel().astype(np.uint8), bitorder="little")
+    return lambda mb: mb.constexpr_sparse_to_dense(nonzero_data=nonzero, mask=packed, shape=np.uint32(shape),
+                                                   before_op=op, name=label)
+
+
+def _palette_weight(exact: np.ndarray, info: dict | None, bits: int, dtype, shape, op, label: str):
+    lut = np.float32(info["palette"]) if info else compress.kmeans_palette(exact, bits)[0]
+    indices = compress.pack_bits(compress.nearest_indices(exact, lut), bits)
+    return lambda mb: mb.constexpr_lut_to_dense(indices=indices, lut=lut.astype(dtype), shape=np.uint32(shape),
+                                                before_op=op, name=label)
+
+
 def compress_program(program, job: ExportJob) -> list[str]:
     """Rewrite conv/linear weights of `program` per the recipe; return notes on what was done."""
     recipe = job.recipe
     source = _WeightSource(job)
     block = program.functions["main"]
+    int8 = recipe.quantize in ("dynamic-int8", "int8")
     counts = {"plan": 0, "rule": 0}
     scale_rounding = 0.0
     for op in list(block.operations):
         if op.op_type not in WEIGHT_OPS or op.weight.op is None or op.weight.op.op_type != "const":
             continue
         w = op.weight.val
-        dtype = w.dtype
         name = source.lookup(op.weight.name, w)
         exact = source.float_weights[name] if name is not None else w.astype(np.float32)
-        int8 = recipe.quantize in ("dynamic-int8", "int8")
         # named after the recipe's weight when there is one, so `read_params` can find it again
         label = f"{_normalized(name) if name else op.weight.name}_{'int8' if int8 else 'compressed'}"
         if int8:
-            if name is not None and name in job.plan.weights:
-                wp = job.plan.weights[name]
-                axis, scale = (0 if wp.axis is not None else None), wp.scale_array()
-            elif name is None and recipe.quantize == "int8":  # weights Core ML fused: same rule
-                axis = 0 if recipe.per_channel else None
-                scale = qmath.weight_scales(exact, axis)
-                counts["rule"] += 1
-                counts["plan"] -= 1
-            else:
-                continue  # the recipe leaves this layer float (e.g. convs under dynamic int8)
-            q = qmath.quantize(exact, scale, np.zeros_like(scale, dtype=np.int32), axis=axis)
-            stored = scale.astype(dtype)
-            scale_rounding = max(scale_rounding, float(np.max(np.abs(stored.astype(np.float32) - scale) / scale)))
-            _replace_weight(block, op, lambda mb: mb.constexpr_affine_dequantize(
-                quantized_data=q, zero_point=np.int8(0), scale=stored if axis is not None else stored[0],
-                axis=0, before_op=op, name=label))
-            counts["plan"] += 1
-            continue
-        info = job.plan.compression.get(name) if name is not None else None
-        counts["plan" if info else "rule"] += 1
-        if recipe.prune:
-            mask = compress.magnitude_mask(exact, recipe.prune)
-            nonzero = exact[mask].astype(dtype)
-            packed = np.packbits(mask.ravel().astype(np.uint8), bitorder="little")
-            _replace_weight(block, op, lambda mb: mb.constexpr_sparse_to_dense(
-                nonzero_data=nonzero, mask=packed, shape=np.uint32(w.shape), before_op=op, name=label))
-        elif recipe.palettize:
-            lut = np.float32(info["palette"]) if info else compress.kmeans_palette(exact, recipe.palettize)[0]
-            indices = compress.nearest_indices(exact, lut)
-            _replace_weight(block, op, lambda mb: mb.constexpr_lut_to_dense(
-                indices=compress.pack_bits(indices, recipe.palettize), lut=lut.astype(dtype),
-                shape=np.uint32(w.shape), before_op=op, name=label))
+            planned = job.plan.weights.get(name) if name is not None else None
+            if planned is None and (name is not None or recipe.quantize != "int8"):
+                continue  # the recipe leaves this layer float (kept float, or convs under dynamic int8)
+            build, rounding = _int8_weight(exact, planned, recipe, w.dtype, op, label)
+            scale_rounding = max(scale_rounding, rounding)
+            from_plan = planned is not None
+        elif recipe.prune:
+            build = _sparse_weight(exact, recipe.prune, w.dtype, w.shape, op, label)
+            from_plan = name in job.plan.compression
+        else:
+            info = job.plan.compression.get(name) if name is not None else None
+            build = _palette_weight(exact, info, recipe.palettize, w.dtype, w.shape, op, label)
+            from_plan = info is not None
+        _replace_weight(block, op, build)
+        counts["plan" if from_plan else "rule"] += 1
     notes = []
     if counts["plan"] or counts["rule"]:
-        what = {"dynamic-int8": "int8 weights", "int8": "int8 weights"}.get(recipe.quantize) or \
+        what = "int8 weights" if int8 else \
             (f"{recipe.prune:.0%} sparse weights" if recipe.prune else f"{recipe.palettize}-bit palettes")
         notes.append(f"{what}: {counts['plan']} tensors with the recipe's numbers"
                      + (f", {counts['rule']} by the recipe's rule on Core ML's fused weights" if counts["rule"] else ""))
