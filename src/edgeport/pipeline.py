@@ -55,21 +55,8 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
     recipe = recipe or Recipe()
     settings = settings or CheckSettings()
     limits = parse_budgets(budgets or {})
-    chosen = resolve_targets(targets)
     every = targets in ("all", ["all"])
-    refused: dict[str, str] = {}  # with `all`, a target that cannot honor the recipe is skipped, not fatal
-    for target in chosen:
-        if target.format not in EXPORTERS:
-            raise InputError(f"target '{target.name}' cannot be exported: {'; '.join(target.missing())}")
-        try:
-            EXPORTERS.get(target.format).check_request(recipe, target_options or {}, target)
-        except InputError as exc:
-            if not every:
-                raise
-            refused[target.name] = str(exc)
-    chosen = [t for t in chosen if t.name not in refused]
-    if not chosen:
-        raise InputError("no target can be exported here (see 'edgeport targets')")
+    chosen, refused = _targets_for(targets, recipe, target_options or {})
     _check_budgets_measurable(limits, calib, eval)
     if not input_shapes and (calib or eval) and not source.endswith(".onnx"):
         shape = sample_shape(calib or eval, "calibration data" if calib else "eval data")
@@ -109,7 +96,6 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
             report.quant_params = PARAMS_NAME
         report.budgets = evaluate(limits, report.measurements(), report.not_run_reasons())
         (work / REPORT_NAME).write_text(report.to_json())
-        float_path.unlink()
         _move_into(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -157,6 +143,27 @@ def check(model_path: str | os.PathLike, target: str, eval: str | None = None, r
     tmp.write_text(report.to_json())
     os.replace(tmp, destination)
     return report
+
+
+def _targets_for(targets: str | list[str], recipe: Recipe, options: dict) -> tuple[list[Target], dict[str, str]]:
+    """The targets to export and, with `all`, those skipped because they cannot honor the recipe
+    (name -> why). A named target that cannot is an InputError, raised before any work."""
+    chosen = resolve_targets(targets)
+    every = targets in ("all", ["all"])
+    refused: dict[str, str] = {}
+    for target in chosen:
+        if target.format not in EXPORTERS:
+            raise InputError(f"target '{target.name}' cannot be exported: {'; '.join(target.missing())}")
+        try:
+            EXPORTERS.get(target.format).check_request(recipe, options, target)
+        except InputError as exc:
+            if not every:
+                raise
+            refused[target.name] = str(exc)
+    chosen = [t for t in chosen if t.name not in refused]
+    if not chosen:
+        raise InputError("no target can be exported here (see 'edgeport targets')")
+    return chosen, refused
 
 
 def _session_inputs(target: Target, path: Path, settings: CheckSettings):
