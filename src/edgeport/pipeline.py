@@ -56,7 +56,7 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
     settings = settings or CheckSettings()
     limits = parse_budgets(budgets or {})
     every = targets in ("all", ["all"])
-    chosen, refused = _targets_for(targets, recipe, target_options or {})
+    chosen, refused = _targets_for(targets, recipe, target_options or {}, source)
     _check_budgets_measurable(limits, calib, eval)
     if not input_shapes and (calib or eval) and not source.endswith(".onnx"):
         shape = sample_shape(calib or eval, "calibration data" if calib else "eval data")
@@ -145,7 +145,8 @@ def check(model_path: str | os.PathLike, target: str, eval: str | None = None, r
     return report
 
 
-def _targets_for(targets: str | list[str], recipe: Recipe, options: dict) -> tuple[list[Target], dict[str, str]]:
+def _targets_for(targets: str | list[str], recipe: Recipe, options: dict,
+                 source: str) -> tuple[list[Target], dict[str, str]]:
     """The targets to export and, with `all`, those skipped because they cannot honor the recipe
     (name -> why). A named target that cannot is an InputError, raised before any work."""
     chosen = resolve_targets(targets)
@@ -156,6 +157,7 @@ def _targets_for(targets: str | list[str], recipe: Recipe, options: dict) -> tup
             raise InputError(f"target '{target.name}' cannot be exported: {'; '.join(target.missing())}")
         try:
             EXPORTERS.get(target.format).check_request(recipe, options, target)
+            EXPORTERS.get(target.format).check_source(source, target)
         except InputError as exc:
             if not every:
                 raise

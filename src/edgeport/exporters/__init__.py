@@ -84,8 +84,16 @@ class Exporter:
             shutil.rmtree(out_dir, ignore_errors=True)
             raise
 
+    needs_torch_source = False  # converters that start from the PyTorch module, not the ONNX graph
+
     def check_request(self, recipe: Recipe, options: dict, target: Target) -> None:
         """Refuse, before any work, a recipe or options this format cannot honor (InputError)."""
+
+    def check_source(self, source: str, target: Target) -> None:
+        """Refuse, before any work, a source this format cannot start from (InputError)."""
+        if self.needs_torch_source and source.endswith(".onnx"):
+            raise InputError(f"{target.name}: the {self.format} converter starts from the PyTorch model; "
+                             "give a module:factory or .pt2 source, not .onnx")
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         raise NotImplementedError

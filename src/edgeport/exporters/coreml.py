@@ -204,6 +204,7 @@ def compress_program(program, job: ExportJob) -> list[str]:
 class CoreMLExporter(Exporter):
     format = "mlpackage"
     suffix = ".mlpackage"
+    needs_torch_source = True  # coremltools 9 does not convert ONNX
 
     def check_request(self, recipe: Recipe, options: dict, target: Target) -> None:
         check_recipe(recipe, _options(options, target))
@@ -213,9 +214,6 @@ class CoreMLExporter(Exporter):
 
         options = _options(job.options, target)
         check_recipe(job.recipe, options)
-        if job.model.torch_module is None:
-            raise InputError("ios: Core ML conversion needs a PyTorch source (module:factory or .pt2); "
-                             "coremltools 9 does not convert ONNX")
         if job.recipe.quantize == "fp16":
             options = CoreMLOptions(options.deployment_target, "fp16")
         with quiet_coremltools():

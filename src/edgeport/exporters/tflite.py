@@ -194,6 +194,7 @@ _BUILDERS = {"none": _float, "fp16": _fp16, "dynamic-int8": _dynamic_int8}
 class TFLiteExporter(Exporter):
     format = "tflite"
     suffix = ".tflite"
+    needs_torch_source = True  # the official path is PyTorch -> LiteRT (no ONNX -> TF chains)
 
     def check_request(self, recipe: Recipe, options: dict, target: Target) -> None:
         unknown = set(options.get(target.name, {})) - {"io"}
@@ -205,8 +206,6 @@ class TFLiteExporter(Exporter):
             raise InputError("android: pruning and palettes are not written to TFLite by this edgeport version")
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
-        if job.model.torch_module is None:
-            raise InputError("android: TFLite export needs a PyTorch source (module:factory or .pt2)")
         with quiet():
             float_io = job.options.get(target.name, {}).get("io", "int") == "float"
             if job.recipe.quantize == "int8" and not float_io:
