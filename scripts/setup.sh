@@ -25,9 +25,16 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
+# pip on some machines warns about configured package folders that do not exist; drop that noise
+# (pipefail keeps pip's own exit status).
+pip_install() {
+  .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
 # torch first and pinned: 2.13.0 is a CPU build; an unpinned torch can pull a multi-GB CUDA build.
-.venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[torch,ios,android,samples,test]'
+pip_install torch==2.13.0
+# one resolve for all extras: litert-torch and coremltools need compatible typing-extensions / cattrs
+pip_install -e '.[torch,ios,android,samples,test]'
 
 if [ -f package-lock.json ]; then
   npm ci --no-audit --no-fund --silent
