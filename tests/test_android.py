@@ -158,3 +158,10 @@ def test_unknown_android_io_is_refused(tmp_path):
                      "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     assert result.stderr.strip() == "edgeport: error: android: io must be 'int' (integer input/output) or 'float'"
+
+
+def test_keep_float_is_refused_before_any_work(tmp_path):
+    result = run_cli("export", DIGITS, "--target", "android", "--quantize", "int8", "--keep-float", "classifier.3",
+                     "--calib", CALIB, "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and not (tmp_path / "out").exists()
+    assert result.stderr.startswith("edgeport: error: android: keep_float is not written to TFLite")

@@ -198,3 +198,19 @@ def test_conversion_failure_names_the_op_and_module(tmp_path):
     assert result.stderr.strip() == ("edgeport: error: unsupported op 'aten::special_erfcx' at node 'block.1': "
                                      "Core ML (coremltools) has no conversion for it")
     assert not (tmp_path / "out").exists()
+
+
+def test_keep_float_is_honored_by_core_ml(tmp_path):
+    from edgeport.cli import main
+
+    out = tmp_path / "out"
+    assert main(["export", DIGITS, "--target", "onnx,ios", "--ios-target", "iOS17", "--quantize", "int8",
+                 "--keep-float", "classifier.3", "--calib", CALIB, "--eval", EVAL, "--out", str(out),
+                 "--runs", "2", "--json"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    ios = next(t for t in report["targets"] if t["target"] == "ios")
+    ops = ios["checks"]["structure"]["ops"]
+    assert ops["constexpr_affine_dequantize"] == 3 and ops["quantize"] == 3  # the last Linear stays float
+    assert ios["checks"]["params"]["honored"] and ios["checks"]["params"]["tensors_checked"] == 3
+    assert "int8 weights: 3 tensors with the recipe's numbers" in ios["notes"]
+    assert report["cross_target"][0]["top1_agreement"] >= 0.99

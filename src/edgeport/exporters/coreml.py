@@ -88,13 +88,13 @@ class _WeightSource:
     """
 
     def __init__(self, job: ExportJob):
-        from onnx import numpy_helper
+        from edgeport.quantizers import STATIC_OPS, weight_inputs
 
-        self.plan = job.plan
-        names = set(job.plan.weights) | set(job.plan.compression)
-        self.by_key = {_normalized(n): n for n in names}
-        inits = {i.name: i for i in (job.uncompressed or job.model).onnx_model().graph.initializer}
-        self.float_weights = {n: numpy_helper.to_array(inits[n]) for n in names if n in inits}
+        # every conv / linear weight of the ONNX graph, also those the recipe keeps float, so a
+        # kept-float weight is recognized (and left alone) rather than taken for a fused one
+        model = (job.uncompressed or job.model).onnx_model()
+        self.float_weights = {name: w for _, name, w in weight_inputs(model, STATIC_OPS, set())}
+        self.by_key = {_normalized(n): n for n in self.float_weights}
 
     def lookup(self, const_name: str, value: np.ndarray) -> str | None:
         name = self.by_key.get(_normalized(const_name.removesuffix("_to_fp16")))
@@ -158,13 +158,15 @@ def _palette_weight(exact: np.ndarray, info: dict | None, bits: int, dtype, shap
                                                 before_op=op, name=label)
 
 
-def compress_program(program, job: ExportJob) -> list[str]:
-    """Rewrite conv/linear weights of `program` per the recipe; return notes on what was done."""
+def compress_program(program, job: ExportJob) -> tuple[list[str], set[str]]:
+    """Rewrite conv/linear weights of `program` per the recipe; return notes on what was done and
+    the names of the ops whose weights were rewritten."""
     recipe = job.recipe
     source = _WeightSource(job)
     block = program.functions["main"]
     int8 = recipe.quantize in ("dynamic-int8", "int8")
     counts = {"plan": 0, "rule": 0}
+    rewritten: set[str] = set()
     scale_rounding = 0.0
     for op in list(block.operations):
         if op.op_type not in WEIGHT_OPS or op.weight.op is None or op.weight.op.op_type != "const":
@@ -181,14 +183,17 @@ def compress_program(program, job: ExportJob) -> list[str]:
             build, rounding = _int8_weight(exact, planned, recipe, w.dtype, op, label)
             scale_rounding = max(scale_rounding, rounding)
             from_plan = planned is not None
+        elif name is not None and name not in job.plan.compression:
+            continue  # a layer the recipe keeps float
         elif recipe.prune:
             build = _sparse_weight(exact, recipe.prune, w.dtype, w.shape, op, label)
-            from_plan = name in job.plan.compression
+            from_plan = name is not None
         else:
             info = job.plan.compression.get(name) if name is not None else None
             build = _palette_weight(exact, info, recipe.palettize, w.dtype, w.shape, op, label)
             from_plan = info is not None
         _replace_weight(block, op, build)
+        rewritten.add(op.name)
         counts["plan" if from_plan else "rule"] += 1
     notes = []
     if counts["plan"] or counts["rule"]:
@@ -198,7 +203,7 @@ def compress_program(program, job: ExportJob) -> list[str]:
                      + (f", {counts['rule']} by the recipe's rule on Core ML's fused weights" if counts["rule"] else ""))
     if scale_rounding:
         notes.append(f"int8 scales stored as fp16 by Core ML's fp16 program: max relative rounding {scale_rounding:.1e}")
-    return notes
+    return notes, rewritten
 
 
 class CoreMLExporter(Exporter):
@@ -241,9 +246,10 @@ class CoreMLExporter(Exporter):
                 ranges = None
                 if job.recipe.quantize == "int8":  # calibrate the float graph before touching weights
                     ranges = calibrate(mlmodel, activation_inputs(program), job)
-                notes += compress_program(program, job)
-                if ranges is not None:
-                    notes += quantize_activations(program, ranges, job)
+                compress_notes, int8_ops = compress_program(program, job)
+                notes += compress_notes
+                if ranges is not None:  # W8A8: activations only where the weights are int8 (not kept-float layers)
+                    notes += quantize_activations(program, ranges, job, int8_ops)
                 PASS_REGISTRY["common::dead_code_elimination"](program)
                 mlmodel = ct.convert(program, pass_pipeline=ct.PassPipeline.EMPTY, **settings)
             mlmodel.short_description = f"{model.name}: {job.recipe.describe()} (edgeport)"

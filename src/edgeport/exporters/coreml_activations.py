@@ -59,8 +59,9 @@ def calibrate(mlmodel, names: list[str], job: ExportJob) -> dict[str, tuple[floa
     return ranges
 
 
-def quantize_activations(program, ranges: dict[str, tuple[float, float]], job: ExportJob) -> list[str]:
-    """Insert quantize -> dequantize before the first consumer of each calibrated var."""
+def quantize_activations(program, ranges: dict[str, tuple[float, float]], job: ExportJob,
+                         ops: set[str]) -> list[str]:
+    """Insert quantize -> dequantize before the first of `ops` consuming each calibrated var."""
     from coremltools.converters.mil import Builder as mb
 
     from edgeport.exporters.coreml import scope_of
@@ -68,7 +69,7 @@ def quantize_activations(program, ranges: dict[str, tuple[float, float]], job: E
     block = program.functions["main"]
     first_consumer = {}
     for op in block.operations:
-        if op.op_type in QUANTIZED_INPUT_OPS and op.x.name in ranges:
+        if op.op_type in QUANTIZED_INPUT_OPS and op.name in ops and op.x.name in ranges:
             first_consumer.setdefault(op.x.name, op)
     counts = {"plan": 0, "rule": 0}
     for name, op in first_consumer.items():

@@ -112,6 +112,7 @@ def _int8(job: ExportJob) -> tuple[bytes, list[str]]:
 
     model = job.model
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=job.recipe.per_channel))
+
     prepared = prepare_pt2e(torch.export.export(model.torch_module, model.example_inputs).module(), quantizer)
     data = job.calib.take(job.recipe.calib_samples)
     with torch.no_grad():
@@ -202,6 +203,9 @@ class TFLiteExporter(Exporter):
             raise InputError(f"android: unknown option(s) {', '.join(sorted(unknown))} (known: io)")
         if options.get(target.name, {}).get("io", "int") not in ("int", "float"):
             raise InputError("android: io must be 'int' (integer input/output) or 'float'")
+        if recipe.keep_float and recipe.quantize in ("int8", "int16x8"):
+            raise InputError("android: keep_float is not written to TFLite by this edgeport version "
+                             "(litert-torch's PT2E quantizer cannot leave a module float)")
         if recipe.palettize or recipe.prune:
             raise InputError("android: pruning and palettes are not written to TFLite by this edgeport version")
 
