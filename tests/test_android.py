@@ -165,3 +165,15 @@ def test_keep_float_is_refused_before_any_work(tmp_path):
                      "--calib", CALIB, "--out", str(tmp_path / "out"))
     assert result.returncode == 2 and not (tmp_path / "out").exists()
     assert result.stderr.startswith("edgeport: error: android: keep_float is not written to TFLite")
+
+
+def test_check_tflite_against_a_float_onnx_reference(android_exports, float_onnx, tmp_path):
+    _, _, out = android_exports("int8")
+    report_path = tmp_path / "check.json"
+    result = run_cli("check", str(out / "android" / "digits.tflite"), "--target", "android", "--eval", EVAL,
+                     "--reference", str(float_onnx), "--report", str(report_path), "--runs", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    checks = json.loads(report_path.read_text())["targets"][0]["checks"]
+    assert checks["parity"]["reference"] == "onnxruntime fp32" and checks["parity"]["top1_agreement"] >= 0.99
+    assert checks["accuracy"]["accuracy_drop_points"] <= 0.5
+    assert "delta" not in checks["latency"]  # an ONNX model is no speed baseline for LiteRT

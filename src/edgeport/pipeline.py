@@ -132,7 +132,9 @@ def check(model_path: str | os.PathLike, target: str, eval: str | None = None, r
     ref_model = load_source(reference) if reference else None
     inputs = ref_model.inputs if ref_model else _session_inputs(chosen, path, settings)
     data = load_dataset(eval, inputs, "eval data") if eval else None
-    refs = References(ref_model, data, Path(reference) if reference else None, settings.batch_size)
+    # the reference is a float ONNX model: it is the size / speed baseline only where the target runs ONNX
+    baseline = Path(reference) if reference and chosen.format in ("onnx", "ort") else None
+    refs = References(ref_model, data, baseline, settings.batch_size)
     artifact = Artifact(chosen.name, chosen.format, path, "as given")
     report = Report(model=path.stem, source=str(path), recipe={"quantize": "as given"}, environment=environment())
     report.targets.append(TargetReport(chosen.name, chosen.format, "exported", artifact=path.name,
