@@ -7,6 +7,7 @@ import json
 import sys
 
 from edgeport.errors import EXIT_USAGE, EdgeportError, InputError
+from edgeport.recipe import SCHEMES
 
 EPILOG = """\
 examples:
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--input-dtype", dest="input_dtype", metavar="DTYPE", help="input dtype (default float32)")
     rg = ex.add_argument_group("recipe (decided once, honored by every target)")
     rg.add_argument("--quantize", "--recipe", dest="quantize", metavar="SCHEME",
-                    help="none | fp16 | dynamic-int8 | int8 (default none)")
+                    help=f"{' | '.join(SCHEMES)} (default none)")
     rg.add_argument("--per-tensor", dest="per_channel", action="store_const", const=False,
                     help="one weight scale per tensor instead of per output channel")
     rg.add_argument("--calibration", metavar="METHOD", help="minmax | percentile | mse (default minmax)")
