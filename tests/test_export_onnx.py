@@ -51,7 +51,7 @@ def test_recipe_parity_and_accuracy(digits_exports, recipe, target):
 def test_compression_rates_follow_the_recipe(digits_exports):
     alpha = {r: load_report(digits_exports(r))["targets"][0]["checks"]["size"]["alpha"] for r in TOLERANCES}
     assert alpha["none"] == pytest.approx(1.0)
-    assert 1.8 < alpha["fp16"] < 2.1
+    assert alpha["fp16"] > 1.8 and alpha["fp16"] < 2.1  # half the bytes of fp32, plus the graph
     assert alpha["int8"] > 3.0  # int8 weights plus scales and QDQ nodes
     assert alpha["dynamic-int8"] > 1.5  # the Linear layers hold most of the weights
     assert alpha["int16x8"] > 3.0
