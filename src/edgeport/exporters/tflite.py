@@ -56,16 +56,16 @@ def _float(job: ExportJob) -> bytes:
     return _convert(job.model.torch_module, job.model.example_inputs)
 
 
-def _fp16(job: ExportJob) -> bytes:
+def _fp16(job: ExportJob, float_model: bytes) -> bytes:
     from litert_torch.generative.quantize import quant_recipes
 
     return _convert(job.model.torch_module, job.model.example_inputs, quant_recipes.full_fp16_recipe())
 
 
-def _dynamic_int8(job: ExportJob) -> bytes:
+def _dynamic_int8(job: ExportJob, float_model: bytes) -> bytes:
     from ai_edge_quantizer import quantizer, recipe
 
-    qt = quantizer.Quantizer(_float(job))
+    qt = quantizer.Quantizer(float_model)
     qt.add_dynamic_config(".*", recipe.TFLOperationName.FULLY_CONNECTED, num_bits=8,
                           granularity=recipe.QuantGranularity.CHANNELWISE if job.recipe.per_channel
                           else recipe.QuantGranularity.TENSORWISE)
@@ -128,7 +128,7 @@ def _int8(job: ExportJob) -> tuple[bytes, list[str]]:
     return _convert(converted, model.example_inputs, QuantConfig(pt2e_quantizer=quantizer)), notes
 
 
-def _aeq_static(job: ExportJob, float_io: bool) -> tuple[bytes, list[str]]:
+def _aeq_static(job: ExportJob, float_model: bytes, float_io: bool) -> tuple[bytes, list[str]]:
     """ai-edge-quantizer's static recipe (int8 or int16 activations) on the float model, its
     calibration ranges replaced by the recipe's (found by the raw range each tensor showed in the
     ONNX graph). With `float_io` the model keeps float inputs / outputs (QUANTIZE / DEQUANTIZE
@@ -142,7 +142,6 @@ def _aeq_static(job: ExportJob, float_io: bool) -> tuple[bytes, list[str]]:
         config += [{"regex": ".*", "operation": op, "algorithm_key": recipe.AlgorithmName.NO_QUANTIZE}
                    for op in (recipe.TFLOperationName.INPUT, recipe.TFLOperationName.OUTPUT)]
 
-    float_model = _float(job)
     signatures = Interpreter(model_content=float_model).get_signature_list()
     key = next(iter(signatures))
     names = signatures[key]["inputs"]
@@ -189,7 +188,7 @@ def _observed_ranges(model: bytes, samples: list[dict], names: set[str]) -> dict
     return {n: (lo[n], hi[n]) for n in index}
 
 
-_BUILDERS = {"none": _float, "fp16": _fp16, "dynamic-int8": _dynamic_int8}
+_BUILDERS = {"fp16": _fp16, "dynamic-int8": _dynamic_int8}  # (job, float model) -> model
 
 
 class TFLiteExporter(Exporter):
@@ -211,16 +210,19 @@ class TFLiteExporter(Exporter):
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         with quiet():
+            float_model = _float(job)  # converted once: the artifact's starting point and the baseline
             float_io = job.options.get(target.name, {}).get("io", "int") == "float"
-            if job.recipe.quantize == "int8" and not float_io:
+            if job.recipe.quantize == "none":
+                data, notes = float_model, []
+            elif job.recipe.quantize == "int8" and not float_io:
                 data, notes = _int8(job)
             elif job.recipe.quantize in ("int8", "int16x8"):
-                data, notes = _aeq_static(job, float_io)
+                data, notes = _aeq_static(job, float_model, float_io)
             else:
-                data, notes = _BUILDERS[job.recipe.quantize](job), []
+                data, notes = _BUILDERS[job.recipe.quantize](job, float_model), []
             baseline = path.parent.parent / f".baseline-{target.name}" / path.name
             baseline.parent.mkdir(parents=True, exist_ok=True)
-            baseline.write_bytes(data if job.recipe.quantize == "none" else _float(job))
+            baseline.write_bytes(float_model)
         path.write_bytes(data)
         if job.recipe.quantize == "dynamic-int8":
             notes.append("dynamic int8: FULLY_CONNECTED weights int8 (ai-edge-quantizer), other layers fp32")
