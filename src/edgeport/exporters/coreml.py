@@ -22,6 +22,7 @@ from edgeport.exporters import Artifact, Exporter, ExportJob
 from edgeport.exporters.coreml_activations import activation_inputs, calibrate, quantize_activations
 from edgeport.quantizers import compress, qmath
 from edgeport.quantizers.plan import QuantPlan
+from edgeport.quiet import quiet
 from edgeport.recipe import Recipe
 from edgeport.targets import Target
 
@@ -215,13 +216,11 @@ class CoreMLExporter(Exporter):
         check_recipe(recipe, _options(options, target))
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
-        from edgeport.runtimes.coreml import quiet_coremltools
-
         options = _options(job.options, target)
         check_recipe(job.recipe, options)
         if job.recipe.quantize == "fp16":
             options = CoreMLOptions(options.deployment_target, "fp16")
-        with quiet_coremltools():
+        with quiet():  # coremltools prints version warnings and progress bars
             import coremltools as ct
             import torch
             from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY

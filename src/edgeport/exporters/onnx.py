@@ -7,9 +7,6 @@ Quantized graphs are written by onnxruntime's own quantization tool, fed with ed
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import tempfile
 from pathlib import Path
 
@@ -18,19 +15,9 @@ import numpy as np
 from edgeport.exporters import Artifact, Exporter, ExportJob
 from edgeport.model import FloatModel
 from edgeport.quantizers.plan import QuantPlan
+from edgeport.quiet import quiet_python
 from edgeport.recipe import Recipe
 from edgeport.targets import Target
-
-
-def _quiet():
-    """Silence onnxruntime.quantization's root-logger warnings and prints during a call."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    stack.callback(root.setLevel, level)
-    return stack
 
 
 def _weight_overrides(plan: QuantPlan) -> dict:
@@ -66,7 +53,7 @@ def _static(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: s
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     int16 = recipe.quantize == "int16x8"
-    with _quiet():
+    with quiet_python():
         quantize_static(src, dst, _OneSampleReader(model), quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel,
                         activation_type=QuantType.QInt16 if int16 else QuantType.QInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=plan.quantized_ops, nodes_to_exclude=plan.float_nodes,
@@ -78,7 +65,7 @@ def _static(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: s
 def _int8_dynamic(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: str) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _quiet():
+    with quiet_python():
         quantize_dynamic(src, dst, per_channel=recipe.per_channel, weight_type=QuantType.QInt8,
                          op_types_to_quantize=plan.quantized_ops, nodes_to_exclude=plan.float_nodes,
                          extra_options={"TensorQuantOverrides": _weight_overrides(plan), "WeightSymmetric": True})
@@ -88,7 +75,7 @@ def _fp16(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: str
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    with _quiet():
+    with quiet_python():
         half = convert_float_to_float16(onnx.load(src), keep_io_types=True, node_block_list=plan.float_nodes or None)
     onnx.save(half, dst)
 

@@ -14,21 +14,15 @@ import numpy as np
 
 from edgeport.errors import InputError, RuntimeGap
 from edgeport.runtimes import TensorSpec
+from edgeport.quiet import quiet
 from edgeport.runtimes.mil_ops import OPS
 
 _ARRAY_TYPES = {65568: "float32", 65552: "float16", 131104: "int32", 65600: "float64"}  # ArrayDataType enum
 
 
-def quiet_coremltools():
-    """coremltools prints version warnings and progress bars on import and conversion."""
-    from edgeport.quiet import quiet
-
-    return quiet()
-
-
 def load_program(path: str):
     """(spec, MIL program) of a saved .mlpackage."""
-    with quiet_coremltools():
+    with quiet():  # coremltools prints version warnings and progress bars
         import coremltools as ct
         from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
 
