@@ -44,10 +44,6 @@ class FloatModel:
     torch_module: object | None = None
     example_inputs: tuple = ()
 
-    @property
-    def batch_dynamic(self) -> bool:
-        return all(spec.shape and spec.shape[0] is None for spec in self.inputs)
-
     def onnx_model(self):
         import onnx
 

@@ -7,6 +7,7 @@ import platform
 from dataclasses import dataclass, field
 
 from edgeport.budgets import BudgetResult
+from edgeport.errors import EXIT_BUDGET, EXIT_OK
 from edgeport.checks import MEASURED, CheckResult
 
 
@@ -48,7 +49,7 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        return 0 if all(b.ok for b in self.budgets) else 1
+        return EXIT_OK if all(b.ok for b in self.budgets) else EXIT_BUDGET
 
     def target(self, name: str) -> TargetReport:
         return next(t for t in self.targets if t.target == name)

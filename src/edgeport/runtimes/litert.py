@@ -38,12 +38,6 @@ class LiteRTSession:
         self.inputs = [_spec(d) for d in self._in]
         self.outputs = [_spec(d) for d in self._out]
 
-    def quantization(self, which: str = "output", index: int = 0) -> tuple[float, int] | None:
-        """(scale, zero point) of an int8 input / output, None for float ones."""
-        detail = (self._out if which == "output" else self._in)[index]
-        scale, zero_point = detail["quantization"]
-        return (float(scale), int(zero_point)) if scale else None
-
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         values = list(feeds.values())
         for detail, value in zip(self._in, values):  # by position: TFLite renames inputs
