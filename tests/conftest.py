@@ -34,23 +34,29 @@ def load_report(out: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def digits_exports(tmp_path_factory):
-    """recipe -> output folder of `edgeport export` of the digits CNN to onnx + onnx-mobile."""
+def exported(tmp_path_factory):
+    """Export the digits CNN once per label and cache it: exported(label, targets, *flags) ->
+    (report dict, output folder). The export runs in-process and must exit 0."""
     from edgeport.cli import main
 
     made = {}
 
-    def get(recipe: str) -> Path:
-        if recipe not in made:
-            out = tmp_path_factory.mktemp(f"digits-{recipe}")
-            code = main(["export", DIGITS, "--target", "onnx,onnx-mobile", "--quantize", recipe,
-                         "--calib", CALIB, "--eval", EVAL, "--out", str(out), "--runs", "20", "--warmup", "2",
-                         "--json"])
-            assert code == 0
-            made[recipe] = out
-        return made[recipe]
+    def get(label: str, targets: str, *flags: str) -> tuple[dict, Path]:
+        if label not in made:
+            out = tmp_path_factory.mktemp(label)
+            assert main(["export", DIGITS, "--target", targets, "--calib", CALIB, "--eval", EVAL,
+                         "--out", str(out), "--json", *flags]) == 0
+            made[label] = (load_report(out), out)
+        return made[label]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def digits_exports(exported):
+    """recipe -> output folder of `edgeport export` of the digits CNN to onnx + onnx-mobile."""
+    return lambda recipe: exported(f"digits-{recipe}", "onnx,onnx-mobile", "--quantize", recipe,
+                                   "--runs", "20", "--warmup", "2")[1]
 
 
 @pytest.fixture(scope="session")

@@ -19,19 +19,12 @@ KWS = ROOT / "tests" / "data" / "mlperf-tiny" / "kws_ref_model.tflite"
 
 
 @pytest.fixture(scope="module")
-def android_exports(tmp_path_factory):
-    from edgeport.cli import main
-
-    made = {}
-
-    def get(recipe: str) -> tuple[dict, object]:
-        if recipe not in made:
-            out = tmp_path_factory.mktemp(f"android-{recipe}")
-            assert main(["export", DIGITS, "--target", "onnx,android", "--quantize", recipe, "--calib", CALIB,
-                         "--eval", EVAL, "--out", str(out), "--runs", "10", "--warmup", "2", "--json"]) == 0
-            report = json.loads((out / "report.json").read_text())
-            made[recipe] = ({t["target"]: t for t in report["targets"]}, report, out)
-        return made[recipe]
+def android_exports(exported):
+    """recipe -> (reports by target, report, output folder) of the digits CNN to onnx + android."""
+    def get(recipe: str):
+        report, out = exported(f"android-{recipe}", "onnx,android", "--quantize", recipe,
+                               "--runs", "10", "--warmup", "2")
+        return {t["target"]: t for t in report["targets"]}, report, out
 
     return get
 

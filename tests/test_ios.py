@@ -27,19 +27,11 @@ VARIANTS = {
 
 
 @pytest.fixture(scope="module")
-def ios_exports(tmp_path_factory):
-    from edgeport.cli import main
-
-    made = {}
-
-    def get(variant: str) -> dict:
-        if variant not in made:
-            out = tmp_path_factory.mktemp(f"ios-{variant}")
-            assert main(["export", DIGITS, "--target", "onnx,ios", "--calib", CALIB, "--eval", EVAL,
-                         "--out", str(out), "--runs", "3", "--json", *VARIANTS[variant]]) == 0
-            report = json.loads((out / "report.json").read_text())
-            made[variant] = ({t["target"]: t for t in report["targets"]}, out)
-        return made[variant]
+def ios_exports(exported):
+    """variant -> (reports by target, output folder) of the digits CNN to onnx + ios."""
+    def get(variant: str):
+        report, out = exported(f"ios-{variant}", "onnx,ios", "--runs", "3", *VARIANTS[variant])
+        return {t["target"]: t for t in report["targets"]}, out
 
     return get
 
