@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("source", nargs="?", help="package.module:factory, model.pt2 or model.onnx")
     ex.add_argument("--config", metavar="TOML", help="read settings from an edgeport.toml (flags override it)")
     ex.add_argument("--target", "--targets", dest="targets", metavar="NAMES",
-                    help="comma-separated targets, or 'all' for every target usable here (default onnx)")
+                    help="comma-separated targets ('edgeport targets' lists them; 'browser' = browser-tfjs,browser-ort), "
+                         "or 'all' for every target usable here (default onnx)")
     ex.add_argument("--out", metavar="DIR", help="output folder (default out)")
     ex.add_argument("--input-shape", dest="input_shape", type=_shape, action="append", metavar="DIMS",
                     help="input shape such as 1,1,8,8 (repeat per input; default: from the data)")
@@ -98,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     ag = ex.add_argument_group("android target")
     ag.add_argument("--android-io", dest="android_io", metavar="IO",
                     help="int8/int16x8 models: 'int' input/output (default) or 'float'")
+    bg = ex.add_argument_group("browser targets")
+    bg.add_argument("--tfjs-weights", dest="tfjs_weights", metavar="STORAGE",
+                    help="TF.js weight storage for --quantize none: float32 (default), float16, "
+                         "uint8 or uint16 (TF.js's per-tensor affine format)")
     _add_budgets(ex)
     _add_check_settings(ex)
 
@@ -156,7 +161,8 @@ def cmd_export(args) -> int:
     ios = {**cfg["ios"], **{k: v for k, v in (("deployment_target", args.ios_deployment_target),
                                               ("precision", args.ios_precision)) if v is not None}}
     android = {**cfg["android"], **({"io": args.android_io} if args.android_io else {})}
-    options = {k: v for k, v in (("ios", ios), ("android", android)) if v}
+    browser = {**cfg["browser"], **({"tfjs_weights": args.tfjs_weights} if args.tfjs_weights else {})}
+    options = {k: v for k, v in (("ios", ios), ("android", android), ("browser", browser)) if v}
     report = export(source, targets=pick("targets", "onnx"), recipe=recipe, out=pick("out", "out"),
                     calib=pick("calib"), eval=pick("eval"), input_shapes=shapes,
                     input_dtype=pick("input_dtype", "float32"), budgets=_budgets(args, cfg["budgets"]),
@@ -185,7 +191,7 @@ def _print_report(report, args, where: str) -> int:
 
 
 def cmd_targets(args) -> int:
-    from edgeport.targets import TARGETS
+    from edgeport.targets import GROUPS, TARGETS
 
     rows = [(t, t.missing()) for t in TARGETS]
     if args.json:
@@ -198,6 +204,8 @@ def cmd_targets(args) -> int:
         status = "yes" if not why else "no: " + "; ".join(why)
         print(f"{t.name.ljust(width)}  {t.format:<9} {t.runtime:<14} {status}")
         print(f"{''.ljust(width)}  {t.description}")
+    for group, members in GROUPS.items():
+        print(f"\n'{group}' stands for {', '.join(members)}")
     return 0
 
 

@@ -32,6 +32,9 @@
     [android]
     io = "int"                   # int8 / int16x8 models: "int" or "float" input and output
 
+    [browser]
+    tfjs_weights = "uint8"       # recipe quantize=none only: float32 | float16 | uint8 | uint16
+
 Command-line flags override the file.
 """
 
@@ -51,6 +54,7 @@ SECTIONS = {
     "checks": {"runs", "warmup", "threads", "batch_size"},
     "ios": {"deployment_target", "precision"},
     "android": {"io"},
+    "browser": {"tfjs_weights"},
 }
 
 

@@ -127,6 +127,19 @@ _HEADER = ["target", "recipe", "size", "α", "p50 ms", "p99 ms", "δ", "max|err|
            "top-1 agr %", "accuracy (Δ pts)", "params exact"]
 
 
+def _browser_line(backend: str, row: dict) -> str:
+    """One line per browser backend: what a web app downloads and waits for."""
+    parts = [f"download {_size(row.get('model_gzip_bytes'))} gzip ({_size(row.get('model_bytes'))} raw"
+             + (f", {100 * row['gzip_vs_float']:.0f}% of float" if row.get("gzip_vs_float") else "") + ")",
+             f"runtime {_size(row.get('runtime_bytes'))}", f"load {_num(row.get('load_ms'), '.0f')} ms",
+             f"p50 {_num(row.get('p50_ms'), '.3f')} ms" + (f" (δ {row['delta']:.2f})" if row.get("delta") else "")]
+    if "parity_top1_agreement" in row:
+        parts.append(f"top-1 agr {100 * row['parity_top1_agreement']:.2f}%")
+    if "parity_cosine" in row:
+        parts.append(f"cosine {row['parity_cosine']:.5f}")
+    return f"{backend} in Chromium: " + ", ".join(parts)
+
+
 def render_table(report: Report) -> str:
     exported = [t for t in report.targets if t.status == "exported"]
     rows = [_HEADER] + [_row(t) for t in exported]
@@ -150,6 +163,8 @@ def render_table(report: Report) -> str:
             lines.append("  latency by threads: " + ", ".join(
                 f"{n}: p50 {v['p50_ms']:.3f} ms" + (f" (δ {v['delta']:.2f})" if v.get("delta") else "")
                 for n, v in by_threads.items()))
+        for backend, row in t.values("browser").get("backends", {}).items():
+            lines.append("  " + _browser_line(backend, row))
         for note in t.notes:
             lines.append(f"  note: {note}")
         for c in t.checks:

@@ -120,6 +120,9 @@ def run_checks(ctx: CheckContext, names: list[str] | None = None) -> list[CheckR
         formats = getattr(check, "formats", None)
         if formats is not None and ctx.artifact.format not in formats:
             continue
+        runtimes = getattr(check, "runtimes", None)
+        if runtimes is not None and ctx.target.runtime not in runtimes:
+            continue
         if runtime_missing and getattr(check, "needs_runtime", True):
             results.append(CheckResult.not_run(name, runtime_missing))
             continue
@@ -131,13 +134,14 @@ def run_checks(ctx: CheckContext, names: list[str] | None = None) -> list[CheckR
 
 
 def _build() -> None:
-    from edgeport.checks import coreml_predict, litert_kernels, measure, numerics
+    from edgeport.checks import browser, coreml_predict, litert_kernels, measure, numerics
 
     for name, fn in (("size", measure.check_size), ("structure", measure.check_structure),
                      ("params", numerics.check_params), ("parity", numerics.check_parity),
                      ("accuracy", numerics.check_accuracy), ("latency", measure.check_latency),
                      ("reference_kernels", litert_kernels.check_reference_kernels),
-                     ("coreml_predict", coreml_predict.check_coreml_predict)):
+                     ("coreml_predict", coreml_predict.check_coreml_predict),
+                     ("browser", browser.check_browser)):
         CHECKS.add(name, fn)
 
 

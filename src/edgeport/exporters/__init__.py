@@ -120,9 +120,10 @@ EXPORTERS: Registry[Exporter] = Registry("exporter")
 def _build() -> None:
     from edgeport.exporters.coreml import CoreMLExporter
     from edgeport.exporters.onnx import OnnxExporter, OrtExporter
+    from edgeport.exporters.tfjs import TFJSExporter
     from edgeport.exporters.tflite import TFLiteExporter
 
-    for exporter in (OnnxExporter(), OrtExporter(), CoreMLExporter(), TFLiteExporter()):
+    for exporter in (OnnxExporter(), OrtExporter(), CoreMLExporter(), TFLiteExporter(), TFJSExporter()):
         EXPORTERS.add(exporter.format, exporter)
 
 

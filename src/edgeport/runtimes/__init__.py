@@ -49,6 +49,7 @@ RUNTIMES: Registry[Runtime] = Registry("runtime")
 
 
 def _build() -> None:
+    from edgeport.runtimes.browser import ChromiumRuntime
     from edgeport.runtimes.coreml import CoreMLMilRuntime
     from edgeport.runtimes.litert import LiteRTRuntime
     from edgeport.runtimes.onnxruntime import OnnxRuntime
@@ -56,6 +57,7 @@ def _build() -> None:
     RUNTIMES.add("onnxruntime", OnnxRuntime())
     RUNTIMES.add("coreml-mil", CoreMLMilRuntime())
     RUNTIMES.add("litert", LiteRTRuntime())
+    RUNTIMES.add("chromium", ChromiumRuntime())
 
 
 _build()

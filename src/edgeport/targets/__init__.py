@@ -70,8 +70,8 @@ PROFILES = [
            python_packages=("litert_torch", "ai_edge_litert", "torch"), latency_threads=(1, 2)),
     Target("ios", "mlpackage", "coreml-mil", "Core ML ML Program for iOS apps (checked by the MIL evaluator)",
            python_packages=("coremltools", "torch")),
-    Target("browser", "tfjs", "chromium", "TF.js graph model and ONNX for onnxruntime-web",
-           programs=("chromium", "node")),
+    Target("browser-tfjs", "tfjs", "chromium", "TF.js graph model, checked in headless Chromium (tfjs cpu + wasm)"),
+    Target("browser-ort", "onnx", "chromium", "ONNX model for onnxruntime-web, checked in headless Chromium (wasm)"),
     Target("cortex-m4", "c", "qemu-cortex-m", "C library for Cortex-M4 (QEMU mps2-an386)",
            flash_bytes=4 * MIB, ram_bytes=4 * MIB, clock_hz=25_000_000,
            programs=("arm-none-eabi-gcc", "qemu-system-arm")),
@@ -84,6 +84,9 @@ TARGETS: Registry[Target] = Registry("target")
 for _profile in PROFILES:
     TARGETS.add(_profile.name, _profile)
 
+# A group name stands for several targets on the command line (`--target browser`).
+GROUPS = {"browser": ("browser-tfjs", "browser-ort")}
+
 
 def resolve_targets(spec: str | list[str]) -> list[Target]:
     """Targets named by a comma-separated string or list; `all` means every target usable here."""
@@ -91,4 +94,5 @@ def resolve_targets(spec: str | list[str]) -> list[Target]:
     names = [n.strip() for n in names if n.strip()]
     if names == ["all"]:
         return [t for t in TARGETS if not t.missing()]
-    return [TARGETS.get(n) for n in dict.fromkeys(names)]
+    expanded = [member for n in names for member in GROUPS.get(n, (n,))]
+    return [TARGETS.get(n) for n in dict.fromkeys(expanded)]

@@ -1,0 +1,56 @@
+"""The browser check: every backend that can run the artifact, each in its own Chromium page.
+
+Per backend it measures what a web app pays: the model's download (raw and gzip) and load
+time, the first inference, latency percentiles timed inside the page against the float model
+on the same backend, and parity with the float reference on the check's inputs.
+"""
+
+from __future__ import annotations
+
+from edgeport.checks import MEASURED, CheckContext, CheckResult, run_batched
+from edgeport.checks.measure import _latency_feeds, time_sessions
+from edgeport.checks.numerics import parity_metrics
+
+
+def _measure_backend(ctx: CheckContext, backend: str) -> dict:
+    from edgeport.runtimes.browser import open_session
+
+    s = ctx.settings
+    session = open_session(ctx.artifact.path, backend, s.threads)
+    baseline = open_session(ctx.float_artifact, backend, s.threads) if ctx.float_artifact else None
+    try:
+        row = {"load_ms": round(session.load_ms, 3), "first_run_ms": round(session.first_run_ms, 3)}
+        row.update(time_sessions(session, baseline, _latency_feeds(ctx), s.runs, s.warmup,
+                                 f"{ctx.target.name} {backend}"))
+        if ctx.refs.data is not None and ctx.refs.outputs is not None:
+            dynamic = all(spec.shape and spec.shape[0] is None for spec in session.inputs)
+            outputs = run_batched(session.run, ctx.refs.data, s.batch_size, dynamic)
+            parity = parity_metrics(ctx.refs.outputs[0], outputs[0])
+            row.update({f"parity_{k}": v for k, v in parity.items() if k != "samples"})
+            row["parity_samples"] = parity["samples"]
+            if ctx.refs.data.labels is not None:
+                labels = ctx.refs.data.labels
+                row["accuracy"] = float((outputs[0].reshape(len(labels), -1).argmax(axis=1) == labels).mean())
+        download = session.download()
+        row.update({k: download[k] for k in ("model_bytes", "model_gzip_bytes", "runtime_bytes")})
+        if baseline is not None:
+            float_download = baseline.download()
+            row["float_model_gzip_bytes"] = float_download["model_gzip_bytes"]
+            row["gzip_vs_float"] = round(download["model_gzip_bytes"] / float_download["model_gzip_bytes"], 4)
+        return row
+    finally:
+        session.close()
+        if baseline is not None:
+            baseline.close()
+
+
+def check_browser(ctx: CheckContext) -> CheckResult:
+    """Download, load, first run, latency, δ and parity for each backend of the artifact."""
+    from edgeport.runtimes.browser import backends_for
+
+    rows = {backend: _measure_backend(ctx, backend) for backend in backends_for(ctx.artifact.path)}
+    return CheckResult("browser", MEASURED, {"backends": rows, "batch": 1, "runs": ctx.settings.runs,
+                                              "timed": "in the page with performance.now(), output read back"})
+
+
+check_browser.runtimes = ("chromium",)

@@ -1,0 +1,1 @@
+"""Small PyTorch models that cover op families in tests (random weights, fixed seeds)."""
