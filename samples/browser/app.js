@@ -1,83 +1,108 @@
 // edgeport browser sample: turns strokes on a canvas into the digits model's 8x8 input and
 // shows the prediction. The model is the TF.js graph model edgeport exported (model/model.json).
 //
-// Preprocessing follows the digits data set (UCI optdigits): the digit's bounding box is scaled
-// into a 32x32 bitmap, then each 4x4 block's count of ink pixels (0..16) becomes one of the 8x8
-// inputs, divided by 16 as the model was trained.
+// Preprocessing follows the digits data set (UCI optdigits, made with NIST's normalization):
+// the digit is scaled to the full height of a 32x32 bitmap and at most 20 pixels wide, centered
+// (wide digits are squeezed to 20, narrow ones such as a "1" keep their proportions), drawn with
+// a fixed pen; each 4x4 block's count of ink pixels (0..16) becomes one of the 8x8 inputs,
+// divided by 16 as the model was trained.
 "use strict";
+
+const BITMAP = 32;   // side of the normalized bitmap
+const MAX_WIDTH = 20; // widest a digit may be in it (every digit fills the height)
+const PEN = 4;        // stroke width in the bitmap, about the data set's
+const SCREEN_PEN = 18; // stroke width on the pad, for the eye only
 
 const pad = document.getElementById("pad");
 const ctx = pad.getContext("2d");
+const prediction = document.getElementById("prediction");
+const bars = document.getElementById("bars");
 const status = document.getElementById("status");
 let model = null;
+let strokes = [];  // each stroke: [[x, y], ...] in pad pixels
+let version = 0;   // bumped on every change, so a slow prediction of older strokes is dropped
 
 function resetPad() {
+  strokes = [];
+  version++;
   ctx.fillStyle = "#000";
   ctx.fillRect(0, 0, pad.width, pad.height);
-  document.getElementById("prediction").textContent = "\u00a0";
-  document.getElementById("prediction").dataset.class = "";
-  document.getElementById("bars").innerHTML = "";
+  document.getElementById("seen").getContext("2d").clearRect(0, 0, 8, 8);
+  prediction.textContent = "\u00a0";
+  prediction.dataset.class = "";
+  bars.innerHTML = "";
+  delete bars.dataset.probabilities;
 }
 
 // --- drawing with mouse, pen or touch
-let drawing = false;
 function point(event) {
-  const r = pad.getBoundingClientRect();
-  return [event.clientX - r.left, event.clientY - r.top];
+  const r = pad.getBoundingClientRect();  // border box; the canvas pixels start inside the border
+  return [(event.clientX - r.left - pad.clientLeft) * pad.width / pad.clientWidth,
+          (event.clientY - r.top - pad.clientTop) * pad.height / pad.clientHeight];
 }
+
 pad.addEventListener("pointerdown", (e) => {
-  drawing = true;
-  const [x, y] = point(e);
-  ctx.beginPath();
-  ctx.moveTo(x, y);
+  pad.setPointerCapture(e.pointerId);
+  strokes.push([point(e)]);
+  version++;
 });
 pad.addEventListener("pointermove", (e) => {
-  if (!drawing) return;
+  if (!pad.hasPointerCapture(e.pointerId)) return;
+  const stroke = strokes[strokes.length - 1];
+  const [x0, y0] = stroke[stroke.length - 1];
   const [x, y] = point(e);
-  ctx.lineTo(x, y);
+  stroke.push([x, y]);
   ctx.strokeStyle = "#fff";
-  ctx.lineWidth = 18;
-  ctx.lineCap = "round";
-  ctx.lineJoin = "round";
+  ctx.lineWidth = SCREEN_PEN;
+  ctx.lineCap = ctx.lineJoin = "round";
+  ctx.beginPath();
+  ctx.moveTo(x0, y0);
+  ctx.lineTo(x, y);
   ctx.stroke();
 });
-pad.addEventListener("pointerup", () => { drawing = false; predict(); });
-pad.addEventListener("pointerleave", () => { if (drawing) { drawing = false; predict(); } });
+function endStroke(e) {
+  if (!pad.hasPointerCapture(e.pointerId)) return;
+  pad.releasePointerCapture(e.pointerId);
+  predict();
+}
+pad.addEventListener("pointerup", endStroke);
+pad.addEventListener("pointercancel", endStroke);
 document.getElementById("clear").addEventListener("click", resetPad);
 
-// --- preprocessing: canvas -> [1, 1, 8, 8] in [0, 1]
-function inkBox(pixels, w, h) {
-  let x0 = w, y0 = h, x1 = -1, y1 = -1;
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      if (pixels[(y * w + x) * 4] > 127) {
-        x0 = Math.min(x0, x); x1 = Math.max(x1, x);
-        y0 = Math.min(y0, y); y1 = Math.max(y1, y);
-      }
-    }
-  }
-  return x1 < 0 ? null : [x0, y0, x1 - x0 + 1, y1 - y0 + 1];
-}
+// --- preprocessing: strokes -> [1, 1, 8, 8] in [0, 1]
+function toInput(strokes) {
+  const points = strokes.flat();
+  if (points.length === 0) return null;
+  const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
+  const x0 = Math.min(...xs), y0 = Math.min(...ys);
+  const w = Math.max(...xs) - x0, h = Math.max(...ys) - y0;
+  // Scale the pen's path so that the ink (path plus half a pen each side) fills the height and
+  // is at most MAX_WIDTH wide; a dot (h = 0) keeps scale 1.
+  const sy = h > 0 ? (BITMAP - PEN) / h : 1;
+  const sx = w > 0 ? Math.min(sy, (MAX_WIDTH - PEN) / w) : sy;
+  const dx = (BITMAP - w * sx) / 2, dy = (BITMAP - h * sy) / 2;
 
-function toInput() {
-  const pixels = ctx.getImageData(0, 0, pad.width, pad.height).data;
-  const box = inkBox(pixels, pad.width, pad.height);
-  if (!box) return null;
-  const [bx, by, bw, bh] = box;
-  // fit the box into 32x32 keeping its aspect ratio, centered (tall digits fill the height)
-  const side = Math.max(bw, bh);
   const bitmap = document.createElement("canvas");
-  bitmap.width = bitmap.height = 32;
+  bitmap.width = bitmap.height = BITMAP;
   const b = bitmap.getContext("2d");
   b.fillStyle = "#000";
-  b.fillRect(0, 0, 32, 32);
-  const scale = 32 / side;
-  b.drawImage(pad, bx, by, bw, bh, (32 - bw * scale) / 2, (32 - bh * scale) / 2, bw * scale, bh * scale);
-  const px = b.getImageData(0, 0, 32, 32).data;
+  b.fillRect(0, 0, BITMAP, BITMAP);
+  b.strokeStyle = b.fillStyle = "#fff";
+  b.lineWidth = PEN;
+  b.lineCap = b.lineJoin = "round";
+  for (const stroke of strokes) {
+    const [[sx0, sy0], ...rest] = stroke.map(([x, y]) => [dx + (x - x0) * sx, dy + (y - y0) * sy]);
+    b.beginPath();
+    b.moveTo(sx0, sy0);
+    for (const [x, y] of rest.length ? rest : [[sx0, sy0]]) b.lineTo(x, y);  // a tap leaves a dot
+    b.stroke();
+  }
+
+  const px = b.getImageData(0, 0, BITMAP, BITMAP).data;
   const input = new Float32Array(64);
-  for (let y = 0; y < 32; y++) {
-    for (let x = 0; x < 32; x++) {
-      if (px[(y * 32 + x) * 4] > 127) input[Math.floor(y / 4) * 8 + Math.floor(x / 4)] += 1 / 16;
+  for (let y = 0; y < BITMAP; y++) {
+    for (let x = 0; x < BITMAP; x++) {
+      if (px[(y * BITMAP + x) * 4] > 127) input[(y >> 2) * 8 + (x >> 2)] += 1 / 16;
     }
   }
   return input;
@@ -95,20 +120,22 @@ function showInput(input) {
 
 // --- inference
 async function predict() {
-  const input = toInput();
+  const input = toInput(strokes);
   if (!input || !model) return;
+  const asked = version;
   showInput(input);
   const logits = tf.tidy(() => model.execute(tf.tensor4d(input, [1, 1, 8, 8])));
   const values = await logits.data();
   logits.dispose();
+  if (asked !== version) return;  // the drawing changed meanwhile
   const probs = softmax(Array.from(values));
   const best = probs.indexOf(Math.max(...probs));
-  const out = document.getElementById("prediction");
-  out.textContent = String(best);
-  out.dataset.class = String(best);
-  document.getElementById("bars").innerHTML = probs.map((p, i) =>
+  bars.innerHTML = probs.map((p, i) =>
     `<div class="bar">${i} <span class="fill" style="width:${Math.round(p * 150)}px"></span> ${(p * 100).toFixed(1)}%</div>`
   ).join("");
+  bars.dataset.probabilities = JSON.stringify(probs);
+  prediction.textContent = String(best);
+  prediction.dataset.class = String(best);
 }
 
 function softmax(v) {
@@ -120,12 +147,14 @@ function softmax(v) {
 
 async function main() {
   resetPad();
-  tf.wasm.setWasmPaths("lib/");
-  const backend = await tf.setBackend("wasm").catch(() => false) ? "wasm" : (await tf.setBackend("cpu"), "cpu");
+  tf.wasm.setWasmPaths(new URL("lib/", location.href).href);
+  const backend = (await tf.setBackend("wasm")) ? "wasm" : "cpu";
+  if (backend === "cpu") await tf.setBackend("cpu");
   await tf.ready();
   model = await tf.loadGraphModel("model/model.json");
-  status.textContent = `model loaded (TF.js ${tf.version.tfjs}, ${backend} backend)`;
+  const threads = backend === "wasm" ? `, ${tf.wasm.getThreadsCount()} thread(s)` : "";
+  status.textContent = `model loaded (TF.js ${tf.version.tfjs}, ${backend} backend${threads})`;
   document.body.dataset.ready = "true";
 }
 
-main().catch((e) => { status.textContent = `could not load the model: ${e.message}`; });
+main().catch((e) => { status.textContent = `could not load the model: ${e.message}`; console.error(e); });

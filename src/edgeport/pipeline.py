@@ -79,9 +79,10 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         float_path.write_bytes(model.onnx_bytes)
         refs = References(model, eval_data or calib_data, float_path, settings.batch_size)
         report = Report(model=model.name, source=model.source, recipe=recipe.to_dict(), environment=environment())
+        # every artifact first: a model a format cannot take fails before any runtime starts
+        artifacts = [EXPORTERS.get(t.format).export(job, t, work / t.name) for t in chosen]
         contexts = []
-        for target in chosen:
-            artifact = EXPORTERS.get(target.format).export(job, target, work / target.name)
+        for target, artifact in zip(chosen, artifacts):
             ctx = CheckContext(artifact, target, refs, settings, plan)
             contexts.append(ctx)
             report.targets.append(TargetReport(
@@ -120,10 +121,13 @@ def check(model_path: str | os.PathLike, target: str, eval: str | None = None, r
     path = Path(model_path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
-    suffix_format = {".onnx": "onnx", ".ort": "ort", ".tflite": "tflite", ".mlpackage": "mlpackage"}.get(path.suffix)
+    if path.name == "model.json" or (path / "model.json").is_file():
+        suffix_format = "tfjs"  # a TF.js graph model: its model.json or the folder holding it
+    else:
+        suffix_format = {".onnx": "onnx", ".ort": "ort", ".tflite": "tflite", ".mlpackage": "mlpackage"}.get(path.suffix)
     if suffix_format != chosen.format:
-        raise InputError(f"{path}: a '{path.suffix}' file cannot be checked as target '{chosen.name}' "
-                         f"(it expects .{chosen.format})")
+        raise InputError(f"{path}: a '{path.suffix or path.name}' file cannot be checked as target '{chosen.name}' "
+                         f"(it expects {'a TF.js model.json' if chosen.format == 'tfjs' else '.' + chosen.format})")
     _check_budgets_measurable(limits, eval, eval, need_reference=reference is not None)
     if chosen.format == "onnx":
         from edgeport.sources import check_standard_ops, read_onnx

@@ -69,3 +69,35 @@ def build_dscnn() -> DSCNN:
 def build_zoo() -> Zoo:
     torch.manual_seed(0)
     return Zoo().eval()
+
+
+class Gelu(nn.Module):
+    """A layer whose ONNX graph has an op (Gelu) that edgeport's TF.js conversion lacks."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.gelu(self.fc(x))
+
+
+def build_gelu() -> Gelu:
+    torch.manual_seed(0)
+    return Gelu().eval()
+
+
+class Wide(nn.Module):
+    """1.1 M float32 weights (4.4 MB): more than one 4 MB TF.js weight shard."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(1100, 1000)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+def build_wide() -> Wide:
+    torch.manual_seed(0)
+    return Wide().eval()

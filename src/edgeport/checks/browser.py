@@ -22,12 +22,13 @@ def _measure_backend(ctx: CheckContext, backend: str) -> dict:
         row = {"load_ms": round(session.load_ms, 3), "first_run_ms": round(session.first_run_ms, 3)}
         row.update(time_sessions(session, baseline, _latency_feeds(ctx), s.runs, s.warmup,
                                  f"{ctx.target.name} {backend}"))
-        if ctx.refs.data is not None and ctx.refs.outputs is not None:
+        if ctx.refs.data is not None:
             dynamic = all(spec.shape and spec.shape[0] is None for spec in session.inputs)
             outputs = run_batched(session.run, ctx.refs.data, s.batch_size, dynamic)
-            parity = parity_metrics(ctx.refs.outputs[0], outputs[0])
-            row.update({f"parity_{k}": v for k, v in parity.items() if k != "samples"})
-            row["parity_samples"] = parity["samples"]
+            if ctx.refs.outputs is not None:
+                parity = parity_metrics(ctx.refs.outputs[0], outputs[0])
+                row.update({f"parity_{k}": v for k, v in parity.items() if k != "samples"})
+                row["parity_samples"] = parity["samples"]
             if ctx.refs.data.labels is not None:
                 labels = ctx.refs.data.labels
                 row["accuracy"] = float((outputs[0].reshape(len(labels), -1).argmax(axis=1) == labels).mean())

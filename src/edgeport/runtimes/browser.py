@@ -222,6 +222,11 @@ def _shared_host() -> _Host:
     return _host
 
 
+def shared_browser():
+    """The process's headless Chromium (a Playwright Browser), launched on first use."""
+    return _shared_host().launch()
+
+
 def _encode(array: np.ndarray, dtype: str) -> dict:
     data = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<"))
     return {"dtype": dtype, "shape": list(data.shape), "b64": base64.b64encode(data.tobytes()).decode("ascii")}
