@@ -24,9 +24,10 @@ needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reas
 
 
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """Run the real `edgeport` entry point in a subprocess."""
+    """Run the real `edgeport` entry point in a subprocess (test models importable as `testmodels`)."""
+    path = os.pathsep.join(p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH")) if p)
     return subprocess.run([sys.executable, "-m", "edgeport", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "EDGEPORT_QUIET": "1"})
+                          env={**os.environ, "EDGEPORT_QUIET": "1", "PYTHONPATH": path})
 
 
 def load_report(out: Path) -> dict:

@@ -16,7 +16,7 @@ from edgeport.recipe import Recipe
 from edgeport.runtimes.browser import ChromiumRuntime, open_session
 from edgeport.sources import load_source
 from edgeport.targets import TARGETS
-from tests.conftest import CALIB, DIGITS, EVAL, needs_torch, run_cli
+from conftest import CALIB, DIGITS, EVAL, needs_torch, run_cli
 
 REASON = ChromiumRuntime().availability()
 needs_browser = pytest.mark.skipif(REASON is not None, reason=str(REASON))
@@ -49,7 +49,7 @@ def test_affine_uint8_keeps_zero_exact_and_error_within_half_a_step():
 
 @needs_torch
 def test_weights_above_4mb_are_split_into_shards_that_decode_exactly(tmp_path):
-    model, artifact = _export_tfjs(tmp_path, "tests.models.zoo:build_wide", (1, 1100))
+    model, artifact = _export_tfjs(tmp_path, "testmodels.zoo:build_wide", (1, 1100))
     manifest = json.loads((artifact.path / "model.json").read_text())["weightsManifest"][0]
     shards = [artifact.path / p for p in manifest["paths"]]
     assert len(shards) == 2 and all(p.stat().st_size <= SHARD_BYTES for p in shards)
@@ -64,7 +64,7 @@ def test_weights_above_4mb_are_split_into_shards_that_decode_exactly(tmp_path):
 @needs_torch
 def test_an_op_tfjs_cannot_take_is_named_before_any_browser_starts(tmp_path):
     out = tmp_path / "out"
-    result = run_cli("export", "tests.models.zoo:build_gelu", "--input-shape", "1,8", "--target", "onnx,browser",
+    result = run_cli("export", "testmodels.zoo:build_gelu", "--input-shape", "1,8", "--target", "onnx,browser",
                      "--out", str(out))
     assert result.returncode == 2, result.stderr
     line = result.stderr.strip().splitlines()[-1]
@@ -84,8 +84,8 @@ def test_tfjs_weights_conflicting_with_the_recipe_is_refused():
 @needs_browser
 @needs_torch
 @pytest.mark.parametrize("source, shape", [
-    ("tests.models.zoo:build_dscnn", (1, 1, 49, 10)),   # KWS DS-CNN: conv 10x4/2, depthwise, avg pool, softmax
-    ("tests.models.zoo:build_zoo", (1, 3, 17, 15)),     # pad, concat, padded max pool, mean, add, relu6, sigmoid
+    ("testmodels.zoo:build_dscnn", (1, 1, 49, 10)),   # KWS DS-CNN: conv 10x4/2, depthwise, avg pool, softmax
+    ("testmodels.zoo:build_zoo", (1, 3, 17, 15)),     # pad, concat, padded max pool, mean, add, relu6, sigmoid
     ("samples.mobilenet.model:build", (1, 3, 96, 96)),  # MobileNetV2: inverted residuals, relu6, global mean
 ])
 def test_tfjs_graph_matches_pytorch_on_every_backend(tmp_path, source, shape):

@@ -3,15 +3,17 @@
 //
 // Preprocessing follows the digits data set (UCI optdigits, made with NIST's normalization):
 // the digit is scaled to the full height of a 32x32 bitmap and at most 20 pixels wide, centered
-// (wide digits are squeezed to 20, narrow ones such as a "1" keep their proportions), drawn with
-// a fixed pen; each 4x4 block's count of ink pixels (0..16) becomes one of the 8x8 inputs,
-// divided by 16 as the model was trained.
+// (wide digits are squeezed to 20, narrow ones such as a "1" keep their proportions), with its
+// stroke width set so that about 310 of the 1024 pixels are ink (the data set's median for every
+// class, whether "1" or "8"); each 4x4 block's count of ink pixels (0..16) becomes one of the 8x8
+// inputs, divided by 16 as the model was trained.
 "use strict";
 
-const BITMAP = 32;   // side of the normalized bitmap
-const MAX_WIDTH = 20; // widest a digit may be in it (every digit fills the height)
-const PEN = 4;        // stroke width in the bitmap, about the data set's
-const SCREEN_PEN = 18; // stroke width on the pad, for the eye only
+const BITMAP = 32;      // side of the normalized bitmap
+const MAX_WIDTH = 20;   // widest a digit may be in it (every digit fills the height)
+const INK = 310;        // ink pixels of a normalized digit
+const PENS = [1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5, 6, 7, 8, 9, 10, 11, 12];  // stroke widths tried
+const SCREEN_PEN = 18;  // stroke width on the pad, for the eye only
 
 const pad = document.getElementById("pad");
 const ctx = pad.getContext("2d");
@@ -30,6 +32,7 @@ function resetPad() {
   document.getElementById("seen").getContext("2d").clearRect(0, 0, 8, 8);
   prediction.textContent = "\u00a0";
   prediction.dataset.class = "";
+  prediction.dataset.strokes = "0";
   bars.innerHTML = "";
   delete bars.dataset.probabilities;
 }
@@ -70,40 +73,50 @@ pad.addEventListener("pointercancel", endStroke);
 document.getElementById("clear").addEventListener("click", resetPad);
 
 // --- preprocessing: strokes -> [1, 1, 8, 8] in [0, 1]
-function toInput(strokes) {
+function toBitmap(strokes, pen) {
   const points = strokes.flat();
-  if (points.length === 0) return null;
   const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
   const x0 = Math.min(...xs), y0 = Math.min(...ys);
   const w = Math.max(...xs) - x0, h = Math.max(...ys) - y0;
   // Scale the pen's path so that the ink (path plus half a pen each side) fills the height and
   // is at most MAX_WIDTH wide; a dot (h = 0) keeps scale 1.
-  const sy = h > 0 ? (BITMAP - PEN) / h : 1;
-  const sx = w > 0 ? Math.min(sy, (MAX_WIDTH - PEN) / w) : sy;
+  const sy = h > 0 ? (BITMAP - pen) / h : 1;
+  const sx = w > 0 ? Math.min(sy, (MAX_WIDTH - pen) / w) : sy;
   const dx = (BITMAP - w * sx) / 2, dy = (BITMAP - h * sy) / 2;
 
-  const bitmap = document.createElement("canvas");
-  bitmap.width = bitmap.height = BITMAP;
-  const b = bitmap.getContext("2d");
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = BITMAP;
+  const b = canvas.getContext("2d");
   b.fillStyle = "#000";
   b.fillRect(0, 0, BITMAP, BITMAP);
-  b.strokeStyle = b.fillStyle = "#fff";
-  b.lineWidth = PEN;
+  b.strokeStyle = "#fff";
+  b.lineWidth = pen;
   b.lineCap = b.lineJoin = "round";
   for (const stroke of strokes) {
-    const [[sx0, sy0], ...rest] = stroke.map(([x, y]) => [dx + (x - x0) * sx, dy + (y - y0) * sy]);
+    const path = stroke.map(([x, y]) => [dx + (x - x0) * sx, dy + (y - y0) * sy]);
     b.beginPath();
-    b.moveTo(sx0, sy0);
-    for (const [x, y] of rest.length ? rest : [[sx0, sy0]]) b.lineTo(x, y);  // a tap leaves a dot
+    b.moveTo(...path[0]);
+    for (const p of path.length > 1 ? path.slice(1) : path) b.lineTo(...p);  // a tap leaves a dot
     b.stroke();
   }
-
   const px = b.getImageData(0, 0, BITMAP, BITMAP).data;
+  const ink = new Uint8Array(BITMAP * BITMAP);
+  for (let i = 0; i < ink.length; i++) ink[i] = px[i * 4] > 127 ? 1 : 0;
+  return ink;
+}
+
+function toInput(strokes) {
+  if (strokes.length === 0) return null;
+  // The pen whose ink count is nearest INK, standing in for NIST's stroke-width normalization.
+  let ink = null, best = Infinity;
+  for (const pen of PENS) {
+    const candidate = toBitmap(strokes, pen);
+    const off = Math.abs(candidate.reduce((a, b) => a + b, 0) - INK);
+    if (off < best) [ink, best] = [candidate, off];
+  }
   const input = new Float32Array(64);
   for (let y = 0; y < BITMAP; y++) {
-    for (let x = 0; x < BITMAP; x++) {
-      if (px[(y * BITMAP + x) * 4] > 127) input[(y >> 2) * 8 + (x >> 2)] += 1 / 16;
-    }
+    for (let x = 0; x < BITMAP; x++) input[(y >> 2) * 8 + (x >> 2)] += ink[y * BITMAP + x] / 16;
   }
   return input;
 }
@@ -122,7 +135,7 @@ function showInput(input) {
 async function predict() {
   const input = toInput(strokes);
   if (!input || !model) return;
-  const asked = version;
+  const asked = version, count = strokes.length;
   showInput(input);
   const logits = tf.tidy(() => model.execute(tf.tensor4d(input, [1, 1, 8, 8])));
   const values = await logits.data();
@@ -136,6 +149,7 @@ async function predict() {
   bars.dataset.probabilities = JSON.stringify(probs);
   prediction.textContent = String(best);
   prediction.dataset.class = String(best);
+  prediction.dataset.strokes = String(count);  // which drawing the prediction is for
 }
 
 function softmax(v) {

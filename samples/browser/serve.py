@@ -45,7 +45,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # quiet: one line per file is noise for a sample
         pass
 
-    def do_GET(self):
+    def do_HEAD(self):
+        self.do_GET(body=False)
+
+    def do_GET(self, body: bool = True):
         file = self.server.resolve(urllib.parse.unquote(urllib.parse.urlsplit(self.path).path))
         if file is None:
             self.send_error(404)
@@ -58,8 +61,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cross-Origin-Opener-Policy", "same-origin")
         self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
         self.end_headers()
-        with open(file, "rb") as f:
-            shutil.copyfileobj(f, self.wfile)
+        if body:
+            with open(file, "rb") as f:
+                shutil.copyfileobj(f, self.wfile)
 
 
 class SampleServer(ThreadingHTTPServer):

@@ -5,6 +5,10 @@ One static HTTP server and one headless Chromium per process, both started on fi
 stopped at exit. Each session is one page in its own browser context (so nothing is cached between
 sessions), served under its own path prefix `/s/<token>/`, so the server's log tells exactly what
 that page downloaded. Playwright's sync API is used: drive all sessions from one thread.
+
+Chromium is driven through the PyPI `playwright` package (the same driver as npm's
+`playwright-core`, callable from the check's own Python process) with Debian's Chromium as the
+executable, so nothing downloads a browser.
 """
 
 from __future__ import annotations

@@ -1,1 +1,0 @@
-"""Small PyTorch models that cover op families in tests (random weights, fixed seeds)."""
