@@ -220,13 +220,22 @@ def _spatial_padding(c: _Converter, node, x: str, pads, kernel, strides, dilatio
     return c.op("PadV2" if pad_value else "Pad", f"{node.name}/pad", inputs, Tpaddings=a_type("DT_INT32")), "VALID"
 
 
-def _scale_output(c: _Converter, node, y: str, scales: np.ndarray | None) -> str:
-    """Multiply a layer's output by its per-channel int8 weight scales (none for float / per-tensor)."""
+def _bias_and_scale(c: _Converter, node, y: str, bias: np.ndarray | None, scales: np.ndarray | None) -> str:
+    """Add the bias and, for per-channel int8 weights, multiply by the weight scales.
+
+    With integer weights the layer computes y = (x * Q) * s + b, written (x * Q + b / s) * s: the
+    bias then fuses into the conv / matmul kernel, and a ReLU after the Mul may move before it
+    (scales are positive), so the whole layer is one fused kernel plus one Mul."""
+    if bias is not None:
+        b = bias if scales is None else (bias.astype(np.float64) / scales).astype(np.float32)
+        y = c.op("BiasAdd", f"{node.name}/bias", [y, c.const(f"{node.name}/bias", b)], data_format=a_str("NHWC"))
     if scales is None:
         return y
     const = c.const(f"{node.name}/weight_scales", scales)
     c.graph.planned[node.input[1]]["scale_const"] = const
-    return c.op("Mul", f"{node.name}/scaled", [y, const])
+    y = c.op("Mul", f"{node.name}/scaled", [y, const])
+    c.graph.nodes[-1]["positive_scale"] = True  # marks the Mul for _hoist_relu; removed before writing
+    return y
 
 
 @handles("Conv")
@@ -252,10 +261,8 @@ def conv(c: _Converter, node) -> None:
     filt, scales = c.weight(node.input[1], to_tf, 0, f"{node.name}/filter", node)
     attrs = {"strides": a_ints([1, *strides, 1]), "padding": a_str(padding), "data_format": a_str("NHWC"),
              "dilations": a_ints([1, *dilations, 1])}
-    y = _scale_output(c, node, c.op(op, node.name, [x, filt], **attrs), scales)
-    if len(node.input) > 2 and node.input[2]:
-        y = c.op("BiasAdd", f"{node.name}/bias", [y, c.const(f"{node.name}/bias", c.constant(node.input[2], node))],
-                 data_format=a_str("NHWC"))
+    bias = c.constant(node.input[2], node) if len(node.input) > 2 and node.input[2] else None
+    y = _bias_and_scale(c, node, c.op(op, node.name, [x, filt], **attrs), bias, scales)
     c.hold(node.output[0], y, "nhwc")
 
 
@@ -270,12 +277,12 @@ def matmul(c: _Converter, node) -> None:
     trans_b = at.get("transB", 0) if node.op_type == "Gemm" else 0
     to_tf = (lambda a: a.T) if trans_b else (lambda a: a)
     filt, scales = c.weight(node.input[1], to_tf, 0 if trans_b else 1, f"{node.name}/weight", node)
-    y = _scale_output(c, node, c.op("MatMul", node.name, [c.tensor(node.input[0], "plain"), filt],
-                                    transpose_a={"b": False}, transpose_b={"b": False}), scales)
+    bias = None
     if len(node.input) > 2 and node.input[2]:
         bias = c.constant(node.input[2], node).reshape(-1) * np.float32(at.get("beta", 1.0))
-        y = c.op("BiasAdd", f"{node.name}/bias", [y, c.const(f"{node.name}/bias", bias)], data_format=a_str("NHWC"))
-    c.hold(node.output[0], y, "plain")
+    y = c.op("MatMul", node.name, [c.tensor(node.input[0], "plain"), filt],
+             transpose_a={"b": False}, transpose_b={"b": False})
+    c.hold(node.output[0], _bias_and_scale(c, node, y, bias, scales), "plain")
 
 
 @handles("Relu", "Sigmoid", "Tanh")
@@ -506,6 +513,7 @@ def convert(onnx_model, plan_weights: dict[str, WeightParams], int8_weights: boo
         c.names.add(name)
         c.graph.nodes.append({"name": name, "op": "Identity", "input": [y], "attr": {"T": a_type()}})
         c.graph.outputs.append((name, c.shapes.get(out.name, [])))
+    _hoist_relu(c.graph)
     _fuse(c.graph)
     return c.graph
 
@@ -514,6 +522,27 @@ def convert(onnx_model, plan_weights: dict[str, WeightParams], int8_weights: boo
 
 FUSABLE = {"Conv2D": "_FusedConv2D", "DepthwiseConv2dNative": "FusedDepthwiseConv2dNative", "MatMul": "_FusedMatMul"}
 ACTIVATIONS = {"Relu": "Relu", "Relu6": "Relu6", "Sigmoid": "Sigmoid"}
+
+
+def _hoist_relu(graph: TfGraph) -> None:
+    """Mul(x, s) -> Relu  becomes  Relu(x) -> Mul(s) when every s > 0 (equal results), so the
+    ReLU can fuse into the kernel that computes x. The two nodes swap names and places, so
+    consumers of the ReLU now read the Mul without rewiring."""
+    consumers: dict[str, list[dict]] = {}
+    for node in graph.nodes:
+        for name in node.get("input", []):
+            consumers.setdefault(name, []).append(node)
+    position = {id(n): i for i, n in enumerate(graph.nodes)}
+    for mul in [n for n in graph.nodes if n.pop("positive_scale", False)]:
+        users = consumers.get(mul["name"], [])
+        if len(users) != 1 or users[0]["op"] != "Relu":
+            continue
+        relu = users[0]
+        relu["input"], mul["input"] = [mul["input"][0]], [mul["name"], mul["input"][1]]
+        relu["name"], mul["name"] = mul["name"], relu["name"]
+        i, j = position[id(mul)], position[id(relu)]
+        graph.nodes[i], graph.nodes[j] = relu, mul
+        position[id(relu)], position[id(mul)] = i, j
 
 
 def _fuse(graph: TfGraph) -> None:

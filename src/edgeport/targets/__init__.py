@@ -10,6 +10,7 @@ import importlib.util
 import shutil
 from dataclasses import dataclass, field
 
+from edgeport.errors import InputError
 from edgeport.registry import Registry
 
 
@@ -95,4 +96,8 @@ def resolve_targets(spec: str | list[str]) -> list[Target]:
     if names == ["all"]:
         return [t for t in TARGETS if not t.missing()]
     expanded = [member for n in names for member in GROUPS.get(n, (n,))]
+    unknown = [n for n in expanded if n not in TARGETS]
+    if unknown:
+        raise InputError(f"unknown target '{unknown[0]}' (known: {', '.join(sorted(TARGETS.names()))}; "
+                         f"groups: {', '.join(GROUPS)})")
     return [TARGETS.get(n) for n in dict.fromkeys(expanded)]
