@@ -44,24 +44,29 @@ function point(event) {
           (event.clientY - r.top - pad.clientTop) * pad.height / pad.clientHeight];
 }
 
-pad.addEventListener("pointerdown", (e) => {
-  pad.setPointerCapture(e.pointerId);
-  strokes.push([point(e)]);
-  version++;
-});
-pad.addEventListener("pointermove", (e) => {
-  if (!pad.hasPointerCapture(e.pointerId)) return;
-  const stroke = strokes[strokes.length - 1];
-  const [x0, y0] = stroke[stroke.length - 1];
-  const [x, y] = point(e);
-  stroke.push([x, y]);
+function ink(from, to) {
   ctx.strokeStyle = "#fff";
   ctx.lineWidth = SCREEN_PEN;
   ctx.lineCap = ctx.lineJoin = "round";
   ctx.beginPath();
-  ctx.moveTo(x0, y0);
-  ctx.lineTo(x, y);
+  ctx.moveTo(...from);
+  ctx.lineTo(...to);
   ctx.stroke();
+}
+
+pad.addEventListener("pointerdown", (e) => {
+  pad.setPointerCapture(e.pointerId);  // the stroke goes on even if the pointer leaves the pad
+  const p = point(e);
+  strokes.push([p]);
+  version++;
+  ink(p, p);
+});
+pad.addEventListener("pointermove", (e) => {
+  if (!pad.hasPointerCapture(e.pointerId)) return;
+  const stroke = strokes[strokes.length - 1];
+  const p = point(e);
+  ink(stroke[stroke.length - 1], p);
+  stroke.push(p);
 });
 function endStroke(e) {
   if (!pad.hasPointerCapture(e.pointerId)) return;

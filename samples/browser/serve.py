@@ -36,7 +36,9 @@ MIME = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=ut
         ".json": "application/json", ".wasm": "application/wasm", ".bin": "application/octet-stream"}
 
 DEFAULT_MODEL = Path("out/digits/browser-tfjs/digits")
-EXPORT_COMMAND = "edgeport export samples.digits.model:build --target browser-tfjs --out out/digits"
+# --eval gives the input shape and checks the export in Chromium against the test split.
+EXPORT_COMMAND = ("edgeport export samples.digits.model:build --target browser-tfjs --eval samples/digits/eval.npz "
+                  "--out out/digits")
 
 
 class _Handler(BaseHTTPRequestHandler):
