@@ -15,6 +15,7 @@ class BudgetKind:
     op: str  # "<=" or ">="
     unit: str
     what: str
+    formats: tuple[str, ...] | None = None  # artifact formats it applies to (None: every format)
 
 
 BUDGET_KINDS = {
@@ -22,16 +23,18 @@ BUDGET_KINDS = {
     "max_latency": BudgetKind("latency", "p50_ms", "<=", "ms", "p50 latency"),
     "min_agreement": BudgetKind("parity", "top1_agreement", ">=", "", "top-1 agreement with the float model"),
     "max_accuracy_drop": BudgetKind("accuracy", "accuracy_drop_points", "<=", "points", "accuracy drop vs float"),
+    "max_flash": BudgetKind("firmware", "library_flash_bytes", "<=", "B", "library flash (weights + code)", ("c",)),
+    "max_ram": BudgetKind("firmware", "library_ram_bytes", "<=", "B", "library RAM (arena + data)", ("c",)),
 }
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 
 
-def parse_size(text: str | int | float) -> float:
+def parse_size(text: str | int | float, name: str = "max_size") -> float:
     """'150KB' -> 150000, '1.5MiB' -> 1572864, 2048 -> 2048."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
     if not match or match.group(2).lower() not in _SIZE_UNITS:
-        raise InputError(f"max_size: cannot read '{text}' (examples: 250000, 250KB, 1.5MiB)")
+        raise InputError(f"{name}: cannot read '{text}' (examples: 250000, 250KB, 1.5MiB)")
     return float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
 
 
@@ -55,8 +58,8 @@ def parse_budgets(raw: dict) -> dict[str, float]:
             continue
         if name not in BUDGET_KINDS:
             raise InputError(f"unknown budget '{name}' (known: {', '.join(BUDGET_KINDS)})")
-        if name == "max_size":
-            budgets[name] = parse_size(value)
+        if BUDGET_KINDS[name].unit == "B":
+            budgets[name] = parse_size(value, name)
         elif name == "max_latency":
             budgets[name] = _number(name, value, ("ms",))
         else:
@@ -88,14 +91,17 @@ def _fmt(value: float, unit: str) -> str:
 
 
 def evaluate(budgets: dict[str, float], measurements: dict[str, dict[str, dict]],
-             reasons: dict[str, dict[str, str]]) -> list[BudgetResult]:
+             reasons: dict[str, dict[str, str]], formats: dict[str, str] | None = None) -> list[BudgetResult]:
     """Check each budget on each target. `measurements[target][check]` holds measured values;
-    `reasons[target][check]` says why a check did not run. A budget whose measurement is missing
-    fails: a release gate must not pass on a number nobody measured."""
+    `reasons[target][check]` says why a check did not run; `formats[target]` is its artifact
+    format (a budget for one kind of device, e.g. flash, skips targets of other formats). A budget
+    whose measurement is missing fails: a release gate must not pass on a number nobody measured."""
     results = []
     for target, checks in measurements.items():
         for name, limit in budgets.items():
             kind = BUDGET_KINDS[name]
+            if kind.formats is not None and formats is not None and formats.get(target) not in kind.formats:
+                continue
             measured = checks.get(kind.check, {}).get(kind.value)
             if measured is None:
                 why = reasons.get(target, {}).get(kind.check) or f"{kind.what} not measured"

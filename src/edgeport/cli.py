@@ -42,9 +42,12 @@ def _shape(text: str) -> tuple[int, ...]:
 def _add_budgets(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("budgets (a breach exits 1, naming the budget, the value and the limit)")
     g.add_argument("--max-size", metavar="SIZE", help="artifact size limit, e.g. 250000, 250KB, 1.5MiB")
-    g.add_argument("--max-latency", metavar="MS", help="p50 latency limit at batch 1, in ms")
+    g.add_argument("--max-latency", metavar="MS", help="p50 latency limit at batch 1, in ms (Cortex-M: the "
+                                                        "estimate at the board clock)")
     g.add_argument("--min-agreement", metavar="FRACTION", help="least top-1 agreement with the float model, e.g. 0.99 or 99%%")
     g.add_argument("--max-accuracy-drop", metavar="POINTS", help="most accuracy lost vs float, in points (needs --eval labels)")
+    g.add_argument("--max-flash", metavar="SIZE", help="Cortex-M: flash limit for the C library (weights + code)")
+    g.add_argument("--max-ram", metavar="SIZE", help="Cortex-M: RAM limit for the C library (arena + static data)")
 
 
 def _add_check_settings(p: argparse.ArgumentParser) -> None:
@@ -132,7 +135,8 @@ def _settings(args, file_settings: dict):
 
 
 def _budgets(args, file_budgets: dict) -> dict:
-    flags = {k: getattr(args, k) for k in ("max_size", "max_latency", "min_agreement", "max_accuracy_drop")}
+    flags = {k: getattr(args, k) for k in ("max_size", "max_latency", "min_agreement", "max_accuracy_drop",
+                                           "max_flash", "max_ram")}
     return {**file_budgets, **{k: v for k, v in flags.items() if v is not None}}
 
 

@@ -49,6 +49,20 @@ class Dataset:
         return Dataset({k: v[:count] for k, v in self.feeds.items()}, labels, self.source)
 
 
+def random_dataset(inputs: list[TensorSpec], count: int, seed: int = 0) -> Dataset:
+    """`count` random samples per input (uniform over the integer range, or [-1, 1) for floats)."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in inputs:
+        shape = (count, *spec.concrete_shape(1)[1:])
+        if np.issubdtype(np.dtype(spec.dtype), np.integer):
+            info = np.iinfo(spec.dtype)
+            feeds[spec.name] = rng.integers(info.min, info.max + 1, shape).astype(spec.dtype)
+        else:
+            feeds[spec.name] = rng.uniform(-1, 1, shape).astype(spec.dtype)
+    return Dataset(feeds, None, f"{count} random inputs (seed {seed})")
+
+
 def sample_shape(spec: str, what: str = "data") -> tuple[int, ...] | None:
     """Per-sample input shape of a single-input data source, for inferring the model input shape."""
     raw = _read_raw(spec, what)

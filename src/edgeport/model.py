@@ -31,6 +31,8 @@ class FloatModel:
         source: What the model was loaded from, for the report.
         torch_module: The PyTorch module (PyTorch sources only), for converters that start from it.
         example_inputs: Example tensors for `torch_module` (batch 1).
+        tflite_bytes: The model file when the source is an existing .tflite (then `onnx_bytes` is
+            empty and `reference` runs LiteRT's reference kernels on it).
     """
 
     name: str
@@ -43,6 +45,7 @@ class FloatModel:
     source: str = ""
     torch_module: object | None = None
     example_inputs: tuple = ()
+    tflite_bytes: bytes | None = None
 
     def onnx_model(self):
         import onnx

@@ -14,7 +14,7 @@ from pathlib import Path
 from edgeport.budgets import evaluate, parse_budgets
 from edgeport.checks import CheckContext, CheckSettings, References, run_checks
 from edgeport.checks.numerics import cross_target_parity
-from edgeport.data import load_dataset, sample_shape
+from edgeport.data import load_dataset, random_dataset, sample_shape
 from edgeport.errors import InputError
 from edgeport.exporters import EXPORTERS, Artifact, ExportJob
 from edgeport.quantizers import compress_weights, make_plan
@@ -24,6 +24,7 @@ from edgeport.sources import load_source
 from edgeport.targets import TARGETS, Target, resolve_targets
 
 REPORT_NAME = "report.json"
+RANDOM_SAMPLES = 20  # inputs checked when a .tflite source comes without data
 PARAMS_NAME = "quant_params.json"
 
 
@@ -57,14 +58,20 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
     limits = parse_budgets(budgets or {})
     every = targets in ("all", ["all"])
     chosen, refused = _targets_for(targets, recipe, target_options or {}, source)
-    _check_budgets_measurable(limits, calib, eval)
-    if not input_shapes and (calib or eval) and not source.endswith(".onnx"):
+    tflite_source = source.endswith(".tflite")
+    if tflite_source and recipe != Recipe():
+        raise InputError(f"{source}: an existing .tflite is exported with its own quantization; "
+                         "recipe options (--quantize, --prune, --palettize, ...) apply to PyTorch and ONNX sources")
+    _check_budgets_measurable(limits, calib or tflite_source, eval)
+    if not input_shapes and (calib or eval) and not source.endswith((".onnx", ".tflite")):
         shape = sample_shape(calib or eval, "calibration data" if calib else "eval data")
         input_shapes = [(1, *shape)] if shape is not None else None
 
     model = load_source(source, input_shapes, input_dtype)
     calib_data = load_dataset(calib, model.inputs, "calibration data") if calib else None
     eval_data = load_dataset(eval, model.inputs, "eval data") if eval else None
+    if tflite_source and not (calib_data or eval_data):
+        eval_data = random_dataset(model.inputs, RANDOM_SAMPLES)  # checks compare on these
     uncompressed = model
     model, compression = compress_weights(model, recipe)
     plan = make_plan(model, recipe, calib_data)
@@ -75,8 +82,10 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
     out = Path(out)
     work = _work_folder(out)
     try:
-        float_path = work / ".float.onnx"
-        float_path.write_bytes(model.onnx_bytes)
+        float_path = None
+        if model.onnx_bytes:
+            float_path = work / ".float.onnx"
+            float_path.write_bytes(model.onnx_bytes)
         refs = References(model, eval_data or calib_data, float_path, settings.batch_size)
         report = Report(model=model.name, source=model.source, recipe=recipe.to_dict(), environment=environment())
         # every artifact first: a model a format cannot take fails before any runtime starts
@@ -91,11 +100,12 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         report.cross_target = cross_target_parity(contexts, plan)
         if every:
             report.targets += [TargetReport(t.name, t.format, "skipped", reason=refused.get(t.name) or
-                                            "; ".join(t.missing())) for t in TARGETS if t not in chosen]
+                                            "; ".join(t.missing())) for t in TARGETS
+                               if t not in chosen and t.in_all]
         if plan.weights or plan.activations or plan.compression:
             (work / PARAMS_NAME).write_text(plan.to_json())
             report.quant_params = PARAMS_NAME
-        report.budgets = evaluate(limits, report.measurements(), report.not_run_reasons())
+        report.budgets = evaluate(limits, report.measurements(), report.not_run_reasons(), report.formats())
         (work / REPORT_NAME).write_text(report.to_json())
         _move_into(work, out)
     finally:
@@ -143,7 +153,7 @@ def check(model_path: str | os.PathLike, target: str, eval: str | None = None, r
     report = Report(model=path.stem, source=str(path), recipe={"quantize": "as given"}, environment=environment())
     report.targets.append(TargetReport(chosen.name, chosen.format, "exported", artifact=path.name,
                                        recipe="as given", checks=run_checks(CheckContext(artifact, chosen, refs, settings))))
-    report.budgets = evaluate(limits, report.measurements(), report.not_run_reasons())
+    report.budgets = evaluate(limits, report.measurements(), report.not_run_reasons(), report.formats())
     destination = Path(report_path) if report_path else path.with_name(path.stem + ".report.json")
     tmp = destination.with_name(f".{destination.name}.tmp")
     tmp.write_text(report.to_json())
@@ -163,7 +173,7 @@ def _targets_for(targets: str | list[str], recipe: Recipe, options: dict,
             raise InputError(f"target '{target.name}' cannot be exported: {'; '.join(target.missing())}")
         try:
             EXPORTERS.get(target.format).check_request(recipe, options, target)
-            EXPORTERS.get(target.format).check_source(source, target)
+            EXPORTERS.get(target.format).check_source(source, target, recipe)
         except InputError as exc:
             if not every:
                 raise

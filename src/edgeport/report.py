@@ -58,6 +58,9 @@ class Report:
         return {t.target: {c.name: c.values for c in t.checks if c.status == MEASURED}
                 for t in self.targets if t.status == "exported"}
 
+    def formats(self) -> dict[str, str]:
+        return {t.target: t.format for t in self.targets}
+
     def not_run_reasons(self) -> dict[str, dict[str, str]]:
         return {t.target: {c.name: c.reason for c in t.checks if c.status != MEASURED} for t in self.targets}
 
@@ -127,6 +130,28 @@ _HEADER = ["target", "recipe", "size", "α", "p50 ms", "p99 ms", "δ", "max|err|
            "top-1 agr %", "accuracy (Δ pts)", "params exact"]
 
 
+def _mcu_lines(t: TargetReport) -> list[str]:
+    """Cortex-M: flash / RAM from the ELF, bit-exactness, and the latency estimate's basis."""
+    lines = []
+    fw, exact, lat = t.values("firmware"), t.values("bit_exact"), t.values("latency")
+    if fw:
+        f, r = fw["flash"], fw["ram"]
+        lines.append(f"library flash {_size(fw['library_flash_bytes'])} (weights {_size(f['weights'])}, code "
+                     f"{_size(f['code'])}), RAM {_size(fw['library_ram_bytes'])} (arena {_size(r['arena'])}); "
+                     f"firmware image {_size(fw['flash_bytes'])} flash, {_size(fw['ram_bytes'])} RAM"
+                     + (f" of the board's {_size(fw['board_flash_bytes'])} / {_size(fw['board_ram_bytes'])}"
+                        if "board_flash_bytes" in fw else ""))
+    if exact:
+        lines.append(f"QEMU vs LiteRT reference kernels: {exact['identical']}/{exact['samples']} outputs "
+                     f"bit-exact (max {exact['max_diff_steps']} int8 steps)")
+    if lat.get("estimate"):
+        per_mac = f", {lat['cycles_per_mac']:.2f} cycles/MAC" if "cycles_per_mac" in lat else ""
+        lines.append(f"latency is an estimate: {lat['instructions']:,} instructions (unicorn) -> "
+                     f"{lat['cycles_estimate']:,.0f} cycles{per_mac} -> {lat['p50_ms']:.2f} ms at "
+                     f"{lat['clock_hz'] / 1e6:g} MHz")
+    return lines
+
+
 def _browser_line(backend: str, row: dict) -> str:
     """One line per browser backend: what a web app downloads and waits for."""
     parts = [f"download {_size(row.get('model_gzip_bytes'))} gzip ({_size(row.get('model_bytes'))} raw"
@@ -163,6 +188,7 @@ def render_table(report: Report) -> str:
             lines.append("  latency by threads: " + ", ".join(
                 f"{n}: p50 {v['p50_ms']:.3f} ms" + (f" (δ {v['delta']:.2f})" if v.get("delta") else "")
                 for n, v in by_threads.items()))
+        lines += [f"  {line}" for line in _mcu_lines(t)]
         for backend, row in t.values("browser").get("backends", {}).items():
             lines.append("  " + _browser_line(backend, row))
         for note in t.notes:

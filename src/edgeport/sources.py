@@ -1,12 +1,14 @@
 """Load a model source into a `FloatModel`.
 
 Sources: `package.module:factory` (a callable returning a torch.nn.Module), a `torch.export`
-`.pt2` file, or an `.onnx` file. Arbitrary pickled `.pt` files are refused: unpickling runs code.
+`.pt2` file, an `.onnx` file, or an already quantized `.tflite` file (for Cortex-M targets).
+Arbitrary pickled `.pt` files are refused: unpickling runs code.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import re
 import sys
@@ -34,7 +36,9 @@ def load_source(source: str, input_shapes: list[tuple[int, ...]] | None = None,
     if path.suffix in {".pt", ".pth", ".ckpt", ".bin"}:
         raise InputError(f"{source}: pickled PyTorch files are not loaded (unpickling runs code); "
                          "give a 'module:factory' reference or a torch.export .pt2 file")
-    if path.suffix in {".tflite", ".mlpackage", ".mlmodel"}:
+    if path.suffix == ".tflite":
+        return load_tflite(path)
+    if path.suffix in {".mlpackage", ".mlmodel"}:
         raise InputError(f"{source}: '{path.suffix}' models are not an export source in this version; "
                          "use a PyTorch model or an .onnx file")
     if _FACTORY_REF.match(source):
@@ -42,6 +46,31 @@ def load_source(source: str, input_shapes: list[tuple[int, ...]] | None = None,
     if path.exists():
         raise InputError(f"{source}: unknown model file type (expected .onnx, .pt2 or module:factory)")
     raise InputError(f"{source}: no such file, and not a 'package.module:factory' reference")
+
+
+# ---------------------------------------------------------------- TFLite (already quantized)
+
+def load_tflite(path: Path) -> FloatModel:
+    """An existing .tflite file: exported as is (its quantization is the recipe) to targets that
+    take TFLite (Cortex-M); the reference is LiteRT's reference kernels on the same file, with the
+    model's own input and output types (int8 stays int8)."""
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        raise MissingDependencyError("ai-edge-litert", f"{path}: reading a .tflite source", "mcu")
+    from edgeport.runtimes.litert import LiteRTSession
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    session = LiteRTSession(str(path), 1, reference_kernels=True)  # InputError when unreadable
+
+    def reference(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """One sample at a time: TFLite models have a fixed batch of 1."""
+        count = len(next(iter(feeds.values())))
+        runs = [session.run_raw({k: v[i:i + 1] for k, v in feeds.items()}) for i in range(count)]
+        return [np.concatenate([r[j] for r in runs]) for j in range(len(session.outputs))]
+
+    return FloatModel(name=re.sub(r"\W", "_", path.stem), onnx_bytes=b"", inputs=list(session.inputs),
+                      outputs=list(session.outputs), reference=reference,
+                      reference_kind="LiteRT reference kernels", source=str(path), tflite_bytes=path.read_bytes())
 
 
 # ---------------------------------------------------------------- ONNX

@@ -134,14 +134,15 @@ def run_checks(ctx: CheckContext, names: list[str] | None = None) -> list[CheckR
 
 
 def _build() -> None:
-    from edgeport.checks import browser, coreml_predict, litert_kernels, measure, numerics
+    from edgeport.checks import browser, coreml_predict, litert_kernels, mcu, measure, numerics
 
     for name, fn in (("size", measure.check_size), ("structure", measure.check_structure),
                      ("params", numerics.check_params), ("parity", numerics.check_parity),
                      ("accuracy", numerics.check_accuracy), ("latency", measure.check_latency),
                      ("reference_kernels", litert_kernels.check_reference_kernels),
                      ("coreml_predict", coreml_predict.check_coreml_predict),
-                     ("browser", browser.check_browser)):
+                     ("browser", browser.check_browser), ("firmware", mcu.check_firmware),
+                     ("bit_exact", mcu.check_bit_exact)):
         CHECKS.add(name, fn)
 
 

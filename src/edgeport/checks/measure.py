@@ -25,6 +25,11 @@ def parameter_count(path: Path, fmt: str) -> int | None:
 
 
 def check_size(ctx: CheckContext) -> CheckResult:
+    if ctx.artifact.format == "c":  # a source folder: what ships is the library's flash, from the ELF
+        from edgeport.checks.mcu import library_flash
+
+        return CheckResult("size", MEASURED, {"size_bytes": library_flash(ctx),
+                                              "what": "C library flash: weights + code + constants"})
     size = artifact_bytes(ctx.artifact.path)
     values = {"size_bytes": size}
     params = parameter_count(ctx.artifact.path, ctx.artifact.format)
@@ -73,6 +78,13 @@ def check_latency(ctx: CheckContext) -> CheckResult:
     if unavailable:
         return CheckResult.not_run("latency", unavailable)
     s = ctx.settings
+    if hasattr(ctx.session, "estimate_latency"):  # emulated boards: counted, not timed
+        estimate = ctx.session.estimate_latency(_latency_feeds(ctx)[0])
+        if "estimated_ms" not in estimate:
+            return CheckResult.not_run("latency", estimate.get("reason", "no cycle model for this core"))
+        ms = estimate["estimated_ms"]
+        return CheckResult("latency", MEASURED, {"estimate": True, "p50_ms": ms, "p90_ms": ms, "p99_ms": ms,
+                                                 "batch": 1, **estimate})
     counts = ctx.target.latency_threads or (s.threads,)
     by_threads = {str(n): _time_interleaved(ctx, n) for n in counts}
     values = {"threads": counts[0], "runs": s.runs, "warmup": s.warmup, "batch": 1, **by_threads[str(counts[0])]}

@@ -62,6 +62,7 @@ class ExportJob:
     calib: Dataset | None = None
     options: dict[str, dict] = field(default_factory=dict)
     uncompressed: FloatModel | None = None
+    cache: dict = field(default_factory=dict)  # artifacts several targets share (e.g. the int8 .tflite)
 
 
 class Exporter:
@@ -85,12 +86,16 @@ class Exporter:
             raise
 
     needs_torch_source = False  # converters that start from the PyTorch module, not the ONNX graph
+    takes_tflite = False  # formats made from an existing .tflite file as is (Cortex-M C)
 
     def check_request(self, recipe: Recipe, options: dict, target: Target) -> None:
         """Refuse, before any work, a recipe or options this format cannot honor (InputError)."""
 
-    def check_source(self, source: str, target: Target) -> None:
+    def check_source(self, source: str, target: Target, recipe: Recipe | None = None) -> None:
         """Refuse, before any work, a source this format cannot start from (InputError)."""
+        if source.endswith(".tflite") and not self.takes_tflite:
+            raise InputError(f"{target.name}: an existing .tflite file exports to Cortex-M targets only "
+                             f"(to check it on Android: edgeport check {source} --target android)")
         if self.needs_torch_source and source.endswith(".onnx"):
             raise InputError(f"{target.name}: the {self.format} converter starts from the PyTorch model; "
                              "give a module:factory or .pt2 source, not .onnx")
@@ -118,12 +123,13 @@ EXPORTERS: Registry[Exporter] = Registry("exporter")
 
 
 def _build() -> None:
+    from edgeport.exporters.c import CExporter
     from edgeport.exporters.coreml import CoreMLExporter
     from edgeport.exporters.onnx import OnnxExporter, OrtExporter
     from edgeport.exporters.tfjs import TFJSExporter
     from edgeport.exporters.tflite import TFLiteExporter
 
-    for exporter in (OnnxExporter(), OrtExporter(), CoreMLExporter(), TFLiteExporter(), TFJSExporter()):
+    for exporter in (OnnxExporter(), OrtExporter(), CoreMLExporter(), TFLiteExporter(), TFJSExporter(), CExporter()):
         EXPORTERS.add(exporter.format, exporter)
 
 

@@ -53,11 +53,13 @@ def _build() -> None:
     from edgeport.runtimes.coreml import CoreMLMilRuntime
     from edgeport.runtimes.litert import LiteRTRuntime
     from edgeport.runtimes.onnxruntime import OnnxRuntime
+    from edgeport.runtimes.qemu import QemuRuntime
 
     RUNTIMES.add("onnxruntime", OnnxRuntime())
     RUNTIMES.add("coreml-mil", CoreMLMilRuntime())
     RUNTIMES.add("litert", LiteRTRuntime())
     RUNTIMES.add("chromium", ChromiumRuntime())
+    RUNTIMES.add("qemu", QemuRuntime())
 
 
 _build()

@@ -38,6 +38,7 @@ class Target:
     python_packages: tuple[str, ...] = field(default_factory=tuple)
     programs: tuple[str, ...] = field(default_factory=tuple)
     latency_threads: tuple[int, ...] = ()
+    in_all: bool = True  # part of `--target all` (real boards are named; their core's target is in `all`)
 
     def missing(self) -> list[str]:
         """Reasons this target cannot be exported and checked here; empty when it can."""
@@ -62,6 +63,38 @@ class Target:
 KIB = 1024
 MIB = 1024 * KIB
 
+
+def mcu_profiles() -> list[Target]:
+    """One target per Cortex-M core (on the QEMU machine that emulates it) and per real board,
+    from the board table in `edgeport.mcu.boards`."""
+    from edgeport.mcu.boards import BOARDS, CORES
+
+    profiles = []
+    for board_name, target_name in MCU_TARGET_BOARDS.items():
+        spec, core = BOARDS[board_name], CORES[BOARDS[board_name].core]
+        if board_name == core.qemu_machine:
+            description = f"C library for {core.name} ({spec.description})"
+        else:
+            description = f"C library for {spec.description}, run on QEMU {core.qemu_machine}"
+        profiles.append(Target(target_name, "c", "qemu", description, flash_bytes=spec.flash_bytes,
+                               ram_bytes=spec.ram_bytes, clock_hz=spec.clock_hz,
+                               in_all=board_name == core.qemu_machine))
+    return profiles
+
+
+# Cortex-M board (edgeport.mcu.boards.BOARDS) -> target name: a core's name stands for the QEMU
+# machine that emulates it; real boards keep their own name.
+MCU_TARGET_BOARDS = {
+    "microbit": "cortex-m0", "mps2-an385": "cortex-m3", "mps2-an386": "cortex-m4", "mps2-an500": "cortex-m7",
+    "mps2-an505": "cortex-m33", "mps3-an547": "cortex-m55",
+    "nrf52840": "nrf52840", "stm32l4r5": "stm32l4r5", "stm32f746": "stm32f746", "rp2040": "rp2040",
+}
+
+
+def board_of(target: str) -> str:
+    """The board (edgeport.mcu.boards) a Cortex-M target runs as."""
+    return {t: b for b, t in MCU_TARGET_BOARDS.items()}[target]
+
 # name, format, runtime, description, limits, needs. Microcontroller boards map to the QEMU
 # machine of their core; see the cortex-m exporter for CPU flags.
 PROFILES = [
@@ -73,12 +106,7 @@ PROFILES = [
            python_packages=("coremltools", "torch")),
     Target("browser-tfjs", "tfjs", "chromium", "TF.js graph model, checked in headless Chromium (tfjs cpu + wasm)"),
     Target("browser-ort", "onnx", "chromium", "ONNX model for onnxruntime-web, checked in headless Chromium (wasm)"),
-    Target("cortex-m4", "c", "qemu-cortex-m", "C library for Cortex-M4 (QEMU mps2-an386)",
-           flash_bytes=4 * MIB, ram_bytes=4 * MIB, clock_hz=25_000_000,
-           programs=("arm-none-eabi-gcc", "qemu-system-arm")),
-    Target("nrf52840", "c", "qemu-cortex-m", "Nordic nRF52840 (Cortex-M4F, 64 MHz)",
-           flash_bytes=1 * MIB, ram_bytes=256 * KIB, clock_hz=64_000_000,
-           programs=("arm-none-eabi-gcc", "qemu-system-arm")),
+    *mcu_profiles(),
 ]
 
 TARGETS: Registry[Target] = Registry("target")
@@ -94,7 +122,7 @@ def resolve_targets(spec: str | list[str]) -> list[Target]:
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     names = [n.strip() for n in names if n.strip()]
     if names == ["all"]:
-        return [t for t in TARGETS if not t.missing()]
+        return [t for t in TARGETS if t.in_all and not t.missing()]
     expanded = [member for n in names for member in GROUPS.get(n, (n,))]
     unknown = [n for n in expanded if n not in TARGETS]
     if unknown:

@@ -1,0 +1,75 @@
+"""Cortex-M checks: the firmware's flash and RAM, and bit-exactness with LiteRT's reference kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeport.checks import MEASURED, CheckContext, CheckResult
+from edgeport.data import random_dataset
+
+RANDOM_INPUTS = 20
+RANDOM_SEED = 1  # not the seed of the pipeline's own random data for .tflite sources (0)
+
+
+def _breakdown(ctx: CheckContext) -> dict:
+    from edgeport.mcu.elfsize import elf_breakdown
+
+    if "elf_breakdown" not in ctx.__dict__:
+        ctx.__dict__["elf_breakdown"] = elf_breakdown(ctx.session.firmware.elf, ctx.session.name)
+    return ctx.__dict__["elf_breakdown"]
+
+
+def library_flash(ctx: CheckContext) -> int:
+    flash = _breakdown(ctx)["flash"]
+    return flash["weights"] + flash["code"] + flash["library_const"]
+
+
+def check_firmware(ctx: CheckContext) -> CheckResult:
+    """Flash and RAM of the library in the firmware image built for the board, from the ELF, with
+    a breakdown, against the board's limits."""
+    session = ctx.session
+    sizes = _breakdown(ctx)
+    flash, ram = sizes["flash"], sizes["ram"]
+    values = {
+        # what the model costs a firmware: the library's weights, code and constants; its arena and data
+        "library_flash_bytes": library_flash(ctx),
+        "library_ram_bytes": ram["arena"] + ram["library_ram"],
+        **sizes, "board": session.board,
+        "image": "harness firmware built with arm-none-eabi-gcc (totals include its stack, heap and newlib)"}
+    target = ctx.target
+    if target.flash_bytes:
+        values["board_flash_bytes"] = target.flash_bytes
+        values["fits_flash"] = sizes["flash_bytes"] <= target.flash_bytes
+    if target.ram_bytes:
+        values["board_ram_bytes"] = target.ram_bytes
+        values["fits_ram"] = sizes["ram_bytes"] <= target.ram_bytes
+    return CheckResult("firmware", MEASURED, values)
+
+
+def check_bit_exact(ctx: CheckContext) -> CheckResult:
+    """The firmware in QEMU against LiteRT's reference kernels (BUILTIN_REF) on the same int8
+    model: random int8 inputs plus the check's data (quantized), output bytes compared."""
+    from edgeport.runtimes.litert import LiteRTSession
+
+    session = ctx.session
+    reference = LiteRTSession(str(ctx.artifact.path / f"{session.name}.tflite"), 1, reference_kernels=True)
+    spec = reference.inputs[0]
+    inputs = [random_dataset([spec], RANDOM_INPUTS, seed=RANDOM_SEED).feeds[spec.name]]
+    sources = [f"{RANDOM_INPUTS} random int8 inputs (seed {RANDOM_SEED})"]
+    if ctx.refs.data is not None:
+        data = next(iter(ctx.refs.data.feeds.values()))
+        inputs.append(session.quantize_input(data).reshape(len(data), *spec.shape[1:]))
+        sources.append(f"{len(data)} samples of {ctx.refs.data.source}")
+    x = np.concatenate(inputs).astype(np.int8)
+    got = session.run_int8(x)
+    want = np.concatenate([reference.run_raw({spec.name: x[i:i + 1]})[0].reshape(1, -1) for i in range(len(x))])
+    diff = np.abs(got.astype(np.int16) - want.astype(np.int16))
+    same = int(np.sum(np.all(diff == 0, axis=1)))
+    return CheckResult("bit_exact", MEASURED, {
+        "samples": int(len(x)), "identical": same, "bit_exact": same == len(x),
+        "max_diff_steps": int(diff.max(initial=0)), "inputs": sources,
+        "reference": "LiteRT reference kernels (BUILTIN_REF) on the same .tflite"})
+
+
+check_firmware.formats = ("c",)
+check_bit_exact.formats = ("c",)

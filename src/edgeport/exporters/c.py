@@ -1,0 +1,126 @@
+"""Cortex-M exporter: an int8 TFLite model -> a standalone C library plus a C array of the model.
+
+The int8 model is either an existing `.tflite` file (exported as is) or made from the PyTorch
+model by the android exporter's int8 path (the recipe's plan, integer I/O), so the C library,
+the .tflite and every other target share the same quantization numbers. The artifact is a folder:
+
+    <name>.h / <name>.c + kernel sources   the library (no interpreter, no malloc, one static arena)
+    <name>_data.h / <name>_data.c          the .tflite bytes as an aligned C array (TFLite Micro)
+    <name>.tflite                          the int8 model both were made from
+    CMakeLists.txt, library.json, example/ firmware integration (CMake, PlatformIO, a QEMU example)
+    edgeport.json                          I/O, arena, weight bytes, MACs and the board, for the checks
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from edgeport.errors import InputError
+from edgeport.exporters import Artifact, Exporter, ExportJob
+from edgeport.recipe import Recipe
+from edgeport.targets import Target
+
+MANIFEST = "edgeport.json"
+# Flash the library needs beyond its weights (kernels, invoke code), for the fit check made
+# before any build; the firmware check measures the real figure from the ELF.
+CODE_ALLOWANCE = 16 * 1024
+
+
+def read_manifest(folder: Path) -> dict:
+    return json.loads((folder / MANIFEST).read_text())
+
+
+class CExporter(Exporter):
+    format = "c"
+    suffix = ""
+    takes_tflite = True
+
+    def check_source(self, source: str, target: Target, recipe: Recipe | None = None) -> None:
+        if source.endswith(".tflite"):
+            return
+        if source.endswith(".onnx"):
+            raise InputError(f"{target.name}: the C library starts from an int8 TFLite model, made from the "
+                             "PyTorch model; give a module:factory or .pt2 source, or an int8 .tflite file")
+        if recipe is not None and recipe.quantize != "int8":
+            raise InputError(f"{target.name}: the C library runs int8 kernels; export with --quantize int8 "
+                             f"(and --calib) or give an int8 .tflite (recipe is '{recipe.quantize}')")
+        if recipe is not None and (recipe.palettize or recipe.prune or recipe.keep_float):
+            raise InputError(f"{target.name}: pruning, palettes and keep_float are not written to the C library "
+                             "by this edgeport version")
+
+    def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
+        from edgeport.mcu.boards import board, core_of
+        from edgeport.mcu.codegen import generate_c_array, generate_library
+        from edgeport.mcu.firmware import write_integration_files
+        from edgeport.targets import board_of
+
+        notes = []
+        if job.model.tflite_bytes is not None:
+            tflite, float_io = job.model.tflite_bytes, False
+            notes.append("generated from the given .tflite as is (its quantization is the recipe)")
+        else:
+            tflite, int8_notes = _int8_tflite(job)
+            float_io = True
+            notes += [n for n in int8_notes if not n.startswith("int8 input and output")]
+        path.mkdir()
+        source = Path(job.model.source).name if job.model.tflite_bytes is not None else job.model.source
+        info = generate_library(tflite, job.model.name, path, source=source)
+        generate_c_array(tflite, job.model.name, path, source=source)
+        (path / f"{job.model.name}.tflite").write_bytes(tflite)
+        board_name = board_of(target.name)
+        _check_fits(info, board(board_name), core_of(board_name), target)
+        write_integration_files(path, job.model.name, board_name)
+        manifest = {"name": job.model.name, "board": board_name, "float_io": float_io,
+                    "input_names": [s.name for s in job.model.inputs],
+                    "output_names": [s.name for s in job.model.outputs], "library": _jsonable(info)}
+        (path / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        notes.append(f"library: arena {info.arena_bytes:,} B (static), weights {info.weight_bytes:,} B (const), "
+                     f"{info.macs:,} MACs per inference")
+        return Artifact(target.name, self.format, path, job.recipe.describe() if not job.model.tflite_bytes
+                        else "int8 as in the .tflite", notes=notes)
+
+    def read_params(self, path: Path, plan) -> dict | None:
+        """The library's constants come from its .tflite: read the recipe's numbers back from it."""
+        from edgeport.exporters.tflite import TFLiteExporter
+
+        return TFLiteExporter().read_params(path / f"{read_manifest(path)['name']}.tflite", plan)
+
+    def describe(self, path: Path) -> dict | None:
+        info = read_manifest(path)["library"]
+        return {"ops": info["ops"], "weight_bytes": {"int8 const (flash)": info["weight_bytes"]},
+                "arena_bytes": info["arena_bytes"], "macs": info["macs"]}
+
+
+def _int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
+    """The recipe's int8 TFLite model (integer I/O), converted once per export for all boards."""
+    if "int8_tflite" not in job.cache:
+        from edgeport.exporters.tflite import _int8
+        from edgeport.quiet import quiet
+
+        with quiet():
+            job.cache["int8_tflite"] = _int8(job)
+    return job.cache["int8_tflite"]
+
+
+def _check_fits(info, spec, core, target: Target) -> None:
+    """Refuse, with the sizes, a model that cannot fit the board (before any build). The RAM
+    figure adds the stack and heap the firmware reserves on this core (see edgeport.mcu.boards);
+    the board's RAM is capped by what its QEMU machine has, since the checks run there."""
+    flash_needed = info.weight_bytes + CODE_ALLOWANCE
+    flash = min(spec.flash_bytes, core.flash.length)
+    if flash_needed > flash:
+        raise InputError(f"{target.name}: the model does not fit: weights {info.weight_bytes:,} B + code "
+                         f"~{CODE_ALLOWANCE:,} B > flash {flash:,} B")
+    ram = min(spec.ram_bytes, core.ram.length)
+    ram_needed = info.arena_bytes + core.stack_bytes + core.heap_bytes
+    if ram_needed > ram:
+        where = "" if ram == spec.ram_bytes else f" (QEMU {core.qemu_machine}, which runs the checks)"
+        raise InputError(f"{target.name}: the model does not fit: arena {info.arena_bytes:,} B + stack "
+                         f"{core.stack_bytes:,} B + heap {core.heap_bytes:,} B > RAM {ram:,} B{where}")
+
+
+def _jsonable(info) -> dict:
+    data = asdict(info) if hasattr(info, "__dataclass_fields__") else dict(info)
+    return json.loads(json.dumps(data, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))

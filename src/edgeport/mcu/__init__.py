@@ -1,0 +1,2 @@
+"""Cortex-M: a standalone C library (no interpreter) generated from an int8 .tflite, and the
+.tflite as a C array for TensorFlow Lite Micro users."""

@@ -1,0 +1,111 @@
+/*
+ * ep_fixedpoint.h: TFLite's integer requantization and gemmlowp's fixed-point helpers, as
+ * static inline C (internal to the edgeport kernels). Names follow the TFLite/gemmlowp
+ * functions they reproduce. LiteRT's reference kernels are built without TFLITE_SINGLE_ROUNDING:
+ * MultiplyByQuantizedMultiplier rounds twice (gemmlowp SaturatingRoundingDoublingHighMul, then
+ * RoundingDivideByPOT). Its FULLY_CONNECTED reference kernel instead rescales in double
+ * precision: round(acc * (double)input_scale * filter_scale / output_scale).
+ */
+#ifndef EP_FIXEDPOINT_H
+#define EP_FIXEDPOINT_H
+
+#include <stdint.h>
+
+/* gemmlowp SaturatingRoundingDoublingHighMul: round(a * b / 2^31), saturating INT32_MIN^2. */
+static inline int32_t ep_srdhm(int32_t a, int32_t b)
+{
+    if (a == b && a == INT32_MIN) {
+        return INT32_MAX;
+    }
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+/* gemmlowp RoundingDivideByPOT: x / 2^exponent, halves away from zero (0 <= exponent <= 31). */
+static inline int32_t ep_rounding_divide_by_pot(int32_t x, int32_t exponent)
+{
+    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* TFLite MultiplyByQuantizedMultiplier as LiteRT is built (without TFLITE_SINGLE_ROUNDING):
+ * x * 2^max(shift, 0), times multiplier / 2^31 rounded, then divided by 2^max(-shift, 0)
+ * rounded again. */
+static inline int32_t ep_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift)
+{
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    /* x * 2^left wraps like TFLite's int32 multiply; done unsigned to stay defined C */
+    const int32_t shifted = (int32_t)((uint32_t)x << left);
+    return ep_rounding_divide_by_pot(ep_srdhm(shifted, multiplier), right);
+}
+
+/* TFLite's single-rounding MultiplyByQuantizedMultiplier (TFLITE_SINGLE_ROUNDING), kept in 64
+ * bits: round(x * multiplier / 2^(31 - shift)), halves up, -31 <= shift <= 30. The generator
+ * uses it for FULLY_CONNECTED where it proved it equal to LiteRT's double-precision rescale. */
+static inline int64_t ep_multiply_by_quantized_multiplier_single(int32_t x, int32_t multiplier, int32_t shift)
+{
+    const int32_t total_shift = 31 - shift;
+    return ((int64_t)x * multiplier + ((int64_t)1 << (total_shift - 1))) >> total_shift;
+}
+
+/* std::round(x) as int32, saturated, without libm: truncation and the remainder are exact. */
+static inline int32_t ep_round_double_to_int32(double x)
+{
+    if (!(x > -2147483648.0)) {
+        return x < 0.0 ? INT32_MIN : 0;  /* huge negative; NaN -> 0 */
+    }
+    if (x >= 2147483647.5) {
+        return INT32_MAX;
+    }
+    int32_t i = (int32_t)x;
+    const double fraction = x - (double)i;
+    if (fraction >= 0.5) {
+        i += 1;
+    } else if (fraction <= -0.5) {
+        i -= 1;
+    }
+    return i;
+}
+
+/* gemmlowp SaturatingRoundingMultiplyByPOT for a positive exponent: saturating left shift. */
+static inline int32_t ep_saturating_shift_left(int32_t x, int32_t exponent)
+{
+    const int32_t threshold = (int32_t)((1u << (31 - exponent)) - 1u);
+    if (x > threshold) {
+        return INT32_MAX;
+    }
+    if (x < -threshold) {
+        return INT32_MIN;
+    }
+    return (int32_t)((uint32_t)x << exponent);
+}
+
+static inline int32_t ep_clamp(int32_t x, int32_t lo, int32_t hi)
+{
+    return x < lo ? lo : (x > hi ? hi : x);
+}
+
+/* Accumulator -> int8: requantize, add the output zero point, clamp (fused activation). */
+static inline int8_t ep_requantize_acc(int32_t acc, int32_t multiplier, int32_t shift, int32_t output_offset,
+                                       int32_t act_min, int32_t act_max)
+{
+    acc = ep_multiply_by_quantized_multiplier(acc, multiplier, shift) + output_offset;
+    return (int8_t)ep_clamp(acc, act_min, act_max);
+}
+
+/* Element offset of flat index `index` in a tensor walked with per-dimension strides. */
+static inline int32_t ep_strided_offset(int32_t index, int32_t dims, const int32_t *shape, const int32_t *strides)
+{
+    int32_t offset = 0;
+    for (int32_t d = dims - 1; d >= 0; d--) {
+        offset += (index % shape[d]) * strides[d];
+        index /= shape[d];
+    }
+    return offset;
+}
+
+#endif /* EP_FIXEDPOINT_H */

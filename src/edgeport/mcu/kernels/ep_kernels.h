@@ -1,0 +1,147 @@
+/*
+ * ep_kernels.h: int8 kernels of edgeport's generated C libraries (part of edgeport, not
+ * generated; the same files serve every generated library: compile them once per firmware).
+ *
+ * Each kernel reproduces the integer arithmetic of TFLite's reference kernels bit for bit
+ * (LiteRT BUILTIN_REF). Multipliers, shifts, clamps and shapes are computed by the generator
+ * and passed in const parameter structs; kernels allocate nothing and keep no state.
+ * Tensors are dense, row-major, NHWC for images. Requires arithmetic right shift of negative
+ * integers (every C compiler for Arm and x86 does this).
+ *
+ * With __ARM_FEATURE_DSP (Cortex-M4/M7/M33/M55) the dot products of convolution, depthwise
+ * convolution and fully connected layers use the DSP extension (SXTAB16 + SMLAD, SMLABB/SMLATT);
+ * the int32 accumulators, and so the outputs, are the same as the plain C path.
+ */
+#ifndef EP_KERNELS_H
+#define EP_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define EP_ALIGN16 __attribute__((aligned(16)))
+#else
+#define EP_ALIGN16 /* other compilers: align the arena by their own means for the DSP path */
+#endif
+
+#define EP_MAX_DIMS 6
+
+/* CONV_2D and DEPTHWISE_CONV_2D. Filter layout: conv [out_c][k_h][k_w][in_c / groups],
+ * depthwise [1][k_h][k_w][out_c] with out_c = in_c * depth_multiplier. */
+typedef struct {
+    int32_t batches;
+    int32_t in_h, in_w, in_c;
+    int32_t out_h, out_w, out_c;
+    int32_t k_h, k_w;
+    int32_t stride_h, stride_w;
+    int32_t dilation_h, dilation_w;
+    int32_t pad_h, pad_w;          /* top and left padding (SAME: half the total, rounded down) */
+    int32_t filter_in_c;           /* conv: input channels per group; depthwise: 1 */
+    int32_t depth_multiplier;      /* depthwise only */
+    int32_t input_offset;          /* -(input zero point) */
+    int32_t output_offset;         /* output zero point */
+    int32_t act_min, act_max;      /* fused activation as an int8 clamp */
+    int32_t per_channel;           /* 1: one multiplier/shift per output channel; 0: one */
+} ep_conv_params;
+
+/* FULLY_CONNECTED. Filter layout [out_depth][in_depth]. LiteRT's reference kernel rescales
+ * in double precision: round(acc * input_scale * filter_scale / output_scale). The generator
+ * passes a fixed-point multiplier and shift (single rounding) where it proved them to give the
+ * same bytes for every reachable accumulator, else those products as doubles in `scale`
+ * (soft-float on a Cortex-M4); one per output channel, or one. */
+typedef struct {
+    int32_t batches, in_depth, out_depth;
+    int32_t input_offset, filter_offset, output_offset;
+    int32_t act_min, act_max;
+    int32_t per_channel;
+} ep_fc_params;
+
+/* AVERAGE_POOL_2D and MAX_POOL_2D (input and output share scale and zero point). */
+typedef struct {
+    int32_t batches, in_h, in_w, channels, out_h, out_w;
+    int32_t filter_h, filter_w, stride_h, stride_w, pad_h, pad_w;
+    int32_t act_min, act_max;
+} ep_pool_params;
+
+/* ADD. Without broadcast, `size` elements; with broadcast, the output shape and each input's
+ * element strides over it (0 along a broadcast dimension). */
+typedef struct {
+    int32_t size;
+    int32_t input1_offset, input2_offset, output_offset, left_shift;
+    int32_t input1_multiplier, input1_shift, input2_multiplier, input2_shift;
+    int32_t output_multiplier, output_shift;
+    int32_t act_min, act_max;
+    int32_t broadcast, dims;
+    int32_t shape[EP_MAX_DIMS], strides1[EP_MAX_DIMS], strides2[EP_MAX_DIMS];
+} ep_add_params;
+
+/* SOFTMAX int8 -> int8 (output scale 1/256, zero point -128), gemmlowp fixed-point exp. */
+typedef struct {
+    int32_t outer, depth;
+    int32_t input_multiplier, input_left_shift, diff_min;
+} ep_softmax_params;
+
+/* QUANTIZE float -> int8 and DEQUANTIZE int8 -> float. */
+typedef struct {
+    int32_t size;
+    float scale;
+    int32_t zero_point;
+} ep_affine_params;
+
+/* QUANTIZE int8 -> int8 (requantize). */
+typedef struct {
+    int32_t size, input_zero_point, output_zero_point, multiplier, shift;
+} ep_requantize_params;
+
+/* MEAN int8: kept dimensions (output order) and reduced dimensions, each with input strides. */
+typedef struct {
+    int32_t kept_dims, kept_shape[EP_MAX_DIMS], kept_strides[EP_MAX_DIMS];
+    int32_t reduced_dims, reduced_shape[EP_MAX_DIMS], reduced_strides[EP_MAX_DIMS];
+    int32_t count, input_zero_point, output_zero_point, multiplier, shift;
+} ep_mean_params;
+
+/* TRANSPOSE: output shape and, per output dimension, the input stride it walks. */
+typedef struct {
+    int32_t dims, shape[EP_MAX_DIMS], strides[EP_MAX_DIMS];
+} ep_transpose_params;
+
+/* PAD / PADV2: input shape, padding before each dimension, output shape, fill value. */
+typedef struct {
+    int32_t dims, in_shape[EP_MAX_DIMS], before[EP_MAX_DIMS], out_shape[EP_MAX_DIMS];
+    int32_t value;
+} ep_pad_params;
+
+/* CONCATENATION: `outer` blocks; input i contributes inner[i] contiguous values per block. */
+typedef struct {
+    int32_t outer, count;
+    int32_t inner[8];
+} ep_concat_params;
+
+void ep_conv2d_s8(const ep_conv_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
+                  const int32_t *multiplier, const int32_t *shift, int8_t *output);
+void ep_depthwise_conv2d_s8(const ep_conv_params *p, const int8_t *input, const int8_t *filter,
+                            const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                            int8_t *output);
+void ep_fully_connected_s8(const ep_fc_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
+                           const int32_t *multiplier, const int32_t *shift, const double *scale, int8_t *output);
+void ep_average_pool_s8(const ep_pool_params *p, const int8_t *input, int8_t *output);
+void ep_max_pool_s8(const ep_pool_params *p, const int8_t *input, int8_t *output);
+void ep_mean_s8(const ep_mean_params *p, const int8_t *input, int8_t *output);
+void ep_add_s8(const ep_add_params *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+void ep_softmax_s8(const ep_softmax_params *p, const int8_t *input, int8_t *output);
+void ep_quantize_f32_s8(const ep_affine_params *p, const float *input, int8_t *output);
+void ep_dequantize_s8_f32(const ep_affine_params *p, const int8_t *input, float *output);
+void ep_requantize_s8(const ep_requantize_params *p, const int8_t *input, int8_t *output);
+void ep_copy_s8(int32_t size, const int8_t *input, int8_t *output);
+void ep_transpose_s8(const ep_transpose_params *p, const int8_t *input, int8_t *output);
+void ep_pad_s8(const ep_pad_params *p, const int8_t *input, int8_t *output);
+void ep_concat_s8(const ep_concat_params *p, const int8_t *const *inputs, int8_t *output);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EP_KERNELS_H */

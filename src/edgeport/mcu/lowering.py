@@ -1,0 +1,527 @@
+"""TFLite ops -> calls into edgeport's C kernels, one registered function per op.
+
+Each lowering function checks that the op is a variant the kernels implement (int8, the
+supported options), computes everything TFLite computes in Prepare (multipliers, shifts,
+activation clamps, padding, broadcast strides) with `edgeport.mcu.requant`, and returns a
+`Step`: const parameter structs and arrays plus one C statement whose tensor operands are
+`Ref`s, turned into pointers once the memory plan is known. An op without a lowering, or a
+variant without a kernel, raises UnsupportedOpError before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgeport.errors import InputError, UnsupportedOpError
+from edgeport.mcu import requant
+from edgeport.mcu.tflite_ir import Graph, Op, Tensor
+from edgeport.registry import Registry
+
+NO_KERNEL = "no Cortex-M C kernel in edgeport"
+MAX_DIMS = 6
+MAX_CONCAT_INPUTS = 8
+CTYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "float", "uint8": "uint8_t"}
+CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int32_t": 4, "float": 4, "double": 8}
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A tensor operand of a C statement, resolved to a pointer after memory planning."""
+
+    tensor: int
+
+
+@dataclass
+class CArray:
+    name: str
+    ctype: str
+    values: np.ndarray
+    comment: str
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.size) * CTYPE_BYTES[self.ctype]
+
+
+@dataclass
+class CStruct:
+    ctype: str
+    name: str
+    fields: dict
+
+
+@dataclass
+class Step:
+    """One op as C: const data it needs and the statement that runs it."""
+
+    op: Op
+    code: list  # str and Ref parts, concatenated
+    structs: list[CStruct] = field(default_factory=list)
+    macs: int = 0
+
+
+class Lowering:
+    """Shared state while lowering one graph: const arrays (each emitted once) and aliases."""
+
+    def __init__(self, graph: Graph, outputs: frozenset[int]):
+        self.graph = graph
+        self.arrays: dict[str, CArray] = {}
+        self.aliases: dict[int, int] = {}   # tensor -> tensor whose bytes it shares
+        self.outputs = outputs              # tensors that must land in the caller's buffer
+        self.notes: list[str] = []          # for the report: choices a user may want to know
+
+    def const(self, index: int) -> str:
+        """Name of the const array holding tensor `index`'s data (emitted once)."""
+        tensor = self.graph.tensors[index]
+        name = f"t{index}"
+        if name not in self.arrays:
+            ctype = CTYPES.get(tensor.dtype)
+            if ctype is None or tensor.data is None:
+                raise InputError(f"{self.graph.source}: constant '{tensor.label}' of type {tensor.dtype} "
+                                 "cannot be stored for the C library")
+            shape = ", ".join(map(str, tensor.shape))
+            self.arrays[name] = CArray(name, ctype, np.ravel(tensor.data), f"{tensor.label}: {tensor.dtype} [{shape}]")
+        return name
+
+    def array(self, name: str, ctype: str, values, comment: str) -> str:
+        self.arrays[name] = CArray(name, ctype, np.ravel(np.asarray(values)), comment)
+        return name
+
+    def operand(self, index: int):
+        """A kernel argument for tensor `index`: its const array, or a Ref to plan."""
+        if index < 0:
+            return "NULL"
+        return self.const(index) if self.graph.tensors[index].is_constant else Ref(index)
+
+
+LOWERINGS: Registry[Callable[[Op, Graph, Lowering], Step]] = Registry("Cortex-M C kernel")
+
+
+def lowers(*names: str):
+    def register(fn):
+        for name in names:
+            LOWERINGS.add(name, fn)
+        return fn
+    return register
+
+
+def unsupported(op: Op, graph: Graph, detail: str | None = None) -> UnsupportedOpError:
+    return UnsupportedOpError(f"{op.name} ({detail})" if detail else op.name, graph.node_label(op), NO_KERNEL)
+
+
+def lower_op(op: Op, graph: Graph, ctx: Lowering) -> Step:
+    """The Step for `op`, or UnsupportedOpError if edgeport has no C kernel for it."""
+    if op.name not in LOWERINGS:
+        raise unsupported(op, graph)
+    return LOWERINGS.get(op.name)(op, graph, ctx)
+
+
+# ------------------------------------------------------------------ shared checks and math
+
+def _tensors(op: Op, graph: Graph) -> tuple[list[Tensor | None], list[Tensor]]:
+    inputs = [graph.tensors[i] if i >= 0 else None for i in op.inputs]
+    return inputs, [graph.tensors[i] for i in op.outputs]
+
+
+def _require_int8(op: Op, graph: Graph, *tensors: Tensor | None) -> None:
+    for t in tensors:
+        if t is not None and t.dtype != "int8":
+            raise unsupported(op, graph, t.dtype)
+        if t is not None and not t.quantized:
+            raise unsupported(op, graph, "int8 without quantization parameters")
+
+
+def _activation(op: Op, graph: Graph, output: Tensor) -> tuple[int, int]:
+    name = op.options.get("fused_activation_function", "NONE")
+    try:
+        return requant.activation_range(name, output.scale, output.zero_point)
+    except ValueError:
+        raise unsupported(op, graph, f"fused {name}") from None
+
+
+def _same_quantization(a: Tensor, b: Tensor) -> bool:
+    return np.float32(a.scale) == np.float32(b.scale) and a.zero_point == b.zero_point
+
+
+def compute_padding(stride: int, dilation: int, in_size: int, filter_size: int, out_size: int) -> int:
+    """TFLite's ComputePaddingHeightWidth: top/left padding (half the total, rounded down)."""
+    effective = (filter_size - 1) * dilation + 1
+    return max(((out_size - 1) * stride + effective - in_size) // 2, 0)
+
+
+def compute_out_size(padding: str, in_size: int, filter_size: int, stride: int, dilation: int = 1) -> int:
+    """TFLite's ComputeOutSize for SAME and VALID padding."""
+    effective = (filter_size - 1) * dilation + 1
+    return (in_size + stride - 1) // stride if padding == "SAME" else (in_size + stride - effective) // stride
+
+
+def _window(op: Op, graph: Graph, in_hw, filter_hw, out_hw, dilation=(1, 1)) -> tuple[int, int]:
+    """Padding (top, left) of a convolution or pooling window; checks the model's output size."""
+    padding = op.options.get("padding", "VALID")
+    strides = (op.options.get("stride_h", 1), op.options.get("stride_w", 1))
+    pads = []
+    for axis in range(2):
+        expected = compute_out_size(padding, in_hw[axis], filter_hw[axis], strides[axis], dilation[axis])
+        if expected != out_hw[axis]:
+            raise InputError(f"{graph.source}: {op.name} at {graph.node_label(op)} has output size {out_hw[axis]}, "
+                             f"expected {expected} for {padding} padding")
+        pads.append(compute_padding(strides[axis], dilation[axis], in_hw[axis], filter_hw[axis], out_hw[axis]))
+    return pads[0], pads[1]
+
+
+def _multipliers(ctx: Lowering, prefix: str, reals) -> tuple[str, str, int]:
+    """Const multiplier and shift arrays for the real multipliers (one per channel or one)."""
+    multipliers, shifts = requant.quantize_multipliers(reals)
+    comment = "per channel" if multipliers.size > 1 else "per tensor"
+    ctx.array(f"{prefix}_multiplier", "int32_t", multipliers, f"requantization multipliers, Q0.31, {comment}")
+    ctx.array(f"{prefix}_shift", "int32_t", shifts, f"requantization shifts (left if > 0), {comment}")
+    return f"{prefix}_multiplier", f"{prefix}_shift", int(multipliers.size > 1)
+
+
+def _filter_checks(op: Op, graph: Graph, filt: Tensor, bias: Tensor | None, channels: int) -> None:
+    if not filt.is_constant:
+        raise unsupported(op, graph, "non-constant filter")
+    if filt.zero_points is not None and np.any(filt.zero_points != 0):
+        raise unsupported(op, graph, "filter zero point != 0")
+    if len(filt.scales) not in (1, channels):
+        raise unsupported(op, graph, f"{len(filt.scales)} filter scales for {channels} channels")
+    if bias is not None and (bias.dtype != "int32" or not bias.is_constant):
+        raise unsupported(op, graph, f"{bias.dtype} bias")
+
+
+def _real_multipliers(inp: Tensor, filt: Tensor, out: Tensor, channels: int) -> np.ndarray:
+    """input_scale * filter_scale[c] / output_scale in double, as TFLite's Prepare."""
+    scales = np.broadcast_to(filt.scales.astype(np.float64), (channels,))
+    return float(inp.scale) * scales / float(out.scale)
+
+
+# ------------------------------------------------------------------ convolutions
+
+def _conv_fields(op: Op, graph: Graph, inp: Tensor, filt: Tensor, out: Tensor, depthwise: bool) -> dict:
+    if len(inp.shape) != 4 or len(filt.shape) != 4 or len(out.shape) != 4:
+        raise unsupported(op, graph, "not 4-D NHWC")
+    batches, in_h, in_w, in_c = inp.shape
+    _, out_h, out_w, out_c = out.shape
+    k_h, k_w = filt.shape[1], filt.shape[2]
+    dilation = (op.options.get("dilation_h_factor", 1), op.options.get("dilation_w_factor", 1))
+    pad_h, pad_w = _window(op, graph, (in_h, in_w), (k_h, k_w), (out_h, out_w), dilation)
+    act_min, act_max = _activation(op, graph, out)
+    if depthwise:
+        if out_c % in_c or filt.shape[3] != out_c:
+            raise unsupported(op, graph, f"depthwise {in_c} -> {out_c} channels")
+        filter_in_c, multiplier = 1, out_c // in_c
+    else:
+        filter_in_c, multiplier = filt.shape[3], 1
+        if in_c % filter_in_c or out_c % (in_c // filter_in_c) or filt.shape[0] != out_c:
+            raise unsupported(op, graph, f"grouped conv {in_c} -> {out_c} with filter {list(filt.shape)}")
+    return {"batches": batches, "in_h": in_h, "in_w": in_w, "in_c": in_c, "out_h": out_h, "out_w": out_w,
+            "out_c": out_c, "k_h": k_h, "k_w": k_w, "stride_h": op.options.get("stride_h", 1),
+            "stride_w": op.options.get("stride_w", 1), "dilation_h": dilation[0], "dilation_w": dilation[1],
+            "pad_h": pad_h, "pad_w": pad_w, "filter_in_c": filter_in_c, "depth_multiplier": multiplier,
+            "input_offset": -inp.zero_point, "output_offset": out.zero_point, "act_min": act_min,
+            "act_max": act_max}
+
+
+@lowers("CONV_2D", "DEPTHWISE_CONV_2D")
+def lower_conv(op: Op, graph: Graph, ctx: Lowering) -> Step:
+    (inp, filt, *rest), (out,) = _tensors(op, graph)
+    bias = rest[0] if rest else None
+    depthwise = op.name == "DEPTHWISE_CONV_2D"
+    _require_int8(op, graph, inp, filt, out)
+    fields = _conv_fields(op, graph, inp, filt, out, depthwise)
+    _filter_checks(op, graph, filt, bias, fields["out_c"])
+    name = f"op{op.index}"
+    mult, shift, per_channel = _multipliers(ctx, name, _real_multipliers(inp, filt, out, fields["out_c"]))
+    fields["per_channel"] = per_channel
+    kernel = "ep_depthwise_conv2d_s8" if depthwise else "ep_conv2d_s8"
+    taps = fields["k_h"] * fields["k_w"] * fields["filter_in_c"]
+    return Step(op, [f"{kernel}(&{name}, ", ctx.operand(op.inputs[0]), f", {ctx.const(op.inputs[1])}, ",
+                     ctx.operand(op.inputs[2]) if bias is not None else "NULL", f", {mult}, {shift}, ",
+                     Ref(op.outputs[0]), ");"],
+                [CStruct("ep_conv_params", name, fields)], macs=out.size * taps)
+
+
+@lowers("FULLY_CONNECTED")
+def lower_fully_connected(op: Op, graph: Graph, ctx: Lowering) -> Step:
+    (inp, filt, *rest), (out,) = _tensors(op, graph)
+    bias = rest[0] if rest else None
+    _require_int8(op, graph, inp, filt, out)
+    if op.options.get("weights_format", 0) != 0 or len(filt.shape) != 2:
+        raise unsupported(op, graph, "shuffled or non-2-D weights")
+    out_depth, in_depth = filt.shape
+    if filt.zero_points is not None and len(filt.scales) > 1 and np.any(filt.zero_points != 0):
+        raise unsupported(op, graph, "per-channel filter zero point != 0")
+    if not filt.is_constant or len(filt.scales) not in (1, out_depth):
+        raise unsupported(op, graph, "non-constant filter" if not filt.is_constant else "filter scales")
+    if bias is not None and (bias.dtype != "int32" or not bias.is_constant):
+        raise unsupported(op, graph, f"{bias.dtype} bias")
+    if inp.size % in_depth or out.size != inp.size // in_depth * out_depth:
+        raise InputError(f"{graph.source}: FULLY_CONNECTED at {graph.node_label(op)}: shapes {list(inp.shape)} x "
+                         f"{list(filt.shape)} -> {list(out.shape)} do not match")
+    act_min, act_max = _activation(op, graph, out)
+    name = f"op{op.index}"
+    scales = requant.fc_output_scale(inp.scale, filt.scales, out.scale)
+    per_channel = int(scales.size > 1)
+    fields = {"batches": inp.size // in_depth, "in_depth": in_depth, "out_depth": out_depth,
+              "input_offset": -inp.zero_point, "filter_offset": 0 if per_channel else -filt.zero_point,
+              "output_offset": out.zero_point, "act_min": act_min, "act_max": act_max, "per_channel": per_channel}
+    rescale = _fc_rescale_arrays(op, graph, ctx, name, scales, fields, filt, bias)
+    return Step(op, [f"ep_fully_connected_s8(&{name}, ", ctx.operand(op.inputs[0]), f", {ctx.const(op.inputs[1])}, ",
+                     ctx.operand(op.inputs[2]) if bias is not None else "NULL", f", {rescale}, ",
+                     Ref(op.outputs[0]), ");"],
+                [CStruct("ep_fc_params", name, fields)], macs=out.size * in_depth)
+
+
+def fc_accumulator_range(weights: np.ndarray, bias: np.ndarray | None, input_offset: int,
+                         filter_offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output channel, the smallest and largest accumulator any int8 input can produce."""
+    w = weights.astype(np.int64) + filter_offset
+    lo, hi = w * (-128 + input_offset), w * (127 + input_offset)
+    b = np.zeros(w.shape[0], np.int64) if bias is None else bias.astype(np.int64)
+    return b + np.minimum(lo, hi).sum(axis=1), b + np.maximum(lo, hi).sum(axis=1)
+
+
+def _fc_rescale_arrays(op: Op, graph: Graph, ctx: Lowering, name: str, scales: np.ndarray, fields: dict,
+                       filt: Tensor, bias: Tensor | None) -> str:
+    """The kernel's multiplier, shift, scale arguments: integer-only where it is proven exact."""
+    acc_min, acc_max = fc_accumulator_range(filt.data, None if bias is None else bias.data, fields["input_offset"],
+                                            fields["filter_offset"])
+    channels = range(fields["out_depth"]) if scales.size > 1 else [None]
+    lo = [int(acc_min.min() if c is None else acc_min[c]) for c in channels]
+    hi = [int(acc_max.max() if c is None else acc_max[c]) for c in channels]
+    comment = "per channel" if scales.size > 1 else "per tensor"
+    mismatch = [requant.fc_fixed_point_mismatch(float(s), fields["output_offset"], fields["act_min"], fields["act_max"],
+                                                a, b) for s, a, b in zip(scales, lo, hi)]
+    if all(m is None for m in mismatch):
+        multipliers, shifts = requant.quantize_multipliers(scales, single_rounding=True)
+        ctx.array(f"{name}_multiplier", "int32_t", multipliers,
+                  f"Q0.31 multipliers, {comment}: same bytes as LiteRT's double rescale for every reachable acc")
+        ctx.array(f"{name}_shift", "int32_t", shifts, f"shifts (left if > 0), {comment}")
+        return f"{name}_multiplier, {name}_shift, NULL"
+    acc = next(m for m in mismatch if m is not None)
+    ctx.notes.append(f"op {op.index} FULLY_CONNECTED ({graph.node_label(op)}): rescaled in double precision "
+                     f"(a fixed-point multiply would differ from LiteRT at accumulator {acc})")
+    ctx.array(f"{name}_scale", "double", scales, f"input_scale * filter_scale / output_scale, {comment} "
+              "(LiteRT's reference FULLY_CONNECTED rescales in double precision)")
+    return f"NULL, NULL, {name}_scale"
+
+
+# ------------------------------------------------------------------ pooling and reductions
+
+@lowers("AVERAGE_POOL_2D", "MAX_POOL_2D")
+def lower_pool(op: Op, graph: Graph, ctx: Lowering) -> Step:
+    (inp,), (out,) = _tensors(op, graph)
+    _require_int8(op, graph, inp, out)
+    if len(inp.shape) != 4 or len(out.shape) != 4:
+        raise unsupported(op, graph, "not 4-D NHWC")
+    if not _same_quantization(inp, out):
+        raise unsupported(op, graph, "input and output quantization differ")
+    batches, in_h, in_w, channels = inp.shape
+    _, out_h, out_w, _ = out.shape
+    filter_hw = (op.options.get("filter_height", 1), op.options.get("filter_width", 1))
+    pad_h, pad_w = _window(op, graph, (in_h, in_w), filter_hw, (out_h, out_w))
+    act_min, act_max = _activation(op, graph, out)
+    name = f"op{op.index}"
+    fields = {"batches": batches, "in_h": in_h, "in_w": in_w, "channels": channels, "out_h": out_h, "out_w": out_w,
+              "filter_h": filter_hw[0], "filter_w": filter_hw[1], "stride_h": op.options.get("stride_h", 1),
+              "stride_w": op.options.get("stride_w", 1), "pad_h": pad_h, "pad_w": pad_w,
+              "act_min": act_min, "act_max": act_max}
+    kernel = "ep_average_pool_s8" if op.name == "AVERAGE_POOL_2D" else "ep_max_pool_s8"
+    return Step(op, [f"{kernel}(&{name}, ", ctx.operand(op.inputs[0]), ", ", Ref(op.outputs[0]), ");"],
+                [CStruct("ep_pool_params", name, fields)])
+
+
+def _strides(shape) -> list[int]:
+    strides, step = [], 1
+    for dim in reversed(shape):
+        strides.insert(0, step)
+        step *= dim
+    return strides
+
+
+def _axes(op: Op, graph: Graph, index: int, ndim: int) -> list[int]:
+    tensor = graph.tensors[index]
+    if not tensor.is_constant:
+        raise unsupported(op, graph, "axes not constant")
+    return sorted({int(a) % ndim for a in np.ravel(tensor.data)})
+
+
+@lowers("MEAN")
+def lower_mean(op: Op, graph: Graph, ctx: Lowering) -> Step:
+    (inp, _), (out,) = _tensors(op, graph)
+    _require_int8(op, graph, inp, out)
+    if not 0 < len(inp.shape) <= MAX_DIMS:
+        raise unsupported(op, graph, f"{len(inp.shape)}-D input")
+    axes = _axes(op, graph, op.inputs[1], len(inp.shape))
+    strides = _strides(inp.shape)
+    kept = [d for d in range(len(inp.shape)) if d not in axes] or []
+    count = int(np.prod([inp.shape[d] for d in axes], dtype=np.int64))
+    multiplier, shift = requant.mean_params(inp.scale, out.scale, count)
+    name = f"op{op.index}"
+    fields = {"kept_dims": len(kept), "kept_shape": [inp.shape[d] for d in kept] or [1],
+              "kept_strides": [strides[d] for d in kept] or [0], "reduced_dims": len(axes),
+              "reduced_shape": [inp.shape[d] for d in axes], "reduced_strides": [strides[d] for d in axes],
+              "count": count, "input_zero_point": inp.zero_point, "output_zero_point": out.zero_point,
+              "multiplier": multiplier, "shift": shift}
+    return Step(op, [f"ep_mean_s8(&{name}, ", ctx.operand(op.inputs[0]), ", ", Ref(op.outputs[0]), ");"],
+                [CStruct("ep_mean_params", name, fields)])
+
+
+# ------------------------------------------------------------------ elementwise
+
+def broadcast_strides(shape1, shape2, out_shape) -> tuple[list[int], list[int], list[int]]:
+    """Output shape (ranks aligned to the right) and each input's strides over it, 0 where the
+    input is broadcast (TFLite's BroadcastAdd6DSlow indexing)."""
+    rank = len(out_shape)
+    result = []
+    for shape in (shape1, shape2):
+        padded = [1] * (rank - len(shape)) + list(shape)
+        strides = _strides(padded)
+        result.append([0 if padded[d] == 1 and out_shape[d] != 1 else strides[d] for d in range(rank)])
+    return list(out_shape), result[0], result[1]
+
+
+@lowers("ADD")
+def lower_add(op: Op, graph: Graph, ctx: Lowering) -> Step:
+    (a, b), (out,) = _tensors(op, graph)
+    _require_int8(op, graph, a, b, out)
+    try:
+        params = requant.add_params(a.scale, b.scale, out.scale)
+    except ValueError as exc:
+        raise unsupported(op, graph, str(exc)) from None
+    act_min, act_max = _activation(op, graph, out)
+    name = f"op{op.index}"
+    broadcast = tuple(a.shape) != tuple(b.shape)
+    if broadcast and len(out.shape) > MAX_DIMS:
+        raise unsupported(op, graph, f"broadcast over {len(out.shape)} dimensions")
+    shape, strides1, strides2 = broadcast_strides(a.shape, b.shape, out.shape) if broadcast else ([1], [0], [0])
+    fields = {"size": out.size, "input1_offset": -a.zero_point, "input2_offset": -b.zero_point,
+              "output_offset": out.zero_point, **params, "act_min": act_min, "act_max": act_max,
+              "broadcast": int(broadcast), "dims": len(shape), "shape": shape, "strides1": strides1,
+              "strides2": strides2}
+    return Step(op, [f"ep_add_s8(&{name}, ", ctx.operand(op.inputs[0]), ", ", ctx.operand(op.inputs[1]), ", ",
+                     Ref(op.outputs[0]), ");"], [CStruct("ep_add_params", name, fields)])
+
+
+@lowers("SOFTMAX")
+def lower_softmax(op: Op, graph: Graph, ctx: Lowering) -> Step:
+    (inp,), (out,) = _tensors(op, graph)
+    _require_int8(op, graph, inp, out)
+    if out.zero_point != -128 or abs(out.scale - 1 / 256) > 0.001 / 256:
+        raise unsupported(op, graph, "int8 output not scale 1/256, zero point -128")
+    multiplier, shift, diff_min = requant.softmax_params(op.options.get("beta", 1.0), inp.scale)
+    depth = inp.shape[-1] if inp.shape else 1
+    name = f"op{op.index}"
+    fields = {"outer": inp.size // depth, "depth": depth, "input_multiplier": multiplier,
+              "input_left_shift": shift, "diff_min": diff_min}
+    return Step(op, [f"ep_softmax_s8(&{name}, ", ctx.operand(op.inputs[0]), ", ", Ref(op.outputs[0]), ");"],
+                [CStruct("ep_softmax_params", name, fields)])
+
+
+@lowers("QUANTIZE")
+def lower_quantize(op: Op, graph: Graph, ctx: Lowering) -> Step:
+    (inp,), (out,) = _tensors(op, graph)
+    _require_int8(op, graph, out)
+    if out.per_channel:
+        raise unsupported(op, graph, "per-channel")
+    name = f"op{op.index}"
+    if inp.dtype == "float32":
+        fields = {"size": out.size, "scale": np.float32(out.scale), "zero_point": out.zero_point}
+        return Step(op, [f"ep_quantize_f32_s8(&{name}, ", ctx.operand(op.inputs[0]), ", ", Ref(op.outputs[0]), ");"],
+                    [CStruct("ep_affine_params", name, fields)])
+    _require_int8(op, graph, inp)
+    multiplier, shift = requant.quantize_multiplier(float(inp.scale) / float(out.scale))
+    fields = {"size": out.size, "input_zero_point": inp.zero_point, "output_zero_point": out.zero_point,
+              "multiplier": multiplier, "shift": shift}
+    return Step(op, [f"ep_requantize_s8(&{name}, ", ctx.operand(op.inputs[0]), ", ", Ref(op.outputs[0]), ");"],
+                [CStruct("ep_requantize_params", name, fields)])
+
+
+@lowers("DEQUANTIZE")
+def lower_dequantize(op: Op, graph: Graph, ctx: Lowering) -> Step:
+    (inp,), (out,) = _tensors(op, graph)
+    _require_int8(op, graph, inp)
+    if out.dtype != "float32" or inp.per_channel:
+        raise unsupported(op, graph, f"{inp.dtype} -> {out.dtype}")
+    name = f"op{op.index}"
+    fields = {"size": inp.size, "scale": np.float32(inp.scale), "zero_point": inp.zero_point}
+    return Step(op, [f"ep_dequantize_s8_f32(&{name}, ", ctx.operand(op.inputs[0]), ", ", Ref(op.outputs[0]), ");"],
+                [CStruct("ep_affine_params", name, fields)])
+
+
+# ------------------------------------------------------------------ layout
+
+@lowers("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+def lower_reshape(op: Op, graph: Graph, ctx: Lowering) -> Step:
+    """Same bytes, new shape: the output aliases the input, unless the output must be written
+    to the caller's buffer (then a copy)."""
+    (inp, *_), (out,) = _tensors(op, graph)
+    if inp.dtype != out.dtype or inp.nbytes != out.nbytes or inp.dtype not in CTYPES:
+        raise unsupported(op, graph, f"{inp.dtype} -> {out.dtype}")
+    if op.outputs[0] not in ctx.outputs:
+        ctx.aliases[op.outputs[0]] = op.inputs[0]
+        return Step(op, [f"/* {op.name}: the output shares the input's bytes */"])
+    if out.dtype != "int8":
+        raise unsupported(op, graph, f"{out.dtype} copy")
+    return Step(op, [f"ep_copy_s8({out.size}, ", ctx.operand(op.inputs[0]), ", ", Ref(op.outputs[0]), ");"])
+
+
+@lowers("TRANSPOSE")
+def lower_transpose(op: Op, graph: Graph, ctx: Lowering) -> Step:
+    (inp, perm), (out,) = _tensors(op, graph)
+    _require_int8(op, graph, inp, out)
+    if not perm.is_constant or len(inp.shape) > MAX_DIMS:
+        raise unsupported(op, graph, "permutation not constant" if not perm.is_constant else "over 6-D")
+    order = [int(p) % len(inp.shape) for p in np.ravel(perm.data)]
+    strides = _strides(inp.shape)
+    name = f"op{op.index}"
+    fields = {"dims": len(order), "shape": [inp.shape[p] for p in order], "strides": [strides[p] for p in order]}
+    return Step(op, [f"ep_transpose_s8(&{name}, ", ctx.operand(op.inputs[0]), ", ", Ref(op.outputs[0]), ");"],
+                [CStruct("ep_transpose_params", name, fields)])
+
+
+@lowers("PAD", "PADV2")
+def lower_pad(op: Op, graph: Graph, ctx: Lowering) -> Step:
+    inputs, (out,) = _tensors(op, graph)
+    inp, paddings = inputs[0], inputs[1]
+    _require_int8(op, graph, inp, out)
+    if not paddings.is_constant or not 0 < len(inp.shape) <= MAX_DIMS or not _same_quantization(inp, out):
+        raise unsupported(op, graph, "paddings not constant or rescaling pad")
+    pads = np.asarray(paddings.data, dtype=np.int64).reshape(len(inp.shape), 2)
+    if np.any(pads < 0):
+        raise unsupported(op, graph, "negative padding")
+    value = out.zero_point
+    if op.name == "PADV2" and len(inputs) > 2 and inputs[2] is not None:
+        if not inputs[2].is_constant or inputs[2].dtype != "int8":
+            raise unsupported(op, graph, "pad value not a constant int8")
+        value = int(np.ravel(inputs[2].data)[0])
+    name = f"op{op.index}"
+    fields = {"dims": len(inp.shape), "in_shape": list(inp.shape), "before": pads[:, 0].tolist(),
+              "out_shape": list(out.shape), "value": value}
+    return Step(op, [f"ep_pad_s8(&{name}, ", ctx.operand(op.inputs[0]), ", ", Ref(op.outputs[0]), ");"],
+                [CStruct("ep_pad_params", name, fields)])
+
+
+@lowers("CONCATENATION")
+def lower_concatenation(op: Op, graph: Graph, ctx: Lowering) -> Step:
+    inputs, (out,) = _tensors(op, graph)
+    _require_int8(op, graph, *inputs, out)
+    if op.options.get("fused_activation_function", "NONE") != "NONE":
+        raise unsupported(op, graph, "fused activation")
+    if any(not _same_quantization(t, out) for t in inputs):
+        raise unsupported(op, graph, "inputs quantized differently from the output")
+    if len(inputs) > MAX_CONCAT_INPUTS:
+        raise unsupported(op, graph, f"{len(inputs)} inputs (at most {MAX_CONCAT_INPUTS})")
+    axis = int(op.options.get("axis", 0)) % len(out.shape)
+    outer = int(np.prod(out.shape[:axis], dtype=np.int64))
+    inner = [int(np.prod(t.shape[axis:], dtype=np.int64)) for t in inputs]
+    name = f"op{op.index}"
+    code = [f"{{ const int8_t *const {name}_inputs[] = {{"]
+    for i, index in enumerate(op.inputs):
+        code += [", " if i else "", ctx.operand(index)]
+    code += [f"}}; ep_concat_s8(&{name}, {name}_inputs, ", Ref(op.outputs[0]), "); }"]
+    fields = {"outer": outer, "count": len(inputs), "inner": inner}
+    return Step(op, code, [CStruct("ep_concat_params", name, fields)])
