@@ -285,17 +285,59 @@ def test_multiply_by_quantized_multiplier_known_values():
     assert requant.round_half_away(0.49999999999999994) == 0
 
 
+def litert_one(tflite: bytes) -> int:
+    """LiteRT's output for an all-zero input of a one-output graph (the accumulator is the bias)."""
+    from edgeport.mcu.tflite_ir import read_tflite
+
+    graph = read_tflite(tflite)
+    zeros = np.zeros((1, *graph.tensors[graph.inputs[0]].shape), np.int8)
+    return int(litert_reference(tflite, zeros)[0].ravel()[0])
+
+
 def test_litert_rounding_variants():
-    """One case that tells the variants apart, checked against LiteRT itself: the same scales
-    and accumulator (-5125) give -120 through CONV_2D (fixed point, double rounding) and -119
-    through FULLY_CONNECTED (LiteRT's reference FC rescales in double precision)."""
+    """Cases that tell the variants apart, checked against LiteRT itself. CONV_2D requantizes
+    with MultiplyByQuantizedMultiplier rounding twice (LiteRT is built without
+    TFLITE_SINGLE_ROUNDING); FULLY_CONNECTED rescales in double precision, which neither
+    fixed-point variant reproduces."""
     scales = (0.0560639463365078, 0.009554172866046429, 0.022974364459514618)
-    conv = litert_reference(tflite_graphs.conv_1x1_graph(*scales, bias=-5125), np.zeros((1, 1, 1, 1, 1), np.int8))
-    fc = litert_reference(tflite_graphs.fully_connected_graph(*scales, bias=-5125), np.zeros((1, 1, 1), np.int8))
     multiplier, shift = requant.quantize_multiplier(scales[0] * scales[1] / scales[2])
-    assert int(conv[0].ravel()[0]) == requant.multiply_by_quantized_multiplier(-5125, multiplier, shift) == -120
-    assert int(fc[0].ravel()[0]) == requant.fc_rescale(-5125, requant.fc_output_scale(*scales[:1], [scales[1]],
-                                                                                     scales[2]))[0] == -119
+    assert litert_one(tflite_graphs.conv_1x1_graph(*scales, bias=-5125)) == -120
+    assert requant.multiply_by_quantized_multiplier(-5125, multiplier, shift) == -120
+    assert requant.multiply_by_quantized_multiplier(-5125, multiplier, shift, single_rounding=True) == -119
+    assert litert_one(tflite_graphs.fully_connected_graph(*scales, bias=-5125)) == -119
+    assert requant.fc_rescale(-5125, requant.fc_output_scale(scales[0], [scales[1]], scales[2]))[0] == -119
+
+    scales = (0.0839165598154068, 0.005475982557982206, 0.06859223544597626)
+    fc_scale = requant.fc_output_scale(scales[0], [scales[1]], scales[2])[0]
+    multiplier, shift = requant.quantize_multiplier(fc_scale, single_rounding=True)
+    assert litert_one(tflite_graphs.fully_connected_graph(*scales, bias=-18136)) == -121
+    assert requant.fc_rescale(-18136, fc_scale)[0] == -121
+    assert requant.multiply_by_quantized_multiplier(-18136, multiplier, shift, single_rounding=True) == -122
+    assert requant.fc_rescale_fixed(-18136, *requant.fc_multiplier(fc_scale))[0] == -121  # exact fraction
+
+
+def test_integer_fc_rescale_is_proven_or_refused():
+    """The C kernels rescale FULLY_CONNECTED with integers only where that provably gives
+    LiteRT's bytes: round(acc * M / 2**n) is exact, LiteRT rounds the product to a double
+    first, and they part only next to a .5 tie, which the generator finds."""
+    assert requant.fc_multiplier(0.5) == (1 << 52, 53)
+    assert requant.fc_rescale_fixed([3, -3, 5], 1 << 52, 53).tolist() == [2, -2, 3]  # 1.5, -1.5, 2.5 away from 0
+    scale = 57.5 / 1001  # 1001 * scale is 57.4999...: the double product rounds to 57.5, then to 58
+    assert requant.fc_rescale(1001, scale)[0] == 58
+    assert requant.fc_rescale_fixed(1001, *requant.fc_multiplier(scale))[0] == 57
+    assert requant.fc_fixed_point_mismatch(scale, 0, -128, 127, 900, 1100) == 1001
+    assert requant.fc_fixed_point_mismatch(scale, 0, -128, 127, -1100, -900) == -1001
+    assert requant.fc_fixed_point_mismatch(scale, 0, -128, 127, 1002, 2000) is None
+    assert requant.fc_fixed_point_mismatch(0.0123, 5, -128, 127, -(1 << 20), 1 << 20) is None
+
+
+@needs_gcc
+def test_double_precision_fc_fallback_is_bit_exact(monkeypatch, tmp_path):
+    """Where the integer rescale is not proven, FC layers keep LiteRT's double arithmetic."""
+    monkeypatch.setattr(requant, "fc_fixed_point_mismatch", lambda scale, zp, lo, hi, acc_min, acc_max: acc_min)
+    info = check_bit_exact(MODELS["ad"](), "ad", tmp_path)
+    assert len(info.notes) == 10 and "rescaled in double precision" in info.notes[0]
+    assert "static const double op0_scale[1]" in (tmp_path / "lib" / "ad.c").read_text()
 
 
 def test_prepare_time_parameters():

@@ -7,7 +7,9 @@ semihosting image at these addresses), the unicorn CPU model, and a cycle model.
 boards, and the QEMU machines themselves, to a core with the board's flash, RAM and clock.
 
 Float ABI: hard float with the core's FPU (M4F, M7, M33, M55) because the boards listed ship with
-one and that is what firmware projects use; the startup code enables the FPU (CPACR). M0/M0+/M3
+one and that is what firmware projects use; the startup code enables the FPU (CPACR). The M7
+gets the single-precision FPv5 of the STM32F746 (double arithmetic is then done in software, as
+on the M4); unicorn's M7 model also lacks double-precision instructions such as VMOV.F64. M0/M0+/M3
 have no FPU and use the soft-float ABI.
 
 Cycle models are estimates from the Technical Reference Manuals' instruction timing tables
@@ -190,7 +192,7 @@ CORES: Mapping[str, Core] = MappingProxyType({core.name: core for core in (
     Core("cortex-m4", ("-mcpu=cortex-m4", "-mthumb", *_FPU_M4), dsp=True,
          qemu_machine="mps2-an386", flash=_MPS2_FLASH, ram=_MPS2_RAM, stack_bytes=8 * KIB,
          heap_bytes=4 * KIB, unicorn_model="UC_CPU_ARM_CORTEX_M4", cycles=M4_CYCLES),
-    Core("cortex-m7", ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"), dsp=True,
+    Core("cortex-m7", ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"), dsp=True,
          qemu_machine="mps2-an500", flash=_MPS2_FLASH, ram=_MPS2_RAM, stack_bytes=8 * KIB,
          heap_bytes=4 * KIB, unicorn_model="UC_CPU_ARM_CORTEX_M7", cycles=M7_CYCLES),
     Core("cortex-m33", ("-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"), dsp=True,

@@ -44,7 +44,7 @@ from edgeport.mcu.tflite_ir import Graph, Op, read_tflite
 KERNEL_DIR = Path(__file__).parent / "kernels"
 DSP_EMULATION = "ep_dsp_emulation.h"
 FLOAT_MODEL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-_PER_LINE = {"int8_t": 16, "uint8_t": 16, "int32_t": 8, "float": 6, "double": 4}
+_PER_LINE = {"int8_t": 16, "uint8_t": 16, "int32_t": 8, "uint64_t": 4, "float": 6, "double": 4}
 
 
 @dataclass
@@ -141,6 +141,8 @@ def _values(values: np.ndarray, ctype: str) -> str:
     per_line = _PER_LINE[ctype]
     if ctype in ("float", "double"):
         items = [(c_float if ctype == "float" else c_double)(v) for v in values]
+    elif ctype == "uint64_t":
+        items = [f"{int(v)}ull" for v in values.tolist()]
     else:
         items = [c_int(v) for v in values.astype(np.int64).tolist()]
     lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]

@@ -24,7 +24,7 @@ NO_KERNEL = "no Cortex-M C kernel in edgeport"
 MAX_DIMS = 6
 MAX_CONCAT_INPUTS = 8
 CTYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "float", "uint8": "uint8_t"}
-CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int32_t": 4, "float": 4, "double": 8}
+CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int32_t": 4, "uint64_t": 8, "float": 4, "double": 8}
 
 
 @dataclass(frozen=True)
@@ -296,10 +296,10 @@ def _fc_rescale_arrays(op: Op, graph: Graph, ctx: Lowering, name: str, scales: n
     mismatch = [requant.fc_fixed_point_mismatch(float(s), fields["output_offset"], fields["act_min"], fields["act_max"],
                                                 a, b) for s, a, b in zip(scales, lo, hi)]
     if all(m is None for m in mismatch):
-        multipliers, shifts = requant.quantize_multipliers(scales, single_rounding=True)
-        ctx.array(f"{name}_multiplier", "int32_t", multipliers,
-                  f"Q0.31 multipliers, {comment}: same bytes as LiteRT's double rescale for every reachable acc")
-        ctx.array(f"{name}_shift", "int32_t", shifts, f"shifts (left if > 0), {comment}")
+        pairs = [requant.fc_multiplier(float(s)) for s in scales]
+        ctx.array(f"{name}_multiplier", "uint64_t", np.array([m for m, _ in pairs], dtype=np.uint64),
+                  f"rescale = multiplier / 2^shift exactly, {comment}: same bytes as LiteRT's double rescale")
+        ctx.array(f"{name}_shift", "int32_t", np.array([n for _, n in pairs], dtype=np.int32), f"shifts, {comment}")
         return f"{name}_multiplier, {name}_shift, NULL"
     acc = next(m for m in mismatch if m is not None)
     ctx.notes.append(f"op {op.index} FULLY_CONNECTED ({graph.node_label(op)}): rescaled in double precision "

@@ -9,9 +9,9 @@ MultiplyByQuantizedMultiplier rounds twice (gemmlowp's SaturatingRoundingDoublin
 RoundingDivideByPOT); `single_rounding=True` gives TFLite's other build variant. Its int8
 FULLY_CONNECTED reference kernel does not use a fixed-point multiplier at all: it rescales in
 double precision (`fc_output_scale`, `fc_rescale`). A Cortex-M4 has no double-precision FPU,
-so the generator uses the single-rounding fixed-point multiply instead wherever
-`fc_fixed_point_mismatch` proves it gives the same bytes (nearly always), and the double
-rescale otherwise. tests/test_mcu_codegen.py checks these facts against LiteRT.
+so the generator uses an exact integer form of that rescale (`fc_multiplier`,
+`fc_rescale_fixed`) wherever `fc_fixed_point_mismatch` proves it gives the same bytes (all but
+vanishingly rare near-tie cases), and the double rescale otherwise. tests/test_mcu_codegen.py checks these facts against LiteRT.
 """
 
 from __future__ import annotations
@@ -123,14 +123,36 @@ def fc_rescale(acc, scale) -> np.ndarray:
     return (whole + (fraction >= 0.5) - (fraction <= -0.5)).astype(np.int64)
 
 
+FC_SHIFT_RANGE = (33, 95)  # what the C kernel's two 32x32->64 multiplies handle
+
+
+def fc_multiplier(scale: float) -> tuple[int, int]:
+    """A double rescale factor as an exact fraction: scale == multiplier / 2**shift with a
+    53-bit integer multiplier (the double's mantissa), so an integer kernel loses nothing."""
+    fraction, exponent = math.frexp(float(scale))
+    return int(fraction * (1 << 53)), 53 - exponent
+
+
+def fc_rescale_fixed(acc, multiplier: int, shift: int) -> np.ndarray:
+    """round(acc * multiplier / 2**shift), halves away from zero, computed as the C kernel does:
+    |acc| times the multiplier's 32-bit halves, then one shift (33 <= shift <= 95)."""
+    acc = np.asarray(acc, dtype=np.int64)
+    a = np.abs(acc).astype(np.uint64)
+    low = a * np.uint64(multiplier & 0xFFFFFFFF)
+    high = a * np.uint64(multiplier >> 32) + (low >> np.uint64(32)) + np.uint64(1 << (shift - 33))
+    r = (high >> np.uint64(shift - 32)).astype(np.int64)
+    return np.where(acc < 0, -r, r)
+
+
 def fc_fixed_point_mismatch(scale: float, zero_point: int, act_min: int, act_max: int, acc_min: int,
                             acc_max: int) -> int | None:
-    """Where an integer-only FULLY_CONNECTED rescale would differ from LiteRT's double one.
+    """Where the integer-only FULLY_CONNECTED rescale (`fc_rescale_fixed` with `fc_multiplier`)
+    would give a different int8 output than LiteRT's double one (`fc_rescale`).
 
-    The integer candidate is TFLite's single-rounding MultiplyByQuantizedMultiplier with
-    `quantize_multiplier(scale, single_rounding=True)`. Both maps from accumulator to clamped
-    int8 output are monotone, so if they agree on both sides of every output step of the
-    double map, they agree on the whole range: ~2 x 255 points decide it exactly.
+    The integer path rounds the exact product acc * scale; LiteRT rounds the product after it
+    is rounded to a double, so they can differ only next to a .5 tie. Both maps from
+    accumulator to clamped output are monotone, so if they agree on both sides of every output
+    step of the double map they agree on the whole range: ~2 x 255 points decide it exactly.
 
     Args:
         scale: the FC's double rescale factor (`fc_output_scale`), > 0.
@@ -139,16 +161,17 @@ def fc_fixed_point_mismatch(scale: float, zero_point: int, act_min: int, act_max
 
     Returns:
         None if they agree on every accumulator in [acc_min, acc_max], else the first one
-        where they differ.
+        where they differ (acc_min if the scale is outside what the kernel handles).
     """
-    multiplier, shift = quantize_multiplier(scale, single_rounding=True)
+    multiplier, shift = fc_multiplier(scale)
+    if not FC_SHIFT_RANGE[0] <= shift <= FC_SHIFT_RANGE[1] or acc_min <= INT32_MIN or acc_max > INT32_MAX:
+        return acc_min
 
     def exact(acc):
         return np.clip(fc_rescale(acc, scale) + zero_point, act_min, act_max)
 
     def fixed(acc):
-        return np.clip(multiply_by_quantized_multiplier(acc, multiplier, shift, single_rounding=True) + zero_point,
-                       act_min, act_max)
+        return np.clip(fc_rescale_fixed(acc, multiplier, shift) + zero_point, act_min, act_max)
 
     levels = np.arange(act_min + 1, act_max + 1, dtype=np.int64)
     low = np.full(levels.shape, acc_min, dtype=np.int64)       # smallest acc reaching each level,

@@ -200,7 +200,7 @@ void ep_depthwise_conv2d_s8(const ep_conv_params *p, const int8_t *input, const 
 }
 
 void ep_fully_connected_s8(const ep_fc_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
-                           const int32_t *multiplier, const int32_t *shift, const double *scale, int8_t *output)
+                           const uint64_t *multiplier, const int32_t *shift, const double *scale, int8_t *output)
 {
     for (int32_t b = 0; b < p->batches; b++) {
         const int8_t *x = input + b * p->in_depth;
@@ -223,7 +223,7 @@ void ep_fully_connected_s8(const ep_fc_params *p, const int8_t *input, const int
             if (scale) { /* LiteRT's double-precision rescale (soft-float on a Cortex-M4) */
                 value = (int64_t)ep_round_double_to_int32((double)acc * scale[q]) + p->output_offset;
             } else {     /* proven equal to it by the generator for every reachable acc */
-                value = ep_multiply_by_quantized_multiplier_single(acc, multiplier[q], shift[q]) + p->output_offset;
+                value = ep_rescale_exact(acc, multiplier[q], shift[q]) + p->output_offset;
             }
             *output++ = (int8_t)(value < p->act_min ? p->act_min : (value > p->act_max ? p->act_max : value));
         }

@@ -43,13 +43,18 @@ static inline int32_t ep_multiply_by_quantized_multiplier(int32_t x, int32_t mul
     return ep_rounding_divide_by_pot(ep_srdhm(shifted, multiplier), right);
 }
 
-/* TFLite's single-rounding MultiplyByQuantizedMultiplier (TFLITE_SINGLE_ROUNDING), kept in 64
- * bits: round(x * multiplier / 2^(31 - shift)), halves up, -31 <= shift <= 30. The generator
- * uses it for FULLY_CONNECTED where it proved it equal to LiteRT's double-precision rescale. */
-static inline int64_t ep_multiply_by_quantized_multiplier_single(int32_t x, int32_t multiplier, int32_t shift)
+/* round(acc * multiplier / 2^shift), halves away from zero, exactly (multiplier < 2^53,
+ * 33 <= shift <= 95): LiteRT's double-precision FULLY_CONNECTED rescale without doubles. The
+ * multiplier is the double scale's mantissa; the generator proved this gives the same bytes
+ * as LiteRT's round((double)acc * scale) for every accumulator the layer can produce. */
+static inline int64_t ep_rescale_exact(int32_t acc, uint64_t multiplier, int32_t shift)
 {
-    const int32_t total_shift = 31 - shift;
-    return ((int64_t)x * multiplier + ((int64_t)1 << (total_shift - 1))) >> total_shift;
+    const uint32_t a = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
+    const uint64_t low = (uint64_t)a * (uint32_t)multiplier;            /* UMULL */
+    const uint64_t high = (uint64_t)a * (uint32_t)(multiplier >> 32) + (low >> 32) +
+                          ((uint64_t)1 << (shift - 33));                /* + half, in the high word */
+    const int64_t r = (int64_t)(high >> (shift - 32));
+    return acc < 0 ? -r : r;
 }
 
 /* std::round(x) as int32, saturated, without libm: truncation and the remainder are exact. */

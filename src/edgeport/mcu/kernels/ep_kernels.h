@@ -49,9 +49,9 @@ typedef struct {
 
 /* FULLY_CONNECTED. Filter layout [out_depth][in_depth]. LiteRT's reference kernel rescales
  * in double precision: round(acc * input_scale * filter_scale / output_scale). The generator
- * passes a fixed-point multiplier and shift (single rounding) where it proved them to give the
- * same bytes for every reachable accumulator, else those products as doubles in `scale`
- * (soft-float on a Cortex-M4); one per output channel, or one. */
+ * passes that factor as an exact integer fraction (multiplier / 2^shift) where it proved the
+ * integer rounding gives the same bytes for every reachable accumulator, else as doubles in
+ * `scale` (soft-float on a Cortex-M4); one per output channel, or one. */
 typedef struct {
     int32_t batches, in_depth, out_depth;
     int32_t input_offset, filter_offset, output_offset;
@@ -126,7 +126,7 @@ void ep_depthwise_conv2d_s8(const ep_conv_params *p, const int8_t *input, const 
                             const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
                             int8_t *output);
 void ep_fully_connected_s8(const ep_fc_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
-                           const int32_t *multiplier, const int32_t *shift, const double *scale, int8_t *output);
+                           const uint64_t *multiplier, const int32_t *shift, const double *scale, int8_t *output);
 void ep_average_pool_s8(const ep_pool_params *p, const int8_t *input, int8_t *output);
 void ep_max_pool_s8(const ep_pool_params *p, const int8_t *input, int8_t *output);
 void ep_mean_s8(const ep_mean_params *p, const int8_t *input, int8_t *output);
