@@ -305,15 +305,15 @@ def test_litert_rounding_variants():
     assert requant.multiply_by_quantized_multiplier(-5125, multiplier, shift) == -120
     assert requant.multiply_by_quantized_multiplier(-5125, multiplier, shift, single_rounding=True) == -119
     assert litert_one(tflite_graphs.fully_connected_graph(*scales, bias=-5125)) == -119
-    assert requant.fc_rescale(-5125, requant.fc_output_scale(scales[0], [scales[1]], scales[2]))[0] == -119
+    assert int(requant.fc_rescale(-5125, requant.fc_output_scale(scales[0], [scales[1]], scales[2]))[0]) == -119
 
     scales = (0.0839165598154068, 0.005475982557982206, 0.06859223544597626)
     fc_scale = requant.fc_output_scale(scales[0], [scales[1]], scales[2])[0]
     multiplier, shift = requant.quantize_multiplier(fc_scale, single_rounding=True)
     assert litert_one(tflite_graphs.fully_connected_graph(*scales, bias=-18136)) == -121
-    assert requant.fc_rescale(-18136, fc_scale)[0] == -121
+    assert int(requant.fc_rescale(-18136, fc_scale)) == -121
     assert requant.multiply_by_quantized_multiplier(-18136, multiplier, shift, single_rounding=True) == -122
-    assert requant.fc_rescale_fixed(-18136, *requant.fc_multiplier(fc_scale))[0] == -121  # exact fraction
+    assert int(requant.fc_rescale_fixed(-18136, *requant.fc_multiplier(fc_scale))) == -121  # exact fraction
 
 
 def test_integer_fc_rescale_is_proven_or_refused():
@@ -323,8 +323,8 @@ def test_integer_fc_rescale_is_proven_or_refused():
     assert requant.fc_multiplier(0.5) == (1 << 52, 53)
     assert requant.fc_rescale_fixed([3, -3, 5], 1 << 52, 53).tolist() == [2, -2, 3]  # 1.5, -1.5, 2.5 away from 0
     scale = 57.5 / 1001  # 1001 * scale is 57.4999...: the double product rounds to 57.5, then to 58
-    assert requant.fc_rescale(1001, scale)[0] == 58
-    assert requant.fc_rescale_fixed(1001, *requant.fc_multiplier(scale))[0] == 57
+    assert int(requant.fc_rescale(1001, scale)) == 58
+    assert int(requant.fc_rescale_fixed(1001, *requant.fc_multiplier(scale))) == 57
     assert requant.fc_fixed_point_mismatch(scale, 0, -128, 127, 900, 1100) == 1001
     assert requant.fc_fixed_point_mismatch(scale, 0, -128, 127, -1100, -900) == -1001
     assert requant.fc_fixed_point_mismatch(scale, 0, -128, 127, 1002, 2000) is None
@@ -432,10 +432,13 @@ def test_float_model_is_refused_with_the_recipe_hint(tmp_path):
     graph.op("FULLY_CONNECTED", [x, w, -1], [y], tflite_graphs.schema.FullyConnectedOptionsT())
     with pytest.raises(InputError, match=message):
         generate_library(graph.build([x], [y]), "m", tmp_path, source="float.tflite")
-    if not (SHARED / "ad01_fp32.tflite").exists():
-        pytest.skip(f"ad01_fp32.tflite not in {SHARED}")
-    with pytest.raises(InputError, match="ad01_fp32.tflite " + message):
-        generate_library((SHARED / "ad01_fp32.tflite").read_bytes(), "ad", tmp_path, source="ad01_fp32.tflite")
+    # MLPerf Tiny's float AD model, and its "float32" KWS model: int8 conv weights but float
+    # activations (dynamic-range quantization), which is a float model for this purpose too
+    for name in ("ad01_fp32.tflite", "kws_ref_model_float32.tflite"):
+        if not (SHARED / name).exists():
+            pytest.skip(f"{name} not in {SHARED}")
+        with pytest.raises(InputError, match=f"{name} {message}"):
+            generate_library((SHARED / name).read_bytes(), "m", tmp_path, source=name)
 
 
 def test_unreadable_files_are_one_line_input_errors(tmp_path):

@@ -127,7 +127,7 @@ class GraphBuilder:
         return self._qparams(target_std)
 
     def conv(self, x: int, out_c: int, k=(3, 3), stride=(1, 1), dilation=(1, 1), padding="SAME", act="NONE",
-             depthwise=False, per_channel=True, bias=True, target_std: float = 2.0) -> int:
+             depthwise=False, per_channel=True, bias=True, target_std: float = 2.0, groups: int = 1) -> int:
         n, h, w, c = self.shape(x)
         if depthwise:
             multiplier = out_c // c
@@ -135,8 +135,8 @@ class GraphBuilder:
             taps, axis = k[0] * k[1], 3
         else:
             multiplier = 1
-            weights = self.rng.integers(-127, 128, (out_c, *k, c)).astype(np.int8)
-            taps, axis = k[0] * k[1] * c, 0
+            weights = self.rng.integers(-127, 128, (out_c, *k, c // groups)).astype(np.int8)
+            taps, axis = k[0] * k[1] * c // groups, 0
         if act == "RELU_N1_TO_1":
             target_std = 0.7
         w_scales = self._weight_scales(x, taps, out_c if per_channel else 1, target_std)
@@ -267,7 +267,7 @@ class GraphBuilder:
 def ops_graph(seed: int = 0) -> bytes:
     """int8 in, int8 out: convolutions (stride 2 SAME RELU6 per channel; dilated SAME
     RELU_N1_TO_1 per tensor; depthwise 2x3 stride (1, 2) on 6 channels; depthwise multiplier 2
-    dilated VALID; 1x1), max pool
+    dilated VALID; 1x1 in 2 groups), max pool
     3x3/2 SAME RELU, average pool 3x3/1 SAME, residual and broadcast ADD with RELU6, MEAN
     over H, W, per-channel FULLY_CONNECTED, SOFTMAX with beta 0.7."""
     g = GraphBuilder(seed)
@@ -276,7 +276,7 @@ def ops_graph(seed: int = 0) -> bytes:
     b = g.conv(a, 6, k=(3, 2), dilation=(2, 2), padding="SAME", act="RELU_N1_TO_1", per_channel=False)
     b = g.conv(b, 6, k=(2, 3), stride=(1, 2), padding="SAME", depthwise=True)  # 6 channels: 4 + tail of 2
     c = g.conv(b, 12, k=(3, 3), dilation=(2, 1), padding="VALID", depthwise=True, act="RELU")
-    d = g.conv(c, 10, k=(1, 1))
+    d = g.conv(c, 10, k=(1, 1), groups=2)
     p = g.pool(d, "MAX_POOL_2D", k=(3, 3), stride=(2, 2), padding="SAME", act="RELU")
     q = g.pool(p, "AVERAGE_POOL_2D", k=(3, 3), stride=(1, 1), padding="SAME")
     r = g.add(p, q)

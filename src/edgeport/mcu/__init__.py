@@ -1,2 +1,2 @@
-"""Cortex-M: a standalone C library (no interpreter) generated from an int8 .tflite, and the
-.tflite as a C array for TensorFlow Lite Micro users."""
+"""Cortex-M: a standalone C library (no interpreter) generated from an int8 .tflite, the .tflite
+as a C array for TensorFlow Lite Micro users, and the boards and emulators that check them."""

@@ -126,9 +126,15 @@ def c_double(value) -> str:
 
 
 def c_int(value: int) -> str:
+    """An int32 as a C literal (INT32_MIN spelled so that it stays an int)."""
     value = int(value)
-    text = "(-2147483647 - 1)" if value == -(1 << 31) else str(value)
-    return f"({text})" if value < 0 and not text.startswith("(") else text
+    return "(-2147483647 - 1)" if value == -(1 << 31) else str(value)
+
+
+def c_define(value: int) -> str:
+    """An integer for a #define: negative values parenthesized."""
+    text = c_int(value)
+    return f"({text})" if int(value) < 0 and not text.startswith("(") else text
 
 
 def comment_text(text: str, limit: int = 72) -> str:
@@ -284,9 +290,9 @@ def _header(name: str, graph: Graph, io: _Interface, arena: int, banner: str) ->
              "#ifdef __cplusplus", 'extern "C" {', "#endif", "",
              f"#define {upper}_INPUT_SIZE {tin.size}", f"#define {upper}_OUTPUT_SIZE {tout.size}",
              f"#define {upper}_ARENA_SIZE {arena}",
-             f"#define {upper}_INPUT_SCALE {c_float(tin.scale)}", f"#define {upper}_INPUT_ZERO_POINT {c_int(tin.zero_point)}",
+             f"#define {upper}_INPUT_SCALE {c_float(tin.scale)}", f"#define {upper}_INPUT_ZERO_POINT {c_define(tin.zero_point)}",
              f"#define {upper}_OUTPUT_SCALE {c_float(tout.scale)}",
-             f"#define {upper}_OUTPUT_ZERO_POINT {c_int(tout.zero_point)}", "",
+             f"#define {upper}_OUTPUT_ZERO_POINT {c_define(tout.zero_point)}", "",
              f"/* Run the model on {upper}_INPUT_SIZE int8 values, write {upper}_OUTPUT_SIZE int8 values. Returns 0. */",
              f"int {name}_invoke(const int8_t *input, int8_t *output);", ""]
     if float_api:
@@ -371,6 +377,8 @@ def generate_library(tflite_bytes: bytes, name: str, out_dir: Path, *, source: s
     from edgeport import __version__
 
     name = sanitize_identifier(name)
+    if any((KERNEL_DIR / f"{name}{ext}").exists() for ext in (".c", ".h")):
+        raise InputError(f"library name '{name}' is taken by a kernel source file; choose another")
     source = source or f"{name}.tflite"
     graph = read_tflite(tflite_bytes, source)
     _check_int8(graph)

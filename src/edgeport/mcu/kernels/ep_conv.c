@@ -3,8 +3,8 @@
  *
  * Arithmetic of TFLite's reference_integer_ops::ConvPerChannel, DepthwiseConvPerChannel and
  * FullyConnected: acc = sum (input + input_offset) * filter, + bias, requantized per channel
- * (fixed point for convolutions, double precision for fully connected, as LiteRT does),
- * + output zero point, clamped. Taps outside the input (padding) are skipped, as in TFLite.
+ * (convolutions: fixed point; fully connected: LiteRT's double-precision rescale, done in
+ * integers where the generator proved it exact), + output zero point, clamped. Taps outside the input (padding) are skipped, as in TFLite.
  * The DSP path changes only how the int32 sums are formed, not their value.
  */
 #include <string.h>

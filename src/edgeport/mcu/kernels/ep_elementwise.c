@@ -146,7 +146,7 @@ void ep_softmax_s8(const ep_softmax_params *p, const int8_t *input, int8_t *outp
 void ep_quantize_f32_s8(const ep_affine_params *p, const float *input, int8_t *output)
 {
     for (int32_t i = 0; i < p->size; i++) {
-        const int32_t q = ep_round_double_to_int32((double)(input[i] / p->scale));  /* float division, as TFLite */
+        const int32_t q = ep_round_float_to_int32(input[i] / p->scale);  /* float division, as TFLite */
         /* q + zero point without int32 overflow at the saturated ends; |q| >= 512 saturates anyway */
         output[i] = (int8_t)ep_clamp(ep_clamp(q, -512, 512) + p->zero_point, INT8_MIN, INT8_MAX);
     }

@@ -57,6 +57,26 @@ static inline int64_t ep_rescale_exact(int32_t acc, uint64_t multiplier, int32_t
     return acc < 0 ? -r : r;
 }
 
+/* std::round(x) for a float, as int32, saturated, without libm (and without doubles, which a
+ * Cortex-M4 FPU lacks): truncation and the remainder are exact in float. */
+static inline int32_t ep_round_float_to_int32(float x)
+{
+    if (!(x > -2147483648.0f)) {
+        return x < 0.0f ? INT32_MIN : 0;  /* huge negative; NaN -> 0 */
+    }
+    if (x >= 2147483648.0f) {
+        return INT32_MAX;
+    }
+    int32_t i = (int32_t)x;
+    const float fraction = x - (float)i;
+    if (fraction >= 0.5f) {
+        i += 1;
+    } else if (fraction <= -0.5f) {
+        i -= 1;
+    }
+    return i;
+}
+
 /* std::round(x) as int32, saturated, without libm: truncation and the remainder are exact. */
 static inline int32_t ep_round_double_to_int32(double x)
 {
