@@ -153,7 +153,8 @@ def test_unreadable_calibration_or_eval_data(tmp_path, out, float_onnx, kind):
 
 @pytest.mark.parametrize("args,message", [
     (["--target", "gameboy"], "unknown target 'gameboy' (known: android, browser-ort, browser-tfjs, "
-                              "cortex-m4, ios, nrf52840, onnx, onnx-mobile; groups: browser)"),
+                              "cortex-m0, cortex-m3, cortex-m33, cortex-m4, cortex-m55, cortex-m7, ios, "
+                              "nrf52840, onnx, onnx-mobile, rp2040, stm32f746, stm32l4r5; groups: browser)"),
     (["--quantize", "int4"], "unknown recipe 'int4' (known: none, fp16, dynamic-int8, int8, int16x8)"),
     (["--quantize", "int8", "--calibration", "entropy", "--calib", CALIB], "unknown calibration method 'entropy'"),
     (["--quantize", "int8"], "recipe 'int8' needs calibration data (--calib FILE)"),
@@ -167,10 +168,10 @@ def test_bad_options(out, float_onnx, args, message):
     assert_clean_failure(run_cli("export", str(float_onnx), "--out", str(out), *args), message, before, out)
 
 
-def test_target_without_exporter_is_refused_with_reason(out, float_onnx):
+def test_source_a_target_cannot_start_from_is_refused_with_reason(out, float_onnx):
     before = _snapshot(out)
     result = run_cli("export", str(float_onnx), "--target", "cortex-m4", "--out", str(out))
-    assert_clean_failure(result, "target 'cortex-m4' cannot be exported: no 'c' exporter", before, out)
+    assert_clean_failure(result, "cortex-m4: the C library starts from an int8 TFLite model", before, out)
 
 
 @pytest.mark.parametrize("source,message", [

@@ -121,9 +121,7 @@ def test_float_recipe_for_c_is_refused_before_any_work(tmp_path):
 
 
 def test_float_tflite_is_refused_with_a_hint(tmp_path):
-    float_model = ROOT.parent / "shared" / "models" / "mlperf-tiny" / "ad01_fp32.tflite"
-    if not float_model.exists():
-        pytest.skip("shared reference models not present")
+    float_model = DATA / "kws_ref_model_float32.tflite"  # int8 weights, float activations
     result = run_cli("export", str(float_model), "--target", "cortex-m4", "--out", str(tmp_path / "o"))
     assert result.returncode == 2
     assert "float model" in result.stderr and "int8" in result.stderr

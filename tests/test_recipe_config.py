@@ -56,7 +56,8 @@ def test_budget_parsing():
                              "max_accuracy_drop": 0.5, "other": None} | {})
     assert budgets == {"max_size": 100_000, "max_latency": 2.5, "min_agreement": 0.99, "max_accuracy_drop": 0.5}
     with pytest.raises(InputError, match="unknown budget"):
-        parse_budgets({"max_flash": 1})
+        parse_budgets({"max_rom": 1})
+    assert parse_budgets({"max_flash": "64KiB", "max_ram": 2048}) == {"max_flash": 65536, "max_ram": 2048}
     with pytest.raises(InputError, match="max_size"):
         parse_budgets({"max_size": "big"})
 
