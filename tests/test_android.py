@@ -170,3 +170,14 @@ def test_check_tflite_against_a_float_onnx_reference(android_exports, float_onnx
     assert checks["parity"]["reference"] == "onnxruntime fp32" and checks["parity"]["top1_agreement"] >= 0.99
     assert checks["accuracy"]["accuracy_drop_points"] <= 0.5
     assert "delta" not in checks["latency"]  # an ONNX model is no speed baseline for LiteRT
+
+
+@needs_torch
+def test_int8_per_tensor_weights_are_symmetric_and_load(exported):
+    """Per-tensor weight observers look like activation observers; they must still get the plan's
+    symmetric scale (zero point 0), or XNNPACK refuses the model."""
+    report, _ = exported("android-int8-per-tensor", "android", "--quantize", "int8", "--per-tensor",
+                         "--runs", "5", "--warmup", "1")
+    checks = {t["target"]: t for t in report["targets"]}["android"]["checks"]
+    assert checks["params"]["honored"] is True and checks["params"]["tensors_checked"] > 0
+    assert checks["accuracy"]["accuracy_drop_points"] <= 1.0

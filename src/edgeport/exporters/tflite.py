@@ -91,6 +91,14 @@ def _override_observers(prepared, plan: QuantPlan) -> dict:
             observer.calculate_qparams = lambda s=scales: (s, torch.zeros(len(s), dtype=torch.int32))
             continue
         planned = plan.activation_matching(float(lo.min()), float(hi.max()), by="observed")
+        if planned is None:  # a per-tensor weight observer looks like an activation's: find it by its scale
+            peak = np.float32(max(abs(float(lo.min())), abs(float(hi.max()))) / np.float32(127))
+            weight = weight_scales.get((float(peak),))
+            if weight is not None and weight.axis is None:
+                counts["weights"] += 1
+                observer.calculate_qparams = lambda s=float(weight.scale[0]): (
+                    torch.tensor([s], dtype=torch.float32), torch.tensor([0], dtype=torch.int32))
+                continue
         if planned is None:
             from edgeport.quantizers import qmath
 
