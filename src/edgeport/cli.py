@@ -121,7 +121,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     tg = sub.add_parser("targets", help="list targets and whether they can be used here")
     tg.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_sweep_parser(sub)
     return parser
+
+
+SWEEP_EPILOG = """\
+example:
+  edgeport sweep samples.digits.model:build --targets onnx,android,cortex-m4 \\
+      --recipes fp32,fp16,dynamic-int8,int8 --calib samples/digits/calib.npz \\
+      --eval samples/digits/eval.npz --out out/sweep --workers 2
+
+writes <out>/<recipe>/ (each recipe's export and report.json), <out>/sweep.json, <out>/report.html
+and <out>/plots/*.png. A pair the target refuses is recorded as refused, a failing one as failed
+with its error; the sweep goes on.
+exit codes: 0 the sweep ran, 1 no configuration could be exported and checked, 2 bad input or usage.
+"""
+
+
+def _add_sweep_parser(sub) -> None:
+    from edgeport.sweep.grid import DEFAULT_RECIPES, RECIPES
+
+    sw = sub.add_parser("sweep", help="export a grid of recipes x targets, compare them on Pareto frontiers",
+                        description="Export SOURCE with every recipe to every target, check each artifact, and "
+                                    "write the Pareto frontiers of quality vs size and vs latency per target "
+                                    "as an HTML report with plots and JSON.",
+                        epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sw.add_argument("source", help="package.module:factory, model.pt2 or model.onnx")
+    sw.add_argument("--targets", "--target", dest="targets", default="onnx", metavar="NAMES",
+                    help="comma-separated targets (default onnx)")
+    sw.add_argument("--recipes", default=",".join(DEFAULT_RECIPES), metavar="NAMES",
+                    help=f"comma-separated: {', '.join(RECIPES.names())} (default {','.join(DEFAULT_RECIPES)})")
+    sw.add_argument("--calib", metavar="DATA", help="calibration data (needed by int8, int8-per-tensor, int16x8)")
+    sw.add_argument("--eval", metavar="DATA", help="evaluation data; with labels y the quality is accuracy, "
+                                                   "else top-1 agreement with the float model")
+    sw.add_argument("--out", default="out/sweep", metavar="DIR", help="output folder (default out/sweep)")
+    sw.add_argument("--input-shape", dest="input_shape", type=_shape, action="append", metavar="DIMS",
+                    help="input shape such as 1,1,8,8 (repeat per input; default: from the data)")
+    sw.add_argument("--workers", type=int, default=2, metavar="N",
+                    help="recipes exported at the same time, each in its own process (default 2; 1 = in this process)")
+    sw.add_argument("--executor", default="local", metavar="NAME",
+                    help="local (worker processes here) or ray (Ray tasks; RAY_ADDRESS names a cluster)")
+    _add_check_settings(sw)
 
 
 def _settings(args, file_settings: dict):
@@ -213,7 +253,21 @@ def cmd_targets(args) -> int:
     return 0
 
 
-COMMANDS = {"export": cmd_export, "check": cmd_check, "targets": cmd_targets}
+def cmd_sweep(args) -> int:
+    from edgeport.sweep import SweepSpec, run_sweep
+
+    spec = SweepSpec(args.source, targets=args.targets, recipes=args.recipes, out=args.out, calib=args.calib,
+                     eval=args.eval, input_shapes=tuple(args.input_shape) if args.input_shape else None,
+                     settings=_settings(args, {}), workers=args.workers, executor=args.executor)
+    report = run_sweep(spec)
+    print(report.to_json() if args.json else f"{report.table()}\nreport: {args.out}/report.html")
+    if report.exit_code:
+        print("edgeport: no configuration of the sweep could be exported and checked (see the report)",
+              file=sys.stderr)
+    return report.exit_code
+
+
+COMMANDS = {"export": cmd_export, "check": cmd_check, "targets": cmd_targets, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:
