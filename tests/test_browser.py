@@ -23,10 +23,12 @@ needs_browser = pytest.mark.skipif(REASON is not None, reason=str(REASON))
 TFJS_BACKENDS = ("tfjs-cpu", "tfjs-wasm")
 
 
-def _export_tfjs(tmp_path, source: str, shape: tuple[int, ...], recipe: Recipe | None = None):
+def _export_tfjs(tmp_path, source: str, shape: tuple[int, ...], recipe: Recipe | None = None,
+                 weights: str | None = None):
     model = load_source(source, [shape], "float32")
     recipe = recipe or Recipe()
-    job = ExportJob(model, recipe, make_plan(model, recipe, None))
+    options = {"browser": {"tfjs_weights": weights}} if weights else {}
+    job = ExportJob(model, recipe, make_plan(model, recipe, None), options=options)
     artifact = EXPORTERS.get("tfjs").export(job, TARGETS.get("browser-tfjs"), tmp_path / "browser-tfjs")
     return model, artifact
 
@@ -97,6 +99,21 @@ def test_tfjs_graph_matches_pytorch_on_every_backend(tmp_path, source, shape):
             out = session.run({session.inputs[0].name: x})[0]
         assert out.shape == ref.shape
         assert _max_rel_err(ref, out) < 1e-4, backend
+
+
+@needs_browser
+@needs_torch
+@pytest.mark.parametrize("weights, max_rel_err", [("float16", 2e-3), ("uint16", 1e-3), ("uint8", 3e-2)])
+def test_tfjs_weight_formats_decode_in_the_browser(tmp_path, weights, max_rel_err):
+    model, artifact = _export_tfjs(tmp_path, DIGITS, (1, 1, 8, 8), weights=weights)
+    stored = EXPORTERS.get("tfjs").describe(artifact.path)["weight_bytes"]
+    assert stored.get(weights, 0) > 0
+    x = np.load(EVAL)["x"][:64]
+    ref = model.reference({model.inputs[0].name: x})[0]
+    with open_session(artifact.path, "tfjs-wasm") as session:
+        out = session.run({session.inputs[0].name: x})[0]
+    assert _max_rel_err(ref, out) < max_rel_err
+    assert np.argmax(ref, 1).tolist() == np.argmax(out, 1).tolist()
 
 
 @needs_browser
