@@ -5,12 +5,14 @@ build warning-free with arm-none-eabi-gcc for Cortex-M4 (DSP path) and Cortex-M0
 Plus the arithmetic (QuantizeMultiplier & co.), the memory planner, names and errors.
 
 The DSP path (ACLE intrinsics) also runs on the host: with -DEP_EMULATE_DSP the kernels use a
-plain-C model of the five intrinsics (kernels/ep_dsp_emulation.h), so its bytes are checked
-here too; on a Cortex-M4 the same sources use the real instructions.
+plain-C model of the intrinsics (kernels/ep_dsp_emulation.h), so its bytes are checked here too;
+on a Cortex-M4 the same sources use the real instructions (and the few inline-assembly ones,
+SMMULR and SXTB16/SXTAB16 with ROR, whose C equivalents the host runs instead).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,7 +22,7 @@ import pytest
 from conftest import CALIB, ROOT, needs_torch
 
 from edgeport.errors import InputError, UnsupportedOpError
-from edgeport.mcu import planner, requant
+from edgeport.mcu import lowering, planner, requant
 from edgeport.mcu.codegen import (
     KERNEL_DIR,
     generate_c_array,
@@ -150,11 +152,31 @@ def check_bit_exact(tflite: bytes, name: str, tmp: Path, cflags=(), n: int = SAM
     return info
 
 
+def conv_variants_graph(seed: int = 3) -> bytes:
+    """int8 in, int8 out: the corners of the DSP convolution paths. 63 output pixels (an odd last
+    pixel pair), 7 output channels (an odd last channel), K = 45 and K = 7 (K % 4 left over); a
+    pointwise layer in place with fewer output than input channels; dilated depthwise over 6
+    channels (a block of 4 and 2 left over) clamped to [-1, 1]; a 6x5 per-tensor convolution;
+    depthwise 4x3 (12 taps, the tap loop) and 6x5 (30 taps, over the DSP path's table); a strided
+    valid convolution."""
+    g = tflite_graphs.GraphBuilder(seed)
+    x = g.activation("input", (1, 9, 7, 5), 0.05, -3)
+    a = g.conv(x, 7, k=(3, 3), padding="SAME", act="RELU")
+    b = g.conv(a, 6, k=(1, 1), act="RELU6")
+    c = g.conv(b, 6, k=(3, 3), dilation=(2, 2), padding="SAME", depthwise=True, act="RELU_N1_TO_1")
+    d = g.conv(c, 8, k=(6, 5), padding="SAME", per_channel=False)
+    e = g.conv(d, 8, k=(4, 3), padding="SAME", depthwise=True)
+    f = g.conv(e, 8, k=(6, 5), padding="SAME", depthwise=True)
+    y = g.conv(f, 5, k=(2, 3), stride=(2, 2), padding="VALID")
+    return g.build([x], [y])
+
+
 MODELS = {
     "kws": lambda: model_bytes("kws_ref_model.tflite"),
     "ad": lambda: model_bytes("ad01_int8.tflite"),
     "ops": tflite_graphs.ops_graph,
     "layout": tflite_graphs.layout_graph,
+    "conv": conv_variants_graph,
 }
 
 
@@ -175,7 +197,9 @@ def test_mlperf_tiny_figures(tmp_path):
     kws = generate_library(model_bytes("kws_ref_model.tflite"), "kws", tmp_path / "kws")
     ad = generate_library(model_bytes("ad01_int8.tflite"), "ad", tmp_path / "ad")
     assert kws.ram_bytes <= 0.7 * 24272 and ad.ram_bytes <= 0.7 * 3984
-    assert kws.arena_bytes == 2 * 25 * 5 * 64  # two 25x5x64 activations alive at once, no more
+    # two 25x5x64 activations alive at once, no more: the pointwise layers write over their input
+    # (in place), so their im2col columns, like the first layer's, fit in the space then unused
+    assert kws.arena_bytes == 2 * 25 * 5 * 64
     assert kws.macs == 2_656_768 and ad.macs == 264_192
     assert kws.ops == {"CONV_2D": 5, "DEPTHWISE_CONV_2D": 4, "AVERAGE_POOL_2D": 1, "RESHAPE": 1,
                        "FULLY_CONNECTED": 1, "SOFTMAX": 1}
@@ -338,6 +362,79 @@ def test_double_precision_fc_fallback_is_bit_exact(monkeypatch, tmp_path):
     info = check_bit_exact(MODELS["ad"](), "ad", tmp_path)
     assert len(info.notes) == 10 and "rescaled in double precision" in info.notes[0]
     assert "static const double op0_scale[1]" in (tmp_path / "lib" / "ad.c").read_text()
+
+
+@needs_gcc
+@pytest.mark.parametrize("variant", DSP_VARIANTS)
+def test_exact_requantization_fallback_is_bit_exact(variant, monkeypatch, tmp_path):
+    """Where ep_requantize_fast is not proven exact, convolutions requantize as TFLite does."""
+    monkeypatch.setattr(lowering, "requantize_fast_proven", lambda acc_min, acc_max, shifts: False)
+    for model in ("kws", "conv"):
+        check_bit_exact(MODELS[model](), model, tmp_path / model, DSP_VARIANTS[variant])
+        assert "requantize_fast = 1" not in (tmp_path / model / "lib" / f"{model}.c").read_text()
+
+
+FAST_REQUANT_C = """#include <stdio.h>
+#include <stdlib.h>
+#include "ep_fixedpoint.h"
+
+/* argv: count; prints the number of (acc, multiplier, shift, zero point) draws within
+ * ep_requantize_fast's proven range where it differs from TFLite's arithmetic. */
+int main(int argc, char **argv)
+{
+    long n = argc > 1 ? atol(argv[1]) : 0, bad = 0;
+    unsigned long long state = 88172645463325252ull;
+    for (long i = 0; i < n; i++) {
+        state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+        const int32_t shift = -1 - (int32_t)(state % 22);                         /* -1 .. -22 */
+        const int32_t multiplier = (int32_t)((1u << 30) + (uint32_t)(state >> 34) % (1u << 30));
+        const int32_t zero_point = (int32_t)((state >> 20) % 256) - 128;
+        int32_t acc = (int32_t)((state >> 24) % (1u << 30)) - (1 << 29) + 1;    /* |acc| < 2^29 */
+        if (i % 4 == 0) acc = acc / (1 << (state >> 59));                          /* and small ones */
+        const int32_t r = -shift;
+        const int32_t round = (1 << (r - 1)) + zero_point * (1 << r);
+        const int32_t want = ep_multiply_by_quantized_multiplier(acc, multiplier, shift) + zero_point;
+        bad += ep_requantize_fast(acc, multiplier, shift, round) != want;
+    }
+    printf("%ld\\n", bad);
+    return 0;
+}
+"""
+
+
+@needs_gcc
+def test_fast_requantization_equals_tflite_in_its_proven_range(tmp_path):
+    """ep_requantize_fast (SMMULR of 2 acc, one rounding shift with the zero point folded in) gives
+    TFLite's MultiplyByQuantizedMultiplier + zero point for |acc| < 2^29 and right shifts 1..22."""
+    (tmp_path / "check.c").write_text(FAST_REQUANT_C)
+    exe = tmp_path / "check"
+    subprocess.run(["gcc", *CFLAGS, f"-I{KERNEL_DIR}", "-o", str(exe), str(tmp_path / "check.c")], check=True)
+    assert subprocess.run([str(exe), "2000000"], capture_output=True, text=True, check=True).stdout.strip() == "0"
+    # what the generator requires before using it
+    shifts = np.array([-1, -22])
+    assert lowering.requantize_fast_proven(np.array([-(1 << 29) + 1, 0]), np.array([5, (1 << 29) - 1]), shifts)
+    assert not lowering.requantize_fast_proven(np.array([0, 0]), np.array([1 << 29, 0]), shifts)
+    assert not lowering.requantize_fast_proven(np.array([0]), np.array([5]), np.array([0]))
+    assert not lowering.requantize_fast_proven(np.array([0]), np.array([5]), np.array([-23]))
+
+
+@needs_gcc
+@pytest.mark.parametrize("variant", DSP_VARIANTS)
+def test_pointwise_layers_write_over_their_input_only_at_its_last_use(variant, tmp_path):
+    """A 1x1 convolution writes its output over its input when nothing reads the input later (and
+    it is not the caller's); a residual ADD reading it later keeps it apart. Bytes as LiteRT's."""
+    g = tflite_graphs.GraphBuilder(5)
+    x = g.activation("input", (1, 6, 5, 8), 0.05, 4)
+    a = g.conv(x, 8, k=(3, 3), act="RELU")
+    b = g.conv(a, 8, k=(1, 1), act="RELU")   # a is read again by the ADD: not in place
+    c = g.conv(b, 6, k=(1, 1))               # b's last use: in place, 6 of 8 channels
+    d = g.conv(c, 8, k=(1, 1))               # more channels than its input: not in place
+    y = g.add(a, d)
+    check_bit_exact(g.build([x], [y]), "residual", tmp_path, DSP_VARIANTS[variant])
+    source = (tmp_path / "lib" / "residual.c").read_text()
+    calls = re.findall(r"ep_conv2d_s8\(&op(\d+), (.+?), t\d+, op\d+_quant, (.+?), (.+?)\);", source)
+    in_place = {int(op): src == dst for op, src, _, dst in calls}
+    assert in_place == {0: False, 1: False, 2: True, 3: False}
 
 
 def test_prepare_time_parameters():

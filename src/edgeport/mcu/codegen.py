@@ -31,10 +31,12 @@ import numpy as np
 from edgeport.errors import InputError
 from edgeport.mcu import planner
 from edgeport.mcu.lowering import (
+    STRUCT_FIELDS,
     CArray,
     CStruct,
     Lowering,
     Ref,
+    ScratchRef,
     Step,
     lower_op,
     unsupported,
@@ -156,6 +158,11 @@ def _values(values: np.ndarray, ctype: str) -> str:
 
 
 def _render_array(array: CArray) -> str:
+    if array.ctype in STRUCT_FIELDS:  # one {field, ...} per row
+        rows = ",\n".join("    {" + ", ".join(c_int(v) for v in row) + "}" for row in array.values.tolist())
+        fields = ", ".join(STRUCT_FIELDS[array.ctype])
+        return (f"/* {comment_text(array.comment)} */\n/* {{{fields}}} */\n"
+                f"static const {array.ctype} {array.name}[{len(array.values)}] = {{\n{rows}\n}};\n")
     return (f"/* {comment_text(array.comment)} */\n"
             f"static const {array.ctype} {array.name}[{max(array.values.size, 1)}] = {{\n"
             f"{_values(array.values, array.ctype) if array.values.size else '    0'}\n}};\n")
@@ -255,6 +262,13 @@ class _Renderer:
         offset = self.plan.offsets[root]
         return f"(float *)(void *)(arena + {offset})" if tensor.dtype == "float32" else f"(arena + {offset})"
 
+    def _part(self, part, op: Op) -> str:
+        if isinstance(part, Ref):
+            return self.pointer(part.tensor)
+        if isinstance(part, ScratchRef):
+            return f"(arena + {self.plan.offsets[scratch_key(op)]})"
+        return part
+
     def statement(self, step: Step) -> str:
         op = step.op
 
@@ -263,7 +277,7 @@ class _Renderer:
             return f"{comment_text(tensor.label, 40)} {list(tensor.shape)}"
 
         flow = f"{describe(op.inputs[0])} -> {describe(op.outputs[0])}" if op.inputs and op.outputs else ""
-        code = "".join(self.pointer(part.tensor) if isinstance(part, Ref) else part for part in step.code)
+        code = "".join(self._part(part, op) for part in step.code)
         return f"    /* op {op.index} {op.name}: {flow} */\n    {code}\n"
 
 
@@ -331,7 +345,13 @@ def _source(name: str, graph: Graph, io: _Interface, ctx: Lowering, steps: list[
     return "\n".join(out)
 
 
-def _plan(graph: Graph, io: _Interface, ctx: Lowering, ops: list[Op]) -> planner.ArenaPlan:
+def scratch_key(op: Op) -> int:
+    """The planner's key for an op's scratch buffer (tensor keys are >= 0)."""
+    return -1 - op.index
+
+
+def _plan(graph: Graph, io: _Interface, ctx: Lowering, steps: list[Step]) -> planner.ArenaPlan:
+    ops = [step.op for step in steps]
     in_arena = {io.core_input} if io.quantize else set()
     in_arena |= {io.core_output} if io.dequantize else set()
     callers = {io.core_input, io.core_output} - in_arena
@@ -340,6 +360,8 @@ def _plan(graph: Graph, io: _Interface, ctx: Lowering, ops: list[Op]) -> planner
              if not graph.tensors[i].is_constant and i not in callers and i not in ctx.aliases}
     lifetimes = planner.lifetimes([(op.inputs, op.outputs) for op in ops], sizes, ctx.aliases,
                                   frozenset(in_arena & {io.core_input}), frozenset(in_arena & {io.core_output}))
+    lifetimes += [planner.Lifetime(scratch_key(step.op), step.scratch, i, i) for i, step in enumerate(steps)
+                  if step.scratch]
     plan = planner.place(lifetimes)
     if planner.conflicts(lifetimes, plan):  # a planner bug must never become silent corruption
         raise AssertionError(f"arena plan overlaps live tensors: {planner.conflicts(lifetimes, plan)}")
@@ -384,11 +406,11 @@ def generate_library(tflite_bytes: bytes, name: str, out_dir: Path, *, source: s
     _check_int8(graph)
     io = _interface(graph)
     ops = [op for op in graph.ops if op is not io.quantize and op is not io.dequantize]
-    ctx = Lowering(graph, frozenset({io.core_output}))
+    ctx = Lowering(graph, frozenset({io.core_output}), frozenset({io.core_input}))
     steps = [lower_op(op, graph, ctx) for op in ops]
     boundary = [lower_op(op, graph, ctx) for op in (io.quantize, io.dequantize) if op is not None]
     _check_dataflow(graph, ops, io)
-    plan = _plan(graph, io, ctx, ops)
+    plan = _plan(graph, io, ctx, steps)
 
     digest = hashlib.sha256(bytes(tflite_bytes)).hexdigest()
     what = f"{source} as a standalone C library (no interpreter)"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgeport.errors import InputError, UnsupportedOpError
-from edgeport.mcu import requant
+from edgeport.mcu import planner, requant
 from edgeport.mcu.tflite_ir import Graph, Op, Tensor
 from edgeport.registry import Registry
 
@@ -25,6 +25,10 @@ MAX_DIMS = 6
 MAX_CONCAT_INPUTS = 8
 CTYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "float", "uint8": "uint8_t"}
 CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int32_t": 4, "uint64_t": 8, "float": 4, "double": 8}
+# C struct types of const tables: their fields in order (each row of the array is one struct)
+STRUCT_FIELDS = {"ep_channel_quant": ("bias", "multiplier", "shift", "round")}
+STRUCT_BYTES = {"ep_channel_quant": 16}
+MAX_FAST_RIGHT_SHIFT = 22  # ep_requantize_fast folds output_offset * 2^r (|.| <= 2^29) into int32
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,11 @@ class Ref:
     """A tensor operand of a C statement, resolved to a pointer after memory planning."""
 
     tensor: int
+
+
+@dataclass(frozen=True)
+class ScratchRef:
+    """The op's scratch buffer (Step.scratch bytes in the arena, alive during the op only)."""
 
 
 @dataclass
@@ -43,6 +52,8 @@ class CArray:
 
     @property
     def nbytes(self) -> int:
+        if self.ctype in STRUCT_BYTES:
+            return len(self.values) * STRUCT_BYTES[self.ctype]
         return int(self.values.size) * CTYPE_BYTES[self.ctype]
 
 
@@ -61,17 +72,28 @@ class Step:
     code: list  # str and Ref parts, concatenated
     structs: list[CStruct] = field(default_factory=list)
     macs: int = 0
+    scratch: int = 0  # bytes of arena the op needs while it runs (ScratchRef in `code`)
 
 
 class Lowering:
     """Shared state while lowering one graph: const arrays (each emitted once) and aliases."""
 
-    def __init__(self, graph: Graph, outputs: frozenset[int]):
+    def __init__(self, graph: Graph, outputs: frozenset[int], inputs: frozenset[int] = frozenset()):
         self.graph = graph
         self.arrays: dict[str, CArray] = {}
         self.aliases: dict[int, int] = {}   # tensor -> tensor whose bytes it shares
         self.outputs = outputs              # tensors that must land in the caller's buffer
+        self.inputs = inputs                # tensors read from the caller's (const) buffer
         self.notes: list[str] = []          # for the report: choices a user may want to know
+
+    def last_use(self, op: Op, tensor: int) -> bool:
+        """Whether no op after `op` reads `tensor`'s bytes (through any alias of them), and they
+        are not the caller's: then `op` may overwrite them."""
+        root = planner.resolve_alias(tensor, self.aliases)
+        sharing = {t for t in range(len(self.graph.tensors)) if planner.resolve_alias(t, self.aliases) == root}
+        if sharing & (self.inputs | self.outputs) or any(self.graph.tensors[t].is_constant for t in sharing):
+            return False
+        return all(user.index <= op.index for t in sharing for user in self.graph.consumers(t))
 
     def const(self, index: int) -> str:
         """Name of the const array holding tensor `index`'s data (emitted once)."""
@@ -87,7 +109,8 @@ class Lowering:
         return name
 
     def array(self, name: str, ctype: str, values, comment: str) -> str:
-        self.arrays[name] = CArray(name, ctype, np.ravel(np.asarray(values)), comment)
+        values = np.asarray(values)
+        self.arrays[name] = CArray(name, ctype, values if ctype in STRUCT_FIELDS else np.ravel(values), comment)
         return name
 
     def operand(self, index: int):
@@ -172,15 +195,6 @@ def _window(op: Op, graph: Graph, in_hw, filter_hw, out_hw, dilation=(1, 1)) -> 
     return pads[0], pads[1]
 
 
-def _multipliers(ctx: Lowering, prefix: str, reals) -> tuple[str, str, int]:
-    """Const multiplier and shift arrays for the real multipliers (one per channel or one)."""
-    multipliers, shifts = requant.quantize_multipliers(reals)
-    comment = "per channel" if multipliers.size > 1 else "per tensor"
-    ctx.array(f"{prefix}_multiplier", "int32_t", multipliers, f"requantization multipliers, Q0.31, {comment}")
-    ctx.array(f"{prefix}_shift", "int32_t", shifts, f"requantization shifts (left if > 0), {comment}")
-    return f"{prefix}_multiplier", f"{prefix}_shift", int(multipliers.size > 1)
-
-
 def _filter_checks(op: Op, graph: Graph, filt: Tensor, bias: Tensor | None, channels: int) -> None:
     if not filt.is_constant:
         raise unsupported(op, graph, "non-constant filter")
@@ -225,6 +239,49 @@ def _conv_fields(op: Op, graph: Graph, inp: Tensor, filt: Tensor, out: Tensor, d
             "act_max": act_max}
 
 
+def channel_quant_table(multipliers: np.ndarray, shifts: np.ndarray, bias: np.ndarray | None, channels: int,
+                        output_offset: int) -> np.ndarray:
+    """Rows of ep_channel_quant (STRUCT_FIELDS order), one per output channel: the bias, TFLite's
+    multiplier and shift, and ep_requantize_fast's rounding term 2^(r-1) + output_offset * 2^r for
+    a right shift r (0 otherwise)."""
+    multipliers = np.broadcast_to(np.asarray(multipliers, np.int64), (channels,))
+    shifts = np.broadcast_to(np.asarray(shifts, np.int64), (channels,))
+    right = np.maximum(-shifts, 0)
+    round_ = np.where((right > 0) & (right <= MAX_FAST_RIGHT_SHIFT),
+                      np.left_shift(1, np.clip(right - 1, 0, 62)) + output_offset * np.left_shift(1, np.clip(right, 0, 62)),
+                      0)
+    biases = np.zeros(channels, np.int64) if bias is None else np.asarray(bias, np.int64)
+    return np.stack([biases, multipliers, shifts, round_], axis=1)
+
+
+def requantize_fast_proven(acc_min: np.ndarray, acc_max: np.ndarray, shifts: np.ndarray) -> bool:
+    """Whether ep_requantize_fast equals TFLite's MultiplyByQuantizedMultiplier for every reachable
+    accumulator (bias included): every shift a right shift of at most MAX_FAST_RIGHT_SHIFT and
+    |acc| < 2^29, so 2 acc fits the SMMULR and no rounding sum leaves int32."""
+    bound = np.maximum(np.abs(acc_min.astype(np.int64)), np.abs(acc_max.astype(np.int64)))
+    right = -np.asarray(shifts, np.int64)
+    return bool(np.all((right >= 1) & (right <= MAX_FAST_RIGHT_SHIFT)) and np.all(bound < (1 << 29)))
+
+
+def conv_scratch_bytes(fields: dict) -> int:
+    """Arena bytes ep_conv2d_s8's DSP path needs (see ep_kernels.h): two int16 im2col columns,
+    plus a gathered input row unless the filter is 1x1 without padding; 0 for grouped convolutions."""
+    if fields["filter_in_c"] != fields["in_c"]:
+        return 0
+    k = fields["k_h"] * fields["k_w"] * fields["in_c"]
+    pointwise = fields["k_h"] == fields["k_w"] == 1 and fields["pad_h"] == fields["pad_w"] == 0
+    return 4 * k + (0 if pointwise else k)
+
+
+def pointwise_in_place(fields: dict) -> bool:
+    """Whether ep_conv2d_s8 can write its output over its input: a 1x1 convolution, stride 1, no
+    groups, no more output than input channels. Output pixel n then only covers input pixels
+    <= n, which the kernel has read (into its scratch) before writing pixel n."""
+    return (fields["k_h"] == fields["k_w"] == fields["stride_h"] == fields["stride_w"] == 1
+            and fields["pad_h"] == fields["pad_w"] == 0 and fields["filter_in_c"] == fields["in_c"]
+            and fields["out_c"] <= fields["in_c"])
+
+
 @lowers("CONV_2D", "DEPTHWISE_CONV_2D")
 def lower_conv(op: Op, graph: Graph, ctx: Lowering) -> Step:
     (inp, filt, *rest), (out,) = _tensors(op, graph)
@@ -233,15 +290,26 @@ def lower_conv(op: Op, graph: Graph, ctx: Lowering) -> Step:
     _require_int8(op, graph, inp, filt, out)
     fields = _conv_fields(op, graph, inp, filt, out, depthwise)
     _filter_checks(op, graph, filt, bias, fields["out_c"])
-    name = f"op{op.index}"
-    mult, shift, per_channel = _multipliers(ctx, name, _real_multipliers(inp, filt, out, fields["out_c"]))
-    fields["per_channel"] = per_channel
-    kernel = "ep_depthwise_conv2d_s8" if depthwise else "ep_conv2d_s8"
-    taps = fields["k_h"] * fields["k_w"] * fields["filter_in_c"]
-    return Step(op, [f"{kernel}(&{name}, ", ctx.operand(op.inputs[0]), f", {ctx.const(op.inputs[1])}, ",
-                     ctx.operand(op.inputs[2]) if bias is not None else "NULL", f", {mult}, {shift}, ",
-                     Ref(op.outputs[0]), ");"],
-                [CStruct("ep_conv_params", name, fields)], macs=out.size * taps)
+    name, channels = f"op{op.index}", fields["out_c"]
+    multipliers, shifts = requant.quantize_multipliers(_real_multipliers(inp, filt, out, channels))
+    # per output channel, its taps' weights: [out_c, taps]
+    taps = (np.moveaxis(filt.data, 3, 0) if depthwise else filt.data).reshape(channels, -1)
+    acc_min, acc_max = fc_accumulator_range(taps, None if bias is None else bias.data, fields["input_offset"], 0)
+    fields["requantize_fast"] = int(requantize_fast_proven(acc_min, acc_max, shifts))
+    ctx.array(f"{name}_quant", "ep_channel_quant",
+              channel_quant_table(multipliers, shifts, None if bias is None else bias.data, channels,
+                                  fields["output_offset"]),
+              "per output channel: bias, requantization (multiplier, shift) and its fast form")
+    args = [", ", ctx.operand(op.inputs[0]), f", {ctx.const(op.inputs[1])}, {name}_quant, "]
+    if depthwise:
+        return Step(op, ["ep_depthwise_conv2d_s8(&", name, *args, Ref(op.outputs[0]), ");"],
+                    [CStruct("ep_conv_params", name, fields)], macs=out.size * taps.shape[1])
+    scratch = conv_scratch_bytes(fields)
+    if pointwise_in_place(fields) and op.outputs[0] not in ctx.outputs and ctx.last_use(op, op.inputs[0]):
+        ctx.aliases[op.outputs[0]] = op.inputs[0]  # the kernel reads each pixel before writing it
+    return Step(op, ["ep_conv2d_s8(&", name, *args, ScratchRef() if scratch else "NULL", ", ", Ref(op.outputs[0]),
+                     ");"], [CStruct("ep_conv_params", name, fields)], macs=out.size * taps.shape[1],
+                scratch=scratch)
 
 
 @lowers("FULLY_CONNECTED")
@@ -269,10 +337,28 @@ def lower_fully_connected(op: Op, graph: Graph, ctx: Lowering) -> Step:
               "input_offset": -inp.zero_point, "filter_offset": 0 if per_channel else -filt.zero_point,
               "output_offset": out.zero_point, "act_min": act_min, "act_max": act_max, "per_channel": per_channel}
     rescale = _fc_rescale_arrays(op, graph, ctx, name, scales, fields, filt, bias)
+    folded = fc_folded_bias(filt.data, None if bias is None else bias.data, fields["input_offset"])
+    if fields["filter_offset"] != 0 or fields["input_offset"] == 0 or folded is None:
+        bias_arg = ctx.operand(op.inputs[2]) if bias is not None else "NULL"
+    else:
+        # the same accumulators with the input zero point's share precomputed: the kernel's inner
+        # loop is then a plain dot product
+        bias_arg = ctx.array(f"{name}_bias", "int32_t", folded,
+                             "bias + input_offset * sum of the row's weights (input zero point folded in)")
+        fields["input_offset"] = 0
     return Step(op, [f"ep_fully_connected_s8(&{name}, ", ctx.operand(op.inputs[0]), f", {ctx.const(op.inputs[1])}, ",
-                     ctx.operand(op.inputs[2]) if bias is not None else "NULL", f", {rescale}, ",
-                     Ref(op.outputs[0]), ");"],
+                     bias_arg, f", {rescale}, ", Ref(op.outputs[0]), ");"],
                 [CStruct("ep_fc_params", name, fields)], macs=out.size * in_depth)
+
+
+def fc_folded_bias(weights: np.ndarray, bias: np.ndarray | None, input_offset: int) -> np.ndarray | None:
+    """bias + input_offset * (sum of each row's weights), as int32: sum (x + offset) * w + bias
+    = sum x * w + this. None if some value does not fit int32."""
+    rows = np.asarray(weights, np.int64).reshape(len(weights), -1)
+    folded = input_offset * rows.sum(axis=1) + (0 if bias is None else np.asarray(bias, np.int64))
+    if np.any(folded < -(1 << 31)) or np.any(folded >= 1 << 31):
+        return None
+    return folded.astype(np.int32)
 
 
 def fc_accumulator_range(weights: np.ndarray, bias: np.ndarray | None, input_offset: int,

@@ -57,4 +57,11 @@ static inline int32_t __smlatt(int32_t a, int32_t b, int32_t acc)
     return (int32_t)((uint32_t)acc + (uint32_t)(ep_lane16(a, 1) * ep_lane16(b, 1)));
 }
 
+/* SSAT: x saturated to a signed `bits`-bit value (1 <= bits <= 32) */
+static inline int32_t __ssat(int32_t x, uint32_t bits)
+{
+    const int64_t hi = ((int64_t)1 << (bits - 1)) - 1;
+    return (int32_t)(x > hi ? hi : (x < -hi - 1 ? -hi - 1 : x));
+}
+
 #endif /* EP_DSP_EMULATION_H */

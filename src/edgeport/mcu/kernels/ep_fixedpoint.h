@@ -11,6 +11,8 @@
 
 #include <stdint.h>
 
+#include "ep_kernels.h"
+
 /* gemmlowp SaturatingRoundingDoublingHighMul: round(a * b / 2^31), saturating INT32_MIN^2. */
 static inline int32_t ep_srdhm(int32_t a, int32_t b)
 {
@@ -120,6 +122,32 @@ static inline int8_t ep_requantize_acc(int32_t acc, int32_t multiplier, int32_t 
 {
     acc = ep_multiply_by_quantized_multiplier(acc, multiplier, shift) + output_offset;
     return (int8_t)ep_clamp(acc, act_min, act_max);
+}
+
+/* round(a * b / 2^32), halves up: the SMMULR instruction (signed most significant word
+ * multiply, rounded). */
+static inline int32_t ep_smmulr(int32_t a, int32_t b)
+{
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    int32_t result;
+    __asm__("smmulr %0, %1, %2" : "=r"(result) : "r"(a), "r"(b));
+    return result;
+#else
+    return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+#endif
+}
+
+/* ep_multiply_by_quantized_multiplier(acc, multiplier, shift) + output_offset in five
+ * instructions, where the generator proved it exact: shift < 0 (a right shift r = -shift,
+ * r <= 22, no left shift) and |acc| < 2^29. Then SaturatingRoundingDoublingHighMul(acc, m) =
+ * floor((acc * m + 2^30) / 2^31), gemmlowp's rounding for both signs, is SMMULR(2 acc, m),
+ * |y| < 2^29; RoundingDivideByPOT(y, r) = floor((y + 2^(r-1) - (y < 0)) / 2^r), and adding
+ * output_offset * 2^r inside the floor adds output_offset: round = 2^(r-1) + output_offset * 2^r,
+ * and no sum leaves int32. */
+static inline int32_t ep_requantize_fast(int32_t acc, int32_t multiplier, int32_t shift, int32_t round)
+{
+    const int32_t y = ep_smmulr((int32_t)((uint32_t)acc << 1), multiplier);
+    return (y + round + (y >> 31)) >> -shift;
 }
 
 /* Element offset of flat index `index` in a tensor walked with per-dimension strides. */

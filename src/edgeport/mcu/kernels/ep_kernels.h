@@ -8,9 +8,10 @@
  * Tensors are dense, row-major, NHWC for images. Requires arithmetic right shift of negative
  * integers (every C compiler for Arm and x86 does this).
  *
- * With __ARM_FEATURE_DSP (Cortex-M4/M7/M33/M55) the dot products of convolution, depthwise
- * convolution and fully connected layers use the DSP extension (SXTAB16 + SMLAD, SMLABB/SMLATT);
- * the int32 accumulators, and so the outputs, are the same as the plain C path.
+ * With __ARM_FEATURE_DSP (Cortex-M4/M7/M33/M55) convolutions run on im2col columns with a
+ * 2x2 SMLAD kernel, depthwise convolutions four channels at a time (SMLABB/SMLATT) and fully
+ * connected layers four rows at a time (ep_conv_dsp.c, ep_fc.c); the int32 accumulators, and
+ * so the outputs, are the same as the plain C path's.
  */
 #ifndef EP_KERNELS_H
 #define EP_KERNELS_H
@@ -44,8 +45,19 @@ typedef struct {
     int32_t input_offset;          /* -(input zero point) */
     int32_t output_offset;         /* output zero point */
     int32_t act_min, act_max;      /* fused activation as an int8 clamp */
-    int32_t per_channel;           /* 1: one multiplier/shift per output channel; 0: one */
+    int32_t requantize_fast;       /* 1: the generator proved ep_requantize_fast exact for every
+                                    * accumulator (all shifts right, accumulators small) */
 } ep_conv_params;
+
+/* Per output channel of a convolution: its bias and TFLite's requantization (multiplier, shift:
+ * MultiplyByQuantizedMultiplier); `round` serves ep_requantize_fast, which also adds the
+ * output zero point. */
+typedef struct {
+    int32_t bias;                  /* 0 without a bias tensor */
+    int32_t multiplier;            /* Q0.31 */
+    int32_t shift;                 /* left if > 0, right if < 0 */
+    int32_t round;                 /* right shift r = -shift >= 1: 2^(r-1) + output_offset * 2^r; else 0 */
+} ep_channel_quant;
 
 /* FULLY_CONNECTED. Filter layout [out_depth][in_depth]. LiteRT's reference kernel rescales
  * in double precision: round(acc * input_scale * filter_scale / output_scale). The generator
@@ -120,11 +132,14 @@ typedef struct {
     int32_t inner[8];
 } ep_concat_params;
 
-void ep_conv2d_s8(const ep_conv_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
-                  const int32_t *multiplier, const int32_t *shift, int8_t *output);
+/* CONV_2D. `scratch`, 4-byte aligned, holds the DSP path's im2col columns: 4 K bytes, plus K
+ * for a gathered input row unless the filter is 1x1 without padding (K = k_h * k_w * in_c);
+ * grouped convolutions do not use it. `output` may be `input` for a 1x1 convolution with
+ * stride 1, no padding, no groups and out_c <= in_c (each pixel is read before it is written). */
+void ep_conv2d_s8(const ep_conv_params *p, const int8_t *input, const int8_t *filter,
+                  const ep_channel_quant *quant, int8_t *scratch, int8_t *output);
 void ep_depthwise_conv2d_s8(const ep_conv_params *p, const int8_t *input, const int8_t *filter,
-                            const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
-                            int8_t *output);
+                            const ep_channel_quant *quant, int8_t *output);
 void ep_fully_connected_s8(const ep_fc_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
                            const uint64_t *multiplier, const int32_t *shift, const double *scale, int8_t *output);
 void ep_average_pool_s8(const ep_pool_params *p, const int8_t *input, int8_t *output);

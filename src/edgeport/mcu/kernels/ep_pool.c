@@ -19,18 +19,21 @@ static void ep_pool_s8(const ep_pool_params *p, const int8_t *input, int8_t *out
                 const int32_t ix0 = ox * p->stride_w - p->pad_w;
                 const int32_t fx0 = ix0 < 0 ? -ix0 : 0;
                 const int32_t fx1 = p->filter_w < p->in_w - ix0 ? p->filter_w : p->in_w - ix0;
-                for (int32_t c = 0; c < p->channels; c++) {
+                const int32_t channels = p->channels;
+                const int32_t count = fy1 > fy0 && fx1 > fx0 ? (fy1 - fy0) * (fx1 - fx0) : 0;
+                const int8_t *window = input + ((b * p->in_h + iy0 + fy0) * p->in_w + ix0 + fx0) * channels;
+                for (int32_t c = 0; c < channels; c++) {
                     int32_t acc = average ? 0 : INT8_MIN;
-                    int32_t count = 0;
-                    for (int32_t fy = fy0; fy < fy1; fy++) {
-                        for (int32_t fx = fx0; fx < fx1; fx++) {
-                            const int32_t v = input[((b * p->in_h + iy0 + fy) * p->in_w + ix0 + fx) * p->channels + c];
+                    const int8_t *row = window + c;
+                    for (int32_t fy = fy0; fy < fy1; fy++, row += p->in_w * channels) {
+                        const int8_t *x = row;
+                        for (int32_t fx = fx0; fx < fx1; fx++, x += channels) {
+                            const int32_t v = *x;
                             if (average) {
                                 acc += v;
                             } else if (v > acc) {
                                 acc = v;
                             }
-                            count++;
                         }
                     }
                     if (average && count > 0) {
