@@ -137,3 +137,9 @@ def test_targets_say_what_to_install_without_the_toolchain(tmp_path):
     why = " ".join(targets["cortex-m4"]["why_not"])
     assert not targets["cortex-m4"]["available"]
     assert "gcc-arm-none-eabi" in why and "qemu-system-arm" in why
+
+
+def test_check_points_cortex_m_users_to_export(tmp_path):
+    result = run_cli("check", str(KWS), "--target", "cortex-m4")
+    assert result.returncode == 2
+    assert "edgeport export <model>.tflite --target cortex-m4" in result.stderr

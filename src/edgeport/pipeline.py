@@ -131,6 +131,9 @@ def check(model_path: str | os.PathLike, target: str, eval: str | None = None, r
     path = Path(model_path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
+    if chosen.format == "c":
+        raise InputError(f"{chosen.name}: a C library is checked when it is made: run 'edgeport export "
+                         f"<model>.tflite --target {chosen.name}' (an existing int8 .tflite is a valid source)")
     if path.name == "model.json" or (path / "model.json").is_file():
         suffix_format = "tfjs"  # a TF.js graph model: its model.json or the folder holding it
     else:
