@@ -110,6 +110,7 @@ def sample(sample_url):
 
 
 def fetch(url: str) -> tuple[int, str, bytes]:
+    """GET from the sample's own server on 127.0.0.1 (started by the test; nothing leaves the machine)."""
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             return response.status, response.headers["Content-Type"], response.read()

@@ -70,6 +70,7 @@ class CheckContext:
     refs: References
     settings: CheckSettings
     plan: QuantPlan | None = None
+    shared: dict = field(default_factory=dict)  # what one check measured and another reuses
 
     @cached_property
     def session(self) -> Session:

@@ -9,29 +9,32 @@ from __future__ import annotations
 
 from edgeport.checks import MEASURED, CheckContext, CheckResult, run_batched
 from edgeport.checks.measure import _latency_feeds, time_sessions
-from edgeport.checks.numerics import parity_metrics
+from edgeport.checks.numerics import accuracy, parity_metrics
 
 
 def _measure_backend(ctx: CheckContext, backend: str) -> dict:
-    from edgeport.runtimes.browser import open_session
+    from edgeport.runtimes.browser import open_session, primary_backend
 
     s = ctx.settings
-    session = open_session(ctx.artifact.path, backend, s.threads)
+    # The primary backend's page is the context's own session: the latency and parity checks
+    # already timed it and ran the data through it, so those results are reused, not remade.
+    primary = backend == primary_backend(ctx.artifact.path)
+    session = ctx.session if primary else open_session(ctx.artifact.path, backend, s.threads)
     baseline = open_session(ctx.float_artifact, backend, s.threads) if ctx.float_artifact else None
     try:
         row = {"load_ms": round(session.load_ms, 3), "first_run_ms": round(session.first_run_ms, 3)}
-        row.update(time_sessions(session, baseline, _latency_feeds(ctx), s.runs, s.warmup,
-                                 f"{ctx.target.name} {backend}"))
+        timing = ctx.shared.get("session_timing") if primary else None
+        row.update(timing or time_sessions(session, baseline, _latency_feeds(ctx), s.runs, s.warmup,
+                                           f"{ctx.target.name} {backend}"))
         if ctx.refs.data is not None:
             dynamic = all(spec.shape and spec.shape[0] is None for spec in session.inputs)
-            outputs = run_batched(session.run, ctx.refs.data, s.batch_size, dynamic)
+            outputs = ctx.outputs if primary else run_batched(session.run, ctx.refs.data, s.batch_size, dynamic)
             if ctx.refs.outputs is not None:
                 parity = parity_metrics(ctx.refs.outputs[0], outputs[0])
                 row.update({f"parity_{k}": v for k, v in parity.items() if k != "samples"})
                 row["parity_samples"] = parity["samples"]
             if ctx.refs.data.labels is not None:
-                labels = ctx.refs.data.labels
-                row["accuracy"] = float((outputs[0].reshape(len(labels), -1).argmax(axis=1) == labels).mean())
+                row["accuracy"] = accuracy(outputs[0], ctx.refs.data.labels)
         download = session.download()
         row.update({k: download[k] for k in ("model_bytes", "model_gzip_bytes", "runtime_bytes")})
         if baseline is not None:
@@ -40,7 +43,8 @@ def _measure_backend(ctx: CheckContext, backend: str) -> dict:
             row["gzip_vs_float"] = round(download["model_gzip_bytes"] / float_download["model_gzip_bytes"], 4)
         return row
     finally:
-        session.close()
+        if not primary:
+            session.close()
         if baseline is not None:
             baseline.close()
 

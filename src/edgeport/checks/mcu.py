@@ -14,9 +14,9 @@ RANDOM_SEED = 1  # not the seed of the pipeline's own random data for .tflite so
 def _breakdown(ctx: CheckContext) -> dict:
     from edgeport.mcu.elfsize import elf_breakdown
 
-    if "elf_breakdown" not in ctx.__dict__:
-        ctx.__dict__["elf_breakdown"] = elf_breakdown(ctx.session.firmware.elf, ctx.session.name)
-    return ctx.__dict__["elf_breakdown"]
+    if "elf_breakdown" not in ctx.shared:
+        ctx.shared["elf_breakdown"] = elf_breakdown(ctx.session.firmware.elf, ctx.session.name)
+    return ctx.shared["elf_breakdown"]
 
 
 def library_flash(ctx: CheckContext) -> int:
@@ -29,7 +29,7 @@ def check_firmware(ctx: CheckContext) -> CheckResult:
     a breakdown, against the board's limits."""
     session = ctx.session
     sizes = _breakdown(ctx)
-    flash, ram = sizes["flash"], sizes["ram"]
+    ram = sizes["ram"]
     values = {
         # what the model costs a firmware: the library's weights, code and constants; its arena and data
         "library_flash_bytes": library_flash(ctx),

@@ -97,8 +97,11 @@ def _time_interleaved(ctx: CheckContext, threads: int) -> dict:
     s = ctx.settings
     runtime = RUNTIMES.get(ctx.target.runtime)
     session = ctx.session if threads == s.threads else runtime.load(str(ctx.artifact.path), threads)
-    return time_sessions(session, ctx.float_session(threads), _latency_feeds(ctx), s.runs, s.warmup,
-                         f"latency {ctx.target.name} ({threads} thread(s))")
+    values = time_sessions(session, ctx.float_session(threads), _latency_feeds(ctx), s.runs, s.warmup,
+                           f"latency {ctx.target.name} ({threads} thread(s))")
+    if session is ctx.session:
+        ctx.shared["session_timing"] = values
+    return values
 
 
 def _timed(session, feed: dict, count: int) -> list[float]:
