@@ -187,25 +187,28 @@ def test_a_failing_recipe_is_recorded_per_target(tmp_path):
 
 @pytest.fixture(scope="module")
 def sweep_out(tmp_path_factory):
-    """The digits CNN: fp32, fp16, int8 and pal4 (refused by android) x onnx, android; 2 workers."""
+    """The digits CNN: fp32, fp16, int8 and pal4 x onnx, android, cortex-m4 (which refuses all but
+    int8: the C library runs int8 kernels); 2 workers."""
     pytest.importorskip("torch", reason="torch is not installed (the exports need it)")
     pytest.importorskip("matplotlib", reason="matplotlib is not installed (pip install 'edgeport[sweep]')")
     out = tmp_path_factory.mktemp("sweep") / "out"
-    result = run_cli("sweep", DIGITS, "--targets", "onnx,android", "--recipes", "fp32,fp16,int8,pal4",
+    result = run_cli("sweep", DIGITS, "--targets", "onnx,android,cortex-m4", "--recipes", "fp32,fp16,int8,pal4",
                      "--calib", CALIB, "--eval", EVAL, "--out", str(out), "--workers", "2", "--runs", "10")
     assert result.returncode == 0, result.stderr
-    assert "refused: pal4 x android" in result.stdout
+    assert "refused: pal4 x cortex-m4" in result.stdout
     return out
 
 
 def test_sweep_json_has_every_configuration(sweep_out):
     data = json.loads((sweep_out / "sweep.json").read_text())
     configs = {(c["recipe"], c["target"]): c for c in data["configurations"]}
-    assert set(configs) == {(r, t) for r in ("fp32", "fp16", "int8", "pal4") for t in ("onnx", "android")}
-    refused = configs[("pal4", "android")]
-    assert refused["status"] == REFUSED and "palettes are not written to TFLite" in refused["error"]
+    assert set(configs) == {(r, t) for r in ("fp32", "fp16", "int8", "pal4")
+                            for t in ("onnx", "android", "cortex-m4")}
+    for recipe in ("fp32", "fp16", "pal4"):
+        refused = configs[(recipe, "cortex-m4")]
+        assert refused["status"] == REFUSED and "the C library runs int8 kernels" in refused["error"]
     for key, c in configs.items():
-        if key == ("pal4", "android"):
+        if key[1] == "cortex-m4" and key[0] != "int8":
             continue
         assert c["status"] == OK, c
         assert c["size_bytes"] > 0 and c["latency_ms"] > 0 and 0.9 < c["accuracy"] <= 1.0
@@ -243,10 +246,10 @@ def test_report_html_renders_in_chromium(sweep_out, tmp_path):
     finally:
         context.close()
     assert (tmp_path / "report.png").stat().st_size > 10_000
-    assert {img["id"] for img in images} == {f"plot-{t}-{k}" for t in ("onnx", "android")
+    assert {img["id"] for img in images} == {f"plot-{t}-{k}" for t in ("onnx", "android", "cortex-m4")
                                              for k in ("accuracy-vs-size", "accuracy-vs-latency", "size-breakdown")}
     for img in images:
         assert img["complete"] and img["width"] > 0 and img["alt"], img
-    assert sorted(tables) == [["android", 5], ["onnx", 5]]  # header + 4 recipes each
-    assert "pal4" in problems and "palettes are not written to TFLite" in problems
+    assert sorted(tables) == [["android", 5], ["cortex-m4", 5], ["onnx", 5]]  # header + 4 recipes each
+    assert "pal4" in problems and "the C library runs int8 kernels" in problems
     assert all(url.startswith("file://") for url in requests), requests

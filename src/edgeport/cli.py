@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="k-means weight sharing: 2^BITS shared values per layer (1, 2, 4, 6, 8)")
     rg.add_argument("--prune", type=float, metavar="FRACTION",
                     help="zero this fraction of each layer's weights by magnitude, e.g. 0.5")
+    rg.add_argument("--prune-channels", dest="prune_channels", type=float, metavar="FRACTION",
+                    help="remove this fraction of each layer's channels (structured: smaller and faster "
+                         "on every target), e.g. 0.5; PyTorch sources")
     rg.add_argument("--calib", metavar="DATA", help=".npy, .npz, folder of them, or module:function")
     rg.add_argument("--calib-samples", dest="calib_samples", type=int, metavar="N", help="use at most N samples (default 1000)")
     ex.add_argument("--eval", metavar="DATA", help="evaluation inputs (+ labels y for accuracy)")
@@ -106,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--tfjs-weights", dest="tfjs_weights", metavar="STORAGE",
                     help="TF.js weight storage for --quantize none: float32 (default), float16, "
                          "uint8 or uint16 (TF.js's per-tensor affine format)")
+    mg = ex.add_argument_group("cortex-m targets (C library)")
+    mg.add_argument("--mcu-storage", dest="mcu_storage", metavar="STORAGE",
+                    help="weights in flash: auto (default: palette indices after --palettize, sparse rows after "
+                         "--prune), dense, or huffman (Deep Compression: sparse + palette + Huffman-coded)")
+    mg.add_argument("--mcu-decode", dest="mcu_decode", metavar="WHEN",
+                    help="compressed weights decoded on the fly by the kernels (kernel, default) or once "
+                         "into RAM at the first invoke (init: faster, costs RAM)")
     _add_budgets(ex)
     _add_check_settings(ex)
 
@@ -193,7 +203,7 @@ def cmd_export(args) -> int:
         raise InputError("export: give a SOURCE (module:factory, .pt2 or .onnx) or --config with [export] source")
     recipe_values = {**cfg["recipe"], **{k: getattr(args, k) for k in ("quantize", "per_channel", "calibration",
                                                                        "percentile", "keep_float", "calib_samples",
-                                                                       "palettize", "prune")
+                                                                       "palettize", "prune", "prune_channels")
                                          if getattr(args, k) is not None}}
     try:
         recipe = Recipe(**recipe_values)
@@ -206,7 +216,9 @@ def cmd_export(args) -> int:
                                               ("precision", args.ios_precision)) if v is not None}}
     android = {**cfg["android"], **({"io": args.android_io} if args.android_io else {})}
     browser = {**cfg["browser"], **({"tfjs_weights": args.tfjs_weights} if args.tfjs_weights else {})}
-    options = {k: v for k, v in (("ios", ios), ("android", android), ("browser", browser)) if v}
+    mcu = {**cfg["mcu"], **{k: v for k, v in (("storage", args.mcu_storage), ("decode", args.mcu_decode))
+                            if v is not None}}
+    options = {k: v for k, v in (("ios", ios), ("android", android), ("browser", browser), ("mcu", mcu)) if v}
     report = export(source, targets=pick("targets", "onnx"), recipe=recipe, out=pick("out", "out"),
                     calib=pick("calib"), eval=pick("eval"), input_shapes=shapes,
                     input_dtype=pick("input_dtype", "float32"), budgets=_budgets(args, cfg["budgets"]),

@@ -13,6 +13,9 @@
     per_channel = true
     calibration = "minmax"     # minmax | percentile | mse
     keep_float = ["classifier.2", "Softmax"]
+    prune = 0.9                # zero 90% of each layer's weights (magnitude)
+    palettize = 4              # k-means: 16 shared values per layer
+    prune_channels = 0.5       # structured: remove half of each layer's channels
 
     [budgets]
     max_size = "100KB"
@@ -35,6 +38,10 @@
     [browser]
     tfjs_weights = "uint8"       # recipe quantize=none only: float32 | float16 | uint8 | uint16
 
+    [mcu]
+    storage = "auto"             # weights in flash: auto (from the recipe) | dense | huffman
+    decode = "kernel"            # compressed weights decoded on the fly (kernel) or once into RAM (init)
+
 Command-line flags override the file.
 """
 
@@ -49,12 +56,13 @@ from edgeport.errors import InputError
 SECTIONS = {
     "export": {"source", "targets", "out", "calib", "eval", "input_shape", "input_dtype"},
     "recipe": {"quantize", "per_channel", "calibration", "percentile", "keep_float", "calib_samples",
-               "palettize", "prune"},
+               "palettize", "prune", "prune_channels"},
     "budgets": set(BUDGET_KINDS),
     "checks": {"runs", "warmup", "threads", "batch_size"},
     "ios": {"deployment_target", "precision"},
     "android": {"io"},
     "browser": {"tfjs_weights"},
+    "mcu": {"storage", "decode"},
 }
 
 

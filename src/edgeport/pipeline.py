@@ -17,7 +17,8 @@ from edgeport.checks.numerics import cross_target_parity
 from edgeport.data import load_dataset, random_dataset, sample_shape
 from edgeport.errors import InputError
 from edgeport.exporters import EXPORTERS, Artifact, ExportJob
-from edgeport.quantizers import compress_weights, make_plan
+from edgeport.compression import compress_weights, prune_structure
+from edgeport.quantizers import make_plan
 from edgeport.recipe import Recipe
 from edgeport.report import Report, TargetReport, environment
 from edgeport.sources import load_source
@@ -72,20 +73,23 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
     eval_data = load_dataset(eval, model.inputs, "eval data") if eval else None
     if tflite_source and not (calib_data or eval_data):
         eval_data = random_dataset(model.inputs, RANDOM_SAMPLES)  # checks compare on these
+    original = model
+    model, structure = prune_structure(model, recipe)
     uncompressed = model
     model, compression = compress_weights(model, recipe)
     plan = make_plan(model, recipe, calib_data)
     plan.compression = compression
+    plan.structure = structure
     job = ExportJob(model, recipe, plan, calib_data, target_options or {},
-                    uncompressed if compression else None)
+                    uncompressed if compression else None, original if structure else None)
 
     out = Path(out)
     work = _work_folder(out)
     try:
         float_path = None
-        if model.onnx_bytes:
+        if model.onnx_bytes:  # the float baseline: the model as given (before structured pruning)
             float_path = work / ".float.onnx"
-            float_path.write_bytes(model.onnx_bytes)
+            float_path.write_bytes(original.onnx_bytes)
         refs = References(model, eval_data or calib_data, float_path, settings.batch_size)
         report = Report(model=model.name, source=model.source, recipe=recipe.to_dict(), environment=environment())
         # every artifact first: a model a format cannot take fails before any runtime starts
@@ -102,7 +106,7 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
             report.targets += [TargetReport(t.name, t.format, "skipped", reason=refused.get(t.name) or
                                             "; ".join(t.missing())) for t in TARGETS
                                if t not in chosen and t.in_all]
-        if plan.weights or plan.activations or plan.compression:
+        if plan.weights or plan.activations or plan.compression or plan.structure:
             (work / PARAMS_NAME).write_text(plan.to_json())
             report.quant_params = PARAMS_NAME
         report.budgets = evaluate(limits, report.measurements(), report.not_run_reasons(), report.formats())

@@ -28,6 +28,10 @@ class Recipe:
         palettize: k-means weight sharing with 2^bits shared values per layer (1, 2, 4, 6, 8),
             applied to Conv/Gemm/MatMul weights before any quantization.
         prune: Fraction of each such weight set to zero by magnitude (0 < prune < 1).
+        prune_channels: Fraction of the output channels (neurons) of each Conv/Linear layer removed
+            by L1 norm, with the layers that consume them shrunk to match (structured pruning:
+            a smaller, faster model on every target). PyTorch sources only; the layer that produces
+            the model's output keeps its channels.
     """
 
     quantize: str = "none"
@@ -38,6 +42,7 @@ class Recipe:
     calib_samples: int = 1000
     palettize: int | None = None
     prune: float | None = None
+    prune_channels: float | None = None
 
     def __post_init__(self):
         if self.quantize not in SCHEMES:
@@ -53,6 +58,8 @@ class Recipe:
             raise InputError(f"palettize must be one of {', '.join(map(str, PALETTE_BITS))} bits, got {self.palettize}")
         if self.prune is not None and not 0.0 < self.prune < 1.0:
             raise InputError(f"prune must be a fraction between 0 and 1 (e.g. 0.5), got {self.prune}")
+        if self.prune_channels is not None and not 0.0 < self.prune_channels < 1.0:
+            raise InputError(f"prune_channels must be a fraction between 0 and 1 (e.g. 0.5), got {self.prune_channels}")
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
 
     @property
@@ -60,7 +67,8 @@ class Recipe:
         return self.quantize in ("int8", "int16x8")
 
     def describe(self) -> str:
-        extras = ([f"pruned {self.prune:.0%}"] if self.prune else []) + \
+        extras = ([f"{self.prune_channels:.0%} of channels removed"] if self.prune_channels else []) + \
+            ([f"pruned {self.prune:.0%}"] if self.prune else []) + \
             ([f"palettized {self.palettize}-bit"] if self.palettize else [])
         return " + ".join([self._describe_quantize()] + extras)
 

@@ -270,6 +270,15 @@ def _from_torch(module, ref: str, name: str, input_shapes, input_dtype) -> Float
                       torch_module=module, example_inputs=examples)
 
 
+def rebuild_from_torch(module, like: FloatModel) -> FloatModel:
+    """`module` (a restructured copy of `like`'s PyTorch module) as a new float model; the
+    reference stays `like`'s, so checks compare with the model the user gave."""
+    rebuilt = _from_torch(module, like.source, like.name, [tuple(e.shape) for e in like.example_inputs],
+                          str(like.example_inputs[0].dtype).removeprefix("torch."))
+    rebuilt.reference, rebuilt.reference_kind = like.reference, like.reference_kind
+    return rebuilt
+
+
 def _accepts_batch(module, examples) -> bool:
     """Whether the module runs a batch of 2 (a torch.export program may be fixed at batch 1)."""
     torch = _torch()

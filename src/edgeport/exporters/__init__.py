@@ -54,6 +54,8 @@ class ExportJob:
         options: Per-target options, e.g. {"ios": {"deployment_target": "iOS17"}}.
         uncompressed: The model before the recipe's pruning / palettes (formats that store
             compressed weights natively start from it); None when nothing was compressed.
+        original: The model as given, when structured pruning made `model` smaller; float
+            baselines (α, δ) start from it. None otherwise.
     """
 
     model: FloatModel
@@ -62,6 +64,7 @@ class ExportJob:
     calib: Dataset | None = None
     options: dict[str, dict] = field(default_factory=dict)
     uncompressed: FloatModel | None = None
+    original: FloatModel | None = None
     cache: dict = field(default_factory=dict)  # artifacts several targets share (e.g. the int8 .tflite)
 
 

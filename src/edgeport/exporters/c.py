@@ -26,6 +26,25 @@ MANIFEST = "edgeport.json"
 # Flash the library needs beyond its weights (kernels, invoke code), for the fit check made
 # before any build; the firmware check measures the real figure from the ELF.
 CODE_ALLOWANCE = 16 * 1024
+STORAGES = ("auto", "dense", "huffman")
+DECODES = ("kernel", "init")
+
+
+def weight_storage(recipe: Recipe | None, options: dict):
+    """How the library stores its weights in flash, from the recipe and the `mcu` options.
+
+    `auto` follows the recipe: palette indices + lookup table after `palettize`, sparse rows with
+    relative indices after `prune` (both: both); `huffman` adds Huffman coding of both index
+    streams (Deep Compression's last stage); `dense` keeps plain int8 arrays. None means dense.
+    """
+    mode, decode = options.get("storage", "auto"), options.get("decode", "kernel")
+    if mode == "dense" or (mode == "auto" and (recipe is None or not (recipe.palettize or recipe.prune))):
+        return None
+    from edgeport.mcu.storage import WeightStorage
+
+    if mode == "huffman":
+        return WeightStorage(palette=True, sparse=True, huffman=True, decode=decode)
+    return WeightStorage(palette=bool(recipe.palettize), sparse=bool(recipe.prune), decode=decode)
 
 
 def read_manifest(folder: Path) -> dict:
@@ -46,9 +65,18 @@ class CExporter(Exporter):
         if recipe is not None and recipe.quantize != "int8":
             raise InputError(f"{target.name}: the C library runs int8 kernels; export with --quantize int8 "
                              f"(and --calib) or give an int8 .tflite (recipe is '{recipe.quantize}')")
-        if recipe is not None and (recipe.palettize or recipe.prune or recipe.keep_float):
-            raise InputError(f"{target.name}: pruning, palettes and keep_float are not written to the C library "
-                             "by this edgeport version")
+        if recipe is not None and recipe.keep_float:
+            raise InputError(f"{target.name}: the C library has int8 kernels only; keep_float cannot be honored")
+
+    def check_request(self, recipe: Recipe, options: dict, target: Target) -> None:
+        mcu = options.get("mcu", {})
+        unknown = set(mcu) - {"storage", "decode"}
+        if unknown:
+            raise InputError(f"mcu: unknown option(s) {', '.join(sorted(unknown))} (known: decode, storage)")
+        if mcu.get("storage", "auto") not in STORAGES:
+            raise InputError(f"mcu: storage must be one of {', '.join(STORAGES)}, got '{mcu['storage']}'")
+        if mcu.get("decode", "kernel") not in DECODES:
+            raise InputError(f"mcu: decode must be one of {', '.join(DECODES)}, got '{mcu['decode']}'")
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         from edgeport.mcu.boards import board, core_of
@@ -66,7 +94,8 @@ class CExporter(Exporter):
             notes += [n for n in int8_notes if not n.startswith("int8 input and output")]
         path.mkdir()
         source = Path(job.model.source).name if job.model.tflite_bytes is not None else job.model.source
-        info = generate_library(tflite, job.model.name, path, source=source)
+        storage = weight_storage(None if job.model.tflite_bytes is not None else job.recipe, job.options.get("mcu", {}))
+        info = generate_library(tflite, job.model.name, path, source=source, **({"storage": storage} if storage else {}))
         generate_c_array(tflite, job.model.name, path, source=source)
         (path / f"{job.model.name}.tflite").write_bytes(tflite)
         board_name = board_of(target.name)
@@ -78,6 +107,7 @@ class CExporter(Exporter):
         (path / MANIFEST).write_text(json.dumps(manifest, indent=1))
         notes.append(f"library: arena {info.arena_bytes:,} B (static), weights {info.weight_bytes:,} B (const), "
                      f"{info.macs:,} MACs per inference")
+        notes += _storage_notes(info)
         return Artifact(target.name, self.format, path, job.recipe.describe() if not job.model.tflite_bytes
                         else "int8 as in the .tflite", notes=notes)
 
@@ -91,6 +121,18 @@ class CExporter(Exporter):
         info = read_manifest(path)["library"]
         return {"ops": info["ops"], "weight_bytes": {"int8 const (flash)": info["weight_bytes"]},
                 "arena_bytes": info["arena_bytes"], "macs": info["macs"]}
+
+
+def _storage_notes(info) -> list[str]:
+    """One line on how the weights are stored, when some tensor is not dense int8."""
+    compressed = [t for t in getattr(info, "weight_storage", []) if t.get("format", "dense") != "dense"]
+    if not compressed:
+        return []
+    stored = sum(t["stored_bytes"] for t in compressed)
+    dense = sum(t["dense_bytes"] for t in compressed)
+    formats = ", ".join(sorted({t["format"] for t in compressed}))
+    return [f"compressed weights ({formats}, decoded {compressed[0].get('decode', 'kernel')}): "
+            f"{len(compressed)} tensors, {stored:,} B instead of {dense:,} B int8 ({dense / max(stored, 1):.1f}x)"]
 
 
 def _int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:

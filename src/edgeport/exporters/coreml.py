@@ -226,7 +226,8 @@ class CoreMLExporter(Exporter):
             from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
 
             model = job.model
-            traced = torch.jit.trace(model.torch_module, model.example_inputs)
+            # the uncompressed module: Core ML stores pruning and palettes in its own compressed formats
+            traced = torch.jit.trace((job.uncompressed or model).torch_module, model.example_inputs)
             settings = dict(convert_to="mlprogram", skip_model_load=True,
                             minimum_deployment_target=getattr(ct.target, options.deployment_target),
                             compute_precision=ct.precision.FLOAT16 if options.precision == "fp16"

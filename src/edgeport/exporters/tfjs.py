@@ -142,7 +142,8 @@ class TFJSExporter(Exporter):
         # the float build: α and δ compare with TF.js float32 on the same backend, not with ONNX
         baseline = Path(tempfile.mkdtemp(prefix=".baseline-", dir=path.parent.parent)) / path.name
         baseline.mkdir()
-        float_graph = convert(job.uncompressed.onnx_model() if job.uncompressed else onnx_model, {}, False)
+        float_graph = convert((job.original or job.uncompressed).onnx_model() if job.original or job.uncompressed
+                              else onnx_model, {}, False)
         write_graph_model(float_graph, baseline, "float32", {"recipe": "fp32 baseline", "weights": "float32"})
         return Artifact(target.name, self.format, path, job.recipe.describe(), notes=notes, baseline=baseline)
 

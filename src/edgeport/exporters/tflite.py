@@ -213,8 +213,6 @@ class TFLiteExporter(Exporter):
         if recipe.keep_float and recipe.quantize in ("int8", "int16x8"):
             raise InputError("android: keep_float is not written to TFLite by this edgeport version "
                              "(litert-torch's PT2E quantizer cannot leave a module float)")
-        if recipe.palettize or recipe.prune:
-            raise InputError("android: pruning and palettes are not written to TFLite by this edgeport version")
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         with quiet():
@@ -230,10 +228,15 @@ class TFLiteExporter(Exporter):
                 data, notes = _BUILDERS[job.recipe.quantize](job, float_model), []
             baseline = path.parent.parent / f".baseline-{target.name}" / path.name
             baseline.parent.mkdir(parents=True, exist_ok=True)
-            baseline.write_bytes(float_model)
+            # the float baseline (α, δ) is the model as given, also when structured pruning shrank it
+            baseline.write_bytes(_convert(job.original.torch_module, job.original.example_inputs)
+                                 if job.original is not None else float_model)
         path.write_bytes(data)
         if job.recipe.quantize == "dynamic-int8":
             notes.append("dynamic int8: FULLY_CONNECTED weights int8 (ai-edge-quantizer), other layers fp32")
+        if job.recipe.prune or job.recipe.palettize:
+            notes.append("pruned / palettized weights are stored dense in TFLite (same values, "
+                         f"{ {'none': 32, 'fp16': 16}.get(job.recipe.quantize, 8)} bits each)")
         return Artifact(target.name, self.format, path, job.recipe.describe(), notes=notes, baseline=baseline)
 
     def describe(self, path: Path) -> dict:

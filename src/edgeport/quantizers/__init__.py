@@ -36,40 +36,6 @@ def make_plan(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> Quant
     return QUANTIZERS.get(recipe.quantize)(model, recipe, calib)
 
 
-def compress_weights(model: FloatModel, recipe: Recipe) -> tuple[FloatModel, dict[str, dict]]:
-    """Apply the recipe's pruning and k-means palettes to the float model's Conv/Gemm/MatMul weights.
-
-    Returns the model with compressed weights (its reference stays the original, so parity shows
-    what compression cost) and, per weight, what was applied. Pruning runs first; the palette is
-    then fitted to the surviving weights and zeros stay exactly zero (Deep Compression's order).
-    """
-    if not (recipe.palettize or recipe.prune):
-        return model, {}
-    from dataclasses import replace
-
-    from onnx import numpy_helper
-
-    from edgeport.quantizers import compress
-
-    onnx_model = model.onnx_model()
-    kept = set(float_nodes(onnx_model, model.layers, recipe.keep_float))
-    inits = {i.name: i for i in onnx_model.graph.initializer}
-    applied: dict[str, dict] = {}
-    for node, name, w in weight_inputs(onnx_model, STATIC_OPS, kept):
-        info: dict = {"layer": model.layers.get(node.name, node.name)}
-        mask = compress.magnitude_mask(w, recipe.prune) if recipe.prune else np.ones(w.shape, dtype=bool)
-        w = np.where(mask, w, np.float32(0))
-        if recipe.prune:
-            info.update(sparsity=recipe.prune, zeros=int((~mask).sum()))
-        if recipe.palettize:
-            lut, _ = compress.kmeans_palette(w[mask], recipe.palettize)
-            w = np.where(mask, lut[compress.nearest_indices(w, lut)], np.float32(0))
-            info["palette"] = lut.tolist()
-        inits[name].CopyFrom(numpy_helper.from_array(w.astype(np.float32), name))
-        applied[name] = info
-    return replace(model, onnx_bytes=onnx_model.SerializeToString()), applied
-
-
 def weight_axis(node, weight_ndim: int) -> int:
     """Output-channel axis of the weight input of `node`."""
     if node.op_type == "Conv":

@@ -48,6 +48,8 @@ class QuantPlan:
         calibration: Method, sample count and data source.
         compression: Initializer name -> pruning / palette applied to it before quantization
             ({"layer", "sparsity", "zeros", "palette"}).
+        structure: What structured pruning removed before everything else:
+            {"layers": {module path: [channels before, after]}, "params": [before, after]}.
     """
 
     scheme: str
@@ -57,6 +59,7 @@ class QuantPlan:
     float_nodes: list[str] = field(default_factory=list)
     calibration: dict = field(default_factory=dict)
     compression: dict[str, dict] = field(default_factory=dict)
+    structure: dict = field(default_factory=dict)
 
     def activation_matching(self, lo: float, hi: float, by: str = "range",
                             tolerance: float = 1e-5) -> ActivationParams | None:
@@ -83,6 +86,7 @@ class QuantPlan:
             "float_nodes": self.float_nodes,
             "calibration": self.calibration,
             "compression": self.compression,
+            "structure": self.structure,
             "activations": {k: {"scale": float(v.scale), "zero_point": int(v.zero_point),
                                 "range": [float(v.range[0]), float(v.range[1])],
                                 "observed": None if v.observed is None else [float(x) for x in v.observed]}
@@ -98,6 +102,7 @@ class QuantPlan:
         return cls(
             scheme=data["scheme"], quantized_ops=data["quantized_ops"], float_nodes=data["float_nodes"],
             calibration=data["calibration"], compression=data.get("compression", {}),
+            structure=data.get("structure", {}),
             activations={k: ActivationParams(v["scale"], v["zero_point"], tuple(v["range"]),
                                              tuple(v["observed"]) if v.get("observed") else None)
                          for k, v in data["activations"].items()},

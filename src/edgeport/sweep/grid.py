@@ -32,7 +32,9 @@ for _name, _recipe in (
         ("fp32", Recipe()), ("fp16", Recipe(quantize="fp16")), ("dynamic-int8", Recipe(quantize="dynamic-int8")),
         ("int8", Recipe(quantize="int8")), ("int8-per-tensor", Recipe(quantize="int8", per_channel=False)),
         ("int16x8", Recipe(quantize="int16x8")), ("pal4", Recipe(palettize=4)), ("pal2", Recipe(palettize=2)),
-        ("prune50", Recipe(prune=0.5)), ("prune80", Recipe(prune=0.8))):
+        ("prune50", Recipe(prune=0.5)), ("prune80", Recipe(prune=0.8)),
+        ("channels50", Recipe(prune_channels=0.5)), ("int8-pal4", Recipe(quantize="int8", palettize=4)),
+        ("int8-prune50", Recipe(quantize="int8", prune=0.5))):
     RECIPES.add(_name, _recipe)
 
 DEFAULT_RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")

@@ -1,0 +1,119 @@
+"""The recipe's compression, applied once to the float model before any quantization.
+
+Two steps, in this order (Deep Compression's, extended with structured pruning in front):
+1. `prune_structure`: `prune_channels` removes whole channels from the PyTorch module, giving a
+   smaller float model (new ONNX graph, new shapes). Its reference stays the original model, so
+   parity shows what the pruning cost.
+2. `compress_weights`: `prune` zeros weights by magnitude, then `palettize` fits a k-means palette
+   to the surviving weights (zeros stay exactly zero). The same numbers go into the ONNX graph
+   (which the quantization plan is computed from) and into a copy of the PyTorch module (which the
+   TFLite and C library paths convert), so every target starts from the same weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import replace
+
+import numpy as np
+
+from edgeport.errors import InputError
+from edgeport.model import FloatModel
+from edgeport.quantizers import STATIC_OPS, float_nodes, weight_inputs
+from edgeport.quantizers import compress as numerics
+from edgeport.recipe import Recipe
+
+
+def prune_structure(model: FloatModel, recipe: Recipe) -> tuple[FloatModel, dict]:
+    """Apply `recipe.prune_channels`: returns the smaller model and what was removed ({} if none)."""
+    if not recipe.prune_channels:
+        return model, {}
+    if model.torch_module is None:
+        raise InputError(f"{model.source}: prune_channels rewrites the PyTorch module; give a module:factory "
+                         "or .pt2 source (an ONNX or TFLite file cannot be restructured by this edgeport version)")
+    from edgeport.sources import rebuild_from_torch
+    from edgeport.training.pruning import prune_channels
+
+    skip = tuple(e for e in recipe.keep_float if any(n == e or n.startswith(e + ".")
+                                                      for n, _ in model.torch_module.named_modules()))
+    try:
+        module, summary = prune_channels(model.torch_module, recipe.prune_channels, model.example_inputs, skip=skip)
+    except Exception as exc:  # noqa: BLE001 - torch-pruning fails on graphs it cannot trace
+        raise InputError(f"{model.source}: prune_channels: torch-pruning cannot restructure this model: "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    return rebuild_from_torch(module, model), summary
+
+
+def compress_weights(model: FloatModel, recipe: Recipe) -> tuple[FloatModel, dict[str, dict]]:
+    """Apply the recipe's pruning and k-means palettes to the Conv/Gemm/MatMul weights.
+
+    Returns the model with compressed weights (its reference stays the original, so parity shows
+    what compression cost) and, per ONNX weight, what was applied.
+    """
+    if not (recipe.palettize or recipe.prune):
+        return model, {}
+    from onnx import numpy_helper
+
+    onnx_model = model.onnx_model()
+    kept = set(float_nodes(onnx_model, model.layers, recipe.keep_float))
+    inits = {i.name: i for i in onnx_model.graph.initializer}
+    applied: dict[str, dict] = {}
+    compressed: dict[str, np.ndarray] = {}
+    for node, name, w in weight_inputs(onnx_model, STATIC_OPS, kept):
+        w, info = compress_array(w, recipe)
+        info["layer"] = model.layers.get(node.name, node.name)
+        inits[name].CopyFrom(numpy_helper.from_array(w, name))
+        applied[name], compressed[name] = info, w
+    module = _compressed_module(model, compressed)
+    return replace(model, onnx_bytes=onnx_model.SerializeToString(), torch_module=module), applied
+
+
+def compress_array(w: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, dict]:
+    """One weight through the recipe: magnitude pruning, then a palette fitted to the survivors."""
+    info: dict = {}
+    mask = numerics.magnitude_mask(w, recipe.prune) if recipe.prune else np.ones(w.shape, dtype=bool)
+    w = np.where(mask, w, np.float32(0))
+    if recipe.prune:
+        info.update(sparsity=recipe.prune, zeros=int((~mask).sum()))
+    if recipe.palettize:
+        lut, _ = numerics.kmeans_palette(w[mask], recipe.palettize)
+        w = np.where(mask, lut[numerics.nearest_indices(w, lut)], np.float32(0))
+        info["palette"] = lut.tolist()
+    return w.astype(np.float32), info
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
+
+
+def _compressed_module(model: FloatModel, compressed: dict[str, np.ndarray]):
+    """A copy of the PyTorch module holding the compressed weights (None for non-PyTorch sources).
+
+    Weights are matched to the ONNX graph's by parameter name; a weight the ONNX exporter renamed
+    is matched by value. A Conv/Linear weight found neither way (the recipe keeps its layer float,
+    or the exporter fused it) is left as it is.
+    """
+    if model.torch_module is None:
+        return None
+    import torch
+
+    module = copy.deepcopy(model.torch_module)
+    by_name = {_normalized(n): w for n, w in compressed.items()}
+    originals = {n: w for n, w in _onnx_weights(model).items() if n in compressed}
+    with torch.no_grad():
+        for pname, param in module.named_parameters():
+            if not pname.endswith("weight") or param.dim() < 2:
+                continue
+            new = by_name.get(_normalized(pname))
+            if new is None:
+                value = param.detach().cpu().numpy()
+                new = next((compressed[n] for n, w in originals.items()
+                            if w.shape == value.shape and np.array_equal(w, value)), None)
+            if new is not None and tuple(new.shape) == tuple(param.shape):
+                param.copy_(torch.from_numpy(new))
+    return module
+
+
+def _onnx_weights(model: FloatModel) -> dict[str, np.ndarray]:
+    return {name: w for _, name, w in weight_inputs(model.onnx_model(), STATIC_OPS, set())}
