@@ -17,11 +17,16 @@ def kmeans_palette(weight: np.ndarray, bits: int, iterations: int = 50) -> tuple
     """Palette (2^bits float32 centroids, ascending) and per-element indices for `weight`.
 
     Deterministic: linear initialization, then Lloyd iterations until assignments stop changing.
+    A weight with at most 2^bits distinct values keeps them (padded with its largest).
     """
     if bits not in PALETTE_BITS:
         raise ValueError(f"palette bits must be one of {PALETTE_BITS}, got {bits}")
     values = np.asarray(weight, dtype=np.float32).ravel()
     k = 2 ** bits
+    distinct = np.unique(values)
+    if distinct.size <= k:  # already shared (e.g. fine-tuned centroids): keep the values exactly
+        lut = np.concatenate([distinct, np.full(k - distinct.size, distinct[-1], np.float32)])
+        return lut, nearest_indices(weight, lut)
     lo, hi = float(values.min()), float(values.max())
     centroids = np.linspace(lo, hi, k, dtype=np.float64)
     order = np.argsort(values, kind="stable")
