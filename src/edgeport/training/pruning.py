@@ -14,7 +14,7 @@ The export recipe's `prune` and `prune_channels` apply the same rules once, with
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -50,6 +50,8 @@ class GradualPruningConfig:
         initial_sparsity: Sparsity of the first pruning step.
         power: Exponent of the schedule (3: prune fast early, slowly near the end).
         skip: Module paths left dense (e.g. the first layer, which has few weights).
+        layer_sparsity: Final sparsity of particular layers by module path (e.g. a small output
+            layer pruned less); the others reach `final_sparsity`.
     """
 
     final_sparsity: float
@@ -59,8 +61,12 @@ class GradualPruningConfig:
     initial_sparsity: float = 0.0
     power: int = 3
     skip: tuple[str, ...] = ()
+    layer_sparsity: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        for name, value in {"final_sparsity": self.final_sparsity, **self.layer_sparsity}.items():
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"sparsity of {name} must be in (0, 1), got {value}")
         if not 0.0 < self.final_sparsity < 1.0:
             raise ValueError(f"final_sparsity must be in (0, 1), got {self.final_sparsity}")
         if not 0.0 <= self.initial_sparsity <= self.final_sparsity:
@@ -103,9 +109,12 @@ class GradualPruner:
                                      cfg.initial_sparsity, cfg.power)
         if target > self.sparsity:
             with torch.no_grad():
-                for module in self.layers.values():
+                for name, module in self.layers.items():
+                    final = cfg.layer_sparsity.get(name, cfg.final_sparsity)
+                    layer_target = polynomial_sparsity(step, final, cfg.begin_step, cfg.end_step,
+                                                       min(cfg.initial_sparsity, final), cfg.power)
                     masked = (module.weight_orig * module.weight_mask).detach().cpu().numpy()
-                    keep = magnitude_mask(masked, target)  # zeros are the smallest: they stay pruned
+                    keep = magnitude_mask(masked, layer_target)  # zeros are the smallest: they stay pruned
                     module.weight_mask.copy_(torch.from_numpy(keep).to(module.weight_mask))
             self.sparsity = target
         return self.sparsity
