@@ -7,7 +7,8 @@ model, which makes them exact references for per-op tests of edgeport's C kernel
 max and average pooling, broadcast and residual ADD, MEAN, per-channel FULLY_CONNECTED,
 SOFTMAX), `layout_graph()` (float input and output through QUANTIZE/DEQUANTIZE, TRANSPOSE,
 PAD, PADV2, CONCATENATION, RESHAPE, FULLY_CONNECTED with keep_num_dims on 3-D input,
-requantizing QUANTIZE) and one-op graphs (`single_op_graph`).
+requantizing QUANTIZE), `compressible_graph()` (weights pruned and palettized, for compressed
+weight storage) and one-op graphs (`single_op_graph`).
 """
 
 from __future__ import annotations
@@ -111,9 +112,10 @@ class GraphBuilder:
         """An output scale putting about 2.5 standard deviations in int8, and a small zero point."""
         return float(np.float32(real_std / 50.0)), int(self.rng.integers(-20, 21))
 
-    def _weight_scales(self, x: int, taps: int, channels: int, target_std: float) -> np.ndarray:
-        """Weight scales giving outputs of about `target_std` (int8 inputs spread ~ 60 steps)."""
-        base = target_std / (self.scale(x) * 60 * 73 * np.sqrt(taps))
+    def _weight_scales(self, x: int, taps: int, channels: int, target_std: float, rms: float = 73.0) -> np.ndarray:
+        """Weight scales giving outputs of about `target_std` (int8 inputs spread ~ 60 steps, int8
+        weights of root mean square `rms`: about 73 for the uniform random ones)."""
+        base = target_std / (self.scale(x) * 60 * rms * np.sqrt(taps))
         return (self.rng.uniform(0.6, 1.4, channels) * base).astype(np.float32)
 
     def _activation_qparams(self, act: str, target_std: float) -> tuple[float, int]:
@@ -127,19 +129,22 @@ class GraphBuilder:
         return self._qparams(target_std)
 
     def conv(self, x: int, out_c: int, k=(3, 3), stride=(1, 1), dilation=(1, 1), padding="SAME", act="NONE",
-             depthwise=False, per_channel=True, bias=True, target_std: float = 2.0, groups: int = 1) -> int:
+             depthwise=False, per_channel=True, bias=True, target_std: float = 2.0, groups: int = 1,
+             weights=None) -> int:
+        """`weights`: a function (rng, shape) -> int8 filter replacing the uniform random one."""
         n, h, w, c = self.shape(x)
+        shape = (1, *k, out_c) if depthwise else (out_c, *k, c // groups)
+        rms = 73.0 if weights is None else None
+        weights = (weights or _uniform_weights)(self.rng, shape)
         if depthwise:
             multiplier = out_c // c
-            weights = self.rng.integers(-127, 128, (1, *k, out_c)).astype(np.int8)
             taps, axis = k[0] * k[1], 3
         else:
             multiplier = 1
-            weights = self.rng.integers(-127, 128, (out_c, *k, c // groups)).astype(np.int8)
             taps, axis = k[0] * k[1] * c // groups, 0
         if act == "RELU_N1_TO_1":
             target_std = 0.7
-        w_scales = self._weight_scales(x, taps, out_c if per_channel else 1, target_std)
+        w_scales = self._weight_scales(x, taps, out_c if per_channel else 1, target_std, rms or _rms(weights))
         wt = self.const(f"w{len(self.tensors)}", weights, w_scales, np.zeros(w_scales.size, np.int64), axis)
         b_scales = (np.float32(self.scale(x)) * w_scales).astype(np.float32)
         bt = -1
@@ -164,11 +169,13 @@ class GraphBuilder:
         return y
 
     def fully_connected(self, x: int, units: int, act="NONE", per_channel=False, keep_num_dims=False,
-                        bias=True, out_scale: float | None = None) -> int:
+                        bias=True, out_scale: float | None = None, weights=None) -> int:
+        """`weights`: a function (rng, shape) -> int8 filter replacing the uniform random one."""
         shape = self.shape(x)
         depth = shape[-1]
-        weights = self.rng.integers(-127, 128, (units, depth)).astype(np.int8)
-        w_scales = self._weight_scales(x, depth, units if per_channel else 1, 2.0)
+        rms = 73.0 if weights is None else None
+        weights = (weights or _uniform_weights)(self.rng, (units, depth))
+        w_scales = self._weight_scales(x, depth, units if per_channel else 1, 2.0, rms or _rms(weights))
         wt = self.const(f"fc_w{len(self.tensors)}", weights, w_scales, np.zeros(w_scales.size, np.int64), 0)
         b_scales = np.broadcast_to((np.float32(self.scale(x)) * w_scales).astype(np.float32), (units,))
         bias_q = np.round(self.rng.normal(0, 0.5, units) / b_scales).astype(np.int32)
@@ -262,6 +269,50 @@ class GraphBuilder:
         y = self.activation(f"requant{len(self.tensors)}", self.shape(x), scale, zero_point)
         self.op("QUANTIZE", [x], [y], schema.QuantizeOptionsT())
         return y
+
+
+def _uniform_weights(rng: np.random.Generator, shape) -> np.ndarray:
+    return rng.integers(-127, 128, shape).astype(np.int8)
+
+
+def _rms(weights: np.ndarray) -> float:
+    return max(float(np.sqrt(np.mean(weights.astype(np.float64) ** 2))), 1.0)
+
+
+def pruned_palettized(sparsity: float, levels: int = 16, per_channel: bool = False):
+    """A `weights` function for GraphBuilder layers: int8 weights with about `sparsity` zeros and
+    at most `levels` distinct values (0 and levels - 1 others), as pruning then k-means leave
+    them; with `per_channel`, other values for each slice along axis 0 (FC and CONV_2D output
+    channels)."""
+    def make(rng: np.random.Generator, shape) -> np.ndarray:
+        slices = shape[0] if per_channel else 1
+        tables = [rng.choice(np.r_[-127:0, 1:128], levels - 1, replace=False) for _ in range(slices)]
+        if per_channel:
+            weights = np.concatenate([rng.choice(t, (1, *shape[1:])) for t in tables]).astype(np.int8)
+        else:
+            weights = rng.choice(tables[0], shape).astype(np.int8)
+        weights[rng.random(shape) < sparsity] = 0
+        return weights
+    return make
+
+
+def compressible_graph(seed: int = 7) -> bytes:
+    """int8 in, int8 out, weights as pruning and k-means leave them (85% zeros, 16 values per
+    tensor; the first FULLY_CONNECTED 90% zeros; the last 20% zeros and 16 values per output
+    channel, over 128 in all): CONV_2D 3x3 SAME RELU, DEPTHWISE_CONV_2D 3x3 stride 2 with depth
+    multiplier 2, CONV_2D 1x1 in 2 groups, AVERAGE_POOL_2D, RESHAPE, FULLY_CONNECTED 256 -> 64
+    RELU, FULLY_CONNECTED 64 -> 16 per channel."""
+    g = GraphBuilder(seed)
+    pruned = pruned_palettized(0.85)
+    x = g.activation("input", (1, 9, 9, 4), 0.05, 3)
+    a = g.conv(x, 12, k=(3, 3), act="RELU", weights=pruned)
+    b = g.conv(a, 24, k=(3, 3), stride=(2, 2), depthwise=True, weights=pruned)
+    c = g.conv(b, 16, k=(1, 1), groups=2, weights=pruned)
+    p = g.pool(c, "AVERAGE_POOL_2D", k=(2, 2), stride=(1, 1))
+    r = g.reshape(p, [1, 256])
+    f = g.fully_connected(r, 64, act="RELU", weights=pruned_palettized(0.9))
+    y = g.fully_connected(f, 16, per_channel=True, weights=pruned_palettized(0.2, per_channel=True))
+    return g.build([x], [y])
 
 
 def ops_graph(seed: int = 0) -> bytes:

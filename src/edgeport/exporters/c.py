@@ -95,7 +95,7 @@ class CExporter(Exporter):
         path.mkdir()
         source = Path(job.model.source).name if job.model.tflite_bytes is not None else job.model.source
         storage = weight_storage(None if job.model.tflite_bytes is not None else job.recipe, job.options.get("mcu", {}))
-        info = generate_library(tflite, job.model.name, path, source=source, **({"storage": storage} if storage else {}))
+        info = generate_library(tflite, job.model.name, path, source=source, storage=storage)
         generate_c_array(tflite, job.model.name, path, source=source)
         (path / f"{job.model.name}.tflite").write_bytes(tflite)
         board_name = board_of(target.name)

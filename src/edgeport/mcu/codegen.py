@@ -15,6 +15,11 @@ around `<name>_invoke` exactly as the model's QUANTIZE/DEQUANTIZE ops. The heade
 All weights, biases and requantization tables are `static const` (flash); activations live in
 one static, 16-byte aligned arena laid out by `edgeport.mcu.planner`; the op sequence is
 straight-line calls into the kernels. Not reentrant: one invoke at a time per library.
+
+With a `WeightStorage` (`edgeport.mcu.storage`), weight tensors are stored compressed (palette,
+CSR, Huffman; `edgeport.mcu.lowering_compressed`) and the library also has `int <name>_init(void)`,
+which decodes the tensors decoded once (decode="init") into a static buffer of
+`<NAME>_DECODED_SIZE` bytes; `<name>_invoke` calls it first if the caller did not.
 """
 
 from __future__ import annotations
@@ -41,6 +46,12 @@ from edgeport.mcu.lowering import (
     lower_op,
     unsupported,
 )
+from edgeport.mcu.lowering_compressed import (
+    StorageLowering,
+    storage_header,
+    storage_source,
+)
+from edgeport.mcu.storage import WeightStorage
 from edgeport.mcu.tflite_ir import Graph, Op, read_tflite
 
 KERNEL_DIR = Path(__file__).parent / "kernels"
@@ -62,7 +73,7 @@ class LibraryInfo:
     output_dtype: str
     output_size: int
     arena_bytes: int                 # RAM besides the caller's input/output buffers
-    weight_bytes: int                # const arrays: weights, biases, multipliers, shifts
+    weight_bytes: int                # const arrays: weights (as stored), biases, multipliers, shifts
     ops: dict[str, int]              # op name -> count in the model
     macs: int                        # multiply-accumulates per inference
     input_quantization: tuple[float, int]   # scale, zero point of <name>_invoke's int8 input
@@ -70,12 +81,14 @@ class LibraryInfo:
     float_api: bool = False          # <name>_invoke_f32 exists
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    weight_storage: list[dict] = field(default_factory=list)  # per filter tensor: format, decode, bytes
+    decoded_bytes: int = 0           # static RAM of weights decoded at init (<NAME>_DECODED_SIZE)
 
     @property
     def ram_bytes(self) -> int:
-        """Arena plus int8 input and output buffers of `<name>_invoke`: the RAM a caller needs,
-        comparable with a TFLite Micro arena (which holds the I/O tensors)."""
-        return self.arena_bytes + self.input_size + self.output_size
+        """Arena, weights decoded at init, and the int8 input and output buffers of `<name>_invoke`:
+        the RAM a caller needs, comparable with a TFLite Micro arena (which holds the I/O tensors)."""
+        return self.arena_bytes + self.decoded_bytes + self.input_size + self.output_size
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -169,6 +182,8 @@ def _render_array(array: CArray) -> str:
 
 
 def _field(value) -> str:
+    if isinstance(value, str):  # a C expression: an array's name, NULL
+        return value
     if isinstance(value, (list, tuple)):
         return "{" + (", ".join(_field(v) for v in value) if len(value) else "0") + "}"
     if isinstance(value, (float, np.floating)):
@@ -288,7 +303,7 @@ def _banner(filename: str, what: str, source: str, digest: str, version: str) ->
             " * Do not edit: regenerate it.\n *")
 
 
-def _header(name: str, graph: Graph, io: _Interface, arena: int, banner: str) -> str:
+def _header(name: str, graph: Graph, io: _Interface, arena: int, banner: str, storage=((), ())) -> str:
     upper, tin, tout = name.upper(), graph.tensors[io.core_input], graph.tensors[io.core_output]
     gin, gout = graph.tensors[io.graph_input], graph.tensors[io.graph_output]
     float_api = io.quantize is not None or io.dequantize is not None
@@ -303,12 +318,12 @@ def _header(name: str, graph: Graph, io: _Interface, arena: int, banner: str) ->
              f"#ifndef {upper}_H", f"#define {upper}_H", "", "#include <stdint.h>", "",
              "#ifdef __cplusplus", 'extern "C" {', "#endif", "",
              f"#define {upper}_INPUT_SIZE {tin.size}", f"#define {upper}_OUTPUT_SIZE {tout.size}",
-             f"#define {upper}_ARENA_SIZE {arena}",
+             f"#define {upper}_ARENA_SIZE {arena}", *storage[0],
              f"#define {upper}_INPUT_SCALE {c_float(tin.scale)}", f"#define {upper}_INPUT_ZERO_POINT {c_define(tin.zero_point)}",
              f"#define {upper}_OUTPUT_SCALE {c_float(tout.scale)}",
              f"#define {upper}_OUTPUT_ZERO_POINT {c_define(tout.zero_point)}", "",
              f"/* Run the model on {upper}_INPUT_SIZE int8 values, write {upper}_OUTPUT_SIZE int8 values. Returns 0. */",
-             f"int {name}_invoke(const int8_t *input, int8_t *output);", ""]
+             f"int {name}_invoke(const int8_t *input, int8_t *output);", "", *storage[1]]
     if float_api:
         lines += [f"/* The same with the model's own I/O types ({gin.dtype} in, {gout.dtype} out), quantized and",
                   " * dequantized as the model's QUANTIZE/DEQUANTIZE ops do. Returns 0. */",
@@ -318,7 +333,7 @@ def _header(name: str, graph: Graph, io: _Interface, arena: int, banner: str) ->
 
 
 def _source(name: str, graph: Graph, io: _Interface, ctx: Lowering, steps: list[Step], boundary: list[Step],
-            plan: planner.ArenaPlan, banner: str) -> str:
+            plan: planner.ArenaPlan, banner: str, storage=((), "", "")) -> str:
     upper = name.upper()
     core = _Renderer(graph, ctx, plan, {io.core_input: "input", io.core_output: "output"})
     counts = Counter(step.op.name for step in steps + boundary)
@@ -326,11 +341,13 @@ def _source(name: str, graph: Graph, io: _Interface, ctx: Lowering, steps: list[
            "#include <stddef.h>", "#include <stdint.h>", "", f'#include "{name}.h"', '#include "ep_kernels.h"', ""]
     if plan.size:
         out += [f"static int8_t arena[{upper}_ARENA_SIZE] EP_ALIGN16;", ""]
-    out += [_render_array(a) for a in ctx.arrays.values()]
+    buffers, init, first = storage
+    out += [*buffers, *(_render_array(a) for a in ctx.arrays.values())]
     out += [_render_struct(s) for step in steps + boundary for s in step.structs]
+    out += [init] if init else []
     body = "".join(core.statement(step) for step in steps)
     unused = [f"    (void){p};\n" for p in ("input", "output") if not re.search(rf"\b{p}\b", body)]
-    out += [f"int {name}_invoke(const int8_t *input, int8_t *output)\n{{\n{''.join(unused)}{body}    return 0;\n}}\n"]
+    out += [f"int {name}_invoke(const int8_t *input, int8_t *output)\n{{\n{first}{''.join(unused)}{body}    return 0;\n}}\n"]
     if boundary:
         in_t = "float" if io.quantize else "int8_t"
         out_t = "float" if io.dequantize else "int8_t"
@@ -379,7 +396,8 @@ def _copy_kernels(out_dir: Path) -> list[Path]:
     return files
 
 
-def generate_library(tflite_bytes: bytes, name: str, out_dir: Path, *, source: str | None = None) -> LibraryInfo:
+def generate_library(tflite_bytes: bytes, name: str, out_dir: Path, *, source: str | None = None,
+                     storage: WeightStorage | None = None) -> LibraryInfo:
     """Write a standalone C library for an int8 .tflite model.
 
     Args:
@@ -388,9 +406,12 @@ def generate_library(tflite_bytes: bytes, name: str, out_dir: Path, *, source: s
         name: library name; sanitized into a C identifier for file and function names.
         out_dir: folder to write `<name>.h`, `<name>.c` and the kernel sources into.
         source: the model's file name, for the banner and error messages.
+        storage: how to store the weight tensors (palette, CSR, Huffman; decoded by the kernels or
+            once at init); None, or one that compresses nothing: dense int8 arrays.
 
     Returns:
-        LibraryInfo with the files, I/O, arena and flash figures.
+        LibraryInfo with the files, I/O, arena and flash figures, and per weight tensor its
+        storage (`weight_storage`); `weight_bytes` counts the const arrays as stored.
 
     Raises:
         InputError: unreadable file, float model, unsupported interface.
@@ -406,7 +427,9 @@ def generate_library(tflite_bytes: bytes, name: str, out_dir: Path, *, source: s
     _check_int8(graph)
     io = _interface(graph)
     ops = [op for op in graph.ops if op is not io.quantize and op is not io.dequantize]
-    ctx = Lowering(graph, frozenset({io.core_output}), frozenset({io.core_input}))
+    ends = frozenset({io.core_output}), frozenset({io.core_input})
+    packing = storage is not None and storage.compresses
+    ctx = StorageLowering(graph, *ends, storage) if packing else Lowering(graph, *ends)
     steps = [lower_op(op, graph, ctx) for op in ops]
     boundary = [lower_op(op, graph, ctx) for op in (io.quantize, io.dequantize) if op is not None]
     _check_dataflow(graph, ops, io)
@@ -414,8 +437,11 @@ def generate_library(tflite_bytes: bytes, name: str, out_dir: Path, *, source: s
 
     digest = hashlib.sha256(bytes(tflite_bytes)).hexdigest()
     what = f"{source} as a standalone C library (no interpreter)"
-    header = _header(name, graph, io, plan.size, _banner(f"{name}.h", what, source, digest, __version__))
-    body = _source(name, graph, io, ctx, steps, boundary, plan, _banner(f"{name}.c", what, source, digest, __version__))
+    extra = {"storage": storage_header(name, ctx)} if packing else {}
+    header = _header(name, graph, io, plan.size, _banner(f"{name}.h", what, source, digest, __version__), **extra)
+    extra = {"storage": storage_source(name, ctx)} if packing else {}
+    body = _source(name, graph, io, ctx, steps, boundary, plan, _banner(f"{name}.c", what, source, digest, __version__),
+                   **extra)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -430,7 +456,8 @@ def generate_library(tflite_bytes: bytes, name: str, out_dir: Path, *, source: s
         weight_bytes=sum(a.nbytes for a in ctx.arrays.values()), ops=dict(Counter(op.name for op in graph.ops)),
         macs=sum(step.macs for step in steps), input_quantization=(float(tin.scale), tin.zero_point),
         output_quantization=(float(tout.scale), tout.zero_point), float_api=bool(boundary), source=source,
-        notes=list(ctx.notes))
+        notes=list(ctx.notes), weight_storage=list(ctx.weight_storage),
+        decoded_bytes=ctx.decoded_size if packing else 0)
 
 
 def generate_c_array(tflite_bytes: bytes, name: str, out_dir: Path, *, source: str | None = None) -> list[Path]:

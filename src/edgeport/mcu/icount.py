@@ -205,8 +205,16 @@ def _page_span(start: int, end: int) -> tuple[int, int]:
     return lo, ((end + PAGE - 1) & ~(PAGE - 1)) - lo
 
 
+def _optional_symbol(image, name: str):
+    try:
+        return image.symbol(name)
+    except KeyError:
+        return None
+
+
 def count_instructions(elf: Path, name: str, board: str, input_bytes: bytes) -> dict:
-    """Count the instructions one `<name>_invoke` call executes on `board`'s core.
+    """Count the instructions one `<name>_invoke` call executes on `board`'s core (after
+    `<name>_init`, when the library has one: start-up work is not part of an inference).
 
     Args:
         elf: Firmware built by `build_firmware` (it has `ep_input`/`ep_output` and `<name>_invoke`).
@@ -253,6 +261,11 @@ def count_instructions(elf: Path, name: str, board: str, input_bytes: bytes) -> 
         uc.mem_write(segment.vaddr, segment.data)
     uc.mem_write(ep_input.value, bytes(input_bytes))
     # No CPACR write: unicorn's M-profile CPUs execute FPU instructions from reset (checked).
+    init_symbol = _optional_symbol(image, f"{name}_init")
+    if init_symbol is not None:  # weights decoded once at start-up: not part of an inference
+        uc.reg_write(arm_const.UC_ARM_REG_SP, stack_top.value)
+        uc.reg_write(arm_const.UC_ARM_REG_LR, RETURN_ADDRESS | 1)
+        uc.emu_start(init_symbol.value | 1, RETURN_ADDRESS, timeout=TIMEOUT_S * 1_000_000)
     uc.reg_write(arm_const.UC_ARM_REG_SP, stack_top.value)
     uc.reg_write(arm_const.UC_ARM_REG_R0, ep_input.value)
     uc.reg_write(arm_const.UC_ARM_REG_R1, ep_output.value)

@@ -11,7 +11,7 @@ variant without a kernel, raises UnsupportedOpError before anything is written.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -64,6 +64,18 @@ class CStruct:
     fields: dict
 
 
+@dataclass(frozen=True)
+class Filter:
+    """How a kernel gets its weight tensor: `arg`, a C expression for a dense int8 array (const, or
+    decoded into RAM at init), or with `packed` for an `ep_packed_weights` decoded on the fly by
+    the `_packed` kernel, which then needs `scratch` bytes of arena. `structs` go with the Step."""
+
+    arg: str
+    packed: bool = False
+    scratch: int = 0
+    structs: tuple[CStruct, ...] = ()
+
+
 @dataclass
 class Step:
     """One op as C: const data it needs and the statement that runs it."""
@@ -85,6 +97,8 @@ class Lowering:
         self.outputs = outputs              # tensors that must land in the caller's buffer
         self.inputs = inputs                # tensors read from the caller's (const) buffer
         self.notes: list[str] = []          # for the report: choices a user may want to know
+        self.weight_storage: list[dict] = []  # per filter tensor: how it is stored
+        self._filters: dict[int, Filter] = {}
 
     def last_use(self, op: Op, tensor: int) -> bool:
         """Whether no op after `op` reads `tensor`'s bytes (through any alias of them), and they
@@ -107,6 +121,24 @@ class Lowering:
             shape = ", ".join(map(str, tensor.shape))
             self.arrays[name] = CArray(name, ctype, np.ravel(tensor.data), f"{tensor.label}: {tensor.dtype} [{shape}]")
         return name
+
+    def filter(self, op: Op, index: int) -> Filter:
+        """How `op`'s kernel reads its weight tensor `index` (its structs are returned once)."""
+        if index not in self._filters:
+            self._filters[index] = self._filter(op, index)
+            return self._filters[index]
+        return replace(self._filters[index], structs=())
+
+    def _filter(self, op: Op, index: int) -> Filter:
+        """Here: a dense const array (`edgeport.mcu.lowering_compressed` stores it compressed)."""
+        self.record_storage(op, index, "dense", None, self.graph.tensors[index].nbytes)
+        return Filter(self.const(index))
+
+    def record_storage(self, op: Op, index: int, form: str, decode: str | None, stored: int, **more) -> None:
+        tensor = self.graph.tensors[index]
+        self.weight_storage.append({"layer": self.graph.node_label(op), "op": op.index, "op_name": op.name,
+                                    "tensor": tensor.label, "shape": list(tensor.shape), "format": form,
+                                    "decode": decode, "stored_bytes": stored, "dense_bytes": tensor.nbytes, **more})
 
     def array(self, name: str, ctype: str, values, comment: str) -> str:
         values = np.asarray(values)
@@ -300,16 +332,22 @@ def lower_conv(op: Op, graph: Graph, ctx: Lowering) -> Step:
               channel_quant_table(multipliers, shifts, None if bias is None else bias.data, channels,
                                   fields["output_offset"]),
               "per output channel: bias, requantization (multiplier, shift) and its fast form")
-    args = [", ", ctx.operand(op.inputs[0]), f", {ctx.const(op.inputs[1])}, {name}_quant, "]
+    x_arg = ctx.operand(op.inputs[0])
+    weights = ctx.filter(op, op.inputs[1])
+    args = [", ", x_arg, f", {weights.arg}, {name}_quant, "]
+    structs = [CStruct("ep_conv_params", name, fields), *weights.structs]
+    if weights.packed:  # one output channel's weights decoded at a time into the scratch
+        kernel = "ep_depthwise_conv2d_packed_s8" if depthwise else "ep_conv2d_packed_s8"
+        return Step(op, [f"{kernel}(&", name, *args, ScratchRef(), ", ", Ref(op.outputs[0]), ");"], structs,
+                    macs=out.size * taps.shape[1], scratch=weights.scratch)
     if depthwise:
-        return Step(op, ["ep_depthwise_conv2d_s8(&", name, *args, Ref(op.outputs[0]), ");"],
-                    [CStruct("ep_conv_params", name, fields)], macs=out.size * taps.shape[1])
+        return Step(op, ["ep_depthwise_conv2d_s8(&", name, *args, Ref(op.outputs[0]), ");"], structs,
+                    macs=out.size * taps.shape[1])
     scratch = conv_scratch_bytes(fields)
     if pointwise_in_place(fields) and op.outputs[0] not in ctx.outputs and ctx.last_use(op, op.inputs[0]):
         ctx.aliases[op.outputs[0]] = op.inputs[0]  # the kernel reads each pixel before writing it
     return Step(op, ["ep_conv2d_s8(&", name, *args, ScratchRef() if scratch else "NULL", ", ", Ref(op.outputs[0]),
-                     ");"], [CStruct("ep_conv_params", name, fields)], macs=out.size * taps.shape[1],
-                scratch=scratch)
+                     ");"], structs, macs=out.size * taps.shape[1], scratch=scratch)
 
 
 @lowers("FULLY_CONNECTED")
@@ -346,9 +384,15 @@ def lower_fully_connected(op: Op, graph: Graph, ctx: Lowering) -> Step:
         bias_arg = ctx.array(f"{name}_bias", "int32_t", folded,
                              "bias + input_offset * sum of the row's weights (input zero point folded in)")
         fields["input_offset"] = 0
-    return Step(op, [f"ep_fully_connected_s8(&{name}, ", ctx.operand(op.inputs[0]), f", {ctx.const(op.inputs[1])}, ",
-                     bias_arg, f", {rescale}, ", Ref(op.outputs[0]), ");"],
-                [CStruct("ep_fc_params", name, fields)], macs=out.size * in_depth)
+    x_arg = ctx.operand(op.inputs[0])
+    weights = ctx.filter(op, op.inputs[1])
+    structs = [CStruct("ep_fc_params", name, fields), *weights.structs]
+    if weights.packed:
+        return Step(op, [f"ep_fully_connected_packed_s8(&{name}, ", x_arg, f", {weights.arg}, ", bias_arg,
+                         f", {rescale}, ", ScratchRef() if weights.scratch else "NULL", ", ", Ref(op.outputs[0]),
+                         ");"], structs, macs=out.size * in_depth, scratch=weights.scratch)
+    return Step(op, [f"ep_fully_connected_s8(&{name}, ", x_arg, f", {weights.arg}, ", bias_arg, f", {rescale}, ",
+                     Ref(op.outputs[0]), ");"], structs, macs=out.size * in_depth)
 
 
 def fc_folded_bias(weights: np.ndarray, bias: np.ndarray | None, input_offset: int) -> np.ndarray | None:

@@ -22,14 +22,12 @@ static int8_t ep_conv_output_call(int32_t acc, const ep_channel_quant *q, const 
     return ep_conv_output(acc, q, ep_output_range_of(p), p->requantize_fast);
 }
 
-/* sum over the taps of one output pixel inside the input of (x + input_offset) * w, for the
- * filter `w` of one output channel whose group starts at input channel in_c0. Not inlined: alone,
- * the dot-product loop keeps its values in registers. */
+/* See ep_conv_internal.h. Not inlined: alone, the dot-product loop keeps its values in registers. */
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((noinline))
 #endif
-static int32_t ep_conv_window_sum(const ep_conv_params *p, const int8_t *pixel_input, const int8_t *w,
-                                  int32_t iy0, int32_t ix0)
+int32_t ep_conv_window_sum(const ep_conv_params *p, const int8_t *pixel_input, const int8_t *w,
+                           int32_t iy0, int32_t ix0)
 {
     int32_t acc = 0;
     for (int32_t ky = 0; ky < p->k_h; ky++, w += p->k_w * p->filter_in_c) {

@@ -34,6 +34,13 @@ EP_ALWAYS_INLINE int8_t ep_conv_output(int32_t acc, const ep_channel_quant *q, e
     return ep_requantize_acc(acc, q->multiplier, q->shift, out.offset, out.min, out.max);
 }
 
+/* sum over the taps of one output pixel inside the input of (x + input_offset) * w, for the
+ * filter `w` of one output channel ([k_h][k_w][filter_in_c]); `pixel_input` points at the input
+ * of the pixel's batch, at the first input channel of the channel's group; (iy0, ix0) is the
+ * window's top left corner in the input (ep_conv.c; also used by ep_compressed.c). */
+int32_t ep_conv_window_sum(const ep_conv_params *p, const int8_t *pixel_input, const int8_t *w, int32_t iy0,
+                           int32_t ix0);
+
 /* First and one-past-last filter tap whose input position start + dilation * tap is in [0, size). */
 static inline void ep_tap_range(int32_t start, int32_t dilation, int32_t size, int32_t taps, int32_t *first,
                                 int32_t *end)

@@ -8,8 +8,7 @@
  * input_offset 0); with the DSP extension four rows then share each unpacked word of input.
  */
 #include "ep_dsp.h"
-#include "ep_fixedpoint.h"
-#include "ep_kernels.h"
+#include "ep_fc_internal.h"
 
 #ifdef EP_USE_DSP
 #if defined(__GNUC__) || defined(__clang__)
@@ -64,19 +63,6 @@ EP_FC_NOINLINE static void ep_fc_rows4(const int8_t *x, const int8_t *w, int32_t
     acc[3] = a3;
 }
 #endif
-
-static inline int8_t ep_fc_output(const ep_fc_params *p, int32_t acc, int32_t o, const uint64_t *multiplier,
-                                  const int32_t *shift, const double *scale)
-{
-    const int32_t q = p->per_channel ? o : 0;
-    int64_t value;
-    if (scale) { /* LiteRT's double-precision rescale (soft-float on a Cortex-M4) */
-        value = (int64_t)ep_round_double_to_int32((double)acc * scale[q]) + p->output_offset;
-    } else {     /* proven equal to it by the generator for every reachable acc */
-        value = ep_rescale_exact(acc, multiplier[q], shift[q]) + p->output_offset;
-    }
-    return (int8_t)(value < p->act_min ? p->act_min : (value > p->act_max ? p->act_max : value));
-}
 
 void ep_fully_connected_s8(const ep_fc_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
                            const uint64_t *multiplier, const int32_t *shift, const double *scale, int8_t *output)

@@ -5,8 +5,9 @@
  * Each kernel reproduces the integer arithmetic of TFLite's reference kernels bit for bit
  * (LiteRT BUILTIN_REF). Multipliers, shifts, clamps and shapes are computed by the generator
  * and passed in const parameter structs; kernels allocate nothing and keep no state.
- * Tensors are dense, row-major, NHWC for images. Requires arithmetic right shift of negative
- * integers (every C compiler for Arm and x86 does this).
+ * Tensors are dense, row-major, NHWC for images; weights may instead be stored compressed
+ * (ep_packed_weights: palette, CSR, Huffman), read by the `_packed` kernels of ep_compressed.c.
+ * Requires arithmetic right shift of negative integers (every C compiler for Arm and x86 does this).
  *
  * With __ARM_FEATURE_DSP (Cortex-M4/M7/M33/M55) convolutions run on im2col columns with a
  * 2x2 SMLAD kernel, depthwise convolutions four channels at a time (SMLABB/SMLATT) and fully
@@ -132,6 +133,28 @@ typedef struct {
     int32_t inner[8];
 } ep_concat_params;
 
+/* A weight matrix stored compressed in flash (ep_compressed.c), one row per output channel:
+ * FULLY_CONNECTED [out_depth][in_depth], CONV_2D [out_c][k_h * k_w * filter_in_c],
+ * DEPTHWISE_CONV_2D [out_c][k_h * k_w] (transposed from its dense layout). The value stream holds
+ * per weight (`counts` NULL) or per CSR entry a palette index into `lut` (value_bits wide; one table,
+ * or lut_stride entries per row) or, without `lut`, the int8 value as a byte. CSR (Han et al.,
+ * "Deep Compression"): per entry, the zeros before it as a gap_bits-wide relative index (longer
+ * runs of zeros hold filler entries of value 0); `counts` gives each row's entries, count_bytes
+ * each, little-endian. A stream with a codebook (`value_code`, `gap_code`) is canonical-Huffman-
+ * coded; else its symbols are packed LSB first. The generator fills these from edgeport.mcu.storage. */
+typedef struct {
+    const uint8_t *values;
+    const uint8_t *value_code;     /* NULL: fixed-width symbols */
+    const int8_t *lut;             /* NULL: the symbols are int8 values */
+    const uint8_t *gaps;           /* CSR relative indices (NULL if there are no entries) */
+    const uint8_t *gap_code;       /* NULL: fixed-width relative indices */
+    const uint8_t *counts;         /* NULL: dense, one symbol per weight */
+    int32_t rows, cols;
+    int32_t value_bits, gap_bits;  /* 1..8 */
+    int32_t lut_stride;            /* 0: one table for all rows */
+    int32_t count_bytes;           /* 1 or 2 */
+} ep_packed_weights;
+
 /* CONV_2D. `scratch`, 4-byte aligned, holds the DSP path's im2col columns: 4 K bytes, plus K
  * for a gathered input row unless the filter is 1x1 without padding (K = k_h * k_w * in_c);
  * grouped convolutions do not use it. `output` may be `input` for a 1x1 convolution with
@@ -142,6 +165,19 @@ void ep_depthwise_conv2d_s8(const ep_conv_params *p, const int8_t *input, const 
                             const ep_channel_quant *quant, int8_t *output);
 void ep_fully_connected_s8(const ep_fc_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
                            const uint64_t *multiplier, const int32_t *shift, const double *scale, int8_t *output);
+/* The same with weights stored compressed, decoded as they are used (ep_compressed.c). The
+ * convolutions decode one output channel's weights at a time into `scratch` (w->cols bytes; the
+ * output must not overlap the input); FULLY_CONNECTED decodes a row into `scratch` (in_depth bytes)
+ * when every weight is stored, and walks CSR rows (`scratch` unused, may be NULL). */
+void ep_conv2d_packed_s8(const ep_conv_params *p, const int8_t *input, const ep_packed_weights *w,
+                         const ep_channel_quant *quant, int8_t *scratch, int8_t *output);
+void ep_depthwise_conv2d_packed_s8(const ep_conv_params *p, const int8_t *input, const ep_packed_weights *w,
+                                   const ep_channel_quant *quant, int8_t *scratch, int8_t *output);
+void ep_fully_connected_packed_s8(const ep_fc_params *p, const int8_t *input, const ep_packed_weights *w,
+                                  const int32_t *bias, const uint64_t *multiplier, const int32_t *shift,
+                                  const double *scale, int8_t *scratch, int8_t *output);
+/* Expand a whole matrix into RAM: element (r, c) to out[r * row_stride + c * col_stride]. */
+void ep_weights_decode(const ep_packed_weights *w, int8_t *out, int32_t row_stride, int32_t col_stride);
 void ep_average_pool_s8(const ep_pool_params *p, const int8_t *input, int8_t *output);
 void ep_max_pool_s8(const ep_pool_params *p, const int8_t *input, int8_t *output);
 void ep_mean_s8(const ep_mean_params *p, const int8_t *input, int8_t *output);
