@@ -52,6 +52,9 @@ int main(void) {
         say("edgeport-harness: cannot open input.bin or output.bin\n");
         return 2;
     }
+#ifdef @NAME@_DECODED_SIZE
+    (void)@name@_init(); /* weights decoded once at start-up, as an application would */
+#endif
     uint32_t samples = 0;
     for (;;) {
         int got = read_sample(in, ep_input, @NAME@_INPUT_SIZE);
