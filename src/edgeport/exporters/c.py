@@ -108,6 +108,8 @@ class CExporter(Exporter):
         notes.append(f"library: arena {info.arena_bytes:,} B (static), weights {info.weight_bytes:,} B (const), "
                      f"{info.macs:,} MACs per inference")
         notes += _storage_notes(info)
+        if storage is not None:
+            notes += _stage_notes(tflite, source)
         return Artifact(target.name, self.format, path, job.recipe.describe() if not job.model.tflite_bytes
                         else "int8 as in the .tflite", notes=notes)
 
@@ -133,6 +135,18 @@ def _storage_notes(info) -> list[str]:
     formats = ", ".join(sorted({t["format"] for t in compressed}))
     return [f"compressed weights ({formats}, decoded {compressed[0].get('decode', 'kernel')}): "
             f"{len(compressed)} tensors, {stored:,} B instead of {dense:,} B int8 ({dense / max(stored, 1):.1f}x)"]
+
+
+def _stage_notes(tflite: bytes, source: str) -> list[str]:
+    """Deep Compression's table for this model's weights: bytes after each stage."""
+    from edgeport.mcu.storage import stage_totals, storage_stages
+
+    totals = stage_totals(storage_stages(tflite, source))
+    dense = totals["dense"]
+    stages = " -> ".join(f"{stage} {totals[stage]:,} B ({dense / max(totals[stage], 1):.1f}x)"
+                         for stage in ("pruned", "clustered", "huffman"))
+    return [f"Deep Compression stages of the int8 weights: dense {dense:,} B -> {stages} "
+            f"(biases {totals['bias_bytes']:,} B not included)"]
 
 
 def _int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
