@@ -33,6 +33,11 @@ class FloatModel:
         example_inputs: Example tensors for `torch_module` (batch 1).
         tflite_bytes: The model file when the source is an existing .tflite (then `onnx_bytes` is
             empty and `reference` runs LiteRT's reference kernels on it).
+        learned_qparams: Quantization numbers learned in training, when the PyTorch module carries
+            them as `edgeport_qparams` (set by `edgeport.training.qat.convert`): {"bits": 8,
+            "weights": {parameter path: {"scale": [...], "axis": 0 or None}}, "activations":
+            {module path: [lo, hi]}}. The int8 plan uses them instead of its own rule. Only a
+            `module:factory` source keeps them: a `.pt2` program holds no module attributes.
     """
 
     name: str
@@ -46,6 +51,7 @@ class FloatModel:
     torch_module: object | None = None
     example_inputs: tuple = ()
     tflite_bytes: bytes | None = None
+    learned_qparams: dict | None = None
 
     def onnx_model(self):
         import onnx

@@ -91,7 +91,8 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
             float_path = work / ".float.onnx"
             float_path.write_bytes(original.onnx_bytes)
         refs = References(model, eval_data or calib_data, float_path, settings.batch_size)
-        report = Report(model=model.name, source=model.source, recipe=recipe.to_dict(), environment=environment())
+        report = Report(model=model.name, source=model.source, recipe=recipe.to_dict(), environment=environment(),
+                        notes=list(plan.notes))
         # every artifact first: a model a format cannot take fails before any runtime starts
         artifacts = [EXPORTERS.get(t.format).export(job, t, work / t.name) for t in chosen]
         contexts = []

@@ -36,7 +36,9 @@ class TargetReport:
 
 @dataclass
 class Report:
-    """Result of one `export` or `check` run. `exit_code`: 0 ok, 1 a budget breached."""
+    """Result of one `export` or `check` run. `exit_code`: 0 ok, 1 a budget breached.
+    `notes` are facts about the quantization plan shared by every target (e.g. numbers learned by
+    QAT); a target's own notes are on its `TargetReport`."""
 
     model: str
     source: str
@@ -46,6 +48,7 @@ class Report:
     quant_params: str = ""
     environment: dict = field(default_factory=dict)
     cross_target: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -67,7 +70,7 @@ class Report:
     def to_dict(self) -> dict:
         return {
             "edgeport_report": 1, "model": self.model, "source": self.source, "recipe": self.recipe,
-            "quant_params": self.quant_params, "environment": self.environment,
+            "quant_params": self.quant_params, "environment": self.environment, "notes": self.notes,
             "targets": [t.to_dict() for t in self.targets],
             "cross_target": self.cross_target,
             "budgets": [b.to_dict() for b in self.budgets], "exit_code": self.exit_code,
@@ -170,6 +173,7 @@ def render_table(report: Report) -> str:
     rows = [_HEADER] + [_row(t) for t in exported]
     widths = [max(len(r[i]) for r in rows) for i in range(len(_HEADER))]
     lines = [f"edgeport report: {report.model} ({report.source})"]
+    lines += [f"note: {note}" for note in report.notes]
     for i, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(w) if j < 2 else cell.rjust(w) for j, (cell, w) in enumerate(zip(row, widths))))
         if i == 0:

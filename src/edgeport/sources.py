@@ -3,6 +3,10 @@
 Sources: `package.module:factory` (a callable returning a torch.nn.Module), a `torch.export`
 `.pt2` file, an `.onnx` file, or an already quantized `.tflite` file (for Cortex-M targets).
 Arbitrary pickled `.pt` files are refused: unpickling runs code.
+
+A PyTorch module that carries quantization numbers learned in training (`edgeport_qparams`, set by
+`edgeport.training.qat.convert`) keeps them on the `FloatModel` (`learned_qparams`) for the int8
+plan. Only `module:factory` sources can: a `.pt2` program does not keep module attributes.
 """
 
 from __future__ import annotations
@@ -267,7 +271,25 @@ def _from_torch(module, ref: str, name: str, input_shapes, input_dtype) -> Float
     inputs = _specs(model.graph.input, inits)
     return FloatModel(name=name, onnx_bytes=onnx_bytes, inputs=inputs, outputs=_specs(model.graph.output),
                       reference=reference, reference_kind="pytorch", layers=layers, source=ref,
-                      torch_module=module, example_inputs=examples)
+                      torch_module=module, example_inputs=examples, learned_qparams=_learned_qparams(module, ref))
+
+
+def _learned_qparams(module, ref: str) -> dict | None:
+    """A copy of `module.edgeport_qparams` (see `FloatModel.learned_qparams`), checked for shape."""
+    import copy
+
+    learned = getattr(module, "edgeport_qparams", None)
+    if learned is None:
+        return None
+    weights = learned.get("weights") if isinstance(learned, dict) else None
+    activations = learned.get("activations", {}) if isinstance(learned, dict) else None
+    if not isinstance(weights, dict) or not isinstance(activations, dict) \
+            or any(not isinstance(w, dict) or "scale" not in w for w in weights.values()) \
+            or any(not isinstance(r, (list, tuple)) or len(r) != 2 for r in activations.values()):
+        raise InputError(f"{ref}: the module's edgeport_qparams is not in the form written by "
+                         "edgeport.training.qat.convert ({'bits', 'weights': {path: {'scale', 'axis'}}, "
+                         "'activations': {path: [lo, hi]}})")
+    return copy.deepcopy(learned)
 
 
 def rebuild_from_torch(module, like: FloatModel) -> FloatModel:
@@ -276,6 +298,7 @@ def rebuild_from_torch(module, like: FloatModel) -> FloatModel:
     rebuilt = _from_torch(module, like.source, like.name, [tuple(e.shape) for e in like.example_inputs],
                           str(like.example_inputs[0].dtype).removeprefix("torch."))
     rebuilt.reference, rebuilt.reference_kind = like.reference, like.reference_kind
+    rebuilt.learned_qparams = None  # learned for the layers as they were, not for the rebuilt ones
     return rebuilt
 
 

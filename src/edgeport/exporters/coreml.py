@@ -243,13 +243,13 @@ class CoreMLExporter(Exporter):
             notes = [f"deployment target {options.deployment_target}, compute precision {options.precision}"]
             if job.plan.weights or job.recipe.palettize or job.recipe.prune:
                 program = mlmodel._mil_program
-                ranges = None
+                calibrated = None
                 if job.recipe.quantize == "int8":  # calibrate the float graph before touching weights
-                    ranges = calibrate(mlmodel, activation_inputs(program), job)
+                    calibrated = calibrate(mlmodel, activation_inputs(program), job)
                 compress_notes, int8_ops = compress_program(program, job)
                 notes += compress_notes
-                if ranges is not None:  # W8A8: activations only where the weights are int8 (not kept-float layers)
-                    notes += quantize_activations(program, ranges, job, int8_ops)
+                if calibrated is not None:  # W8A8: activations only where the weights are int8 (not kept-float layers)
+                    notes += quantize_activations(program, calibrated, job, int8_ops)
                 PASS_REGISTRY["common::dead_code_elimination"](program)
                 mlmodel = ct.convert(program, pass_pipeline=ct.PassPipeline.EMPTY, **settings)
             mlmodel.short_description = f"{model.name}: {job.recipe.describe()} (edgeport)"

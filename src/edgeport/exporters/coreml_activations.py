@@ -2,9 +2,10 @@
 
 The recipe's activation parameters are keyed by ONNX tensor names, which Core ML's graph does
 not share. Each Core ML activation is therefore calibrated on the same calibration data with the
-recipe's method; where its range equals the range of a planned ONNX tensor (the same tensor
-computed by both graphs), the plan's scale and zero point are used verbatim, otherwise the
-recipe's rule gives them. The artifact notes count both.
+recipe's method; where its raw min / max equals the one a planned ONNX tensor showed (the same
+tensor computed by both graphs), the plan's scale and zero point are used verbatim (also when
+they are not the calibrated ones, e.g. learned by QAT), otherwise the recipe's rule gives them
+from the Core ML range. The artifact notes count both.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ def activation_inputs(program) -> list[str]:
     return names
 
 
-def calibrate(mlmodel, names: list[str], job: ExportJob) -> dict[str, tuple[float, float]]:
-    """(lo, hi) of each named var over the calibration data, by the recipe's method."""
+def calibrate(mlmodel, names: list[str], job: ExportJob
+              ) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
+    """(lo, hi) of each named var over the calibration data by the recipe's method, and the raw
+    (min, max) observed."""
     from edgeport.runtimes.coreml import MilSession
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -44,10 +47,11 @@ def calibrate(mlmodel, names: list[str], job: ExportJob) -> dict[str, tuple[floa
         env = session.run_all({k: v[i:i + 1] for k, v in data.feeds.items()})
         for n in names:
             captured[n].append(env[n].astype(np.float32).ravel())
-    ranges = {}
+    ranges, observed = {}, {}
     for n, parts in captured.items():
         values = np.concatenate(parts)
         lo, hi = float(values.min()), float(values.max())
+        observed[n] = (lo, hi)
         if job.recipe.calibration == "minmax":
             ranges[n] = (lo, hi)
             continue
@@ -56,16 +60,17 @@ def calibrate(mlmodel, names: list[str], job: ExportJob) -> dict[str, tuple[floa
         hist = hist.astype(np.float64)
         ranges[n] = qmath.range_percentile(hist, edges, job.recipe.percentile) \
             if job.recipe.calibration == "percentile" else qmath.range_mse(hist, edges)
-    return ranges
+    return ranges, observed
 
 
-def quantize_activations(program, ranges: dict[str, tuple[float, float]], job: ExportJob,
-                         ops: set[str]) -> list[str]:
-    """Insert quantize -> dequantize before the first of `ops` consuming each calibrated var."""
+def quantize_activations(program, calibrated: tuple[dict, dict], job: ExportJob, ops: set[str]) -> list[str]:
+    """Insert quantize -> dequantize before the first of `ops` consuming each calibrated var;
+    `calibrated` is what `calibrate` returned."""
     from coremltools.converters.mil import Builder as mb
 
     from edgeport.exporters.coreml import scope_of
 
+    ranges, observed = calibrated
     block = program.functions["main"]
     first_consumer = {}
     for op in block.operations:
@@ -74,7 +79,7 @@ def quantize_activations(program, ranges: dict[str, tuple[float, float]], job: E
     counts = {"plan": 0, "rule": 0}
     for name, op in first_consumer.items():
         var = op.x
-        params = job.plan.activation_matching(*ranges[name], by="range", tolerance=RANGE_TOLERANCE)
+        params = job.plan.activation_matching(*observed[name], by="observed", tolerance=RANGE_TOLERANCE)
         if params is None:
             scale, zero_point = qmath.activation_qparams(*ranges[name])
             counts["rule"] += 1

@@ -8,7 +8,9 @@
   - int8: PT2E quantization (`PT2EQuantizer` + `prepare_pt2e` / `convert_pt2e`) whose observers
     are overridden with the recipe's numbers: every activation whose observed calibration range
     equals a planned ONNX tensor's takes the plan's scale and zero point; every weight takes the
-    plan's per-channel scales. `read_params` checks the file against the plan afterwards.
+    plan's per-channel scales (found by the scales the observer's own max rule gives the same
+    weight, since the plan's may differ from it: learned by QAT, α of a binary weight).
+    `read_params` checks the file against the plan afterwards.
 """
 
 from __future__ import annotations
@@ -72,12 +74,12 @@ def _dynamic_int8(job: ExportJob, float_model: bytes) -> bytes:
     return bytes(qt.quantize().quantized_model)
 
 
-def _override_observers(prepared, plan: QuantPlan) -> dict:
-    """Make each observer report the plan's parameters; count what matched."""
+def _override_observers(prepared, plan: QuantPlan, weight_scales: dict) -> dict:
+    """Make each observer report the plan's parameters; count what matched. `weight_scales` maps
+    the rule's scales of each planned weight (what its observer computes) to the plan's entry."""
     import torch
 
     counts = {"weights": 0, "weights_rule": 0, "activations": 0, "activations_rule": 0}
-    weight_scales = {tuple(np.float32(w.scale).tolist()): w for w in plan.weights.values()}
     for _, observer in prepared.named_modules():
         if not hasattr(observer, "min_val") or observer.min_val.numel() == 0:
             continue
@@ -118,6 +120,8 @@ def _int8(job: ExportJob) -> tuple[bytes, list[str]]:
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
+    from edgeport.quantizers import planned_weights_by_rule
+
     model = job.model
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=job.recipe.per_channel))
 
@@ -126,7 +130,7 @@ def _int8(job: ExportJob) -> tuple[bytes, list[str]]:
     with torch.no_grad():
         for i in range(len(data)):  # the exported program is fixed at batch 1
             prepared(*(torch.from_numpy(v[i:i + 1]) for v in data.feeds.values()))
-    counts = _override_observers(prepared, job.plan)
+    counts = _override_observers(prepared, job.plan, planned_weights_by_rule(model.onnx_model(), job.plan))
     converted = convert_pt2e(prepared, fold_quantize=False)
     notes = [f"int8 weights: {counts['weights']} with the recipe's scales"
              + (f", {counts['weights_rule']} by its rule" if counts["weights_rule"] else ""),

@@ -13,6 +13,8 @@ from edgeport.data import Dataset
 from edgeport.errors import InputError
 from edgeport.model import FloatModel
 from edgeport.quantizers import qmath
+from edgeport.quantizers.learned import (
+    learned_activations, learned_note, learned_weight_scales, learned_weights, lowbit_note, normalized)
 from edgeport.quantizers.plan import ActivationParams, QuantPlan, WeightParams
 from edgeport.recipe import Recipe
 from edgeport.registry import Registry
@@ -83,14 +85,39 @@ def weight_inputs(onnx_model, op_types: tuple[str, ...], skip: set[str]):
 
 
 def plan_weights(model: FloatModel, recipe: Recipe, op_types: tuple[str, ...], onnx_model,
-                 skip: set[str]) -> dict[str, WeightParams]:
+                 skip: set[str], origin: dict[str, str] | None = None) -> dict[str, WeightParams]:
+    """Symmetric int8 scales of each weight of `op_types` (not in `skip`): max|w| / 127.
+
+    With `origin` (the static schemes, whose exporters store the plan's weight scales), a weight
+    keeps an exact grid instead: the scales learned by QAT (`model.learned_qparams`), or, for a
+    binary / ternary weight, its α (integers ±1 / -1, 0, +1). `origin` records which weights did.
+    (TFLite's int16x8 and float-I/O int8 paths go through ai-edge-quantizer, which applies the
+    rule to every weight; their `params` check shows where that differs from the plan.)
+    """
+    learned = learned_weights(model.learned_qparams) if origin is not None else {}
     weights = {}
     for node, name, w in weight_inputs(onnx_model, op_types, skip):
         axis = weight_axis(node, w.ndim) if recipe.per_channel else None
-        scales = qmath.weight_scales(w, axis)
+        scales, kind = qmath.weight_scales(w, axis), None
+        entry = learned.get(normalized(name))
+        found = learned_weight_scales(entry, w, axis) if entry is not None else None
+        if found is not None:
+            scales, kind = found, "qat"
+        elif origin is not None:
+            scales, kind = qmath.lowbit_scales(w, axis) or (scales, None)
+        if kind:
+            origin[name] = kind
         weights[name] = WeightParams(scale=scales.tolist(), zero_point=[0] * len(scales), axis=axis,
                                      layer=model.layers.get(node.name, node.name))
     return weights
+
+
+def planned_weights_by_rule(onnx_model, plan: QuantPlan) -> dict[tuple[float, ...], WeightParams]:
+    """The plan's weights keyed by the scales the rule (max|w| / 127) gives each of them: what a
+    converter's own observer computes from the same weight, so it finds the plan's numbers even
+    where they are not the rule's (QAT, binary)."""
+    return {tuple(qmath.weight_scales(w, plan.weights[name].axis).tolist()): plan.weights[name]
+            for _, name, w in weight_inputs(onnx_model, STATIC_OPS, set()) if name in plan.weights}
 
 
 @QUANTIZERS.register("none")
@@ -109,7 +136,12 @@ def plan_dynamic_int8(model: FloatModel, recipe: Recipe, calib: Dataset | None) 
     onnx_model = model.onnx_model()
     kept = float_nodes(onnx_model, model.layers, recipe.keep_float)
     weights = plan_weights(model, recipe, DYNAMIC_OPS, onnx_model, set(kept))
-    return QuantPlan(scheme="dynamic-int8", weights=weights, quantized_ops=list(DYNAMIC_OPS), float_nodes=kept)
+    notes = []
+    if model.learned_qparams:
+        notes.append("QAT: dynamic int8 quantizes weights by its rule (max|w| / 127, as ai-edge-quantizer does "
+                     "for TFLite), not with the learned numbers; the int8 recipe uses them")
+    return QuantPlan(scheme="dynamic-int8", weights=weights, quantized_ops=list(DYNAMIC_OPS), float_nodes=kept,
+                     notes=notes)
 
 
 @QUANTIZERS.register("int8")
@@ -123,7 +155,9 @@ def plan_int16x8(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> Qu
 
 
 def _plan_static(model: FloatModel, recipe: Recipe, calib: Dataset, activation_qparams) -> QuantPlan:
-    """Static schemes: calibrated activation parameters by `activation_qparams`, int8 weights."""
+    """Static schemes: calibrated activation parameters by `activation_qparams`, int8 weights;
+    numbers learned by QAT replace the calibrated ones (int8 activations only: QAT learns 8-bit
+    grids, not int16 ones)."""
     from edgeport.quantizers.calibration import activation_ranges
 
     onnx_model = model.onnx_model()
@@ -134,15 +168,45 @@ def _plan_static(model: FloatModel, recipe: Recipe, calib: Dataset, activation_q
     for name, (lo, hi) in ranges.items():
         scale, zero_point = activation_qparams(lo, hi)
         activations[name] = ActivationParams(float(scale), int(zero_point), (lo, hi), observed[name])
+    origin: dict[str, str] = {}
+    learned_ranges = (model.learned_qparams or {}).get("activations", {})
+    unused_ranges = list(learned_ranges)
+    if learned_ranges and recipe.quantize == "int8":
+        placed, unused_ranges = learned_activations(onnx_model, model.layers, learned_ranges, observed)
+        activations.update(placed)
+        origin.update(dict.fromkeys(placed, "qat"))
     for node in onnx_model.graph.node:  # graph order is topological: sharing chains propagate
         if node.op_type in PASS_THROUGH_OPS and node.input and node.input[0] in activations:
             for out in node.output:
                 if out in activations:
                     activations[out] = activations[node.input[0]]
-    return QuantPlan(
-        scheme=recipe.quantize, activations=activations,
-        weights=plan_weights(model, recipe, STATIC_OPS, onnx_model, set(kept)),
+                    if node.input[0] in origin:
+                        origin[out] = origin[node.input[0]]
+    weights = plan_weights(model, recipe, STATIC_OPS, onnx_model, set(kept), origin)
+    plan = QuantPlan(
+        scheme=recipe.quantize, activations=activations, weights=weights,
         quantized_ops=sorted({n.op_type for n in onnx_model.graph.node}),
-        float_nodes=kept,
+        float_nodes=kept, origin=origin,
         calibration={"method": recipe.calibration, "samples": len(data), "source": calib.source,
                      **({"percentile": recipe.percentile} if recipe.calibration == "percentile" else {})})
+    plan.notes = _origin_notes(plan, model.learned_qparams, unused_ranges)
+    return plan
+
+
+def _origin_notes(plan: QuantPlan, learned: dict | None, unused_ranges: list[str]) -> list[str]:
+    """Report lines on the numbers that are not the recipe's rule: learned by QAT, binary / ternary."""
+    notes = []
+    if learned:
+        qat_weights = {n: w for n, w in plan.weights.items() if plan.origin.get(n) == "qat"}
+        placed = {normalized(n) for n in qat_weights}
+        unused = [f"weight {e['path']}" for key, e in learned_weights(learned).items() if key not in placed]
+        placed_ranges = [p for p in learned.get("activations", {}) if p not in unused_ranges]
+        if plan.scheme == "int8":
+            unused += [f"range of {p}" for p in unused_ranges]
+        elif unused_ranges:
+            unused.append(f"the activation ranges ({plan.scheme} activations are calibrated)")
+        notes.append(learned_note(learned.get("bits"), [w.layer for w in qat_weights.values()], placed_ranges, unused))
+    lowbit = {w.layer: plan.origin[n] for n, w in plan.weights.items() if plan.origin.get(n) in ("binary", "ternary")}
+    if lowbit:
+        notes.append(lowbit_note(lowbit))
+    return notes

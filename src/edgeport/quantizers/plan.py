@@ -50,6 +50,10 @@ class QuantPlan:
             ({"layer", "sparsity", "zeros", "palette"}).
         structure: What structured pruning removed before everything else:
             {"layers": {module path: [channels before, after]}, "params": [before, after]}.
+        origin: Tensor name -> where its numbers came from, for those not computed by the
+            recipe's rule: "qat" (learned in quantization-aware training), "binary" / "ternary"
+            (a low-bit weight whose scale is its α, so its integers are ±1 or -1/0/+1).
+        notes: What the report should say about the plan (one line each).
     """
 
     scheme: str
@@ -60,6 +64,8 @@ class QuantPlan:
     calibration: dict = field(default_factory=dict)
     compression: dict[str, dict] = field(default_factory=dict)
     structure: dict = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def activation_matching(self, lo: float, hi: float, by: str = "range",
                             tolerance: float = 1e-5) -> ActivationParams | None:
@@ -87,6 +93,8 @@ class QuantPlan:
             "calibration": self.calibration,
             "compression": self.compression,
             "structure": self.structure,
+            "origin": self.origin,
+            "notes": self.notes,
             "activations": {k: {"scale": float(v.scale), "zero_point": int(v.zero_point),
                                 "range": [float(v.range[0]), float(v.range[1])],
                                 "observed": None if v.observed is None else [float(x) for x in v.observed]}
@@ -102,7 +110,7 @@ class QuantPlan:
         return cls(
             scheme=data["scheme"], quantized_ops=data["quantized_ops"], float_nodes=data["float_nodes"],
             calibration=data["calibration"], compression=data.get("compression", {}),
-            structure=data.get("structure", {}),
+            structure=data.get("structure", {}), origin=data.get("origin", {}), notes=data.get("notes", []),
             activations={k: ActivationParams(v["scale"], v["zero_point"], tuple(v["range"]),
                                              tuple(v["observed"]) if v.get("observed") else None)
                          for k, v in data["activations"].items()},

@@ -44,6 +44,27 @@ def weight_scales(weight: np.ndarray, axis: int | None) -> np.ndarray:
     return scales
 
 
+def lowbit_scales(weight: np.ndarray, axis: int | None) -> tuple[np.ndarray, str] | None:
+    """(α per slice along `axis`, kind) when every slice holds one magnitude α besides zeros.
+
+    Such a weight (binary α·{±1}, kind "binary", or ternary α·{-1, 0, +1}, kind "ternary" when
+    some weight is 0) is held exactly by int8 integers ±1 (and 0) with the scale α. None for any
+    other weight, for a weight that is all zeros, and when a slice has a single element (one value
+    is trivially "one magnitude"). An all-zero slice gets scale 1.0, as in `weight_scales`.
+    """
+    w = np.asarray(weight, dtype=np.float32)
+    slices = np.abs(w.reshape(1, -1) if axis is None else np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1))
+    if slices.shape[1] < 2:
+        return None
+    alpha = slices.max(axis=1)
+    nonzero = slices > 0
+    if not alpha.any() or not np.all((slices == alpha[:, None]) | ~nonzero):
+        return None
+    scales = alpha.astype(np.float32)
+    scales[scales == 0] = 1.0
+    return scales, "binary" if nonzero.all() else "ternary"
+
+
 def _broadcastable(scale, zero_point, ndim: int, axis: int | None):
     """Scale / zero point as float32 / int32 arrays shaped to broadcast along `axis`."""
     scale = np.asarray(scale, dtype=np.float32)
