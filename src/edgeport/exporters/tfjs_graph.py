@@ -307,10 +307,8 @@ def clip(c: _Converter, node) -> None:
     c.hold(node.output[0], y, c.layout(node.input[0]))
 
 
-@handles("Add", "Sub", "Mul", "Div")
-def binary(c: _Converter, node) -> None:
-    tf_op = {"Add": "AddV2", "Sub": "Sub", "Mul": "Mul", "Div": "RealDiv"}[node.op_type]
-    names = list(node.input[:2])
+def _elementwise_inputs(c: _Converter, node, names: list[str]) -> tuple[list[str], str]:
+    """TF inputs of a broadcasting op, in one layout (NHWC if any tensor is), constants included."""
     tensors = [n for n in names if n not in c.consts]
     layout = "nhwc" if any(c.rank(n) == 4 and c.layout(n) == "nhwc" for n in tensors) else "plain"
     inputs = []
@@ -324,7 +322,29 @@ def binary(c: _Converter, node) -> None:
                 raise UnsupportedOpError(node.op_type, node.name, "constant of rank > 4")
             value = value.reshape((1,) * (4 - value.ndim) + value.shape).transpose(NCHW_TO_NHWC)
         inputs.append(c.const(f"{node.name}/{len(inputs)}", value))
+    return inputs, layout
+
+
+@handles("Add", "Sub", "Mul", "Div")
+def binary(c: _Converter, node) -> None:
+    tf_op = {"Add": "AddV2", "Sub": "Sub", "Mul": "Mul", "Div": "RealDiv"}[node.op_type]
+    inputs, layout = _elementwise_inputs(c, node, list(node.input[:2]))
     c.hold(node.output[0], c.op(tf_op, node.name, inputs), layout)
+
+
+@handles("GreaterOrEqual", "Greater", "LessOrEqual", "Less", "Equal")
+def compare(c: _Converter, node) -> None:
+    tf_op = {"GreaterOrEqual": "GreaterEqual", "Greater": "Greater", "LessOrEqual": "LessEqual", "Less": "Less",
+             "Equal": "Equal"}[node.op_type]
+    inputs, layout = _elementwise_inputs(c, node, list(node.input[:2]))
+    c.hold(node.output[0], c.op(tf_op, node.name, inputs), layout)
+
+
+@handles("Where")
+def where(c: _Converter, node) -> None:
+    """Where(cond, a, b) -> SelectV2 (e.g. a binary activation: sign as x >= 0 ? 1 : -1)."""
+    inputs, layout = _elementwise_inputs(c, node, list(node.input[:3]))
+    c.hold(node.output[0], c.op("SelectV2", node.name, inputs), layout)
 
 
 def _pool_attrs(c: _Converter, node):
