@@ -8,7 +8,10 @@ max and average pooling, broadcast and residual ADD, MEAN, per-channel FULLY_CON
 SOFTMAX), `layout_graph()` (float input and output through QUANTIZE/DEQUANTIZE, TRANSPOSE,
 PAD, PADV2, CONCATENATION, RESHAPE, FULLY_CONNECTED with keep_num_dims on 3-D input,
 requantizing QUANTIZE), `compressible_graph()` (weights pruned and palettized, for compressed
-weight storage) and one-op graphs (`single_op_graph`).
+weight storage), graphs with binary / ternary weights and sign activations (`lowbit_fc_graph`,
+`lowbit_conv_graph`, `xnor_fc_graph`, `xnor_conv_graph`; `GraphBuilder.sign` writes the
+GREATER_EQUAL + SELECT_V2 pattern of litert-torch), `comparison_graph` and one-op graphs
+(`single_op_graph`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-_TYPES = {"int8": schema.TensorType.INT8, "int32": schema.TensorType.INT32, "float32": schema.TensorType.FLOAT32}
+_TYPES = {"int8": schema.TensorType.INT8, "int32": schema.TensorType.INT32, "float32": schema.TensorType.FLOAT32,
+          "bool": schema.TensorType.BOOL}
 _ACT = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
 
 
@@ -113,9 +117,10 @@ class GraphBuilder:
         return float(np.float32(real_std / 50.0)), int(self.rng.integers(-20, 21))
 
     def _weight_scales(self, x: int, taps: int, channels: int, target_std: float, rms: float = 73.0) -> np.ndarray:
-        """Weight scales giving outputs of about `target_std` (int8 inputs spread ~ 60 steps, int8
-        weights of root mean square `rms`: about 73 for the uniform random ones)."""
-        base = target_std / (self.scale(x) * 60 * rms * np.sqrt(taps))
+        """Weight scales giving outputs of about `target_std` (int8 inputs spread ~ 60 steps, or
+        the input's own "spread" (a sign's outputs: 127), int8 weights of root mean square `rms`:
+        about 73 for the uniform random ones)."""
+        base = target_std / (self.scale(x) * self.meta[x].get("spread", 60) * rms * np.sqrt(taps))
         return (self.rng.uniform(0.6, 1.4, channels) * base).astype(np.float32)
 
     def _activation_qparams(self, act: str, target_std: float) -> tuple[float, int]:
@@ -265,6 +270,36 @@ class GraphBuilder:
         self.op("CONCATENATION", list(xs), [y], opts)
         return y
 
+    def sign(self, x: int) -> int:
+        """x >= 0 ? 1 : -1 as litert-torch converts edgeport.training.lowbit.Sign to int8:
+        GREATER_EQUAL (x vs an int8 scalar 0 of a tiny scale), then SELECT_V2 between the int8
+        scalars 127 and -128 (scale 2/255, zero point 0: +1 and -1 clamped to int8)."""
+        n = len(self.tensors)
+        zero = self.const(f"zero{n}", np.array(0, dtype=np.int8), np.float32(3.921568847431445e-09), 0)
+        condition = self._add(f"ge{n}", self.shape(x), "bool")
+        self.op("GREATER_EQUAL", [x, zero], [condition])
+        scale = np.float32(2.0 / 255)
+        plus = self.const(f"plus{n}", np.array(127, dtype=np.int8), scale, 0)
+        minus = self.const(f"minus{n}", np.array(-128, dtype=np.int8), scale, 0)
+        y = self.activation(f"sign{n}", self.shape(x), float(scale), 0)
+        self.meta[y]["spread"] = 127
+        self.op("SELECT_V2", [condition, plus, minus], [y])
+        return y
+
+    def compare(self, op: str, a: int, b: int) -> int:
+        """A comparison op (GREATER_EQUAL, LESS, EQUAL, ...) of two int8 tensors: a bool tensor."""
+        y = self._add(f"{op.lower()}{len(self.tensors)}", tuple(np.broadcast_shapes(self.shape(a), self.shape(b))),
+                      "bool")
+        self.op(op, [a, b], [y])
+        return y
+
+    def select(self, condition: int, x: int, y: int) -> int:
+        """SELECT_V2: condition ? x : y, broadcast; the output quantized as `x`."""
+        shape = tuple(np.broadcast_shapes(self.shape(condition), self.shape(x), self.shape(y)))
+        out = self.activation(f"select{len(self.tensors)}", shape, self.scale(x), self.zero_point(x))
+        self.op("SELECT_V2", [condition, x, y], [out])
+        return out
+
     def requantize(self, x: int, scale: float, zero_point: int) -> int:
         y = self.activation(f"requant{len(self.tensors)}", self.shape(x), scale, zero_point)
         self.op("QUANTIZE", [x], [y], schema.QuantizeOptionsT())
@@ -277,6 +312,18 @@ def _uniform_weights(rng: np.random.Generator, shape) -> np.ndarray:
 
 def _rms(weights: np.ndarray) -> float:
     return max(float(np.sqrt(np.mean(weights.astype(np.float64) ** 2))), 1.0)
+
+
+def binary_weights(rng: np.random.Generator, shape) -> np.ndarray:
+    """A `weights` function: -1 or +1 (binary weights with their scale per output channel)."""
+    return rng.choice(np.array([-1, 1], dtype=np.int8), shape)
+
+
+def ternary_weights(zeros: float = 0.4):
+    """A `weights` function: about `zeros` of the weights 0, the others -1 or +1 (TWN)."""
+    def make(rng: np.random.Generator, shape) -> np.ndarray:
+        return np.where(rng.random(shape) < zeros, 0, binary_weights(rng, shape)).astype(np.int8)
+    return make
 
 
 def pruned_palettized(sparsity: float, levels: int = 16, per_channel: bool = False):
@@ -393,3 +440,73 @@ def conv_1x1_graph(input_scale: float, weight_scale: float, output_scale: float,
     opts.padding, opts.strideH, opts.strideW, opts.dilationHFactor, opts.dilationWFactor = 1, 1, 1, 1, 1
     g.op("CONV_2D", [x, w, b], [y], opts)
     return g.build([x], [y])
+
+
+def lowbit_fc_graph(kind: str = "binary", seed: int = 21) -> bytes:
+    """int8 [2, 250] (two batches, 250 = 7 blocks of 32 + 26) -> FULLY_CONNECTED 250 -> 64 with
+    `kind` ("binary" or "ternary") weights, per-channel scales, RELU -> FULLY_CONNECTED 64 -> 10,
+    `kind` weights with one scale, no bias -> int8 [2, 10]."""
+    weights = binary_weights if kind == "binary" else ternary_weights()
+    g = GraphBuilder(seed)
+    x = g.activation("input", (2, 250), 0.05, -7)
+    h = g.fully_connected(x, 64, act="RELU", per_channel=True, weights=weights)
+    y = g.fully_connected(h, 10, bias=False, weights=weights)
+    return g.build([x], [y])
+
+
+def lowbit_conv_graph(kind: str = "binary", seed: int = 22) -> bytes:
+    """int8 [1, 9, 8, 5] -> CONV_2D 3x3 SAME RELU (K = 45, padding) -> CONV_2D 1x1 (K = 12) ->
+    DEPTHWISE_CONV_2D 3x3 (low-bit values, no low-bit kernel: int8) -> CONV_2D 3x2 stride 2
+    dilation (2, 1) VALID per-tensor; every filter `kind` ("binary" or "ternary")."""
+    weights = binary_weights if kind == "binary" else ternary_weights()
+    g = GraphBuilder(seed)
+    x = g.activation("input", (1, 9, 8, 5), 0.05, 3)
+    a = g.conv(x, 12, k=(3, 3), act="RELU", weights=weights)
+    b = g.conv(a, 8, k=(1, 1), weights=weights)
+    c = g.conv(b, 8, k=(3, 3), depthwise=True, weights=weights)
+    y = g.conv(c, 6, k=(3, 2), stride=(2, 2), dilation=(2, 1), padding="VALID", per_channel=False, weights=weights)
+    return g.build([x], [y])
+
+
+def xnor_fc_graph(seed: int = 23) -> bytes:
+    """XNOR-Net's MLP: int8 [1, 64] -> FULLY_CONNECTED 64 -> 96 (int8 weights) -> sign ->
+    FULLY_CONNECTED 96 -> 80 binary -> sign -> FULLY_CONNECTED 80 -> 40 ternary (80 = 2 blocks +
+    16) -> FULLY_CONNECTED 40 -> 10 (int8 weights)."""
+    g = GraphBuilder(seed)
+    x = g.activation("input", (1, 64), 0.05, 2)
+    h = g.fully_connected(x, 96, per_channel=True)
+    h = g.fully_connected(g.sign(h), 80, per_channel=True, weights=binary_weights)
+    h = g.fully_connected(g.sign(h), 40, per_channel=True, weights=ternary_weights())
+    y = g.fully_connected(h, 10)
+    return g.build([x], [y])
+
+
+def xnor_conv_graph(seed: int = 24) -> bytes:
+    """int8 [1, 8, 7, 3] -> CONV_2D 3x3 (int8 weights) -> sign -> CONV_2D 3x3 SAME binary (16
+    channels: XNOR with the padding taken back) -> sign -> CONV_2D 1x1 ternary -> sign ->
+    RESHAPE -> FULLY_CONNECTED binary (XNOR through the reshape) -> int8 [1, 10]."""
+    g = GraphBuilder(seed)
+    x = g.activation("input", (1, 8, 7, 3), 0.05, -4)
+    a = g.conv(x, 8, k=(3, 3))
+    b = g.conv(g.sign(a), 16, k=(3, 3), weights=binary_weights)
+    c = g.conv(g.sign(b), 12, k=(1, 1), weights=ternary_weights())
+    r = g.reshape(g.sign(c), [1, 8 * 7 * 12])
+    y = g.fully_connected(r, 10, per_channel=True, weights=binary_weights)
+    return g.build([x], [y])
+
+
+def comparison_graph(op: str, seed: int = 25) -> bytes:
+    """int8 [1, 4, 5, 3] -> `op` against its copy requantized to twice the scale (general path),
+    of a scalar constant against it (interval path) and against a per-channel constant [3]
+    (broadcast) -> SELECT_V2 between tensors, a broadcast constant, a scalar -> CONCATENATION ->
+    int8 [1, 4, 5, 9]. Inputs near the zero point make EQUAL hold often."""
+    g = GraphBuilder(seed)
+    x = g.activation("input", (1, 4, 5, 3), 0.05, -3)
+    q = g.requantize(x, 0.1, -3)
+    scalar = g.const("scalar", np.array(-2, dtype=np.int8), 0.05, -3)
+    channels = g.const("channels", np.array([-5, -3, 0], dtype=np.int8), 0.05, -3)
+    column = g.const("column", g.rng.integers(-128, 128, (1, 1, 5, 1)).astype(np.int8), 0.05, -3)
+    a = g.select(g.compare(op, x, q), x, q)
+    b = g.select(g.compare(op, scalar, x), x, column)
+    c = g.select(g.compare(op, x, channels), scalar, x)
+    return g.build([x], [g.concatenate([a, b, c], axis=3)])

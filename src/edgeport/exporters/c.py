@@ -33,18 +33,22 @@ DECODES = ("kernel", "init")
 def weight_storage(recipe: Recipe | None, options: dict):
     """How the library stores its weights in flash, from the recipe and the `mcu` options.
 
-    `auto` follows the recipe: palette indices + lookup table after `palettize`, sparse rows with
-    relative indices after `prune` (both: both); `huffman` adds Huffman coding of both index
-    streams (Deep Compression's last stage); `dense` keeps plain int8 arrays. None means dense.
+    `auto` packs binary / ternary filters (int8 values all ±1 or -1/0/+1, as binary and ternary
+    training leave them) into 1 or 2 bits with multiply-free kernels, and follows the recipe:
+    palette indices + lookup table after `palettize`, sparse rows with relative indices after
+    `prune`; `huffman` adds Huffman coding of both index streams (Deep Compression's last
+    stage); `dense` keeps plain int8 arrays (None).
     """
-    mode, decode = options.get("storage", "auto"), options.get("decode", "kernel")
-    if mode == "dense" or (mode == "auto" and (recipe is None or not (recipe.palettize or recipe.prune))):
-        return None
     from edgeport.mcu.storage import WeightStorage
 
+    mode, decode = options.get("storage", "auto"), options.get("decode", "kernel")
+    if mode == "dense":
+        return None
     if mode == "huffman":
-        return WeightStorage(palette=True, sparse=True, huffman=True, decode=decode)
-    return WeightStorage(palette=bool(recipe.palettize), sparse=bool(recipe.prune), decode=decode)
+        return WeightStorage(palette=True, sparse=True, huffman=True, decode=decode, lowbit=True)
+    compress = recipe is not None
+    return WeightStorage(palette=compress and bool(recipe.palettize), sparse=compress and bool(recipe.prune),
+                         decode=decode, lowbit=True)
 
 
 def read_manifest(folder: Path) -> dict:
@@ -108,7 +112,7 @@ class CExporter(Exporter):
         notes.append(f"library: arena {info.arena_bytes:,} B (static), weights {info.weight_bytes:,} B (const), "
                      f"{info.macs:,} MACs per inference")
         notes += _storage_notes(info)
-        if storage is not None:
+        if storage is not None and (storage.palette or storage.sparse):
             notes += _stage_notes(tflite, source)
         return Artifact(target.name, self.format, path, job.recipe.describe() if not job.model.tflite_bytes
                         else "int8 as in the .tflite", notes=notes)

@@ -17,8 +17,9 @@ one static, 16-byte aligned arena laid out by `edgeport.mcu.planner`; the op seq
 straight-line calls into the kernels. Not reentrant: one invoke at a time per library.
 
 With a `WeightStorage` (`edgeport.mcu.storage`), weight tensors are stored compressed (palette,
-CSR, Huffman; `edgeport.mcu.lowering_compressed`) and the library also has `int <name>_init(void)`,
-which decodes the tensors decoded once (decode="init") into a static buffer of
+CSR, Huffman; `edgeport.mcu.lowering_compressed`), binary / ternary ones packed to 1 or 2 bits
+and computed without multiplies (`lowbit`; `edgeport.mcu.lowering_lowbit`), and the library also
+has `int <name>_init(void)`, which decodes the tensors decoded once (decode="init") into a static buffer of
 `<NAME>_DECODED_SIZE` bytes; `<name>_invoke` calls it first if the caller did not.
 """
 
@@ -57,7 +58,7 @@ from edgeport.mcu.tflite_ir import Graph, Op, read_tflite
 KERNEL_DIR = Path(__file__).parent / "kernels"
 DSP_EMULATION = "ep_dsp_emulation.h"
 FLOAT_MODEL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-_PER_LINE = {"int8_t": 16, "uint8_t": 16, "int32_t": 8, "uint64_t": 4, "float": 6, "double": 4}
+_PER_LINE = {"int8_t": 16, "uint8_t": 16, "int32_t": 8, "uint32_t": 6, "uint64_t": 4, "float": 6, "double": 4}
 
 
 @dataclass
@@ -164,6 +165,8 @@ def _values(values: np.ndarray, ctype: str) -> str:
         items = [(c_float if ctype == "float" else c_double)(v) for v in values]
     elif ctype == "uint64_t":
         items = [f"{int(v)}ull" for v in values.tolist()]
+    elif ctype == "uint32_t":  # bit masks (low-bit weights): hex shows the bits
+        items = [f"0x{int(v):08x}u" for v in values.tolist()]
     else:
         items = [c_int(v) for v in values.astype(np.int64).tolist()]
     lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
@@ -407,7 +410,8 @@ def generate_library(tflite_bytes: bytes, name: str, out_dir: Path, *, source: s
         out_dir: folder to write `<name>.h`, `<name>.c` and the kernel sources into.
         source: the model's file name, for the banner and error messages.
         storage: how to store the weight tensors (palette, CSR, Huffman; decoded by the kernels or
-            once at init); None, or one that compresses nothing: dense int8 arrays.
+            once at init; binary / ternary filters packed to 1 or 2 bits); None, or one that
+            compresses nothing: dense int8 arrays.
 
     Returns:
         LibraryInfo with the files, I/O, arena and flash figures, and per weight tensor its

@@ -23,8 +23,8 @@ from edgeport.registry import Registry
 NO_KERNEL = "no Cortex-M C kernel in edgeport"
 MAX_DIMS = 6
 MAX_CONCAT_INPUTS = 8
-CTYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "float", "uint8": "uint8_t"}
-CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int32_t": 4, "uint64_t": 8, "float": 4, "double": 8}
+CTYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "float", "uint8": "uint8_t", "bool": "uint8_t"}
+CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int32_t": 4, "uint32_t": 4, "uint64_t": 8, "float": 4, "double": 8}
 # C struct types of const tables: their fields in order (each row of the array is one struct)
 STRUCT_FIELDS = {"ep_channel_quant": ("bias", "multiplier", "shift", "round")}
 STRUCT_BYTES = {"ep_channel_quant": 16}
@@ -134,6 +134,11 @@ class Lowering:
         self.record_storage(op, index, "dense", None, self.graph.tensors[index].nbytes)
         return Filter(self.const(index))
 
+    def replacement(self, op: Op) -> Step | None:
+        """A Step replacing the registered lowering of `op` (low-bit kernels with a WeightStorage,
+        `edgeport.mcu.lowering_compressed`), or None: here, always None."""
+        return None
+
     def record_storage(self, op: Op, index: int, form: str, decode: str | None, stored: int, **more) -> None:
         tensor = self.graph.tensors[index]
         self.weight_storage.append({"layer": self.graph.node_label(op), "op": op.index, "op_name": op.name,
@@ -171,7 +176,7 @@ def lower_op(op: Op, graph: Graph, ctx: Lowering) -> Step:
     """The Step for `op`, or UnsupportedOpError if edgeport has no C kernel for it."""
     if op.name not in LOWERINGS:
         raise unsupported(op, graph)
-    return LOWERINGS.get(op.name)(op, graph, ctx)
+    return ctx.replacement(op) or LOWERINGS.get(op.name)(op, graph, ctx)
 
 
 # ------------------------------------------------------------------ shared checks and math
@@ -314,8 +319,10 @@ def pointwise_in_place(fields: dict) -> bool:
             and fields["out_c"] <= fields["in_c"])
 
 
-@lowers("CONV_2D", "DEPTHWISE_CONV_2D")
-def lower_conv(op: Op, graph: Graph, ctx: Lowering) -> Step:
+def conv_setup(op: Op, graph: Graph, ctx: Lowering, row_terms: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
+    """Checks a CONV_2D / DEPTHWISE_CONV_2D, emits its ep_channel_quant table (`row_terms` added to
+    the biases: constant parts of accumulators a kernel leaves out) and returns its ep_conv_params
+    fields and its weights per output channel [out_c, taps]."""
     (inp, filt, *rest), (out,) = _tensors(op, graph)
     bias = rest[0] if rest else None
     depthwise = op.name == "DEPTHWISE_CONV_2D"
@@ -328,10 +335,21 @@ def lower_conv(op: Op, graph: Graph, ctx: Lowering) -> Step:
     taps = (np.moveaxis(filt.data, 3, 0) if depthwise else filt.data).reshape(channels, -1)
     acc_min, acc_max = fc_accumulator_range(taps, None if bias is None else bias.data, fields["input_offset"], 0)
     fields["requantize_fast"] = int(requantize_fast_proven(acc_min, acc_max, shifts))
+    biases = None if bias is None else bias.data
+    if row_terms is not None:
+        biases = row_terms + (0 if biases is None else np.asarray(biases, np.int64))
     ctx.array(f"{name}_quant", "ep_channel_quant",
-              channel_quant_table(multipliers, shifts, None if bias is None else bias.data, channels,
-                                  fields["output_offset"]),
-              "per output channel: bias, requantization (multiplier, shift) and its fast form")
+              channel_quant_table(multipliers, shifts, biases, channels, fields["output_offset"]),
+              "per output channel: bias, requantization (multiplier, shift) and its fast form"
+              + ("; bias + the accumulator's constant part" if row_terms is not None else ""))
+    return fields, taps
+
+
+@lowers("CONV_2D", "DEPTHWISE_CONV_2D")
+def lower_conv(op: Op, graph: Graph, ctx: Lowering) -> Step:
+    depthwise = op.name == "DEPTHWISE_CONV_2D"
+    fields, taps = conv_setup(op, graph, ctx)
+    name, out = f"op{op.index}", graph.tensors[op.outputs[0]]
     x_arg = ctx.operand(op.inputs[0])
     weights = ctx.filter(op, op.inputs[1])
     args = [", ", x_arg, f", {weights.arg}, {name}_quant, "]
@@ -350,8 +368,9 @@ def lower_conv(op: Op, graph: Graph, ctx: Lowering) -> Step:
                      ");"], structs, macs=out.size * taps.shape[1], scratch=scratch)
 
 
-@lowers("FULLY_CONNECTED")
-def lower_fully_connected(op: Op, graph: Graph, ctx: Lowering) -> Step:
+def fc_setup(op: Op, graph: Graph, ctx: Lowering) -> tuple[dict, str]:
+    """Checks a FULLY_CONNECTED, emits its rescale arrays and returns its ep_fc_params fields and
+    the kernel's multiplier, shift, scale arguments."""
     (inp, filt, *rest), (out,) = _tensors(op, graph)
     bias = rest[0] if rest else None
     _require_int8(op, graph, inp, filt, out)
@@ -374,16 +393,29 @@ def lower_fully_connected(op: Op, graph: Graph, ctx: Lowering) -> Step:
     fields = {"batches": inp.size // in_depth, "in_depth": in_depth, "out_depth": out_depth,
               "input_offset": -inp.zero_point, "filter_offset": 0 if per_channel else -filt.zero_point,
               "output_offset": out.zero_point, "act_min": act_min, "act_max": act_max, "per_channel": per_channel}
-    rescale = _fc_rescale_arrays(op, graph, ctx, name, scales, fields, filt, bias)
+    return fields, _fc_rescale_arrays(op, graph, ctx, name, scales, fields, filt, bias)
+
+
+def fc_bias_arg(op: Op, graph: Graph, ctx: Lowering, fields: dict) -> str:
+    """The bias argument of a FULLY_CONNECTED kernel: with the input zero point's share folded in
+    (then fields["input_offset"] becomes 0) where it can be, else the bias tensor, or NULL."""
+    filt = graph.tensors[op.inputs[1]]
+    bias = graph.tensors[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
     folded = fc_folded_bias(filt.data, None if bias is None else bias.data, fields["input_offset"])
     if fields["filter_offset"] != 0 or fields["input_offset"] == 0 or folded is None:
-        bias_arg = ctx.operand(op.inputs[2]) if bias is not None else "NULL"
-    else:
-        # the same accumulators with the input zero point's share precomputed: the kernel's inner
-        # loop is then a plain dot product
-        bias_arg = ctx.array(f"{name}_bias", "int32_t", folded,
-                             "bias + input_offset * sum of the row's weights (input zero point folded in)")
-        fields["input_offset"] = 0
+        return ctx.operand(op.inputs[2]) if bias is not None else "NULL"
+    # the same accumulators with the input zero point's share precomputed: the kernel's inner
+    # loop is then a plain dot product
+    fields["input_offset"] = 0
+    return ctx.array(f"op{op.index}_bias", "int32_t", folded,
+                     "bias + input_offset * sum of the row's weights (input zero point folded in)")
+
+
+@lowers("FULLY_CONNECTED")
+def lower_fully_connected(op: Op, graph: Graph, ctx: Lowering) -> Step:
+    fields, rescale = fc_setup(op, graph, ctx)
+    bias_arg = fc_bias_arg(op, graph, ctx, fields)
+    name, out, in_depth = f"op{op.index}", graph.tensors[op.outputs[0]], fields["in_depth"]
     x_arg = ctx.operand(op.inputs[0])
     weights = ctx.filter(op, op.inputs[1])
     structs = [CStruct("ep_fc_params", name, fields), *weights.structs]
@@ -500,88 +532,6 @@ def lower_mean(op: Op, graph: Graph, ctx: Lowering) -> Step:
                 [CStruct("ep_mean_params", name, fields)])
 
 
-# ------------------------------------------------------------------ elementwise
-
-def broadcast_strides(shape1, shape2, out_shape) -> tuple[list[int], list[int], list[int]]:
-    """Output shape (ranks aligned to the right) and each input's strides over it, 0 where the
-    input is broadcast (TFLite's BroadcastAdd6DSlow indexing)."""
-    rank = len(out_shape)
-    result = []
-    for shape in (shape1, shape2):
-        padded = [1] * (rank - len(shape)) + list(shape)
-        strides = _strides(padded)
-        result.append([0 if padded[d] == 1 and out_shape[d] != 1 else strides[d] for d in range(rank)])
-    return list(out_shape), result[0], result[1]
-
-
-@lowers("ADD")
-def lower_add(op: Op, graph: Graph, ctx: Lowering) -> Step:
-    (a, b), (out,) = _tensors(op, graph)
-    _require_int8(op, graph, a, b, out)
-    try:
-        params = requant.add_params(a.scale, b.scale, out.scale)
-    except ValueError as exc:
-        raise unsupported(op, graph, str(exc)) from None
-    act_min, act_max = _activation(op, graph, out)
-    name = f"op{op.index}"
-    broadcast = tuple(a.shape) != tuple(b.shape)
-    if broadcast and len(out.shape) > MAX_DIMS:
-        raise unsupported(op, graph, f"broadcast over {len(out.shape)} dimensions")
-    shape, strides1, strides2 = broadcast_strides(a.shape, b.shape, out.shape) if broadcast else ([1], [0], [0])
-    fields = {"size": out.size, "input1_offset": -a.zero_point, "input2_offset": -b.zero_point,
-              "output_offset": out.zero_point, **params, "act_min": act_min, "act_max": act_max,
-              "broadcast": int(broadcast), "dims": len(shape), "shape": shape, "strides1": strides1,
-              "strides2": strides2}
-    return Step(op, [f"ep_add_s8(&{name}, ", ctx.operand(op.inputs[0]), ", ", ctx.operand(op.inputs[1]), ", ",
-                     Ref(op.outputs[0]), ");"], [CStruct("ep_add_params", name, fields)])
-
-
-@lowers("SOFTMAX")
-def lower_softmax(op: Op, graph: Graph, ctx: Lowering) -> Step:
-    (inp,), (out,) = _tensors(op, graph)
-    _require_int8(op, graph, inp, out)
-    if out.zero_point != -128 or abs(out.scale - 1 / 256) > 0.001 / 256:
-        raise unsupported(op, graph, "int8 output not scale 1/256, zero point -128")
-    multiplier, shift, diff_min = requant.softmax_params(op.options.get("beta", 1.0), inp.scale)
-    depth = inp.shape[-1] if inp.shape else 1
-    name = f"op{op.index}"
-    fields = {"outer": inp.size // depth, "depth": depth, "input_multiplier": multiplier,
-              "input_left_shift": shift, "diff_min": diff_min}
-    return Step(op, [f"ep_softmax_s8(&{name}, ", ctx.operand(op.inputs[0]), ", ", Ref(op.outputs[0]), ");"],
-                [CStruct("ep_softmax_params", name, fields)])
-
-
-@lowers("QUANTIZE")
-def lower_quantize(op: Op, graph: Graph, ctx: Lowering) -> Step:
-    (inp,), (out,) = _tensors(op, graph)
-    _require_int8(op, graph, out)
-    if out.per_channel:
-        raise unsupported(op, graph, "per-channel")
-    name = f"op{op.index}"
-    if inp.dtype == "float32":
-        fields = {"size": out.size, "scale": np.float32(out.scale), "zero_point": out.zero_point}
-        return Step(op, [f"ep_quantize_f32_s8(&{name}, ", ctx.operand(op.inputs[0]), ", ", Ref(op.outputs[0]), ");"],
-                    [CStruct("ep_affine_params", name, fields)])
-    _require_int8(op, graph, inp)
-    multiplier, shift = requant.quantize_multiplier(float(inp.scale) / float(out.scale))
-    fields = {"size": out.size, "input_zero_point": inp.zero_point, "output_zero_point": out.zero_point,
-              "multiplier": multiplier, "shift": shift}
-    return Step(op, [f"ep_requantize_s8(&{name}, ", ctx.operand(op.inputs[0]), ", ", Ref(op.outputs[0]), ");"],
-                [CStruct("ep_requantize_params", name, fields)])
-
-
-@lowers("DEQUANTIZE")
-def lower_dequantize(op: Op, graph: Graph, ctx: Lowering) -> Step:
-    (inp,), (out,) = _tensors(op, graph)
-    _require_int8(op, graph, inp)
-    if out.dtype != "float32" or inp.per_channel:
-        raise unsupported(op, graph, f"{inp.dtype} -> {out.dtype}")
-    name = f"op{op.index}"
-    fields = {"size": inp.size, "scale": np.float32(inp.scale), "zero_point": inp.zero_point}
-    return Step(op, [f"ep_dequantize_s8_f32(&{name}, ", ctx.operand(op.inputs[0]), ", ", Ref(op.outputs[0]), ");"],
-                [CStruct("ep_affine_params", name, fields)])
-
-
-# The layout ops' handlers live in their own module (op family); importing it here completes the
-# registry before any caller looks an op up.
-from edgeport.mcu import lowering_layout  # noqa: F401
+# The layout ops' and the elementwise ops' handlers live in their own modules (op families);
+# importing them here completes the registry before any caller looks an op up.
+from edgeport.mcu import lowering_elementwise, lowering_layout  # noqa: F401

@@ -12,6 +12,7 @@ values, and hands the kernel either
   dense kernels.
 
 The C around the buffer (`<name>_init`, its declaration, the buffer's size) is rendered here too.
+With `storage.lowbit`, ops with binary or ternary filters are lowered by `lowering_lowbit` instead.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgeport.mcu import planner
-from edgeport.mcu.lowering import CStruct, Filter, Lowering
+from edgeport.mcu.lowering import CStruct, Filter, Lowering, Step
+from edgeport.mcu.lowering_lowbit import lower_lowbit
 from edgeport.mcu.storage import (
     PackedWeights,
     Stream,
@@ -47,6 +49,10 @@ class StorageLowering(Lowering):
     def decoded_size(self) -> int:
         """Bytes of the static buffer for weights decoded at init (16-byte aligned)."""
         return planner.align_up(self.decoded_bytes)
+
+    def replacement(self, op: Op) -> Step | None:
+        """With `storage.lowbit`, binary and ternary filters' ops (`edgeport.mcu.lowering_lowbit`)."""
+        return lower_lowbit(op, self.graph, self) if self.storage.lowbit else None
 
     def _filter(self, op: Op, index: int) -> Filter:
         tensor = self.graph.tensors[index]

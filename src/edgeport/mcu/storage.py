@@ -57,15 +57,21 @@ class WeightStorage:
         decode: "kernel": the kernels decode while they compute (no RAM beyond a row of
             scratch); "init": decoded once into a static RAM buffer by `<name>_init()` (or the
             first invoke), then the dense kernels run.
+        lowbit: filters whose int8 values are all -1/+1 (binary) or -1/0/+1 (ternary) packed to
+            1 or 2 bits per weight (`edgeport.mcu.lowbit`) and computed by add/subtract kernels,
+            or XOR/AND + popcount where the layer's input only takes two values (a sign
+            function); FULLY_CONNECTED and CONV_2D without groups. Other filters are stored as
+            the other attributes say.
     """
 
     palette: bool = False
     sparse: bool = False
     huffman: bool = False
     decode: str = "kernel"
+    lowbit: bool = False
 
     def __post_init__(self):
-        for name in ("palette", "sparse", "huffman"):
+        for name in ("palette", "sparse", "huffman", "lowbit"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"weight storage '{name}' must be true or false, got {getattr(self, name)!r}")
         if self.decode not in DECODE_MODES:
@@ -75,7 +81,7 @@ class WeightStorage:
 
     @property
     def compresses(self) -> bool:
-        return self.palette or self.sparse or self.huffman
+        return self.palette or self.sparse or self.huffman or self.lowbit
 
 
 def weight_matrix(op_name: str, data: np.ndarray) -> np.ndarray:

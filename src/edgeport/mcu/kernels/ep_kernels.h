@@ -6,7 +6,8 @@
  * (LiteRT BUILTIN_REF). Multipliers, shifts, clamps and shapes are computed by the generator
  * and passed in const parameter structs; kernels allocate nothing and keep no state.
  * Tensors are dense, row-major, NHWC for images; weights may instead be stored compressed
- * (ep_packed_weights: palette, CSR, Huffman), read by the `_packed` kernels of ep_compressed.c.
+ * (ep_packed_weights: palette, CSR, Huffman), read by the `_packed` kernels of ep_compressed.c,
+ * or packed to 1 or 2 bits (ep_lowbit_weights: binary and ternary weights, ep_lowbit.c).
  * Requires arithmetic right shift of negative integers (every C compiler for Arm and x86 does this).
  *
  * With __ARM_FEATURE_DSP (Cortex-M4/M7/M33/M55) convolutions run on im2col columns with a
@@ -155,6 +156,49 @@ typedef struct {
     int32_t count_bytes;           /* 1 or 2 */
 } ep_packed_weights;
 
+/* A weight matrix of -1/+1 (binary) or -1/0/+1 (ternary) values (ep_lowbit.c), one row per output
+ * channel as in ep_packed_weights, packed along the row 32 weights per word, LSB first (weight i of
+ * a row: bit i % 32 of its block i / 32, 0 past `cols`). Binary: one word per block, bit 1 = +1.
+ * Ternary: two words per block, the +1 mask then the -1 mask. The generator fills these from
+ * edgeport.mcu.lowbit. */
+typedef struct {
+    const uint32_t *bits;
+    int32_t rows, cols;
+    int32_t blocks;                /* ceil(cols / 32) */
+    int32_t ternary;               /* 0: binary, 1: ternary */
+} ep_lowbit_weights;
+
+/* A layer whose input only takes two int8 values (the output of a sign function: SELECT_V2 between
+ * two constants): `one` is coded as bit 1, the other value as bit 0 (XNOR kernels). */
+typedef struct {
+    int32_t one;                   /* the int8 value coded as 1 */
+    int32_t step;                  /* A - B = one - other */
+    int32_t other_offset;          /* B = other + input_offset */
+} ep_xnor_params;
+
+/* Comparisons of int8 tensors into bool tensors (0/1 bytes), TFLite's ComparisonWithScaling;
+ * with broadcast, the output shape and each input's element strides over it. */
+enum { EP_GREATER_EQUAL, EP_GREATER, EP_LESS, EP_LESS_EQUAL, EP_EQUAL, EP_NOT_EQUAL };
+typedef struct {
+    int32_t size, op;
+    int32_t input1_offset, input1_multiplier, input1_shift;
+    int32_t input2_offset, input2_multiplier, input2_shift;
+    int32_t broadcast, dims;
+    int32_t shape[EP_MAX_DIMS], strides1[EP_MAX_DIMS], strides2[EP_MAX_DIMS];
+} ep_compare_params;
+
+/* A comparison with a constant of one value, computed by the generator for every int8 value of the
+ * other input: output = (lo <= x <= hi) XOR invert. */
+typedef struct {
+    int32_t size, lo, hi, invert;
+} ep_compare_range_params;
+
+/* SELECT_V2: output = condition ? x : y (int8 bytes as they are), with broadcast strides. */
+typedef struct {
+    int32_t size, broadcast, dims;
+    int32_t shape[EP_MAX_DIMS], strides_condition[EP_MAX_DIMS], strides_x[EP_MAX_DIMS], strides_y[EP_MAX_DIMS];
+} ep_select_params;
+
 /* CONV_2D. `scratch`, 4-byte aligned, holds the DSP path's im2col columns: 4 K bytes, plus K
  * for a gathered input row unless the filter is 1x1 without padding (K = k_h * k_w * in_c);
  * grouped convolutions do not use it. `output` may be `input` for a 1x1 convolution with
@@ -178,6 +222,27 @@ void ep_fully_connected_packed_s8(const ep_fc_params *p, const int8_t *input, co
                                   const double *scale, int8_t *scratch, int8_t *output);
 /* Expand a whole matrix into RAM: element (r, c) to out[r * row_stride + c * col_stride]. */
 void ep_weights_decode(const ep_packed_weights *w, int8_t *out, int32_t row_stride, int32_t col_stride);
+/* Binary / ternary weights, int8 inputs: add/subtract through subset-sum tables (ep_lowbit.c).
+ * `scratch`, 4-byte aligned: FULLY_CONNECTED 256 bytes per block of 32 inputs; CONV_2D the same
+ * per block of K = k_h * k_w * in_c inputs, plus K bytes (rounded up to 4) for the gathered window
+ * unless the filter is 1x1 without padding. No groups; the output must not overlap the input. */
+void ep_fully_connected_lowbit_s8(const ep_fc_params *p, const int8_t *input, const ep_lowbit_weights *w,
+                                  const int32_t *bias, const uint64_t *multiplier, const int32_t *shift,
+                                  const double *scale, void *scratch, int8_t *output);
+void ep_conv2d_lowbit_s8(const ep_conv_params *p, const int8_t *input, const ep_lowbit_weights *w,
+                         const ep_channel_quant *quant, void *scratch, int8_t *output);
+/* Binary / ternary weights on two-valued inputs: XOR / AND + popcount (ep_lowbit.c). `row_constant`
+ * (FC) is the bias plus the accumulator's constant part; for CONV_2D that part is in quant[].bias.
+ * `scratch`, 4-byte aligned: 4 bytes per block of 32 inputs (FC), 8 bytes per block of K (conv). */
+void ep_fully_connected_xnor_s8(const ep_fc_params *p, const ep_xnor_params *q, const int8_t *input,
+                                const ep_lowbit_weights *w, const int32_t *row_constant, const uint64_t *multiplier,
+                                const int32_t *shift, const double *scale, void *scratch, int8_t *output);
+void ep_conv2d_xnor_s8(const ep_conv_params *p, const ep_xnor_params *q, const int8_t *input,
+                       const ep_lowbit_weights *w, const ep_channel_quant *quant, void *scratch, int8_t *output);
+void ep_compare_s8(const ep_compare_params *p, const int8_t *input1, const int8_t *input2, uint8_t *output);
+void ep_compare_range_s8(const ep_compare_range_params *p, const int8_t *input, uint8_t *output);
+void ep_select_s8(const ep_select_params *p, const uint8_t *condition, const int8_t *x, const int8_t *y,
+                  int8_t *output);
 void ep_average_pool_s8(const ep_pool_params *p, const int8_t *input, int8_t *output);
 void ep_max_pool_s8(const ep_pool_params *p, const int8_t *input, int8_t *output);
 void ep_mean_s8(const ep_mean_params *p, const int8_t *input, int8_t *output);
