@@ -49,6 +49,7 @@ def export_variant(name: str, targets: tuple[str, ...], out: Path, runs: int = 2
             manifest = json.loads((out / target["artifact"] / "edgeport.json").read_text())
             row["library"] = manifest["library"]
             row["latency"] = checks.get("latency", {})
+            row["bit_exact"] = checks.get("bit_exact", {}).get("bit_exact")
         rows[target["target"]] = row
     for target in targets:
         rows.setdefault(target, {"accuracy": None, "size_bytes": None,

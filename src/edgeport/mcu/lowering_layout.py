@@ -44,15 +44,18 @@ def lower_reshape(op: Op, graph: Graph, ctx: Lowering) -> Step:
 @lowers("TRANSPOSE")
 def lower_transpose(op: Op, graph: Graph, ctx: Lowering) -> Step:
     (inp, perm), (out,) = _tensors(op, graph)
-    _require_int8(op, graph, inp, out)
+    boolean = inp.dtype == out.dtype == "bool"  # a comparison's result (stored as uint8_t): moved as bytes
+    if not boolean:
+        _require_int8(op, graph, inp, out)
     if not perm.is_constant or len(inp.shape) > MAX_DIMS:
         raise unsupported(op, graph, "permutation not constant" if not perm.is_constant else "over 6-D")
     order = [int(p) % len(inp.shape) for p in np.ravel(perm.data)]
     strides = _strides(inp.shape)
     name = f"op{op.index}"
     fields = {"dims": len(order), "shape": [inp.shape[p] for p in order], "strides": [strides[p] for p in order]}
-    return Step(op, [f"ep_transpose_s8(&{name}, ", ctx.operand(op.inputs[0]), ", ", Ref(op.outputs[0]), ");"],
-                [CStruct("ep_transpose_params", name, fields)])
+    cast_in, cast_out = ("(const int8_t *)", "(int8_t *)") if boolean else ("", "")
+    return Step(op, [f"ep_transpose_s8(&{name}, {cast_in}", ctx.operand(op.inputs[0]), f", {cast_out}",
+                     Ref(op.outputs[0]), ");"], [CStruct("ep_transpose_params", name, fields)])
 
 
 @lowers("PAD", "PADV2")
