@@ -83,7 +83,7 @@ def test_palettes_shrink_weights_and_follow_the_recipe(ios_exports):
     for variant, bits, max_drop in (("palette4", 4, 0.5), ("palette2", 2, 8.0)):
         targets, out = ios_exports(variant)
         checks = targets["ios"]["checks"]
-        palettized = checks["structure"]["weight_bytes"]["constexpr_lut_to_dense"]
+        palettized = checks["structure"]["weight_bytes"][f"lut {bits}-bit"]  # packed indices + LUT
         assert palettized <= fp32_weight_bytes / (32 / bits) * 1.05 + 4 * 4 * 2 ** bits
         if bits == 4:
             assert palettized <= fp32_weight_bytes / 7  # acceptance

@@ -234,7 +234,7 @@ def test_binary_layers_are_int8_plus_minus_one_with_scale_alpha(export, saved):
     report, out = export("testmodels.saved:digits_binary", targets)
     (note,) = report["notes"]
     assert note.startswith("2 layers hold binary/ternary weights (features.2 binary, classifier.1 binary)")
-    assert "int8 tensors of ±1 with the scale α; the format stores 8 bits per weight" in note
+    assert "int8 tensors of ±1 with the scale α (ONNX, TFLite and TF.js store 8 bits per weight" in note
 
     inits = {i.name: numpy_helper.to_array(i) for i in load(str(out / "onnx" / "digits_binary.onnx")).graph.initializer}
     params = dict(model.named_parameters())

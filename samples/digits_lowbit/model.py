@@ -66,6 +66,9 @@ def _load(variant: str) -> nn.Module:
     torch.manual_seed(0)
     model = convert_lowbit(prepare_lowbit(architecture(variant), CONFIGS[variant]).eval())
     model.load_state_dict(state)
+    for key, record in model.edgeport_lowbit.items():  # α of the loaded weights, not the template's
+        weight = model.get_parameter(key).detach().abs()
+        record["alpha"] = [float(a) for a in weight.reshape(len(weight), -1).max(dim=1).values]
     return model.eval()
 
 

@@ -5,7 +5,9 @@ linear ops itself with Core ML's constexpr ops, fed with the recipe's numbers:
   - int8 weights: `constexpr_affine_dequantize` with the plan's per-channel scales and the
     same int8 values as the ONNX artifact;
   - palettes: `constexpr_lut_to_dense` with the plan's k-means palette;
-  - pruning: `constexpr_sparse_to_dense` with the plan's magnitude mask.
+  - pruning: `constexpr_sparse_to_dense` with the plan's magnitude mask;
+  - binary / ternary weights (α_c·{±1}, α_c·{-1, 0, +1}): 1-bit / 2-bit palettes
+    (`coreml_lowbit`), with the plan's α under the int8 recipe.
 Deviations (scales stored in fp16, weights Core ML renamed by fusing BatchNorm) are counted and
 stated in the artifact notes.
 """
@@ -20,6 +22,8 @@ import numpy as np
 from edgeport.errors import InputError
 from edgeport.exporters import Artifact, Exporter, ExportJob
 from edgeport.exporters.coreml_activations import activation_inputs, calibrate, quantize_activations
+from edgeport.exporters.coreml_lowbit import (
+    alpha_var, find_lowbit, lowbit_note, lut_bits, lut_to_dense, rewrite_lowbit, stored_alpha)
 from edgeport.quantizers import compress, qmath
 from edgeport.quantizers.plan import QuantPlan
 from edgeport.quiet import quiet
@@ -29,6 +33,7 @@ from edgeport.targets import Target
 DEPLOYMENT_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18")
 PRECISIONS = ("fp16", "fp32")
 WEIGHT_OPS = ("conv", "linear")
+ATTRIBUTES = ("shape", "axis", "vector_axis")  # inputs of constexpr ops that describe, not store, a weight
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,7 @@ def scope_of(op):
                       if k != ScopeSource.COREMLTOOLS_GRAPH_PASS])
 
 
-def _replace_weight(block, op, build):
+def replace_weight(block, op, build):
     """Swap `op.weight` for the var that `build()` creates, in `op`'s scope."""
     from coremltools.converters.mil import Builder as mb
 
@@ -144,31 +149,38 @@ def _int8_weight(exact: np.ndarray, planned, recipe: Recipe, dtype, op, label: s
         axis=0, before_op=op, name=label)), rounding
 
 
-def _sparse_weight(exact: np.ndarray, sparsity: float, dtype, shape, op, label: str):
+def _sparse_weight(exact: np.ndarray, sparsity: float, dtype, ios_version: int, op, label: str):
     mask = compress.magnitude_mask(exact, sparsity)
     nonzero = exact[mask].astype(dtype)
+    if ios_version >= 18:  # iOS18's op takes the mask as a uint1 tensor of the weight's shape
+        from coremltools.converters.mil.mil import types
+
+        uint1 = types.nptype_from_builtin(types.uint1)
+        return lambda mb: mb.constexpr_sparse_to_dense(nonzero_data=nonzero, mask=mask.astype(uint1),
+                                                       before_op=op, name=label)
     packed = np.packbits(mask.ravel().astype(np.uint8), bitorder="little")
-    return lambda mb: mb.constexpr_sparse_to_dense(nonzero_data=nonzero, mask=packed, shape=np.uint32(shape),
+    return lambda mb: mb.constexpr_sparse_to_dense(nonzero_data=nonzero, mask=packed, shape=np.uint32(mask.shape),
                                                    before_op=op, name=label)
 
 
-def _palette_weight(exact: np.ndarray, info: dict | None, bits: int, dtype, shape, op, label: str):
+def _palette_weight(exact: np.ndarray, info: dict | None, bits: int, dtype, ios_version: int, op, label: str):
     lut = np.float32(info["palette"]) if info else compress.kmeans_palette(exact, bits)[0]
-    indices = compress.pack_bits(compress.nearest_indices(exact, lut), bits)
-    return lambda mb: mb.constexpr_lut_to_dense(indices=indices, lut=lut.astype(dtype), shape=np.uint32(shape),
-                                                before_op=op, name=label)
+    indices = compress.nearest_indices(exact, lut)
+    return lambda mb: lut_to_dense(mb, indices, lut[None, :], dtype, ios_version, before_op=op, name=label)
 
 
-def compress_program(program, job: ExportJob) -> tuple[list[str], set[str]]:
+def compress_program(program, job: ExportJob, ios_version: int) -> tuple[list[str], set[str]]:
     """Rewrite conv/linear weights of `program` per the recipe; return notes on what was done and
-    the names of the ops whose weights were rewritten."""
+    the names of the ops that now compute the rewritten layers (conv, linear, or the matmul of a
+    binary / ternary linear layer): W8A8 quantizes their inputs."""
     recipe = job.recipe
     source = _WeightSource(job)
     block = program.functions["main"]
     int8 = recipe.quantize in ("dynamic-int8", "int8")
     counts = {"plan": 0, "rule": 0}
     rewritten: set[str] = set()
-    scale_rounding = 0.0
+    lowbit, dense_lowbit = {}, []
+    scale_rounding = alpha_rounding = 0.0
     for op in list(block.operations):
         if op.op_type not in WEIGHT_OPS or op.weight.op is None or op.weight.op.op_type != "const":
             continue
@@ -176,7 +188,18 @@ def compress_program(program, job: ExportJob) -> tuple[list[str], set[str]]:
         name = source.lookup(op.weight.name, w)
         exact = source.float_weights[name] if name is not None else w.astype(np.float32)
         # named after the recipe's weight when there is one, so `read_params` can find it again
-        label = f"{_normalized(name) if name else op.weight.name}_{'int8' if int8 else 'compressed'}"
+        key = _normalized(name) if name else op.weight.name
+        low = find_lowbit(exact, name, job)
+        layer = name.removesuffix(".weight") if name else op.name
+        if low is not None and ios_version < 16:
+            dense_lowbit.append(layer)
+        elif low is not None:
+            layer_op, stored = rewrite_lowbit(block, op, low, w.dtype, ios_version, f"{key}_{low.kind}")
+            rewritten.add(layer_op)
+            lowbit[layer] = low
+            alpha_rounding = max(alpha_rounding, _relative_error(stored, low.alpha))
+            continue
+        label = f"{key}_{'int8' if int8 else 'compressed'}"
         if int8:
             planned = job.plan.weights.get(name) if name is not None else None
             if planned is None and (name is not None or recipe.quantize != "int8"):
@@ -184,16 +207,18 @@ def compress_program(program, job: ExportJob) -> tuple[list[str], set[str]]:
             build, rounding = _int8_weight(exact, planned, recipe, w.dtype, op, label)
             scale_rounding = max(scale_rounding, rounding)
             from_plan = planned is not None
+        elif recipe.quantize in ("none", "fp16") and not (recipe.palettize or recipe.prune):
+            continue  # float weights
         elif name is not None and name not in job.plan.compression:
             continue  # a layer the recipe keeps float
         elif recipe.prune:
-            build = _sparse_weight(exact, recipe.prune, w.dtype, w.shape, op, label)
+            build = _sparse_weight(exact, recipe.prune, w.dtype, ios_version, op, label)
             from_plan = name is not None
         else:
             info = job.plan.compression.get(name) if name is not None else None
-            build = _palette_weight(exact, info, recipe.palettize, w.dtype, w.shape, op, label)
+            build = _palette_weight(exact, info, recipe.palettize, w.dtype, ios_version, op, label)
             from_plan = info is not None
-        _replace_weight(block, op, build)
+        replace_weight(block, op, build)
         rewritten.add(op.name)
         counts["plan" if from_plan else "rule"] += 1
     notes = []
@@ -204,7 +229,16 @@ def compress_program(program, job: ExportJob) -> tuple[list[str], set[str]]:
                      + (f", {counts['rule']} by the recipe's rule on Core ML's fused weights" if counts["rule"] else ""))
     if scale_rounding:
         notes.append(f"int8 scales stored as fp16 by Core ML's fp16 program: max relative rounding {scale_rounding:.1e}")
+    if lowbit:
+        notes.append(lowbit_note(lowbit, ios_version, alpha_rounding))
+    if dense_lowbit:
+        notes.append(f"binary/ternary layers stored dense ({', '.join(dense_lowbit)}): "
+                     "1-bit / 2-bit palettes need --ios-target iOS16 or later")
     return notes, rewritten
+
+
+def _relative_error(stored: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.max(np.abs(stored - exact) / np.maximum(np.abs(exact), np.finfo(np.float32).tiny)))
 
 
 class CoreMLExporter(Exporter):
@@ -241,15 +275,15 @@ class CoreMLExporter(Exporter):
             except Exception as exc:  # noqa: BLE001 - the converter's errors name the torch op
                 _raise_conversion_error(exc, traced)
             notes = [f"deployment target {options.deployment_target}, compute precision {options.precision}"]
-            if job.plan.weights or job.recipe.palettize or job.recipe.prune:
-                program = mlmodel._mil_program
-                calibrated = None
-                if job.recipe.quantize == "int8":  # calibrate the float graph before touching weights
-                    calibrated = calibrate(mlmodel, activation_inputs(program), job)
-                compress_notes, int8_ops = compress_program(program, job)
-                notes += compress_notes
+            program = mlmodel._mil_program
+            calibrated = None
+            if job.recipe.quantize == "int8":  # calibrate the float graph before touching weights
+                calibrated = calibrate(mlmodel, activation_inputs(program), job)
+            compress_notes, rewritten = compress_program(program, job, options.ios_version)
+            notes += compress_notes
+            if rewritten or calibrated is not None:
                 if calibrated is not None:  # W8A8: activations only where the weights are int8 (not kept-float layers)
-                    notes += quantize_activations(program, calibrated, job, int8_ops)
+                    notes += quantize_activations(program, calibrated, job, rewritten)
                 PASS_REGISTRY["common::dead_code_elimination"](program)
                 mlmodel = ct.convert(program, pass_pipeline=ct.PassPipeline.EMPTY, **settings)
             mlmodel.short_description = f"{model.name}: {job.recipe.describe()} (edgeport)"
@@ -260,51 +294,89 @@ class CoreMLExporter(Exporter):
         return Artifact(target.name, self.format, path, described, notes=notes)
 
     def describe(self, path: Path) -> dict:
+        """Ops and weight bytes by storage kind: "dense float16", "constexpr_affine_dequantize" (int8
+        values and scales), "lut N-bit" (packed N-bit indices, their LUT and, for binary / ternary
+        layers, the α multiplier), "constexpr_sparse_to_dense"."""
         from collections import Counter
 
         from edgeport.runtimes.coreml import load_program
 
         _, program = load_program(str(path))
-        ops = [op for op in program.functions["main"].operations]
+        ops = list(program.functions["main"].operations)
+        consumers = consumers_of(ops)
+        stored_as = {}  # const var name -> storage kind, for the parts of compressed weights
+        for op in ops:
+            if op.op_type == "constexpr_lut_to_dense":
+                kind = f"lut {lut_bits(op)}-bit"
+                alpha = alpha_var(op, consumers)
+                parts = [v for k, v in op.inputs.items() if k not in ATTRIBUTES] + ([alpha] if alpha is not None else [])
+                stored_as.update((var.name, kind) for var in parts)
+            elif op.op_type.startswith("constexpr"):
+                stored_as.update((var.name, op.op_type) for key, var in op.inputs.items() if key not in ATTRIBUTES)
         weight_bytes: Counter = Counter()
-        consumers = {}
         for op in ops:
-            for value in op.inputs.values():
-                for var in value if isinstance(value, (list, tuple)) else [value]:
-                    consumers.setdefault(var.name, set()).add(op.op_type)
-        for op in ops:
-            if op.op_type != "const" or op.outputs[0].val is None:
+            var = op.outputs[0]
+            if op.op_type != "const" or var.val is None:
                 continue
-            value = np.asarray(op.outputs[0].val)
-            if value.size < 16:
+            value = np.asarray(var.val)
+            kind = stored_as.get(var.name)
+            if kind is None and value.size < 16:
                 continue  # attributes and shapes, not weights
-            kinds = consumers.get(op.outputs[0].name, {"?"})
-            kind = next((k for k in kinds if k.startswith("constexpr")), None) or f"dense {value.dtype}"
-            weight_bytes[kind] += value.nbytes
+            weight_bytes[kind or f"dense {value.dtype}"] += _stored_bytes(var, value)
         return {"ops": dict(Counter(op.op_type for op in ops if op.op_type != "const")),
                 "weight_bytes": dict(weight_bytes)}
 
     def read_params(self, path: Path, plan: QuantPlan) -> dict:
-        """Per-channel int8 scales stored in the package vs the plan (fp16 storage rounding allowed)."""
+        """Per-channel int8 scales stored in the package vs the plan, and the α of binary / ternary
+        palettes (fp16 storage rounding allowed: both are compared after rounding to the package's
+        dtype)."""
         from edgeport.runtimes.coreml import load_program
 
         _, program = load_program(str(path))
+        ops = list(program.functions["main"].operations)
+        consumers = consumers_of(ops)
         by_key = {_normalized(n): n for n in plan.weights}
-        checked, differ = 0, []
-        for op in program.functions["main"].operations:
-            if op.op_type != "constexpr_affine_dequantize":
+        checked, differ, palettes = 0, [], 0
+        for op in ops:
+            if op.op_type == "constexpr_affine_dequantize":
+                name = by_key.get(_normalized(op.name.removesuffix("_int8").removesuffix("_to_fp16")))
+                stored = None if name is None else np.atleast_1d(np.asarray(op.inputs["scale"].val))
+            elif op.op_type == "constexpr_lut_to_dense":
+                name = by_key.get(_normalized(op.name.removesuffix("_binary").removesuffix("_ternary")))
+                alpha = None if name is None else stored_alpha(op, consumers)
+                stored = None if alpha is None else alpha.astype(op.inputs["lut"].val.dtype)
+                palettes += stored is not None
+            else:
                 continue
-            key = _normalized(op.name.removesuffix("_int8").removesuffix("_to_fp16"))
-            name = by_key.get(key)
-            if name is None:
+            if stored is None:
                 continue
             checked += 1
-            stored = np.atleast_1d(np.asarray(op.inputs["scale"].val))
-            expected = plan.weights[name].scale_array()
-            if not np.array_equal(stored, expected.astype(stored.dtype)):
+            if not np.array_equal(stored, plan.weights[name].scale_array().astype(stored.dtype)):
                 differ.append(name)
-        return {"tensors_checked": checked, "exact": checked - len(differ), "differ": differ,
-                "storage": "scales compared after rounding to the package's scale dtype"}
+        values = {"tensors_checked": checked, "exact": checked - len(differ), "differ": differ,
+                  "storage": "scales compared after rounding to the package's scale dtype"}
+        if palettes:
+            values["lowbit_palettes"] = palettes
+        return values
+
+
+def consumers_of(ops) -> dict[str, list]:
+    """Var name -> the ops that take it as an input."""
+    consumers: dict[str, list] = {}
+    for op in ops:
+        for value in op.inputs.values():
+            for var in value if isinstance(value, (list, tuple)) else [value]:
+                consumers.setdefault(var.name, []).append(op)
+    return consumers
+
+
+def _stored_bytes(var, value: np.ndarray) -> int:
+    """Bytes a const takes in the package: sub-byte types (iOS18 LUT indices) are packed."""
+    from coremltools.converters.mil.mil import types
+
+    if types.is_tensor(var.sym_type) and types.is_sub_byte(var.dtype):
+        return -(-value.size * var.dtype.get_bitwidth() // 8)
+    return value.nbytes
 
 
 def _raise_conversion_error(exc: Exception, traced) -> None:

@@ -73,8 +73,8 @@ def quantize_activations(program, calibrated: tuple[dict, dict], job: ExportJob,
     ranges, observed = calibrated
     block = program.functions["main"]
     first_consumer = {}
-    for op in block.operations:
-        if op.op_type in QUANTIZED_INPUT_OPS and op.name in ops and op.x.name in ranges:
+    for op in block.operations:  # `ops` may hold a matmul: a binary linear layer (coreml_lowbit)
+        if op.name in ops and op.x.name in ranges:
             first_consumer.setdefault(op.x.name, op)
     counts = {"plan": 0, "rule": 0}
     for name, op in first_consumer.items():

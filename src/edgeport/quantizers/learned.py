@@ -130,4 +130,5 @@ def lowbit_note(kinds: dict[str, str]) -> str:
     values = "±1" + (" (ternary: -1, 0, +1)" if "ternary" in kinds.values() else "")
     return (f"{len(kinds)} layers hold binary/ternary weights "
             f"({', '.join(f'{layer} {kind}' for layer, kind in kinds.items())}): "
-            f"int8 tensors of {values} with the scale α; the format stores 8 bits per weight")
+            f"int8 tensors of {values} with the scale α (ONNX, TFLite and TF.js store 8 bits per weight; "
+            "the C library packs them into 1 or 2 bits, Core ML into 1- or 2-bit palettes)")

@@ -132,15 +132,31 @@ def constexpr_affine_dequantize(quantized_data, zero_point, scale, axis):
         np.asarray(scale).dtype)
 
 
-def constexpr_lut_to_dense(indices, lut, shape):
+def constexpr_lut_to_dense(indices, lut, shape=None, vector_axis=None):
+    """iOS16 form (`shape` given): bit-packed indices into one LUT. iOS18 form: indices shaped
+    like the output (one integer each) and a LUT [groups per axis..., 2^bits, vector size], each
+    group of the output reading its own palette."""
     from edgeport.quantizers.compress import unpack_bits
 
-    count = int(np.prod(shape))
-    bits = int(np.log2(lut.size))
-    return lut[unpack_bits(indices, bits, count)].reshape([int(s) for s in shape])
+    if shape is not None:
+        count = int(np.prod(shape))
+        bits = int(np.log2(lut.size))
+        return lut[unpack_bits(indices, bits, count)].reshape([int(s) for s in shape])
+    if lut.shape[-1] != 1:
+        raise NotImplementedError("vector palettization (LUT vector size > 1)")
+    table = lut[..., 0]
+    # which palette each output element reads: its position // group size, along every axis
+    groups = [(np.arange(n) // (n // g)).reshape([-1 if a == axis else 1 for a in range(indices.ndim)])
+              for axis, (n, g) in enumerate(zip(indices.shape, table.shape[:-1]))]
+    return table[(*groups, indices.astype(np.intp))]
 
 
-def constexpr_sparse_to_dense(nonzero_data, mask, shape):
+def constexpr_sparse_to_dense(nonzero_data, mask, shape=None):
+    """iOS16 form (`shape` given): a bit-packed mask. iOS18 form: the mask shaped like the output."""
+    if shape is None:
+        dense = np.zeros(mask.shape, dtype=nonzero_data.dtype)
+        dense[mask != 0] = nonzero_data
+        return dense
     count = int(np.prod(shape))
     dense = np.zeros(count, dtype=nonzero_data.dtype)
     dense[np.flatnonzero(np.unpackbits(mask, bitorder="little")[:count])] = nonzero_data
@@ -201,6 +217,13 @@ OPS = {
     "concat": concat,
     "cast": cast,
     "identity": lambda x: x,
+    "greater": lambda x, y: np.greater(x, y),
+    "greater_equal": lambda x, y: np.greater_equal(x, y),
+    "less": lambda x, y: np.less(x, y),
+    "less_equal": lambda x, y: np.less_equal(x, y),
+    "equal": lambda x, y: np.equal(x, y),
+    "not_equal": lambda x, y: np.not_equal(x, y),
+    "select": lambda cond, a, b: np.where(cond, a, b),
     "constexpr_affine_dequantize": constexpr_affine_dequantize,
     "constexpr_lut_to_dense": constexpr_lut_to_dense,
     "constexpr_sparse_to_dense": constexpr_sparse_to_dense,
