@@ -125,8 +125,14 @@ class CExporter(Exporter):
 
     def describe(self, path: Path) -> dict | None:
         info = read_manifest(path)["library"]
-        return {"ops": info["ops"], "weight_bytes": {"int8 const (flash)": info["weight_bytes"]},
-                "arena_bytes": info["arena_bytes"], "macs": info["macs"]}
+        # flash bytes by how the filters are stored (packed 1-bit, palette, CSR, ...); the rest of
+        # the const data (dense filters, biases, requantization tables) is int8 / int32 as is
+        by_kind: dict[str, int] = {}
+        for tensor in info.get("weight_storage", []):
+            if tensor["format"] != "dense":
+                by_kind[tensor["format"]] = by_kind.get(tensor["format"], 0) + tensor["stored_bytes"]
+        by_kind = {"int8 const (flash)": info["weight_bytes"] - sum(by_kind.values()), **by_kind}
+        return {"ops": info["ops"], "weight_bytes": by_kind, "arena_bytes": info["arena_bytes"], "macs": info["macs"]}
 
 
 def _storage_notes(info) -> list[str]:
