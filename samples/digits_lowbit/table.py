@@ -6,7 +6,7 @@ Variants: float (fp32), PTQ int8 (calibrated after training), QAT int8, binary w
 weights, XNOR (binary weights and inputs); see model.py. Every variant but float exports with the
 int8 recipe: the binary and ternary layers become int8 tensors of ±1 (or -1/0/+1) with their
 scale α, which the C library packs into 1 (2) bits per weight. Accuracy is measured in each
-target's runtime on the 359 test images (Core ML cannot predict on Linux: its size is shown).
+target's runtime on the 359 test images (Core ML by edgeport's MIL evaluator on Linux).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def print_table(results: dict[str, dict], targets: tuple[str, ...]) -> None:
             size = f"{row['size_bytes'] / 1024:.1f}" if row.get("size_bytes") else "-"
             cells.append(f"{acc} / {size}".rjust(22))
         print(f"{name:<17}" + "".join(cells))
-    print("n/m: not measured (Core ML predicts on macOS only; the C library takes int8 models)")
+    print("ios: measured by edgeport's MIL evaluator (Core ML predict needs macOS); n/m: the C library takes int8 models only")
 
 
 def main() -> None:
