@@ -253,3 +253,22 @@ def test_report_html_renders_in_chromium(sweep_out, tmp_path):
     assert sorted(tables) == [["android", 5], ["cortex-m4", 5], ["onnx", 5]]  # header + 4 recipes each
     assert "pal4" in problems and "the C library runs int8 kernels" in problems
     assert all(url.startswith("file://") for url in requests), requests
+
+
+def test_trained_variants_are_rows_of_the_grid(tmp_path):
+    """--variant adds a trained model (here the binary-weight digits CNN) as one more row."""
+    pytest.importorskip("torch", reason="torch is not installed (the exports need it)")
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (pip install 'edgeport[sweep]')")
+    out = tmp_path / "out"
+    binary = "samples.digits_lowbit.model:binary"
+    result = run_cli("sweep", DIGITS, "--targets", "onnx", "--recipes", "int8", "--variant", f"binary={binary}",
+                     "--calib", CALIB, "--eval", EVAL, "--out", str(out), "--workers", "1", "--runs", "5")
+    assert result.returncode == 0, result.stderr
+    data = json.loads((out / "sweep.json").read_text())
+    assert data["recipes"]["binary"]["source"] == binary and data["recipes"]["binary"]["quantize"] == "int8"
+    rows = {c["recipe"]: c for c in data["configurations"]}
+    assert set(rows) == {"int8", "binary"} and all(c["status"] == OK for c in rows.values())
+    assert rows["binary"]["accuracy"] >= rows["int8"]["accuracy"] - 0.03
+    assert binary in (out / "report.html").read_text()
+    bad = run_cli("sweep", DIGITS, "--variant", "no-source", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "NAME=SOURCE[@RECIPE]" in bad.stderr

@@ -148,6 +148,16 @@ exit codes: 0 the sweep ran, 1 no configuration could be exported and checked, 2
 """
 
 
+def _variant(text: str) -> tuple[str, str, str]:
+    """`name=module:factory[@recipe]` -> (name, source, recipe)."""
+    name, eq, rest = text.partition("=")
+    source, _, recipe = rest.partition("@")
+    if not eq or not name.strip() or not source.strip():
+        raise argparse.ArgumentTypeError(f"'{text}' is not NAME=SOURCE[@RECIPE] "
+                                         "(e.g. qat=samples.digits_lowbit.model:qat_int8)")
+    return name.strip(), source.strip(), recipe.strip() or "int8"
+
+
 def _add_sweep_parser(sub) -> None:
     from edgeport.sweep.grid import DEFAULT_RECIPES, RECIPES
 
@@ -161,6 +171,10 @@ def _add_sweep_parser(sub) -> None:
                     help="comma-separated targets (default onnx)")
     sw.add_argument("--recipes", default=",".join(DEFAULT_RECIPES), metavar="NAMES",
                     help=f"comma-separated: {', '.join(RECIPES.names())} (default {','.join(DEFAULT_RECIPES)})")
+    sw.add_argument("--variant", dest="variants", action="append", type=_variant, metavar="NAME=SOURCE[@RECIPE]",
+                    help="a trained variant of the model as one more row, e.g. "
+                         "qat=samples.digits_lowbit.model:qat_int8 (a QAT or binary model; recipe default int8); "
+                         "repeatable")
     sw.add_argument("--calib", metavar="DATA", help="calibration data (needed by int8, int8-per-tensor, int16x8)")
     sw.add_argument("--eval", metavar="DATA", help="evaluation data; with labels y the quality is accuracy, "
                                                    "else top-1 agreement with the float model")
@@ -270,7 +284,8 @@ def cmd_sweep(args) -> int:
 
     spec = SweepSpec(args.source, targets=args.targets, recipes=args.recipes, out=args.out, calib=args.calib,
                      eval=args.eval, input_shapes=tuple(args.input_shape) if args.input_shape else None,
-                     settings=_settings(args, {}), workers=args.workers, executor=args.executor)
+                     settings=_settings(args, {}), workers=args.workers, executor=args.executor,
+                     variants=tuple(args.variants or ()))
     report = run_sweep(spec)
     print(report.to_json() if args.json else f"{report.table()}\nreport: {args.out}/report.html")
     if report.exit_code:

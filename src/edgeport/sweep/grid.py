@@ -60,6 +60,9 @@ class SweepSpec:
         settings: Latency settings of every check.
         workers: Recipes exported at the same time (1: one after the other, in this process).
         executor: `local` (worker processes) or `ray`.
+        variants: Trained variants of the model compared in the same grid, e.g. a QAT or a
+            binary-weight model: (row name, source, sweep recipe name) each, such as
+            ("qat-int8", "samples.digits_lowbit.model:qat_int8", "int8").
     """
 
     source: str
@@ -72,6 +75,7 @@ class SweepSpec:
     settings: CheckSettings | None = None
     workers: int = 2
     executor: str = "local"
+    variants: tuple[tuple[str, str, str], ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "targets", _names(self.targets))
@@ -82,6 +86,11 @@ class SweepSpec:
             raise InputError("sweep: name at least one recipe (--recipes)")
         for name in self.recipes:
             RECIPES.get(name)  # an unknown name lists the known ones
+        object.__setattr__(self, "variants", tuple(tuple(v) for v in self.variants))
+        for name, _source, recipe in self.variants:
+            RECIPES.get(recipe)
+            if name in self.recipes or [v[0] for v in self.variants].count(name) > 1:
+                raise InputError(f"sweep: variant name '{name}' is used twice (rows need distinct names)")
         if not isinstance(self.workers, int) or self.workers < 1:
             raise InputError(f"--workers must be a whole number >= 1, got {self.workers}")
         from edgeport.sweep.executors import EXECUTORS
@@ -213,17 +222,18 @@ def check_inputs(spec: SweepSpec) -> None:
 
     from edgeport.data import sample_shape
 
-    if _is_reference(spec.source):
-        top = spec.source.partition(":")[0].split(".")[0]
-        if importlib.machinery.PathFinder.find_spec(top, [os.getcwd(), *sys.path]) is None:
-            raise InputError(f"{spec.source}: cannot find module '{top}' (run from the folder that holds it)")
-    elif not Path(spec.source).exists():
-        raise InputError(f"{spec.source}: no such file, and not a 'package.module:factory' reference")
+    for source in (spec.source, *(v[1] for v in spec.variants)):
+        if _is_reference(source):
+            top = source.partition(":")[0].split(".")[0]
+            if importlib.machinery.PathFinder.find_spec(top, [os.getcwd(), *sys.path]) is None:
+                raise InputError(f"{source}: cannot find module '{top}' (run from the folder that holds it)")
+        elif not Path(source).exists():
+            raise InputError(f"{source}: no such file, and not a 'package.module:factory' reference")
     if spec.calib:
         sample_shape(spec.calib, "calibration data")
     if spec.eval:
         sample_shape(spec.eval, "eval data")
-    needing = [n for n in spec.recipes if RECIPES.get(n).needs_calibration]
+    needing = [n for n in (*spec.recipes, *(v[2] for v in spec.variants)) if RECIPES.get(n).needs_calibration]
     if needing and not spec.calib:
         raise InputError(f"recipe {', '.join(needing)} needs calibration data (--calib)")
     if importlib.util.find_spec("matplotlib") is None:
@@ -249,10 +259,11 @@ def run_sweep(spec: SweepSpec) -> SweepReport:
     out = Path(spec.out).resolve()
     if out.exists() and not out.is_dir():
         raise InputError(f"{spec.out}: exists and is not a folder")
-    source = spec.source if _is_reference(spec.source) else _absolute(spec.source)
+    rows = [(name, spec.source, name) for name in spec.recipes] + list(spec.variants)  # (row, source, recipe)
     refused, jobs = [], []
-    for name in spec.recipes:
-        recipe = RECIPES.get(name)
+    for name, row_source, recipe_name in rows:
+        recipe = RECIPES.get(recipe_name)
+        source = row_source if _is_reference(row_source) else _absolute(row_source)
         why = {t: refusal(source, recipe, t) for t in targets}
         refused += [Configuration(name, t, REFUSED, error=msg) for t, msg in why.items() if msg]
         accepted = tuple(t for t in targets if not why[t])
@@ -262,11 +273,12 @@ def run_sweep(spec: SweepSpec) -> SweepReport:
     start = time.perf_counter()
     outcomes = EXECUTORS.get(spec.executor)(run_recipe, jobs, spec.workers)  # raises before any work
     out.mkdir(parents=True, exist_ok=True)
-    done = list(progress(_configurations(refused, outcomes), total=len(targets) * len(spec.recipes), desc="sweep"))
-    order = {(r, t): i for i, (r, t) in enumerate((r, t) for r in spec.recipes for t in targets)}
+    done = list(progress(_configurations(refused, outcomes), total=len(targets) * len(rows), desc="sweep"))
+    order = {(r, t): i for i, (r, t) in enumerate((r[0], t) for r in rows for t in targets)}
     done.sort(key=lambda c: order[(c.recipe, c.target)])
     report = SweepReport(source=spec.source, targets=targets,
-                         recipes={n: RECIPES.get(n) for n in spec.recipes}, configurations=done,
+                         recipes={n: RECIPES.get(r) for n, _, r in rows}, configurations=done,
+                         sources={n: src for n, src, _ in spec.variants},
                          settings=settings, workers=min(spec.workers, max(len(jobs), 1)), executor=spec.executor,
                          calib=spec.calib, eval=spec.eval, seconds=round(time.perf_counter() - start, 1))
     write_outputs(report, out)

@@ -52,7 +52,9 @@ def _summary(report) -> str:
 
 
 def _recipes(report) -> str:
-    rows = "".join(f"<tr><td><code>{escape(name)}</code></td><td class=\"text\">{escape(recipe.describe())}</td></tr>"
+    sources = getattr(report, "sources", {})
+    rows = "".join(f"<tr><td><code>{escape(name)}</code></td><td class=\"text\">{escape(recipe.describe())}"
+                   + (f" of <code>{escape(sources[name])}</code>" if name in sources else "") + "</td></tr>"
                    for name, recipe in report.recipes.items())
     return ("<h2>Recipes</h2><table class=\"recipes\"><tr><th>name</th><th class=\"text\">recipe</th></tr>"
             f"{rows}</table>")

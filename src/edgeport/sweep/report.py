@@ -90,6 +90,7 @@ class SweepReport:
     eval: str | None = None
     seconds: float | None = None
     plots: dict[str, dict[str, str]] = field(default_factory=dict)  # target -> kind -> path in out
+    sources: dict[str, str] = field(default_factory=dict)  # variant row -> its own source
     environment: dict = field(default_factory=environment)
 
     def summaries(self) -> dict[str, TargetSummary]:
@@ -114,7 +115,9 @@ class SweepReport:
     def to_dict(self) -> dict:
         return {
             "edgeport_sweep": 1, "source": self.source, "targets": self.targets,
-            "recipes": {n: {**r.to_dict(), "description": r.describe()} for n, r in self.recipes.items()},
+            "recipes": {n: {**r.to_dict(), "description": r.describe(),
+                            **({"source": self.sources[n]} if n in self.sources else {})}
+                        for n, r in self.recipes.items()},
             "calib": self.calib, "eval": self.eval, "settings": asdict(self.settings), "workers": self.workers,
             "executor": self.executor, "seconds": self.seconds, "environment": self.environment,
             "latency_note": self.latency_note(),
