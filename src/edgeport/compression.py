@@ -59,12 +59,12 @@ def compress_weights(model: FloatModel, recipe: Recipe) -> tuple[FloatModel, dic
     kept = set(float_nodes(onnx_model, model.layers, recipe.keep_float))
     inits = {i.name: i for i in onnx_model.graph.initializer}
     applied: dict[str, dict] = {}
-    compressed: dict[str, np.ndarray] = {}
-    for node, name, w in weight_inputs(onnx_model, STATIC_OPS, kept):
-        w, info = compress_array(w, recipe)
+    compressed: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (original, compressed)
+    for node, name, original in weight_inputs(onnx_model, STATIC_OPS, kept):
+        w, info = compress_array(original, recipe)
         info["layer"] = model.layers.get(node.name, node.name)
         inits[name].CopyFrom(numpy_helper.from_array(w, name))
-        applied[name], compressed[name] = info, w
+        applied[name], compressed[name] = info, (original, w)
     module = _compressed_module(model, compressed)
     return replace(model, onnx_bytes=onnx_model.SerializeToString(), torch_module=module), applied
 
@@ -87,20 +87,19 @@ def _normalized(name: str) -> str:
     return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
 
 
-def _compressed_module(model: FloatModel, compressed: dict[str, np.ndarray]):
+def _compressed_module(model: FloatModel, compressed: dict[str, tuple[np.ndarray, np.ndarray]]):
     """A copy of the PyTorch module holding the compressed weights (None for non-PyTorch sources).
 
     Weights are matched to the ONNX graph's by parameter name; a weight the ONNX exporter renamed
-    is matched by value. A Conv/Linear weight found neither way (the recipe keeps its layer float,
-    or the exporter fused it) is left as it is.
+    is matched by its original value. A Conv/Linear weight found neither way (the recipe keeps
+    its layer float, or the exporter fused it) is left as it is.
     """
     if model.torch_module is None:
         return None
     import torch
 
     module = copy.deepcopy(model.torch_module)
-    by_name = {_normalized(n): w for n, w in compressed.items()}
-    originals = {n: w for n, w in _onnx_weights(model).items() if n in compressed}
+    by_name = {_normalized(n): new for n, (_, new) in compressed.items()}
     with torch.no_grad():
         for pname, param in module.named_parameters():
             if not pname.endswith("weight") or param.dim() < 2:
@@ -108,12 +107,8 @@ def _compressed_module(model: FloatModel, compressed: dict[str, np.ndarray]):
             new = by_name.get(_normalized(pname))
             if new is None:
                 value = param.detach().cpu().numpy()
-                new = next((compressed[n] for n, w in originals.items()
-                            if w.shape == value.shape and np.array_equal(w, value)), None)
+                new = next((c for o, c in compressed.values() if o.shape == value.shape and np.array_equal(o, value)),
+                           None)
             if new is not None and tuple(new.shape) == tuple(param.shape):
                 param.copy_(torch.from_numpy(new))
     return module
-
-
-def _onnx_weights(model: FloatModel) -> dict[str, np.ndarray]:
-    return {name: w for _, name, w in weight_inputs(model.onnx_model(), STATIC_OPS, set())}

@@ -103,7 +103,8 @@ class GradualPruner:
     def step(self, step: int) -> float:
         """Recompute the masks when the schedule says so; returns the current target sparsity."""
         cfg = self.config
-        if step < cfg.begin_step or (step - cfg.begin_step) % cfg.frequency and step < cfg.end_step:
+        between_updates = (step - cfg.begin_step) % cfg.frequency != 0 and step < cfg.end_step
+        if step < cfg.begin_step or between_updates:
             return self.sparsity
         target = polynomial_sparsity(step, cfg.final_sparsity, cfg.begin_step, cfg.end_step,
                                      cfg.initial_sparsity, cfg.power)

@@ -64,5 +64,5 @@ def finalize(model: nn.Module) -> nn.Module:
 
 def distinct_values(model: nn.Module) -> dict[str, int]:
     """Number of distinct nonzero values per Conv/Linear weight (a check on the palette)."""
-    return {name: int(np.unique(m.weight.detach().cpu().numpy()[m.weight.detach().cpu().numpy() != 0]).size)
-            for name, m in model.named_modules() if isinstance(m, PRUNABLE)}
+    weights = {name: m.weight.detach().cpu().numpy() for name, m in model.named_modules() if isinstance(m, PRUNABLE)}
+    return {name: int(np.unique(w[w != 0]).size) for name, w in weights.items()}
