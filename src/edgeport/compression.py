@@ -13,7 +13,6 @@ Two steps, in this order (Deep Compression's, extended with structured pruning i
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import replace
 
 import numpy as np
@@ -22,6 +21,7 @@ from edgeport.errors import InputError
 from edgeport.model import FloatModel
 from edgeport.quantizers import STATIC_OPS, float_nodes, weight_inputs
 from edgeport.quantizers import compress as numerics
+from edgeport.quantizers.learned import normalized
 from edgeport.recipe import Recipe
 
 
@@ -83,10 +83,6 @@ def compress_array(w: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, dict]:
     return w.astype(np.float32), info
 
 
-def _normalized(name: str) -> str:
-    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
-
-
 def _compressed_module(model: FloatModel, compressed: dict[str, tuple[np.ndarray, np.ndarray]]):
     """A copy of the PyTorch module holding the compressed weights (None for non-PyTorch sources).
 
@@ -99,12 +95,12 @@ def _compressed_module(model: FloatModel, compressed: dict[str, tuple[np.ndarray
     import torch
 
     module = copy.deepcopy(model.torch_module)
-    by_name = {_normalized(n): new for n, (_, new) in compressed.items()}
+    by_name = {normalized(n): new for n, (_, new) in compressed.items()}
     with torch.no_grad():
         for pname, param in module.named_parameters():
             if not pname.endswith("weight") or param.dim() < 2:
                 continue
-            new = by_name.get(_normalized(pname))
+            new = by_name.get(normalized(pname))
             if new is None:
                 value = param.detach().cpu().numpy()
                 new = next((c for o, c in compressed.values() if o.shape == value.shape and np.array_equal(o, value)),
