@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from edgeport.exporters import EXPORTERS, ExportJob
+from edgeport import plugins
+from edgeport.exporters import ExportJob
 from edgeport.exporters.tfjs import SHARD_BYTES, affine_quantize, read_weights
 from edgeport.quantizers import make_plan
 from edgeport.recipe import Recipe
@@ -29,7 +30,7 @@ def _export_tfjs(tmp_path, source: str, shape: tuple[int, ...], recipe: Recipe |
     recipe = recipe or Recipe()
     options = {"browser": {"tfjs_weights": weights}} if weights else {}
     job = ExportJob(model, recipe, make_plan(model, recipe, None), options=options)
-    artifact = EXPORTERS.get("tfjs").export(job, TARGETS.get("browser-tfjs"), tmp_path / "browser-tfjs")
+    artifact = plugins.exporters().get("tfjs").export(job, TARGETS.get("browser-tfjs"), tmp_path / "browser-tfjs")
     return model, artifact
 
 
@@ -106,7 +107,7 @@ def test_tfjs_graph_matches_pytorch_on_every_backend(tmp_path, source, shape):
 @pytest.mark.parametrize("weights, max_rel_err", [("float16", 2e-3), ("uint16", 1e-3), ("uint8", 3e-2)])
 def test_tfjs_weight_formats_decode_in_the_browser(tmp_path, weights, max_rel_err):
     model, artifact = _export_tfjs(tmp_path, DIGITS, (1, 1, 8, 8), weights=weights)
-    stored = EXPORTERS.get("tfjs").describe(artifact.path)["weight_bytes"]
+    stored = plugins.exporters().get("tfjs").describe(artifact.path)["weight_bytes"]
     assert stored.get(weights, 0) > 0
     x = np.load(EVAL)["x"][:64]
     ref = model.reference({model.inputs[0].name: x})[0]
@@ -124,7 +125,7 @@ def test_int8_per_tensor_needs_no_scale_ops_and_is_honored(tmp_path):
     recipe = Recipe(quantize="dynamic-int8", per_channel=False)
     plan = make_plan(model, recipe, None)
     job = ExportJob(model, recipe, plan)
-    exporter = EXPORTERS.get("tfjs")
+    exporter = plugins.exporters().get("tfjs")
     artifact = exporter.export(job, TARGETS.get("browser-tfjs"), tmp_path / "t")
     ops = exporter.describe(artifact.path)["ops"]
     assert "Mul" not in ops

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edgeport.errors import InputError, RuntimeGap
-from edgeport.runtimes import TensorSpec, browser
+from edgeport.tensors import TensorSpec, browser
 
 REASON = browser.ChromiumRuntime().availability()
 needs_browser = pytest.mark.skipif(REASON is not None, reason=str(REASON))

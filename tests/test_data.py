@@ -5,7 +5,7 @@ import pytest
 
 from edgeport.data import load_dataset, sample_shape
 from edgeport.errors import InputError
-from edgeport.runtimes import TensorSpec
+from edgeport.tensors import TensorSpec
 
 from conftest import ROOT, run_cli
 

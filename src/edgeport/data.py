@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.errors import InputError
-from edgeport.runtimes import TensorSpec
+from edgeport.tensors import TensorSpec
 
 _INPUT_KEYS = ("x", "inputs", "input", "data")
 _LABEL_KEYS = ("y", "labels", "label")

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgeport.runtimes import TensorSpec
+from edgeport.tensors import TensorSpec
 
 ReferenceFn = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 

@@ -16,7 +16,8 @@ from edgeport.checks import CheckContext, CheckSettings, References, run_checks
 from edgeport.checks.numerics import cross_target_parity
 from edgeport.data import load_dataset, random_dataset, sample_shape
 from edgeport.errors import InputError
-from edgeport.exporters import EXPORTERS, Artifact, ExportJob
+from edgeport import plugins
+from edgeport.exporters import Artifact, ExportJob
 from edgeport.compression import compress_weights, prune_structure
 from edgeport.quantizers import make_plan
 from edgeport.recipe import Recipe
@@ -94,7 +95,7 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         report = Report(model=model.name, source=model.source, recipe=recipe.to_dict(), environment=environment(),
                         notes=list(plan.notes))
         # every artifact first: a model a format cannot take fails before any runtime starts
-        artifacts = [EXPORTERS.get(t.format).export(job, t, work / t.name) for t in chosen]
+        artifacts = [plugins.exporters().get(t.format).export(job, t, work / t.name) for t in chosen]
         contexts = []
         for target, artifact in zip(chosen, artifacts):
             ctx = CheckContext(artifact, target, refs, settings, plan)
@@ -177,11 +178,11 @@ def _targets_for(targets: str | list[str], recipe: Recipe, options: dict,
     every = targets in ("all", ["all"])
     refused: dict[str, str] = {}
     for target in chosen:
-        if target.format not in EXPORTERS:
+        if target.format not in plugins.exporters():
             raise InputError(f"target '{target.name}' cannot be exported: {'; '.join(target.missing())}")
         try:
-            EXPORTERS.get(target.format).check_request(recipe, options, target)
-            EXPORTERS.get(target.format).check_source(source, target, recipe)
+            plugins.exporters().get(target.format).check_request(recipe, options, target)
+            plugins.exporters().get(target.format).check_source(source, target, recipe)
         except InputError as exc:
             if not every:
                 raise
@@ -193,9 +194,9 @@ def _targets_for(targets: str | list[str], recipe: Recipe, options: dict,
 
 
 def _session_inputs(target: Target, path: Path, settings: CheckSettings):
-    from edgeport.runtimes import RUNTIMES
+    from edgeport import plugins
 
-    return RUNTIMES.get(target.runtime).load(str(path), settings.threads).inputs
+    return plugins.runtimes().get(target.runtime).load(str(path), settings.threads).inputs
 
 
 def _check_budgets_measurable(limits: dict, calib, eval, need_reference: bool = True) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from edgeport.errors import InputError, MissingDependencyError, UnsupportedOpError
 from edgeport.model import FloatModel
 from edgeport.quiet import quiet_python
-from edgeport.runtimes import TensorSpec
+from edgeport.tensors import TensorSpec
 
 _NUMPY_OF_ONNX = {1: "float32", 10: "float16", 11: "float64", 3: "int8", 2: "uint8", 6: "int32", 7: "int64"}
 _FACTORY_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")

@@ -18,8 +18,8 @@ from edgeport.errors import RuntimeGap
 from edgeport.exporters import Artifact
 from edgeport.model import FloatModel
 from edgeport.quantizers.plan import QuantPlan
-from edgeport.registry import Registry
-from edgeport.runtimes import RUNTIMES, Session
+from edgeport import plugins
+from edgeport.tensors import Session
 from edgeport.targets import Target
 
 MEASURED, NOT_RUN = "measured", "not-run"
@@ -74,7 +74,7 @@ class CheckContext:
 
     @cached_property
     def session(self) -> Session:
-        runtime = RUNTIMES.get(self.target.runtime)
+        runtime = plugins.runtimes().get(self.target.runtime)
         return runtime.load(str(self.artifact.path), self.settings.threads)
 
     @cached_property
@@ -95,7 +95,7 @@ class CheckContext:
     def float_session(self, threads: int | None = None) -> Session | None:
         if self.float_artifact is None:
             return None
-        return RUNTIMES.get(self.target.runtime).load(str(self.float_artifact), threads or self.settings.threads)
+        return plugins.runtimes().get(self.target.runtime).load(str(self.float_artifact), threads or self.settings.threads)
 
 
 def run_batched(fn: Callable[[dict], list[np.ndarray]], data: Dataset, batch_size: int,
@@ -107,17 +107,16 @@ def run_batched(fn: Callable[[dict], list[np.ndarray]], data: Dataset, batch_siz
 
 
 Check = Callable[[CheckContext], CheckResult]
-CHECKS: Registry[Check] = Registry("check")
 
 
 def run_checks(ctx: CheckContext, names: list[str] | None = None) -> list[CheckResult]:
     """Run the named checks (default: all) for one artifact. A runtime that is missing here makes
     every check that needs it `not-run` with the reason."""
     results = []
-    runtime_missing = RUNTIMES.get(ctx.target.runtime).availability() if ctx.target.runtime in RUNTIMES else \
+    runtime_missing = plugins.runtimes().get(ctx.target.runtime).availability() if ctx.target.runtime in plugins.runtimes() else \
         f"runtime '{ctx.target.runtime}' is not supported in this version"
-    for name in names or CHECKS.names():
-        check = CHECKS.get(name)
+    for name in names or plugins.checks().names():
+        check = plugins.checks().get(name)
         formats = getattr(check, "formats", None)
         if formats is not None and ctx.artifact.format not in formats:
             continue
@@ -132,19 +131,3 @@ def run_checks(ctx: CheckContext, names: list[str] | None = None) -> list[CheckR
         except RuntimeGap as gap:
             results.append(CheckResult.not_run(name, str(gap)))
     return results
-
-
-def _build() -> None:
-    from edgeport.checks import browser, coreml_predict, litert_kernels, mcu, measure, numerics
-
-    for name, fn in (("size", measure.check_size), ("structure", measure.check_structure),
-                     ("params", numerics.check_params), ("parity", numerics.check_parity),
-                     ("accuracy", numerics.check_accuracy), ("latency", measure.check_latency),
-                     ("reference_kernels", litert_kernels.check_reference_kernels),
-                     ("coreml_predict", coreml_predict.check_coreml_predict),
-                     ("browser", browser.check_browser), ("firmware", mcu.check_firmware),
-                     ("bit_exact", mcu.check_bit_exact)):
-        CHECKS.add(name, fn)
-
-
-_build()

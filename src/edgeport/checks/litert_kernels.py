@@ -10,12 +10,12 @@ from edgeport.checks import MEASURED, CheckContext, CheckResult
 def check_reference_kernels(ctx: CheckContext) -> CheckResult:
     """Run every input through the optimized and the reference kernels and report differences
     (in int8 steps for int8 outputs: 0 means bit-exact)."""
-    from edgeport.runtimes import RUNTIMES
+    from edgeport import plugins
 
     data = ctx.refs.data
     if data is None:
         return CheckResult.not_run("reference_kernels", "no input data (give --calib or --eval)")
-    runtime = RUNTIMES.get(ctx.target.runtime)
+    runtime = plugins.runtimes().get(ctx.target.runtime)
     optimized, reference = ctx.session, runtime.load_reference(str(ctx.artifact.path))
     diffs, agree = [], []
     for i in range(len(data)):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeport import plugins
 from edgeport.checks import MEASURED, CheckContext, CheckResult
-from edgeport.exporters import EXPORTERS, artifact_bytes
+from edgeport.exporters import artifact_bytes
 from edgeport.progress import progress
-from edgeport.runtimes import RUNTIMES
 
 
 def parameter_count(path: Path, fmt: str) -> int | None:
@@ -47,8 +47,8 @@ check_size.needs_runtime = False
 
 def check_structure(ctx: CheckContext) -> CheckResult:
     """Op list and weight bytes by storage kind, read from the artifact."""
-    described = EXPORTERS.get(ctx.artifact.format).describe(ctx.artifact.path) \
-        if ctx.artifact.format in EXPORTERS else None
+    described = plugins.exporters().get(ctx.artifact.format).describe(ctx.artifact.path) \
+        if ctx.artifact.format in plugins.exporters() else None
     if described is None:
         return CheckResult.not_run("structure", f"reading '{ctx.artifact.format}' structure is not supported")
     return CheckResult("structure", MEASURED, described)
@@ -74,7 +74,7 @@ def check_latency(ctx: CheckContext) -> CheckResult:
     """p50/p90/p99 at batch 1 for each thread count of the target (default: `--threads`). The float
     model is timed interleaved with the artifact, so the speedup δ = float p50 / artifact p50
     compares runs made under the same machine load. Top-level values are for the first count."""
-    unavailable = RUNTIMES.get(ctx.target.runtime).latency_unavailable
+    unavailable = plugins.runtimes().get(ctx.target.runtime).latency_unavailable
     if unavailable:
         return CheckResult.not_run("latency", unavailable)
     s = ctx.settings
@@ -95,7 +95,7 @@ def check_latency(ctx: CheckContext) -> CheckResult:
 
 def _time_interleaved(ctx: CheckContext, threads: int) -> dict:
     s = ctx.settings
-    runtime = RUNTIMES.get(ctx.target.runtime)
+    runtime = plugins.runtimes().get(ctx.target.runtime)
     session = ctx.session if threads == s.threads else runtime.load(str(ctx.artifact.path), threads)
     values = time_sessions(session, ctx.float_session(threads), _latency_feeds(ctx), s.runs, s.warmup,
                            f"latency {ctx.target.name} ({threads} thread(s))")

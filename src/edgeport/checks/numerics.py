@@ -28,12 +28,12 @@ def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
 
 def check_params(ctx: CheckContext) -> CheckResult:
     """Read the quantization parameters back from the artifact and compare them with the plan."""
-    from edgeport.exporters import EXPORTERS
+    from edgeport import plugins
 
     plan = ctx.plan
     if plan is None or not (plan.weights or plan.activations):
         return CheckResult.not_run("params", "recipe has no quantization parameters")
-    exporter = EXPORTERS.get(ctx.artifact.format)
+    exporter = plugins.exporters().get(ctx.artifact.format)
     values = exporter.read_params(ctx.artifact.path, plan)
     if values is None:
         return CheckResult.not_run("params", f"reading parameters back from '{ctx.artifact.format}' "

@@ -16,7 +16,6 @@ from edgeport.errors import InputError
 from edgeport.model import FloatModel
 from edgeport.quantizers.plan import QuantPlan
 from edgeport.recipe import Recipe
-from edgeport.registry import Registry
 from edgeport.targets import Target
 
 
@@ -120,20 +119,3 @@ def artifact_bytes(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size
-
-
-EXPORTERS: Registry[Exporter] = Registry("exporter")
-
-
-def _build() -> None:
-    from edgeport.exporters.c import CExporter
-    from edgeport.exporters.coreml import CoreMLExporter
-    from edgeport.exporters.onnx import OnnxExporter, OrtExporter
-    from edgeport.exporters.tfjs import TFJSExporter
-    from edgeport.exporters.tflite import TFLiteExporter
-
-    for exporter in (OnnxExporter(), OrtExporter(), CoreMLExporter(), TFLiteExporter(), TFJSExporter(), CExporter()):
-        EXPORTERS.add(exporter.format, exporter)
-
-
-_build()

@@ -31,7 +31,7 @@ from typing import Self
 import numpy as np
 
 from edgeport.errors import InputError, RuntimeGap
-from edgeport.runtimes import TensorSpec
+from edgeport.tensors import TensorSpec
 
 BACKENDS = ("tfjs-cpu", "tfjs-wasm", "ort-wasm")
 

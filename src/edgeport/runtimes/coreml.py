@@ -13,7 +13,7 @@ import platform
 import numpy as np
 
 from edgeport.errors import InputError, RuntimeGap
-from edgeport.runtimes import TensorSpec
+from edgeport.tensors import TensorSpec
 from edgeport.quiet import quiet
 from edgeport.runtimes.mil_ops import OPS
 

@@ -11,7 +11,7 @@ import importlib.util
 import numpy as np
 
 from edgeport.errors import InputError
-from edgeport.runtimes import TensorSpec
+from edgeport.tensors import TensorSpec
 
 
 def _spec(detail) -> TensorSpec:

@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 
 from edgeport.errors import InputError, UnsupportedOpError
-from edgeport.runtimes import TensorSpec
+from edgeport.tensors import TensorSpec
 
 _ORT_TYPES = {
     "tensor(float)": "float32",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.runtimes import TensorSpec
+from edgeport.tensors import TensorSpec
 
 
 class QemuSession:

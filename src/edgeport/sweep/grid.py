@@ -195,13 +195,13 @@ def _importable(workdir: str):
 
 def refusal(source: str, recipe: Recipe, target_name: str) -> str | None:
     """Why the target's exporter refuses this recipe or source, or None when it accepts them."""
-    from edgeport.exporters import EXPORTERS
+    from edgeport import plugins
     from edgeport.targets import TARGETS
 
     target = TARGETS.get(target_name)
-    if target.format not in EXPORTERS:
+    if target.format not in plugins.exporters():
         return f"target '{target.name}' cannot be exported: {'; '.join(target.missing())}"
-    exporter = EXPORTERS.get(target.format)
+    exporter = plugins.exporters().get(target.format)
     try:
         exporter.check_request(recipe, {}, target)
         exporter.check_source(source, target, recipe)

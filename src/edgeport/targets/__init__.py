@@ -42,14 +42,14 @@ class Target:
 
     def missing(self) -> list[str]:
         """Reasons this target cannot be exported and checked here; empty when it can."""
-        from edgeport.exporters import EXPORTERS
-        from edgeport.runtimes import RUNTIMES
+        from edgeport import plugins
+        from edgeport import plugins
 
         reasons = []
-        if self.format not in EXPORTERS:
+        if self.format not in plugins.exporters():
             reasons.append(f"no '{self.format}' exporter in this edgeport version")
-        elif self.runtime in RUNTIMES:
-            why = RUNTIMES.get(self.runtime).availability()
+        elif self.runtime in plugins.runtimes():
+            why = plugins.runtimes().get(self.runtime).availability()
             if why:
                 reasons.append(why)
         else:

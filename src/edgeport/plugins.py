@@ -1,0 +1,67 @@
+"""The one place where the exporter, runtime and check registries are filled.
+
+Each registry is built on first use, by importing its implementations here, explicitly: no
+module registers itself as a side effect of being imported, so importing a value type
+(`edgeport.data`, `edgeport.tensors`) never loads a runtime, an exporter or a check. Adding a
+target's exporter, runtime or check is one line in the matching function below.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+from edgeport.registry import Registry
+
+if TYPE_CHECKING:
+    from edgeport.checks import Check
+    from edgeport.exporters import Exporter
+    from edgeport.tensors import Runtime
+
+
+@cache
+def exporters() -> Registry["Exporter"]:
+    """Artifact format -> exporter."""
+    from edgeport.exporters.c import CExporter
+    from edgeport.exporters.coreml import CoreMLExporter
+    from edgeport.exporters.onnx import OnnxExporter, OrtExporter
+    from edgeport.exporters.tfjs import TFJSExporter
+    from edgeport.exporters.tflite import TFLiteExporter
+
+    registry: Registry[Exporter] = Registry("exporter")
+    for exporter in (OnnxExporter(), OrtExporter(), CoreMLExporter(), TFLiteExporter(), TFJSExporter(), CExporter()):
+        registry.add(exporter.format, exporter)
+    return registry
+
+
+@cache
+def runtimes() -> Registry["Runtime"]:
+    """Runtime name (a target's `runtime`) -> runtime. Each reports its availability without
+    importing its backend, so `edgeport targets` stays fast."""
+    from edgeport.runtimes.browser import ChromiumRuntime
+    from edgeport.runtimes.coreml import CoreMLMilRuntime
+    from edgeport.runtimes.litert import LiteRTRuntime
+    from edgeport.runtimes.onnxruntime import OnnxRuntime
+    from edgeport.runtimes.qemu import QemuRuntime
+
+    registry: Registry[Runtime] = Registry("runtime")
+    for runtime in (OnnxRuntime(), CoreMLMilRuntime(), LiteRTRuntime(), ChromiumRuntime(), QemuRuntime()):
+        registry.add(runtime.name, runtime)
+    return registry
+
+
+@cache
+def checks() -> Registry["Check"]:
+    """Check name -> check, in the order they run."""
+    from edgeport.checks import browser, coreml_predict, litert_kernels, mcu, measure, numerics
+
+    registry: Registry[Check] = Registry("check")
+    for name, fn in (("size", measure.check_size), ("structure", measure.check_structure),
+                     ("params", numerics.check_params), ("parity", numerics.check_parity),
+                     ("accuracy", numerics.check_accuracy), ("latency", measure.check_latency),
+                     ("reference_kernels", litert_kernels.check_reference_kernels),
+                     ("coreml_predict", coreml_predict.check_coreml_predict),
+                     ("browser", browser.check_browser), ("firmware", mcu.check_firmware),
+                     ("bit_exact", mcu.check_bit_exact)):
+        registry.add(name, fn)
+    return registry
