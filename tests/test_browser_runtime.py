@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from edgeport.errors import InputError, RuntimeGap
-from edgeport.tensors import TensorSpec, browser
+from edgeport.runtimes import browser
+from edgeport.tensors import TensorSpec
 
 REASON = browser.ChromiumRuntime().availability()
 needs_browser = pytest.mark.skipif(REASON is not None, reason=str(REASON))

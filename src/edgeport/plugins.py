@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from edgeport.registry import Registry
 
 if TYPE_CHECKING:
-    from edgeport.checks import Check
+    from edgeport.checks import CheckSpec
     from edgeport.exporters import Exporter
     from edgeport.tensors import Runtime
 
@@ -51,17 +51,13 @@ def runtimes() -> Registry["Runtime"]:
 
 
 @cache
-def checks() -> Registry["Check"]:
-    """Check name -> check, in the order they run."""
+def checks() -> Registry["CheckSpec"]:
+    """Check name -> check, in the order they run (a check's `after` names checks above it)."""
     from edgeport.checks import browser, coreml_predict, litert_kernels, mcu, measure, numerics
 
-    registry: Registry[Check] = Registry("check")
-    for name, fn in (("size", measure.check_size), ("structure", measure.check_structure),
-                     ("params", numerics.check_params), ("parity", numerics.check_parity),
-                     ("accuracy", numerics.check_accuracy), ("latency", measure.check_latency),
-                     ("reference_kernels", litert_kernels.check_reference_kernels),
-                     ("coreml_predict", coreml_predict.check_coreml_predict),
-                     ("browser", browser.check_browser), ("firmware", mcu.check_firmware),
-                     ("bit_exact", mcu.check_bit_exact)):
-        registry.add(name, fn)
+    registry: Registry[CheckSpec] = Registry("check")
+    for spec in (measure.SIZE, measure.STRUCTURE, numerics.PARAMS, numerics.PARITY, numerics.ACCURACY,
+                 measure.LATENCY, litert_kernels.REFERENCE_KERNELS, coreml_predict.COREML_PREDICT,
+                 browser.BROWSER, mcu.FIRMWARE, mcu.BIT_EXACT):
+        registry.add(spec.name, spec)
     return registry

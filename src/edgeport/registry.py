@@ -36,6 +36,10 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return list(self._items)
 
+    def __getitem__(self, name) -> T:
+        """`registry[name]` is `registry.get(name)`: a registry reads like the table it replaces."""
+        return self.get(name)
+
     def __contains__(self, name: object) -> bool:
         return name in self._items
 

@@ -29,6 +29,12 @@ _NUMPY_OF_ONNX = {1: "float32", 10: "float16", 11: "float64", 3: "int8", 2: "uin
 _FACTORY_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
+def is_factory_ref(source: str) -> bool:
+    """Whether `source` has the form of a `package.module:factory` reference (a callable that
+    returns a torch.nn.Module); whether it imports is only known when it is loaded."""
+    return bool(_FACTORY_REF.match(source))
+
+
 def load_source(source: str, input_shapes: list[tuple[int, ...]] | None = None,
                 input_dtype: str = "float32") -> FloatModel:
     """Load `source` (see module docstring). `input_shapes` is needed for PyTorch sources."""
@@ -45,7 +51,7 @@ def load_source(source: str, input_shapes: list[tuple[int, ...]] | None = None,
     if path.suffix in {".mlpackage", ".mlmodel"}:
         raise InputError(f"{source}: '{path.suffix}' models are not an export source in this version; "
                          "use a PyTorch model or an .onnx file")
-    if _FACTORY_REF.match(source):
+    if is_factory_ref(source):
         return _load_factory(source, input_shapes, input_dtype)
     if path.exists():
         raise InputError(f"{source}: unknown model file type (expected .onnx, .pt2 or module:factory)")

@@ -7,7 +7,7 @@ runtimes, exporters or checks (the layer contracts in `pyproject.toml` keep it t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, Sequence
+from typing import ClassVar, Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -24,18 +24,26 @@ class TensorSpec:
         return tuple(batch if d is None else d for d in self.shape)
 
 
+Timing = Literal["wall", "self", "estimate"]
+
+
 class Session(Protocol):
     """A loaded artifact, ready to run.
 
-    Capabilities are declared, not discovered: `timing` says how the latency check measures it
-    ("wall" clock around `run`, "self" when the session times a block of runs itself with
-    `time_runs(feeds, n) -> seconds per run`, "estimate" when an emulator counts instructions
-    and `estimate_latency()` gives the figure).
+    Capabilities are declared, not discovered: `timing` says how the latency check measures it.
+
+    - "wall": a wall clock around each `run`.
+    - "self": the session times its own runs, leaving out the cost of driving it from Python, with
+      `time_runs(feeds, runs, warmup) -> list[float]` (seconds per inference, `warmup` untimed
+      runs first; a browser page timing with performance.now()).
+    - "estimate": nothing is timed; an emulator counts the instructions of one inference with
+      `estimate_latency(feed) -> dict`, whose "estimated_ms" is the latency at the board clock
+      (no "estimated_ms" when the core has no cycle model; a "reason" may say why).
     """
 
     inputs: Sequence[TensorSpec]
     outputs: Sequence[TensorSpec]
-    timing: ClassVar[str]
+    timing: ClassVar[Timing]
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
 

@@ -1,7 +1,10 @@
-"""Checks: run an artifact in its runtime and measure it. One registered function per check.
+"""Checks: run an artifact in its runtime and measure it.
 
-A check returns a `CheckResult` that is either `measured` (with values) or `not-run` (with the
-reason). It never reports a value it did not measure.
+A check is a function of a `CheckContext` declared by a `CheckSpec` next to it (which formats and
+runtimes it applies to, whether it needs the runtime, which checks must run before it); the specs
+are listed, in run order, in `edgeport.plugins.checks()`. A check returns a `CheckResult` that is
+either `measured` (with values) or `not-run` (with the reason). It never reports a value it did
+not measure. What one check measures and another reuses is a typed attribute of the context.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ import numpy as np
 
 from edgeport.data import Dataset
 from edgeport.errors import RuntimeGap
-from edgeport.exporters import Artifact
+from edgeport.exporters import Artifact, Exporter
 from edgeport.model import FloatModel
 from edgeport.quantizers.plan import QuantPlan
 from edgeport import plugins
-from edgeport.tensors import Session
+from edgeport.tensors import Runtime, Session
 from edgeport.targets import Target
 
 MEASURED, NOT_RUN = "measured", "not-run"
@@ -65,17 +68,40 @@ class References:
 
 @dataclass
 class CheckContext:
+    """One artifact on one target, and what its checks share.
+
+    Attributes:
+        session_timing: What one check measured and another reuses: the latency check's values
+            for `session` (at `settings.threads`, against the float model), which the browser
+            check (`after=("latency",)`) reports for its primary page instead of timing it again.
+        elf_sizes: What one check measured and another reuses: a C library's firmware flash and
+            RAM by section (`edgeport.mcu.elfsize`), read from the ELF by the first of the size
+            and firmware checks to ask.
+    """
+
     artifact: Artifact
     target: Target
     refs: References
     settings: CheckSettings
     plan: QuantPlan | None = None
-    shared: dict = field(default_factory=dict)  # what one check measured and another reuses
+    session_timing: dict | None = field(default=None, init=False)
+    elf_sizes: dict | None = field(default=None, init=False)
+
+    @cached_property
+    def runtime(self) -> Runtime:
+        """The target's runtime."""
+        return plugins.runtimes().get(self.target.runtime)
+
+    @cached_property
+    def exporter(self) -> Exporter | None:
+        """The exporter of the artifact's format, which also reads such artifacts back (None for a
+        format edgeport does not export)."""
+        exporters = plugins.exporters()
+        return exporters.get(self.artifact.format) if self.artifact.format in exporters else None
 
     @cached_property
     def session(self) -> Session:
-        runtime = plugins.runtimes().get(self.target.runtime)
-        return runtime.load(str(self.artifact.path), self.settings.threads)
+        return self.runtime.load(str(self.artifact.path), self.settings.threads)
 
     @cached_property
     def outputs(self) -> list[np.ndarray] | None:
@@ -95,7 +121,7 @@ class CheckContext:
     def float_session(self, threads: int | None = None) -> Session | None:
         if self.float_artifact is None:
             return None
-        return plugins.runtimes().get(self.target.runtime).load(str(self.float_artifact), threads or self.settings.threads)
+        return self.runtime.load(str(self.float_artifact), threads or self.settings.threads)
 
 
 def run_batched(fn: Callable[[dict], list[np.ndarray]], data: Dataset, batch_size: int,
@@ -109,25 +135,65 @@ def run_batched(fn: Callable[[dict], list[np.ndarray]], data: Dataset, batch_siz
 Check = Callable[[CheckContext], CheckResult]
 
 
+@dataclass(frozen=True)
+class CheckSpec:
+    """One check: its name (the key in the report), the function that runs it, and where it applies.
+
+    Attributes:
+        name: Check name, the key of its result in the report.
+        run: The check itself.
+        formats: Artifact formats it applies to (None: every format).
+        runtimes: Runtimes it applies to (None: every runtime).
+        needs_runtime: False for a check that reads the artifact's files only, so it runs even
+            where the target's runtime is missing.
+        after: Checks that must come before this one in the run order, because this one reuses
+            what they measured (a `CheckContext` attribute). When such a check does not run, this
+            one measures for itself.
+    """
+
+    name: str
+    run: Check
+    formats: tuple[str, ...] | None = None
+    runtimes: tuple[str, ...] | None = None
+    needs_runtime: bool = True
+    after: tuple[str, ...] = ()
+
+    def applies_to(self, ctx: CheckContext) -> bool:
+        return ((self.formats is None or ctx.artifact.format in self.formats)
+                and (self.runtimes is None or ctx.target.runtime in self.runtimes))
+
+
+def check_order(specs: list[CheckSpec]) -> None:
+    """Raise ValueError unless every check's `after` names a check listed before it (a registry
+    or a list of checks in the wrong order is a programming error, not the user's)."""
+    seen: set[str] = set()
+    for spec in specs:
+        late = [name for name in spec.after if name not in seen]
+        if late:
+            raise ValueError(f"check '{spec.name}' must come after {', '.join(map(repr, late))}, "
+                             "whose measurements it reuses")
+        seen.add(spec.name)
+
+
 def run_checks(ctx: CheckContext, names: list[str] | None = None) -> list[CheckResult]:
-    """Run the named checks (default: all) for one artifact. A runtime that is missing here makes
-    every check that needs it `not-run` with the reason."""
-    results = []
-    runtime_missing = plugins.runtimes().get(ctx.target.runtime).availability() if ctx.target.runtime in plugins.runtimes() else \
+    """Run the named checks (default: all) for one artifact, in the registry's order. A runtime
+    that is missing here makes every check that needs it `not-run` with the reason."""
+    registry = plugins.checks()
+    check_order(list(registry))
+    for name in names or ():
+        registry.get(name)  # an unknown name lists the known ones
+    specs = [spec for spec in registry if names is None or spec.name in names]
+    runtime_missing = ctx.runtime.availability() if ctx.target.runtime in plugins.runtimes() else \
         f"runtime '{ctx.target.runtime}' is not supported in this version"
-    for name in names or plugins.checks().names():
-        check = plugins.checks().get(name)
-        formats = getattr(check, "formats", None)
-        if formats is not None and ctx.artifact.format not in formats:
+    results = []
+    for spec in specs:
+        if not spec.applies_to(ctx):
             continue
-        runtimes = getattr(check, "runtimes", None)
-        if runtimes is not None and ctx.target.runtime not in runtimes:
-            continue
-        if runtime_missing and getattr(check, "needs_runtime", True):
-            results.append(CheckResult.not_run(name, runtime_missing))
+        if runtime_missing and spec.needs_runtime:
+            results.append(CheckResult.not_run(spec.name, runtime_missing))
             continue
         try:
-            results.append(check(ctx))
+            results.append(spec.run(ctx))
         except RuntimeGap as gap:
-            results.append(CheckResult.not_run(name, str(gap)))
+            results.append(CheckResult.not_run(spec.name, str(gap)))
     return results

@@ -7,8 +7,8 @@ on the same backend, and parity with the float reference on the check's inputs.
 
 from __future__ import annotations
 
-from edgeport.checks import MEASURED, CheckContext, CheckResult, run_batched
-from edgeport.checks.measure import _latency_feeds, time_sessions
+from edgeport.checks import MEASURED, CheckContext, CheckResult, CheckSpec, run_batched
+from edgeport.checks.measure import latency_feeds, time_sessions
 from edgeport.checks.numerics import accuracy, parity_metrics
 
 
@@ -23,8 +23,8 @@ def _measure_backend(ctx: CheckContext, backend: str) -> dict:
     baseline = open_session(ctx.float_artifact, backend, s.threads) if ctx.float_artifact else None
     try:
         row = {"load_ms": round(session.load_ms, 3), "first_run_ms": round(session.first_run_ms, 3)}
-        timing = ctx.shared.get("session_timing") if primary else None
-        row.update(timing or time_sessions(session, baseline, _latency_feeds(ctx), s.runs, s.warmup,
+        timing = ctx.session_timing if primary else None
+        row.update(timing or time_sessions(session, baseline, latency_feeds(ctx), s.runs, s.warmup,
                                            f"{ctx.target.name} {backend}"))
         if ctx.refs.data is not None:
             dynamic = all(spec.shape and spec.shape[0] is None for spec in session.inputs)
@@ -58,4 +58,5 @@ def check_browser(ctx: CheckContext) -> CheckResult:
                                               "timed": "in the page with performance.now(), output read back"})
 
 
-check_browser.runtimes = ("chromium",)
+# After latency: the primary page's timing is the latency check's (`ctx.session_timing`).
+BROWSER = CheckSpec("browser", check_browser, runtimes=("chromium",), after=("latency",))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeport.checks import MEASURED, CheckContext, CheckResult
+from edgeport.checks import MEASURED, CheckContext, CheckResult, CheckSpec
 from edgeport.checks.numerics import parity_metrics
 
 
@@ -29,4 +29,4 @@ def check_coreml_predict(ctx: CheckContext) -> CheckResult:
     return CheckResult("coreml_predict", MEASURED, values)
 
 
-check_coreml_predict.formats = ("mlpackage",)
+COREML_PREDICT = CheckSpec("coreml_predict", check_coreml_predict, formats=("mlpackage",))

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeport.checks import MEASURED, CheckContext, CheckResult
+from edgeport.checks import MEASURED, CheckContext, CheckResult, CheckSpec
 
 
 def check_reference_kernels(ctx: CheckContext) -> CheckResult:
     """Run every input through the optimized and the reference kernels and report differences
     (in int8 steps for int8 outputs: 0 means bit-exact)."""
-    from edgeport import plugins
-
     data = ctx.refs.data
     if data is None:
         return CheckResult.not_run("reference_kernels", "no input data (give --calib or --eval)")
-    runtime = plugins.runtimes().get(ctx.target.runtime)
-    optimized, reference = ctx.session, runtime.load_reference(str(ctx.artifact.path))
+    optimized, reference = ctx.session, ctx.runtime.load_reference(str(ctx.artifact.path))
     diffs, agree = [], []
     for i in range(len(data)):
         feed = {k: v[i:i + 1] for k, v in data.feeds.items()}
@@ -30,4 +27,4 @@ def check_reference_kernels(ctx: CheckContext) -> CheckResult:
     return CheckResult("reference_kernels", MEASURED, values)
 
 
-check_reference_kernels.formats = ("tflite",)
+REFERENCE_KERNELS = CheckSpec("reference_kernels", check_reference_kernels, formats=("tflite",))

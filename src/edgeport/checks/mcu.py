@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeport.checks import MEASURED, CheckContext, CheckResult
+from edgeport.checks import MEASURED, CheckContext, CheckResult, CheckSpec
 from edgeport.data import random_dataset
 
 RANDOM_INPUTS = 20
@@ -14,9 +14,9 @@ RANDOM_SEED = 1  # not the seed of the pipeline's own random data for .tflite so
 def _breakdown(ctx: CheckContext) -> dict:
     from edgeport.mcu.elfsize import elf_breakdown
 
-    if "elf_breakdown" not in ctx.shared:
-        ctx.shared["elf_breakdown"] = elf_breakdown(ctx.session.firmware.elf, ctx.session.name)
-    return ctx.shared["elf_breakdown"]
+    if ctx.elf_sizes is None:
+        ctx.elf_sizes = elf_breakdown(ctx.session.firmware.elf, ctx.session.name)
+    return ctx.elf_sizes
 
 
 def library_flash(ctx: CheckContext) -> int:
@@ -46,6 +46,9 @@ def check_firmware(ctx: CheckContext) -> CheckResult:
     return CheckResult("firmware", MEASURED, values)
 
 
+FIRMWARE = CheckSpec("firmware", check_firmware, formats=("c",))
+
+
 def check_bit_exact(ctx: CheckContext) -> CheckResult:
     """The firmware in QEMU against LiteRT's reference kernels (BUILTIN_REF) on the same int8
     model: random int8 inputs plus the check's data (quantized), output bytes compared."""
@@ -71,5 +74,4 @@ def check_bit_exact(ctx: CheckContext) -> CheckResult:
         "reference": "LiteRT reference kernels (BUILTIN_REF) on the same .tflite"})
 
 
-check_firmware.formats = ("c",)
-check_bit_exact.formats = ("c",)
+BIT_EXACT = CheckSpec("bit_exact", check_bit_exact, formats=("c",))

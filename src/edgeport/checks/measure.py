@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from edgeport import plugins
-from edgeport.checks import MEASURED, CheckContext, CheckResult
+from edgeport.checks import MEASURED, CheckContext, CheckResult, CheckSpec
 from edgeport.exporters import artifact_bytes
 from edgeport.progress import progress
+from edgeport.tensors import Session
 
 
 def parameter_count(path: Path, fmt: str) -> int | None:
@@ -42,19 +43,18 @@ def check_size(ctx: CheckContext) -> CheckResult:
     return CheckResult("size", MEASURED, values)
 
 
-check_size.needs_runtime = False
+SIZE = CheckSpec("size", check_size, needs_runtime=False)
 
 
 def check_structure(ctx: CheckContext) -> CheckResult:
     """Op list and weight bytes by storage kind, read from the artifact."""
-    described = plugins.exporters().get(ctx.artifact.format).describe(ctx.artifact.path) \
-        if ctx.artifact.format in plugins.exporters() else None
+    described = ctx.exporter.describe(ctx.artifact.path) if ctx.exporter is not None else None
     if described is None:
         return CheckResult.not_run("structure", f"reading '{ctx.artifact.format}' structure is not supported")
     return CheckResult("structure", MEASURED, described)
 
 
-check_structure.needs_runtime = False
+STRUCTURE = CheckSpec("structure", check_structure, needs_runtime=False)
 
 
 def percentiles_ms(seconds: list[float]) -> dict[str, float]:
@@ -62,8 +62,9 @@ def percentiles_ms(seconds: list[float]) -> dict[str, float]:
     return {f"p{q}_ms": round(float(np.percentile(ms, q)), 4) for q in (50, 90, 99)}
 
 
-def _latency_feeds(ctx: CheckContext, count: int = 8) -> list[dict[str, np.ndarray]]:
-    """Batch-1 inputs: real samples when there are any, else zeros."""
+def latency_feeds(ctx: CheckContext, count: int = 8) -> list[dict[str, np.ndarray]]:
+    """Inputs to time the artifact on, one sample each (batch 1): the first `count` samples of
+    the check's data when there is any, else one all-zeros input."""
     data = ctx.refs.data
     if data is not None:
         return [{k: v[i:i + 1] for k, v in data.feeds.items()} for i in range(min(count, len(data)))]
@@ -74,17 +75,12 @@ def check_latency(ctx: CheckContext) -> CheckResult:
     """p50/p90/p99 at batch 1 for each thread count of the target (default: `--threads`). The float
     model is timed interleaved with the artifact, so the speedup δ = float p50 / artifact p50
     compares runs made under the same machine load. Top-level values are for the first count."""
-    unavailable = plugins.runtimes().get(ctx.target.runtime).latency_unavailable
+    unavailable = ctx.runtime.latency_unavailable
     if unavailable:
         return CheckResult.not_run("latency", unavailable)
+    if ctx.session.timing == "estimate":  # emulated boards: counted, not timed
+        return _estimated_latency(ctx)
     s = ctx.settings
-    if hasattr(ctx.session, "estimate_latency"):  # emulated boards: counted, not timed
-        estimate = ctx.session.estimate_latency(_latency_feeds(ctx)[0])
-        if "estimated_ms" not in estimate:
-            return CheckResult.not_run("latency", estimate.get("reason", "no cycle model for this core"))
-        ms = estimate["estimated_ms"]
-        return CheckResult("latency", MEASURED, {"estimate": True, "p50_ms": ms, "p90_ms": ms, "p99_ms": ms,
-                                                 "batch": 1, **estimate})
     counts = ctx.target.latency_threads or (s.threads,)
     by_threads = {str(n): _time_interleaved(ctx, n) for n in counts}
     values = {"threads": counts[0], "runs": s.runs, "warmup": s.warmup, "batch": 1, **by_threads[str(counts[0])]}
@@ -93,22 +89,30 @@ def check_latency(ctx: CheckContext) -> CheckResult:
     return CheckResult("latency", MEASURED, values)
 
 
+LATENCY = CheckSpec("latency", check_latency)
+
+
+def _estimated_latency(ctx: CheckContext) -> CheckResult:
+    """The emulator's instruction count of one inference, at the board clock (see `Session`)."""
+    estimate = ctx.session.estimate_latency(latency_feeds(ctx)[0])
+    if "estimated_ms" not in estimate:
+        return CheckResult.not_run("latency", estimate.get("reason", "no cycle model for this core"))
+    ms = estimate["estimated_ms"]
+    return CheckResult("latency", MEASURED, {"estimate": True, "p50_ms": ms, "p90_ms": ms, "p99_ms": ms,
+                                             "batch": 1, **estimate})
+
+
 def _time_interleaved(ctx: CheckContext, threads: int) -> dict:
     s = ctx.settings
-    runtime = plugins.runtimes().get(ctx.target.runtime)
-    session = ctx.session if threads == s.threads else runtime.load(str(ctx.artifact.path), threads)
-    values = time_sessions(session, ctx.float_session(threads), _latency_feeds(ctx), s.runs, s.warmup,
+    session = ctx.session if threads == s.threads else ctx.runtime.load(str(ctx.artifact.path), threads)
+    values = time_sessions(session, ctx.float_session(threads), latency_feeds(ctx), s.runs, s.warmup,
                            f"latency {ctx.target.name} ({threads} thread(s))")
     if session is ctx.session:
-        ctx.shared["session_timing"] = values
+        ctx.session_timing = values
     return values
 
 
-def _timed(session, feed: dict, count: int) -> list[float]:
-    """Seconds per run. A session that times itself (a browser page, with performance.now()) does
-    so, leaving out the cost of driving it from Python."""
-    if hasattr(session, "time_runs"):
-        return session.time_runs(feed, count, 0)
+def _wall_clock(session: Session, feed: dict, count: int) -> list[float]:
     times = []
     for _ in range(count):
         start = time.perf_counter()
@@ -117,10 +121,25 @@ def _timed(session, feed: dict, count: int) -> list[float]:
     return times
 
 
-def time_sessions(session, baseline, feeds: list[dict], runs: int, warmup: int, desc: str) -> dict:
+def _self_timed(session: Session, feed: dict, count: int) -> list[float]:
+    return session.time_runs(feed, count, 0)
+
+
+# Session `timing` -> (seconds per run of `count` runs, runs per call). A self-timed session (a
+# browser page, with performance.now()) leaves out the cost of driving it from Python, and runs a
+# block per call so that cost is paid once per block.
+TIMERS: dict[str, tuple[Callable[[Session, dict, int], list[float]], int]] = {
+    "wall": (_wall_clock, 1),
+    "self": (_self_timed, 10),
+}
+
+
+def time_sessions(session: Session, baseline: Session | None, feeds: list[dict], runs: int, warmup: int,
+                  desc: str) -> dict:
     """p50/p90/p99 of `session` and, when a float `baseline` session is given, its p50 and the
-    speedup δ, the two timed in alternation so both see the same machine load."""
-    block = 10 if hasattr(session, "time_runs") else 1  # self-timed sessions run a block per call
+    speedup δ, the two timed in alternation so both see the same machine load. Both sessions are
+    timed the way their `timing` says ("wall" or "self")."""
+    block = TIMERS[session.timing][1]
     runners = [("artifact", session)] + ([("float", baseline)] if baseline is not None else [])
     for _, sess in runners:
         for i in range(warmup):
@@ -130,7 +149,7 @@ def time_sessions(session, baseline, feeds: list[dict], runs: int, warmup: int, 
     for i in progress(starts, total=len(starts), desc=desc):
         feed = feeds[(i // block) % len(feeds)]
         for name, sess in runners:
-            times[name] += _timed(sess, feed, min(block, runs - i))
+            times[name] += TIMERS[sess.timing][0](sess, feed, min(block, runs - i))
     values = percentiles_ms(times["artifact"])
     if baseline is not None:
         values["float_p50_ms"] = percentiles_ms(times["float"])["p50_ms"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeport.checks import MEASURED, CheckContext, CheckResult
+from edgeport.checks import MEASURED, CheckContext, CheckResult, CheckSpec
 
 
 def parity_metrics(reference: np.ndarray, output: np.ndarray) -> dict:
@@ -28,13 +28,10 @@ def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
 
 def check_params(ctx: CheckContext) -> CheckResult:
     """Read the quantization parameters back from the artifact and compare them with the plan."""
-    from edgeport import plugins
-
     plan = ctx.plan
     if plan is None or not (plan.weights or plan.activations):
         return CheckResult.not_run("params", "recipe has no quantization parameters")
-    exporter = plugins.exporters().get(ctx.artifact.format)
-    values = exporter.read_params(ctx.artifact.path, plan)
+    values = ctx.exporter.read_params(ctx.artifact.path, plan) if ctx.exporter is not None else None
     if values is None:
         return CheckResult.not_run("params", f"reading parameters back from '{ctx.artifact.format}' "
                                              "files is not supported")
@@ -42,7 +39,7 @@ def check_params(ctx: CheckContext) -> CheckResult:
     return CheckResult("params", MEASURED, values)
 
 
-check_params.needs_runtime = False
+PARAMS = CheckSpec("params", check_params, needs_runtime=False)
 
 
 def check_parity(ctx: CheckContext) -> CheckResult:
@@ -58,6 +55,9 @@ def check_parity(ctx: CheckContext) -> CheckResult:
     return CheckResult("parity", MEASURED, values)
 
 
+PARITY = CheckSpec("parity", check_parity)
+
+
 def check_accuracy(ctx: CheckContext) -> CheckResult:
     refs = ctx.refs
     if refs.data is None or refs.data.labels is None:
@@ -68,6 +68,9 @@ def check_accuracy(ctx: CheckContext) -> CheckResult:
         values["float_accuracy"] = accuracy(refs.outputs[0], labels)
         values["accuracy_drop_points"] = round(100 * (values["float_accuracy"] - values["accuracy"]), 4)
     return CheckResult("accuracy", MEASURED, values)
+
+
+ACCURACY = CheckSpec("accuracy", check_accuracy)
 
 
 def cross_target_parity(contexts: list[CheckContext], plan) -> list[dict]:

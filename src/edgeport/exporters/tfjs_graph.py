@@ -9,8 +9,8 @@ tensors are carried in NHWC between convolutions; `_Converter.tensor(name, layou
 Transpose only where an op needs the other layout (before a Flatten/Reshape of a spatial map,
 for example), so a CNN gets one Transpose at the input and at most one before its classifier.
 
-One handler per ONNX op type in `HANDLERS`; an op without a handler is an UnsupportedOpError
-naming the op and the node.
+One handler per ONNX op type, registered in `TFJS_OPS` where it is defined; an op without a
+handler is an UnsupportedOpError naming the op and the node.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 from edgeport.errors import UnsupportedOpError
 from edgeport.quantizers import qmath
 from edgeport.quantizers.plan import WeightParams
+from edgeport.registry import Registry
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
 NHWC_TO_NCHW = (0, 3, 1, 2)
@@ -188,17 +189,7 @@ class _Converter:
 # ------------------------------------------------------------------ handlers
 
 Handler = Callable[[_Converter, object], None]
-HANDLERS: dict[str, Handler] = {}
-
-
-def handles(*op_types: str):
-    def register(fn: Handler) -> Handler:
-        for op_type in op_types:
-            if op_type in HANDLERS:
-                raise ValueError(f"ONNX op '{op_type}' registered twice")
-            HANDLERS[op_type] = fn
-        return fn
-    return register
+TFJS_OPS: Registry[Handler] = Registry("ONNX op (TF.js conversion)")
 
 
 def _spatial_padding(c: _Converter, node, x: str, pads, kernel, strides, dilations, pad_value=0.0):
@@ -238,7 +229,7 @@ def _bias_and_scale(c: _Converter, node, y: str, bias: np.ndarray | None, scales
     return y
 
 
-@handles("Conv")
+@TFJS_OPS.register("Conv")
 def conv(c: _Converter, node) -> None:
     at = c.attrs(node)
     w = c.constant(node.input[1], node)
@@ -266,7 +257,8 @@ def conv(c: _Converter, node) -> None:
     c.hold(node.output[0], y, "nhwc")
 
 
-@handles("Gemm", "MatMul")
+@TFJS_OPS.register("Gemm")
+@TFJS_OPS.register("MatMul")
 def matmul(c: _Converter, node) -> None:
     at = c.attrs(node)
     if c.rank(node.input[0]) != 2 or at.get("transA", 0):
@@ -285,13 +277,15 @@ def matmul(c: _Converter, node) -> None:
     c.hold(node.output[0], _bias_and_scale(c, node, y, bias, scales), "plain")
 
 
-@handles("Relu", "Sigmoid", "Tanh")
+@TFJS_OPS.register("Relu")
+@TFJS_OPS.register("Sigmoid")
+@TFJS_OPS.register("Tanh")
 def unary(c: _Converter, node) -> None:
     name = node.input[0]
     c.hold(node.output[0], c.op(node.op_type, node.name, [c.tensor(name)]), c.layout(name))
 
 
-@handles("Clip")
+@TFJS_OPS.register("Clip")
 def clip(c: _Converter, node) -> None:
     at = c.attrs(node)
     lo = float(c.constant(node.input[1], node)) if len(node.input) > 1 and node.input[1] else at.get("min", -np.inf)
@@ -325,14 +319,21 @@ def _elementwise_inputs(c: _Converter, node, names: list[str]) -> tuple[list[str
     return inputs, layout
 
 
-@handles("Add", "Sub", "Mul", "Div")
+@TFJS_OPS.register("Add")
+@TFJS_OPS.register("Sub")
+@TFJS_OPS.register("Mul")
+@TFJS_OPS.register("Div")
 def binary(c: _Converter, node) -> None:
     tf_op = {"Add": "AddV2", "Sub": "Sub", "Mul": "Mul", "Div": "RealDiv"}[node.op_type]
     inputs, layout = _elementwise_inputs(c, node, list(node.input[:2]))
     c.hold(node.output[0], c.op(tf_op, node.name, inputs), layout)
 
 
-@handles("GreaterOrEqual", "Greater", "LessOrEqual", "Less", "Equal")
+@TFJS_OPS.register("GreaterOrEqual")
+@TFJS_OPS.register("Greater")
+@TFJS_OPS.register("LessOrEqual")
+@TFJS_OPS.register("Less")
+@TFJS_OPS.register("Equal")
 def compare(c: _Converter, node) -> None:
     tf_op = {"GreaterOrEqual": "GreaterEqual", "Greater": "Greater", "LessOrEqual": "LessEqual", "Less": "Less",
              "Equal": "Equal"}[node.op_type]
@@ -340,7 +341,7 @@ def compare(c: _Converter, node) -> None:
     c.hold(node.output[0], c.op(tf_op, node.name, inputs), layout)
 
 
-@handles("Where")
+@TFJS_OPS.register("Where")
 def where(c: _Converter, node) -> None:
     """Where(cond, a, b) -> SelectV2 (e.g. a binary activation: sign as x >= 0 ? 1 : -1)."""
     inputs, layout = _elementwise_inputs(c, node, list(node.input[:3]))
@@ -355,7 +356,7 @@ def _pool_attrs(c: _Converter, node):
     return at, kernel, at.get("strides", [1, 1]), at.get("pads", [0, 0, 0, 0])
 
 
-@handles("MaxPool")
+@TFJS_OPS.register("MaxPool")
 def max_pool(c: _Converter, node) -> None:
     _, kernel, strides, pads = _pool_attrs(c, node)
     x, padding = _spatial_padding(c, node, c.tensor(node.input[0], "nhwc"), pads, kernel, strides, (1, 1),
@@ -365,7 +366,7 @@ def max_pool(c: _Converter, node) -> None:
     c.hold(node.output[0], y, "nhwc")
 
 
-@handles("AveragePool")
+@TFJS_OPS.register("AveragePool")
 def avg_pool(c: _Converter, node) -> None:
     at, kernel, strides, pads = _pool_attrs(c, node)
     x = c.tensor(node.input[0], "nhwc")
@@ -385,7 +386,10 @@ def avg_pool(c: _Converter, node) -> None:
     c.hold(node.output[0], y, "nhwc")
 
 
-@handles("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax")
+@TFJS_OPS.register("GlobalAveragePool")
+@TFJS_OPS.register("GlobalMaxPool")
+@TFJS_OPS.register("ReduceMean")
+@TFJS_OPS.register("ReduceMax")
 def reduce(c: _Converter, node) -> None:
     at = c.attrs(node)
     tf_op = "Mean" if node.op_type in ("GlobalAveragePool", "ReduceMean") else "Max"
@@ -411,7 +415,8 @@ def reduce(c: _Converter, node) -> None:
     c.hold(node.output[0], y, layout if keep else "plain")
 
 
-@handles("Reshape", "Flatten")
+@TFJS_OPS.register("Reshape")
+@TFJS_OPS.register("Flatten")
 def reshape(c: _Converter, node) -> None:
     src = node.input[0]
     in_shape = c.shapes.get(src, [])
@@ -434,7 +439,7 @@ def reshape(c: _Converter, node) -> None:
     c.hold(node.output[0], y, "plain")
 
 
-@handles("Softmax")
+@TFJS_OPS.register("Softmax")
 def softmax(c: _Converter, node) -> None:
     rank = c.rank(node.input[0])
     axis = c.attrs(node).get("axis", -1) % rank
@@ -448,7 +453,7 @@ def softmax(c: _Converter, node) -> None:
     c.hold(node.output[0], c.op("Softmax", node.name, [x]), layout)
 
 
-@handles("Concat")
+@TFJS_OPS.register("Concat")
 def concat(c: _Converter, node) -> None:
     rank = c.rank(node.output[0])
     axis = c.attrs(node)["axis"] % rank
@@ -462,7 +467,7 @@ def concat(c: _Converter, node) -> None:
     c.hold(node.output[0], y, layout)
 
 
-@handles("Pad")
+@TFJS_OPS.register("Pad")
 def pad(c: _Converter, node) -> None:
     at = c.attrs(node)
     mode = at.get("mode", b"constant")
@@ -482,7 +487,7 @@ def pad(c: _Converter, node) -> None:
     c.hold(node.output[0], y, layout)
 
 
-@handles("BatchNormalization")
+@TFJS_OPS.register("BatchNormalization")
 def batch_norm(c: _Converter, node) -> None:
     scale, bias, mean, var = (c.constant(n, node).astype(np.float32) for n in node.input[1:5])
     k = scale / np.sqrt(var + np.float32(c.attrs(node).get("epsilon", 1e-5)))
@@ -494,7 +499,7 @@ def batch_norm(c: _Converter, node) -> None:
     c.hold(node.output[0], y, layout)
 
 
-@handles("Transpose")
+@TFJS_OPS.register("Transpose")
 def transpose(c: _Converter, node) -> None:
     perm = c.attrs(node).get("perm") or list(reversed(range(c.rank(node.input[0]))))
     x = c.tensor(node.input[0], "plain")
@@ -502,7 +507,8 @@ def transpose(c: _Converter, node) -> None:
     c.hold(node.output[0], y, "plain")
 
 
-@handles("Identity", "Dropout")
+@TFJS_OPS.register("Identity")
+@TFJS_OPS.register("Dropout")
 def identity(c: _Converter, node) -> None:
     c.held[node.output[0]] = c.held[node.input[0]]
 
@@ -512,7 +518,7 @@ def convert(onnx_model, plan_weights: dict[str, WeightParams], int8_weights: boo
     plan's int8 integers (per-channel scales applied by a Mul after the layer)."""
     c = _Converter(onnx_model, plan_weights, int8_weights)
     g = c.model.graph
-    unsupported = [n for n in g.node if n.op_type not in HANDLERS and n.op_type != "Constant"]
+    unsupported = [n for n in g.node if n.op_type not in TFJS_OPS and n.op_type != "Constant"]
     if unsupported:
         raise UnsupportedOpError(unsupported[0].op_type, unsupported[0].name, WHERE)
     for inp in g.input:
@@ -526,7 +532,7 @@ def convert(onnx_model, plan_weights: dict[str, WeightParams], int8_weights: boo
         c.hold(inp.name, name, "plain")
     for node in g.node:
         if node.op_type != "Constant":
-            HANDLERS[node.op_type](c, node)
+            TFJS_OPS.get(node.op_type)(c, node)
     for out in g.output:
         y = c.tensor(out.name, "plain")
         name = c.unique(out.name) if out.name in c.names else out.name

@@ -262,6 +262,8 @@ def _model_file(path: Path, backend: str) -> Path:
 class BrowserSession:
     """One model loaded in one Chromium page on one backend."""
 
+    timing = "self"  # `time_runs` times inference in the page, without the cost of driving it from Python
+
     def __init__(self, path: str | Path, backend: str, threads: int = 1):
         if backend not in backends_for(path):
             raise InputError(f"backend '{backend}' cannot run {Path(path).name} (it can: {', '.join(backends_for(path))})")

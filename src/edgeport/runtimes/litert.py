@@ -19,6 +19,8 @@ def _spec(detail) -> TensorSpec:
 
 
 class LiteRTSession:
+    timing = "wall"
+
     def __init__(self, path: str, threads: int, reference_kernels: bool = False):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 

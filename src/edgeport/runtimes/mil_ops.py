@@ -2,16 +2,23 @@
 
 Why our own: coremltools cannot run `predict` on Linux, and Core ML itself only exists on Apple
 platforms, so Linux pipelines need an evaluator to check numerics. Each op is a pure function of
-its named inputs (NumPy arrays or Python scalars) returning one array or a tuple of them; `OPS`
-maps MIL op names to them. Ops that are not in `OPS` are reported by name, never skipped.
+its named inputs (NumPy arrays or Python scalars) returning one array or a tuple of them,
+registered in `OPS` under its MIL op name right where it is defined. Ops that are not in `OPS`
+are reported by name, never skipped.
 
 fp16 models are evaluated in float32 with every op output rounded to fp16, as Core ML stores them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from edgeport.registry import Registry
+
+OPS: Registry[Callable[..., np.ndarray | tuple[np.ndarray, ...]]] = Registry("MIL op")
 
 
 def _pads(pad_type: str, pad, spatial, kernel, strides, dilations) -> list[tuple[int, int]]:
@@ -37,6 +44,7 @@ def _windows(x, kernel, strides, dilations, pads, fill):
     return win
 
 
+@OPS.register("conv")
 def conv(x, weight, bias=None, strides=(1, 1), pad_type="valid", pad=(0, 0, 0, 0), dilations=(1, 1), groups=1):
     if x.ndim != 4:
         raise NotImplementedError(f"conv on rank-{x.ndim} input")
@@ -60,6 +68,7 @@ def _pool(x, kernel_sizes, strides, pad_type, pad, fill):
     return _windows(x.astype(np.float32), kernel, strides, (1, 1), pads, fill), pads, kernel, strides
 
 
+@OPS.register("max_pool")
 def max_pool(x, kernel_sizes, strides, pad_type="valid", pad=(0, 0, 0, 0), ceil_mode=False):
     if ceil_mode:
         raise NotImplementedError("max_pool with ceil_mode")
@@ -67,6 +76,7 @@ def max_pool(x, kernel_sizes, strides, pad_type="valid", pad=(0, 0, 0, 0), ceil_
     return win.max(axis=(-2, -1))
 
 
+@OPS.register("avg_pool")
 def avg_pool(x, kernel_sizes, strides, pad_type="valid", pad=(0, 0, 0, 0), exclude_padding_from_average=False,
              ceil_mode=False):
     if ceil_mode:
@@ -80,11 +90,13 @@ def avg_pool(x, kernel_sizes, strides, pad_type="valid", pad=(0, 0, 0, 0), exclu
     return total / counts
 
 
+@OPS.register("linear")
 def linear(x, weight, bias=None):
     out = x.astype(np.float32) @ weight.astype(np.float32).T
     return out if bias is None else out + bias.astype(np.float32)
 
 
+@OPS.register("matmul")
 def matmul(x, y, transpose_x=False, transpose_y=False):
     x, y = x.astype(np.float32), y.astype(np.float32)
     if transpose_x:
@@ -98,30 +110,36 @@ def _axes(axes, ndim):
     return None if axes is None else tuple(int(a) % ndim for a in np.atleast_1d(axes))
 
 
+@OPS.register("reduce_mean")
 def reduce_mean(x, axes=None, keep_dims=False):
     return x.astype(np.float32).mean(axis=_axes(axes, x.ndim), keepdims=bool(keep_dims))
 
 
+@OPS.register("reduce_sum")
 def reduce_sum(x, axes=None, keep_dims=False):
     return x.astype(np.float32).sum(axis=_axes(axes, x.ndim), keepdims=bool(keep_dims))
 
 
+@OPS.register("reduce_max")
 def reduce_max(x, axes=None, keep_dims=False):
     return x.max(axis=_axes(axes, x.ndim), keepdims=bool(keep_dims))
 
 
+@OPS.register("softmax")
 def softmax(x, axis=-1):
     x = x.astype(np.float32)
     e = np.exp(x - x.max(axis=int(axis), keepdims=True))
     return e / e.sum(axis=int(axis), keepdims=True)
 
 
+@OPS.register("concat")
 def concat(values, axis, interleave=False):
     if interleave:
         raise NotImplementedError("concat with interleave")
     return np.concatenate(values, axis=int(axis))
 
 
+@OPS.register("constexpr_affine_dequantize")
 def constexpr_affine_dequantize(quantized_data, zero_point, scale, axis):
     shape = [1] * quantized_data.ndim
     if np.ndim(scale) == 1:
@@ -132,6 +150,7 @@ def constexpr_affine_dequantize(quantized_data, zero_point, scale, axis):
         np.asarray(scale).dtype)
 
 
+@OPS.register("constexpr_lut_to_dense")
 def constexpr_lut_to_dense(indices, lut, shape=None, vector_axis=None):
     """iOS16 form (`shape` given): bit-packed indices into one LUT. iOS18 form: indices shaped
     like the output (one integer each) and a LUT [groups per axis..., 2^bits, vector size], each
@@ -151,6 +170,7 @@ def constexpr_lut_to_dense(indices, lut, shape=None, vector_axis=None):
     return table[(*groups, indices.astype(np.intp))]
 
 
+@OPS.register("constexpr_sparse_to_dense")
 def constexpr_sparse_to_dense(nonzero_data, mask, shape=None):
     """iOS16 form (`shape` given): a bit-packed mask. iOS18 form: the mask shaped like the output."""
     if shape is None:
@@ -167,10 +187,12 @@ _DTYPES = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "int8": np
            "bool": np.bool_, "int64": np.int64}
 
 
+@OPS.register("cast")
 def cast(x, dtype):
     return np.asarray(x).astype(_DTYPES[str(dtype)])
 
 
+@OPS.register("quantize")
 def quantize(input, scale, zero_point=None, axis=None, output_dtype="int8"):  # noqa: A002 - MIL's name
     dtype = _DTYPES[str(output_dtype)]
     info = np.iinfo(dtype)
@@ -182,6 +204,7 @@ def quantize(input, scale, zero_point=None, axis=None, output_dtype="int8"):  # 
     return np.clip(np.rint(input.astype(np.float32) / scale) + zp, info.min, info.max).astype(dtype)
 
 
+@OPS.register("dequantize")
 def dequantize(input, scale, zero_point=None, axis=None):  # noqa: A002 - MIL's name
     shape = [1] * input.ndim
     if np.ndim(scale) == 1:
@@ -191,43 +214,26 @@ def dequantize(input, scale, zero_point=None, axis=None):  # noqa: A002 - MIL's 
     return ((input.astype(np.float32) - zp) * scale.astype(np.float32)).astype(np.asarray(scale).dtype)
 
 
-OPS = {
-    "conv": conv,
-    "linear": linear,
-    "matmul": matmul,
-    "max_pool": max_pool,
-    "avg_pool": avg_pool,
-    "relu": lambda x: np.maximum(x, 0),
-    "relu6": lambda x: np.clip(x, 0, 6),
-    "clip": lambda x, alpha, beta: np.clip(x, alpha, beta),
-    "sigmoid": lambda x: 1 / (1 + np.exp(-x.astype(np.float32))),
-    "tanh": lambda x: np.tanh(x.astype(np.float32)),
-    "add": lambda x, y: x.astype(np.float32) + y.astype(np.float32),
-    "sub": lambda x, y: x.astype(np.float32) - y.astype(np.float32),
-    "mul": lambda x, y: x.astype(np.float32) * y.astype(np.float32),
-    "real_div": lambda x, y: x.astype(np.float32) / y.astype(np.float32),
-    "reshape": lambda x, shape: np.reshape(x, [int(s) for s in shape]),
-    "transpose": lambda x, perm: np.transpose(x, [int(p) for p in perm]),
-    "squeeze": lambda x, axes=None: np.squeeze(x, axis=_axes(axes, x.ndim)),
-    "expand_dims": lambda x, axes: np.expand_dims(x, tuple(int(a) for a in np.atleast_1d(axes))),
-    "reduce_mean": reduce_mean,
-    "reduce_sum": reduce_sum,
-    "reduce_max": reduce_max,
-    "softmax": softmax,
-    "concat": concat,
-    "cast": cast,
-    "identity": lambda x: x,
-    "greater": lambda x, y: np.greater(x, y),
-    "greater_equal": lambda x, y: np.greater_equal(x, y),
-    "less": lambda x, y: np.less(x, y),
-    "less_equal": lambda x, y: np.less_equal(x, y),
-    "equal": lambda x, y: np.equal(x, y),
-    "not_equal": lambda x, y: np.not_equal(x, y),
-    "select": lambda cond, a, b: np.where(cond, a, b),
-    "constexpr_affine_dequantize": constexpr_affine_dequantize,
-    "constexpr_lut_to_dense": constexpr_lut_to_dense,
-    "constexpr_sparse_to_dense": constexpr_sparse_to_dense,
-    "constexpr_cast": lambda source_val, output_dtype: cast(source_val, output_dtype),
-    "quantize": quantize,
-    "dequantize": dequantize,
-}
+# Ops that are one NumPy expression.
+OPS.add("relu", lambda x: np.maximum(x, 0))
+OPS.add("relu6", lambda x: np.clip(x, 0, 6))
+OPS.add("clip", lambda x, alpha, beta: np.clip(x, alpha, beta))
+OPS.add("sigmoid", lambda x: 1 / (1 + np.exp(-x.astype(np.float32))))
+OPS.add("tanh", lambda x: np.tanh(x.astype(np.float32)))
+OPS.add("add", lambda x, y: x.astype(np.float32) + y.astype(np.float32))
+OPS.add("sub", lambda x, y: x.astype(np.float32) - y.astype(np.float32))
+OPS.add("mul", lambda x, y: x.astype(np.float32) * y.astype(np.float32))
+OPS.add("real_div", lambda x, y: x.astype(np.float32) / y.astype(np.float32))
+OPS.add("reshape", lambda x, shape: np.reshape(x, [int(s) for s in shape]))
+OPS.add("transpose", lambda x, perm: np.transpose(x, [int(p) for p in perm]))
+OPS.add("squeeze", lambda x, axes=None: np.squeeze(x, axis=_axes(axes, x.ndim)))
+OPS.add("expand_dims", lambda x, axes: np.expand_dims(x, tuple(int(a) for a in np.atleast_1d(axes))))
+OPS.add("identity", lambda x: x)
+OPS.add("greater", lambda x, y: np.greater(x, y))
+OPS.add("greater_equal", lambda x, y: np.greater_equal(x, y))
+OPS.add("less", lambda x, y: np.less(x, y))
+OPS.add("less_equal", lambda x, y: np.less_equal(x, y))
+OPS.add("equal", lambda x, y: np.equal(x, y))
+OPS.add("not_equal", lambda x, y: np.not_equal(x, y))
+OPS.add("select", lambda cond, a, b: np.where(cond, a, b))
+OPS.add("constexpr_cast", lambda source_val, output_dtype: cast(source_val, output_dtype))

@@ -39,6 +39,8 @@ def raise_for_ort_error(exc: Exception, path: str) -> None:
 
 
 class OrtSession:
+    timing = "wall"
+
     def __init__(self, path: str, threads: int):
         import onnxruntime as ort
 

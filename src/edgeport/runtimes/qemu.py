@@ -20,6 +20,8 @@ from edgeport.tensors import TensorSpec
 
 
 class QemuSession:
+    timing = "estimate"  # QEMU has no cycle timing: `estimate_latency` counts instructions
+
     def __init__(self, path: str, threads: int = 1):
         from edgeport.exporters.c import read_manifest
         from edgeport.mcu.firmware import build_firmware

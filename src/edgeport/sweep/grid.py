@@ -286,9 +286,9 @@ def run_sweep(spec: SweepSpec) -> SweepReport:
 
 
 def _is_reference(source: str) -> bool:
-    from edgeport.sources import _FACTORY_REF
+    from edgeport.sources import is_factory_ref
 
-    return bool(_FACTORY_REF.match(source)) and not Path(source).exists()
+    return is_factory_ref(source) and not Path(source).exists()
 
 
 def _configurations(refused: list[Configuration], outcomes):
