@@ -1,8 +1,9 @@
 """The android target: TFLite through litert-torch, checked in the LiteRT interpreter.
 
-Tolerances: fp32 to float rounding; fp16 cosine >= 0.9999; int8 accuracy within 0.5 points of
-float (acceptance) and, because the recipe's numbers are honored, outputs equal to the ONNX
-int8 artifact's within one int8 step on >= 99% argmax agreement (acceptance).
+Tolerances (conftest's TOLERANCES by dtype): fp32 to float rounding; fp16 cosine >= 0.9999; int8
+accuracy within 0.5 points of float (acceptance) and, because the recipe's numbers are honored,
+outputs equal to the ONNX int8 artifact's within one int8 step on >= 99% argmax agreement
+(acceptance).
 """
 
 import importlib.util
@@ -11,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import CALIB, DIGITS, EVAL, ROOT, needs_torch, run_cli
+from conftest import CALIB, DIGITS, EVAL, ROOT, TOLERANCES, needs_torch, run_cli
 
 pytestmark = [needs_torch, pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None,
                                               reason="litert-torch is not installed")]
@@ -29,9 +30,11 @@ def android_exports(exported):
     return get
 
 
-@pytest.mark.parametrize("recipe,min_cosine,max_drop", [("none", 0.999999, 0.0), ("fp16", 0.9999, 0.5),
-                                                         ("dynamic-int8", 0.999, 0.5), ("int8", 0.999, 0.5),
-                                                         ("int16x8", 0.9995, 0.5)])
+@pytest.mark.e2e
+@pytest.mark.parametrize("recipe,min_cosine,max_drop", [
+    ("none", TOLERANCES["float32"].cosine, 0.0), ("fp16", TOLERANCES["float16"].cosine, 0.5),
+    ("dynamic-int8", TOLERANCES["dynamic-int8"].cosine, 0.5), ("int8", TOLERANCES["int8"].cosine, 0.5),
+    ("int16x8", TOLERANCES["int16x8"].cosine, 0.5)])
 def test_recipes_in_litert(android_exports, recipe, min_cosine, max_drop):
     targets, _, out = android_exports(recipe)
     checks = targets["android"]["checks"]
@@ -48,6 +51,7 @@ def test_recipes_in_litert(android_exports, recipe, min_cosine, max_drop):
     assert "CONV_2D" in checks["structure"]["ops"] and "FULLY_CONNECTED" in checks["structure"]["ops"]
 
 
+@pytest.mark.e2e
 def test_int8_tflite_holds_the_onnx_qdq_numbers(android_exports):
     from ai_edge_litert.interpreter import Interpreter
     from onnx import load, numpy_helper
@@ -72,9 +76,10 @@ def test_int8_tflite_holds_the_onnx_qdq_numbers(android_exports):
     assert tflite_weights == onnx_weight_scales  # bit-equal float32 per-channel scales
     assert tflite_activations <= onnx_activation  # every int8 activation uses one of ONNX's (scale, zero point)
     (row,) = report["cross_target"]
-    assert row["top1_agreement"] >= 0.99 and row["max_diff_steps"] <= 1.0
+    assert row["top1_agreement"] >= 0.99 and row["max_diff_steps"] <= TOLERANCES["int8-steps"].steps
 
 
+@pytest.mark.e2e
 def test_check_existing_mlperf_tflite(tmp_path):
     model = KWS
     data = tmp_path / "kws.npz"
@@ -101,6 +106,7 @@ def test_corrupt_tflite_is_exit_2(tmp_path):
     assert not (tmp_path / "bad.report.json").exists()
 
 
+@pytest.mark.e2e
 def test_unsupported_op_names_op_and_node(tmp_path):
     (tmp_path / "mysterymodel.py").write_text(
         "import torch\nfrom torch import nn\n\n\n"
@@ -116,6 +122,7 @@ def test_unsupported_op_names_op_and_node(tmp_path):
     assert "unsupported op 'edgeport_test.mystery'" in result.stderr
 
 
+@pytest.mark.e2e
 def test_int16x8_uses_the_recipe_ranges(android_exports):
     targets, report, _ = android_exports("int16x8")
     android = targets["android"]
@@ -123,9 +130,10 @@ def test_int16x8_uses_the_recipe_ranges(android_exports):
     assert any(n.startswith("int16 activations (ai-edge-quantizer): ") and "with the recipe's ranges" in n
                for n in android["notes"])
     (row,) = report["cross_target"]
-    assert row["top1_agreement"] >= 0.99 and row["max_diff_steps"] <= 4.0  # int16 steps: int8 weights agree
+    assert row["top1_agreement"] >= 0.99 and row["max_diff_steps"] <= TOLERANCES["int16-steps"].steps  # int8 weights agree
 
 
+@pytest.mark.e2e
 def test_int8_with_float_input_and_output(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -143,7 +151,7 @@ def test_int8_with_float_input_and_output(tmp_path):
     assert ops["QUANTIZE"] == 1 and ops["DEQUANTIZE"] == 1
     assert android["checks"]["params"]["honored"] and android["checks"]["accuracy"]["accuracy_drop_points"] <= 0.5
     (row,) = report["cross_target"]
-    assert row["top1_agreement"] >= 0.99 and row["max_diff_steps"] <= 1.0
+    assert row["top1_agreement"] >= 0.99 and row["max_diff_steps"] <= TOLERANCES["int8-steps"].steps
 
 
 def test_unknown_android_io_is_refused(tmp_path):
@@ -160,6 +168,7 @@ def test_keep_float_is_refused_before_any_work(tmp_path):
     assert result.stderr.startswith("edgeport: error: android: keep_float is not written to TFLite")
 
 
+@pytest.mark.e2e
 def test_check_tflite_against_a_float_onnx_reference(android_exports, float_onnx, tmp_path):
     _, _, out = android_exports("int8")
     report_path = tmp_path / "check.json"
@@ -172,6 +181,7 @@ def test_check_tflite_against_a_float_onnx_reference(android_exports, float_onnx
     assert "delta" not in checks["latency"]  # an ONNX model is no speed baseline for LiteRT
 
 
+@pytest.mark.e2e
 @needs_torch
 def test_int8_per_tensor_weights_are_symmetric_and_load(exported):
     """Per-tensor weight observers look like activation observers; they must still get the plan's

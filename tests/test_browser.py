@@ -17,7 +17,7 @@ from edgeport.recipe import Recipe
 from edgeport.runtimes.browser import ChromiumRuntime, open_session
 from edgeport.sources import load_source
 from edgeport.targets import TARGETS
-from conftest import CALIB, DIGITS, EVAL, needs_torch, run_cli
+from conftest import CALIB, DIGITS, EVAL, TOLERANCES, needs_torch, run_cli
 
 REASON = ChromiumRuntime().availability()
 needs_browser = pytest.mark.skipif(REASON is not None, reason=str(REASON))
@@ -84,6 +84,7 @@ def test_tfjs_weights_conflicting_with_the_recipe_is_refused():
 
 # ------------------------------------------------------------------ in Chromium
 
+@pytest.mark.e2e
 @needs_browser
 @needs_torch
 @pytest.mark.parametrize("source, shape", [
@@ -99,12 +100,14 @@ def test_tfjs_graph_matches_pytorch_on_every_backend(tmp_path, source, shape):
         with open_session(artifact.path, backend) as session:
             out = session.run({session.inputs[0].name: x})[0]
         assert out.shape == ref.shape
-        assert _max_rel_err(ref, out) < 1e-4, backend
+        assert _max_rel_err(ref, out) < TOLERANCES["float32-tfjs"].rel_err, backend
 
 
+@pytest.mark.e2e
 @needs_browser
 @needs_torch
-@pytest.mark.parametrize("weights, max_rel_err", [("float16", 2e-3), ("uint16", 1e-3), ("uint8", 3e-2)])
+@pytest.mark.parametrize("weights, max_rel_err", [(w, TOLERANCES[f"{w}-weights"].rel_err)
+                                                   for w in ("float16", "uint16", "uint8")])
 def test_tfjs_weight_formats_decode_in_the_browser(tmp_path, weights, max_rel_err):
     model, artifact = _export_tfjs(tmp_path, DIGITS, (1, 1, 8, 8), weights=weights)
     stored = plugins.exporters().get("tfjs").describe(artifact.path)["weight_bytes"]
@@ -117,6 +120,7 @@ def test_tfjs_weight_formats_decode_in_the_browser(tmp_path, weights, max_rel_er
     assert np.argmax(ref, 1).tolist() == np.argmax(out, 1).tolist()
 
 
+@pytest.mark.e2e
 @needs_browser
 @needs_torch
 def test_int8_per_tensor_needs_no_scale_ops_and_is_honored(tmp_path):
@@ -139,7 +143,7 @@ def test_int8_per_tensor_needs_no_scale_ops_and_is_honored(tmp_path):
     expected = _run_onnx_with(model, dequantized, calib)
     with open_session(artifact.path, "tfjs-wasm") as session:
         out = session.run({"input": calib})[0]
-    assert _max_rel_err(expected, out) < 1e-5
+    assert _max_rel_err(expected, out) < TOLERANCES["float32-same-weights"].rel_err
 
 
 def _initializer(model, name: str) -> np.ndarray:
@@ -160,6 +164,7 @@ def _run_onnx_with(model, replaced: dict[str, np.ndarray], x: np.ndarray) -> np.
     return session.run(None, {"input": x})[0]
 
 
+@pytest.mark.e2e
 @needs_browser
 @needs_torch
 def test_digits_int8_to_both_browser_targets(exported):
@@ -183,6 +188,7 @@ def test_digits_int8_to_both_browser_targets(exported):
     assert onnx_row["model_bytes"] == (out / "browser-ort" / "digits.onnx").stat().st_size
 
 
+@pytest.mark.e2e
 @needs_browser
 @needs_torch
 def test_uint8_weights_cut_the_gzip_download_and_keep_top1(exported):
@@ -197,6 +203,7 @@ def test_uint8_weights_cut_the_gzip_download_and_keep_top1(exported):
     assert row["parity_top1_agreement"] >= 0.99
 
 
+@pytest.mark.e2e
 @needs_browser
 @needs_torch
 def test_check_an_existing_tfjs_model(exported, tmp_path):

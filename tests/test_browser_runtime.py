@@ -17,6 +17,8 @@ from edgeport.errors import InputError, RuntimeGap
 from edgeport.runtimes import browser
 from edgeport.tensors import TensorSpec
 
+from conftest import TOLERANCES
+
 REASON = browser.ChromiumRuntime().availability()
 needs_browser = pytest.mark.skipif(REASON is not None, reason=str(REASON))
 
@@ -113,6 +115,7 @@ def test_backends_follow_the_model_format(models):
         browser.backends_for("model.tflite")
 
 
+@pytest.mark.e2e
 @needs_browser
 def test_onnx_in_ort_wasm_matches_onnxruntime(models, sessions):
     import onnxruntime
@@ -124,10 +127,11 @@ def test_onnx_in_ort_wasm_matches_onnxruntime(models, sessions):
     expected = reference.run(None, {"input": X})[0]
     (got,) = session.run({"input": X})
     assert got.dtype == np.float32 and got.shape == (5, 3)
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCES["float32-runtime"].abs_err)
     assert session.threads == 1 and session.load_ms > 0 and session.first_run_ms > 0
 
 
+@pytest.mark.e2e
 @needs_browser
 @pytest.mark.parametrize("backend", ["tfjs-cpu", "tfjs-wasm"])
 def test_tfjs_graph_model_matches_numpy(sessions, backend):
@@ -136,9 +140,10 @@ def test_tfjs_graph_model_matches_numpy(sessions, backend):
     assert session.inputs == [TensorSpec("x", (None, 4), "float32")]
     assert session.outputs == [TensorSpec("Identity", (None, 3), "float32")]
     (got,) = session.run({"x": X})
-    np.testing.assert_allclose(got, EXPECTED, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got, EXPECTED, rtol=0, atol=TOLERANCES["float32-matmul"].abs_err)
 
 
+@pytest.mark.e2e
 @needs_browser
 @pytest.mark.parametrize("backend", ["ort-wasm", "tfjs-wasm"])
 def test_time_runs_are_measured_in_the_page_without_leaking(sessions, backend):
@@ -149,6 +154,7 @@ def test_time_runs_are_measured_in_the_page_without_leaking(sessions, backend):
     assert session._call("tensors") == before
 
 
+@pytest.mark.e2e
 @needs_browser
 @pytest.mark.parametrize("backend", ["ort-wasm", "tfjs-wasm"])
 def test_download_counts_what_the_page_fetched(models, sessions, backend):
@@ -164,19 +170,23 @@ def test_download_counts_what_the_page_fetched(models, sessions, backend):
     assert download["runtime_bytes"] == sum(v for k, v in download["files"].items() if k.startswith("lib/"))
 
 
+@pytest.mark.e2e
 @needs_browser
 def test_runtime_loads_on_the_primary_backend(models):
     with browser.ChromiumRuntime().load(str(models["tfjs"]), threads=4) as session:
         assert session.backend == "tfjs-wasm" and session.threads == 1
-        np.testing.assert_allclose(session.run({"x": X[:1]})[0], EXPECTED[:1], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(session.run({"x": X[:1]})[0], EXPECTED[:1], rtol=0,
+                                   atol=TOLERANCES["float32-matmul"].abs_err)
 
 
+@pytest.mark.e2e
 @needs_browser
 def test_an_op_tfjs_lacks_is_a_runtime_gap_naming_backend_and_op(models):
     with pytest.raises(RuntimeGap, match=r"^tfjs-wasm in Chromium failed: .*NoSuchOp"):
         browser.open_session(models["bad-op"], "tfjs-wasm")
 
 
+@pytest.mark.e2e
 @needs_browser
 def test_a_broken_onnx_file_is_a_runtime_gap(tmp_path):
     bad = tmp_path / "broken.onnx"

@@ -1,7 +1,8 @@
 """The digits CNN exported with every recipe to ONNX and ORT, checked in onnxruntime.
 
-Tolerances per recipe: fp32 must match PyTorch to float rounding; fp16 to half precision;
-int8 within the acceptance bound (accuracy within 0.5 points of float, >= 99% top-1 agreement).
+Tolerances per recipe: cosine and max abs error from conftest's TOLERANCES by the recipe's dtype
+(fp32 to float rounding, fp16 to half precision, ...); int8 within the acceptance bound (accuracy
+within 0.5 points of float, >= 99% top-1 agreement).
 """
 
 import json
@@ -11,27 +12,29 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from conftest import CALIB, EVAL, load_report, needs_torch
+from conftest import CALIB, EVAL, RECIPE_DTYPE, TOLERANCES, load_report, needs_torch
 
 pytestmark = needs_torch
 
-# recipe -> (min cosine, max abs error, min top-1 agreement, max accuracy drop in points)
-TOLERANCES = {
-    "none": (0.999999, 1e-3, 1.0, 0.0),
-    "fp16": (0.9999, 0.05, 0.99, 0.5),
-    "dynamic-int8": (0.999, 1.0, 0.99, 0.5),
-    "int8": (0.999, 5.0, 0.99, 0.5),
-    "int16x8": (0.9995, 5.0, 0.99, 0.5),  # int8 weights dominate the error
+# recipe -> (min top-1 agreement, max accuracy drop in points); cosine and abs error: TOLERANCES
+ACCEPTANCE = {
+    "none": (1.0, 0.0),
+    "fp16": (0.99, 0.5),
+    "dynamic-int8": (0.99, 0.5),
+    "int8": (0.99, 0.5),
+    "int16x8": (0.99, 0.5),
 }
 
 
-@pytest.mark.parametrize("recipe", list(TOLERANCES))
+@pytest.mark.parametrize("recipe", list(ACCEPTANCE))
 @pytest.mark.parametrize("target", ["onnx", "onnx-mobile"])
 def test_recipe_parity_and_accuracy(digits_exports, recipe, target):
     report = load_report(digits_exports(recipe))
     entry = next(t for t in report["targets"] if t["target"] == target)
     checks = entry["checks"]
-    min_cos, max_err, min_agree, max_drop = TOLERANCES[recipe]
+    tolerance = TOLERANCES[RECIPE_DTYPE[recipe]]
+    min_cos, max_err = tolerance.cosine, tolerance.abs_err
+    min_agree, max_drop = ACCEPTANCE[recipe]
     parity, acc = checks["parity"], checks["accuracy"]
     assert parity["status"] == "measured" and parity["reference"] == "pytorch" and parity["samples"] == 359
     assert parity["cosine"] >= min_cos
@@ -49,7 +52,7 @@ def test_recipe_parity_and_accuracy(digits_exports, recipe, target):
 
 
 def test_compression_rates_follow_the_recipe(digits_exports):
-    alpha = {r: load_report(digits_exports(r))["targets"][0]["checks"]["size"]["alpha"] for r in TOLERANCES}
+    alpha = {r: load_report(digits_exports(r))["targets"][0]["checks"]["size"]["alpha"] for r in ACCEPTANCE}
     assert alpha["none"] == pytest.approx(1.0)
     assert alpha["fp16"] > 1.8 and alpha["fp16"] < 2.1  # half the bytes of fp32, plus the graph
     assert alpha["int8"] > 3.0  # int8 weights plus scales and QDQ nodes
@@ -81,7 +84,7 @@ def test_int8_onnx_and_ort_agree(digits_exports):
     assert onnx_par["max_abs_err"] == pytest.approx(ort_par["max_abs_err"], rel=1e-4, abs=1e-4)
     (row,) = report["cross_target"]
     assert (row["base"], row["target"], row["samples"]) == ("onnx", "onnx-mobile", 359)
-    assert row["top1_agreement"] == 1.0 and row["max_diff_steps"] <= 1.0  # same int8 kernels, same grid
+    assert row["top1_agreement"] == 1.0 and row["max_diff_steps"] <= TOLERANCES["int8-steps"].steps  # same int8 kernels, same grid
 
 
 @pytest.mark.parametrize("options", [["--per-tensor"], ["--calibration", "percentile", "--percentile", "99.9"],
@@ -142,7 +145,7 @@ def test_pt2_source_matches_factory_source(tmp_path):
     out = tmp_path / "out"
     assert main(["export", str(pt2), "--eval", EVAL, "--out", str(out), "--runs", "3", "--json"]) == 0
     checks = load_report(out)["targets"][0]["checks"]
-    assert checks["parity"]["reference"] == "pytorch" and checks["parity"]["max_abs_err"] < 1e-3
+    assert checks["parity"]["reference"] == "pytorch" and checks["parity"]["max_abs_err"] < TOLERANCES["float32"].abs_err
     assert checks["accuracy"]["accuracy"] >= 0.97
 
 

@@ -5,7 +5,8 @@ layers float) export with the int8 recipe (W8A8, iOS17), with `--quantize none` 
 compute) and with fp32 compute; the NumPy MIL evaluator runs each package on
 samples/digits/eval.npz (359 samples) against PyTorch. About 40 s (eleven exports).
 
-Tolerances on the logits (measured in brackets; the logits reach |25.6|):
+Tolerances on the logits (conftest's TOLERANCES "float32-lowbit", "float16", "int8-lowbit"; measured
+in brackets; the logits reach |25.6|):
   - fp32 compute: max abs error <= 1e-4 [binary 8.6e-6, ternary 7.2e-6, xnor 3.8e-6]. The
     package holds the ±1 integers and α exactly, so only float summation order differs.
   - fp16 compute: <= 0.05 [0.019 both]. fp16's step at 16..32 is 2^-6 = 0.016: the error is about
@@ -31,7 +32,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conftest import CALIB, EVAL, load_report, needs_torch
+from conftest import CALIB, EVAL, TOLERANCES, load_report, needs_torch
 
 pytestmark = [needs_torch, pytest.mark.skipif(importlib.util.find_spec("coremltools") is None,
                                               reason="coremltools is not installed")]
@@ -44,7 +45,8 @@ VARIANTS = {
     "w8a8-ios18": ("--quantize", "int8", "--ios-target", "iOS18"),
     "ios15": ("--ios-target", "iOS15"),
 }
-MAX_ABS_ERR = {"fp32": 1e-4, "fp16": 0.05, "w8a8": 0.3, "w8a8-ios18": 0.3}
+MAX_ABS_ERR = {"fp32": TOLERANCES["float32-lowbit"].abs_err, "fp16": TOLERANCES["float16"].abs_err,
+               "w8a8": TOLERANCES["int8-lowbit"].abs_err, "w8a8-ios18": TOLERANCES["int8-lowbit"].abs_err}
 BITS = {"binary": 1, "ternary": 2}
 INT8_FRACTION = {"binary": 1 / 6, "ternary": 1 / 3}
 SIGN_FLIP_INPUT = 2e-3  # |input| of a first-layer sign that fp16 compute may flip
@@ -175,6 +177,7 @@ def test_evaluator_reads_ios18_grouped_luts_and_masks_as_coremltools():
 
 # ------------------------------------------------------------------ exported packages
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("factory", ["binary", "ternary"])
 @pytest.mark.parametrize("variant", ["w8a8", "fp16", "fp32"])
 def test_lowbit_layers_are_palettes_that_match_pytorch(export, lowbit_weights, factory, variant):
@@ -207,6 +210,7 @@ def test_lowbit_layers_are_palettes_that_match_pytorch(export, lowbit_weights, f
         assert "α and integers from the plan" in note
 
 
+@pytest.mark.e2e
 def test_ios18_uses_one_lut_per_output_channel(export, lowbit_weights):
     target, path = export("binary", "w8a8-ios18")
     checks = target["checks"]
@@ -220,6 +224,7 @@ def test_ios18_uses_one_lut_per_output_channel(export, lowbit_weights):
     assert checks["parity"]["top1_agreement"] >= 0.99 and checks["parity"]["max_abs_err"] <= MAX_ABS_ERR["w8a8-ios18"]
 
 
+@pytest.mark.e2e
 def test_ios15_keeps_lowbit_layers_dense_and_says_why(export):
     target, _ = export("binary", "ios15")
     assert "constexpr_lut_to_dense" not in target["checks"]["structure"]["ops"]
@@ -227,6 +232,7 @@ def test_ios15_keeps_lowbit_layers_dense_and_says_why(export):
             "--ios-target iOS16 or later") in target["notes"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("variant", ["w8a8", "fp16", "fp32"])
 def test_xnor_signs_run_in_the_evaluator(export, variant):
     target, _ = export("xnor", variant)
@@ -239,6 +245,7 @@ def test_xnor_signs_run_in_the_evaluator(export, variant):
         assert checks["parity"]["max_abs_err"] <= MAX_ABS_ERR["fp32"]
 
 
+@pytest.mark.e2e
 def test_xnor_fp16_flips_only_signs_of_inputs_near_zero(export):
     import torch
 

@@ -23,6 +23,7 @@ def test_polynomial_schedule_matches_zhu_and_gupta():
     assert polynomial_sparsity(60, 0.8, begin=10, end=110, initial=0.2, power=1) == pytest.approx(0.5)
 
 
+@pytest.mark.e2e
 def test_gradual_pruner_reaches_the_target_in_a_training_loop():
     from samples.digits.data import digits_split
     from samples.digits.model import build
@@ -73,6 +74,7 @@ def test_prune_channels_removes_channels_and_keeps_the_output():
     assert kept.features[0].out_channels == 16
 
 
+@pytest.mark.e2e
 @needs_torch
 def test_structured_pruning_export_is_smaller_on_every_target(tmp_path):
     dense, pruned = tmp_path / "dense", tmp_path / "pruned"
@@ -95,6 +97,7 @@ def test_structured_pruning_export_is_smaller_on_every_target(tmp_path):
     assert onnx["size"]["alpha"] > 3  # α against the model as given, not the pruned one
 
 
+@pytest.mark.e2e
 @needs_torch
 def test_pruning_and_palettes_reach_tflite_with_the_same_weights(tmp_path):
     from ai_edge_litert.interpreter import Interpreter

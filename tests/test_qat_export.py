@@ -142,6 +142,7 @@ def _tflite_weight(found, torch_weight: np.ndarray) -> tuple[np.ndarray, np.ndar
     return match
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("target", TARGETS)
 def test_qat_accuracy_is_at_least_ptq_on_every_target(export, target):
     if target not in USABLE:
@@ -153,6 +154,7 @@ def test_qat_accuracy_is_at_least_ptq_on_every_target(export, target):
     assert qat["params"]["honored"], qat["params"]
 
 
+@pytest.mark.e2e
 def test_plan_holds_the_learned_numbers(export, saved):
     from edgeport.quantizers.qmath import activation_qparams
 
@@ -178,6 +180,7 @@ def test_plan_holds_the_learned_numbers(export, saved):
     assert plan["notes"] == report["notes"]
 
 
+@pytest.mark.e2e
 def test_tflite_holds_the_learned_scales_and_integers(export, saved):
     if "android" not in USABLE:
         pytest.skip(f"android: {_missing('android')}")
@@ -208,6 +211,7 @@ def test_tflite_holds_the_learned_scales_and_integers(export, saved):
         assert (float(activation_qparams(*learned["activations"][layer])[0]), -128) in activations
 
 
+@pytest.mark.e2e
 def test_per_tensor_recipe_leaves_per_channel_learned_scales_and_says_so(saved):
     from edgeport.data import load_dataset
     from edgeport.quantizers import make_plan
@@ -224,6 +228,7 @@ def test_per_tensor_recipe_leaves_per_channel_learned_scales_and_says_so(saved):
     assert "not used: weight features.0.weight" in note
 
 
+@pytest.mark.e2e
 def test_binary_layers_are_int8_plus_minus_one_with_scale_alpha(export, saved):
     from onnx import load, numpy_helper
 

@@ -49,6 +49,7 @@ def installed(tmp_path_factory):
     return assets, out, run_export(assets, out)
 
 
+@pytest.mark.e2e
 def test_default_budgets_install_the_model_labels_and_report(installed):
     assets, _, result = installed
     assert result.returncode == 0, result.stderr
@@ -63,6 +64,7 @@ def test_default_budgets_install_the_model_labels_and_report(installed):
     assert f"edgeport: installed {assets / 'digits.tflite'}" in result.stdout
 
 
+@pytest.mark.e2e
 def test_breached_budget_fails_the_build_and_keeps_the_installed_model(installed):
     assets, out, first = installed
     assert first.returncode == 0, first.stderr

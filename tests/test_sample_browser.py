@@ -11,7 +11,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import DIGITS
+from conftest import DIGITS, TOLERANCES
 
 from edgeport.errors import InputError
 from edgeport.runtimes import browser
@@ -118,6 +118,7 @@ def fetch(url: str) -> tuple[int, str, bytes]:
         return exc.code, "", b""
 
 
+@pytest.mark.e2e
 def test_server_serves_page_model_and_tfjs_only(sample_url, model_dir):
     modules = browser.node_modules()
     expected = {"": ("text/html", (serve.HERE / "index.html").read_bytes()),
@@ -134,11 +135,13 @@ def test_server_serves_page_model_and_tfjs_only(sample_url, model_dir):
         assert fetch(sample_url + path)[0] == 404, path
 
 
+@pytest.mark.e2e
 def test_page_loads_the_model_on_wasm(sample):
     assert "wasm backend" in sample.page.text_content("#status")
     assert sample.errors == []
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("digit", sorted(DRAWINGS))
 def test_a_drawn_digit_is_recognized(sample, digit):
     import torch
@@ -158,10 +161,11 @@ def test_a_drawn_digit_is_recognized(sample, digit):
     # ... and that input is what the model read: PyTorch agrees with the page's probabilities.
     with torch.no_grad():
         reference = torch.softmax(build()(torch.from_numpy(seen[None, None])), 1)[0].numpy()
-    np.testing.assert_allclose(probabilities, reference, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(probabilities, reference, rtol=0, atol=TOLERANCES["float32-runtime"].abs_err)
     assert sample.errors == []
 
 
+@pytest.mark.e2e
 def test_clear_empties_the_pad_and_the_prediction(sample):
     sample.draw(DRAWINGS[1])
     sample.page.click("#clear")

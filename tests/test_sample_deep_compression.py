@@ -29,6 +29,7 @@ def test_committed_weights_are_pruned_and_clustered():
             assert np.array_equal(a.weight.detach().numpy() == 0, b.weight.detach().numpy() == 0)
 
 
+@pytest.mark.e2e
 @needs_torch
 @needs_qemu
 @pytest.mark.parametrize("decode", ["kernel", "init"])

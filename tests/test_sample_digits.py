@@ -6,6 +6,7 @@ import pytest
 from conftest import EVAL, needs_torch
 
 
+@pytest.mark.e2e
 @needs_torch
 def test_training_reaches_committed_accuracy():
     import torch

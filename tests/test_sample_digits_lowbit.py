@@ -35,6 +35,7 @@ def test_committed_variants_hold_their_bits():
     assert sum(isinstance(m, Sign) for m in lowbit.xnor().modules()) == 2
 
 
+@pytest.mark.e2e
 @needs_torch
 @needs_qemu
 def test_lowbit_variants_meet_the_targets(tmp_path):

@@ -21,6 +21,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed"),
     pytest.mark.skipif(" " in sys.executable, reason="the script splits EDGEPORT on spaces"),
     needs_torch,
+    pytest.mark.e2e,  # both tests convert with coremltools
 ]
 
 

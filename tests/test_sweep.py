@@ -199,6 +199,7 @@ def sweep_out(tmp_path_factory):
     return out
 
 
+@pytest.mark.e2e
 def test_sweep_json_has_every_configuration(sweep_out):
     data = json.loads((sweep_out / "sweep.json").read_text())
     configs = {(c["recipe"], c["target"]): c for c in data["configurations"]}
@@ -223,6 +224,7 @@ def test_sweep_json_has_every_configuration(sweep_out):
     assert configs[("fp32", "onnx")]["report"] == "fp32/report.json"
 
 
+@pytest.mark.e2e
 def test_report_html_renders_in_chromium(sweep_out, tmp_path):
     from edgeport.runtimes import browser
 

@@ -22,6 +22,8 @@ from edgeport.training.lowbit import (
 from edgeport.training.qat import (
     ActivationFakeQuant, QATConfig, QATConv2d, QATLinear, affine_qparams, convert, fake_quantize, prepare_qat)
 
+from conftest import TOLERANCES
+
 LAYERS = ("features.0", "features.2", "classifier.1", "classifier.3")  # DigitsCNN's Conv/Linear paths
 
 
@@ -117,6 +119,7 @@ def test_affine_qparams_contain_zero_exactly():
 
 # ------------------------------------------------------------------ QAT
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("learn_step", [False, True], ids=["ema", "lsq"])
 def test_qat_convert_puts_weights_on_the_grid_and_keeps_accuracy(digits, float_model, learn_step):
     x_train, y_train, x_test, y_test = digits
@@ -203,6 +206,7 @@ def test_lowbit_keep_selects_layers(float_model):
     assert all(type(m) in (BinaryConv2d, BinaryLinear) for m in plain_layers(everything).values())
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("kind", ["binary", "ternary"])
 def test_lowbit_weights_convert_exactly(digits, float_model, kind):
     x_train, y_train, x_test, y_test = digits
@@ -243,6 +247,7 @@ class XnorNet(nn.Module):
         return self.classifier(self.features(x))
 
 
+@pytest.mark.e2e
 def test_xnor_binary_inputs_convert_and_export(digits, float_model, tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")
     x_train, y_train, x_test, y_test = digits
@@ -270,7 +275,7 @@ def test_xnor_binary_inputs_convert_and_export(digits, float_model, tmp_path):
                       dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x_test[:32].numpy()})[0]
-    np.testing.assert_allclose(got, out[:32].numpy(), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(got, out[:32].numpy(), rtol=0, atol=TOLERANCES["float32-runtime"].abs_err)
 
 
 # ------------------------------------------------------------------ distillation
@@ -299,6 +304,7 @@ def test_distillation_loss_matches_hand_computation():
     assert float(distillation_loss(student, student, None)) == pytest.approx(0.0, abs=1e-7)
 
 
+@pytest.mark.e2e
 def test_fit_lowers_the_loss_deterministically(digits):
     from samples.digits.model import build_untrained
 

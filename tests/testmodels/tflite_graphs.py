@@ -16,12 +16,15 @@ GREATER_EQUAL + SELECT_V2 pattern of litert-torch), `comparison_graph` and one-o
 
 from __future__ import annotations
 
-import flatbuffers
 import numpy as np
-from ai_edge_litert import schema_py_generated as schema
 
-_TYPES = {"int8": schema.TensorType.INT8, "int32": schema.TensorType.INT32, "float32": schema.TensorType.FLOAT32,
-          "bool": schema.TensorType.BOOL}
+try:  # the weight makers are plain NumPy; building a graph needs LiteRT's schema (tests: needs_litert)
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+except ImportError:
+    flatbuffers = schema = None
+
+_TYPES = {"int8": "INT8", "int32": "INT32", "float32": "FLOAT32", "bool": "BOOL"}  # names in schema.TensorType
 _ACT = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
 
 
@@ -45,7 +48,7 @@ class GraphBuilder:
 
     def _add(self, name, shape, dtype, scale=None, zero_point=None, axis=0, data=None) -> int:
         t = schema.TensorT()
-        t.name, t.shape, t.type = name, np.array(shape, dtype=np.int32), _TYPES[dtype]
+        t.name, t.shape, t.type = name, np.array(shape, dtype=np.int32), getattr(schema.TensorType, _TYPES[dtype])
         if scale is not None:
             q = schema.QuantizationParametersT()
             q.scale = np.atleast_1d(np.asarray(scale, dtype=np.float32))
