@@ -8,7 +8,7 @@ Stages as in Han et al. (2016): float32 -> pruned (CSR with relative indices) ->
 (MNIST) with no accuracy loss; the target here is >= 30x within 0.5 points on the digits.
 The last table compares the C library storing dense int8, Huffman-coded weights decoded on the
 fly, and decoded once at init: flash, RAM and the estimated latency (unicorn instruction count
-x the M4 cycle table; see edgeport.mcu.boards).
+x the M4 cycle table; see edgeport.mcu.toolchain.boards).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from edgeport.errors import InputError, RuntimeGap
-from edgeport.mcu.boards import (
+from edgeport.mcu.toolchain.boards import (
     BOARDS,
     CORES,
     INSTRUCTION_CLASSES,
@@ -27,8 +27,8 @@ from edgeport.mcu.boards import (
     board,
     core_of,
 )
-from edgeport.mcu.elfsize import elf_breakdown
-from edgeport.mcu.firmware import (
+from edgeport.mcu.toolchain.elfsize import elf_breakdown
+from edgeport.mcu.toolchain.firmware import (
     FirmwareBuildError,
     FirmwareRunError,
     MissingToolchainError,
@@ -189,7 +189,7 @@ def test_every_core_runs_the_library_in_qemu(firmwares, standin, samples, board_
 @needs_unicorn
 @pytest.mark.parametrize("board_name", UNICORN_BOARDS)
 def test_instruction_counts_are_deterministic_and_match_qemu(firmwares, samples, board_name):
-    from edgeport.mcu.icount import count_instructions
+    from edgeport.mcu.toolchain.icount import count_instructions
 
     fw = firmwares(board_name)
     first = count_instructions(fw.elf, NAME, board_name, samples[0].tobytes())
@@ -207,7 +207,7 @@ def test_instruction_counts_are_deterministic_and_match_qemu(firmwares, samples,
 @needs_toolchain
 @needs_unicorn
 def test_dsp_core_runs_fewer_cycles_than_m0(firmwares, samples):
-    from edgeport.mcu.icount import count_instructions
+    from edgeport.mcu.toolchain.icount import count_instructions
 
     m0 = count_instructions(firmwares("microbit").elf, NAME, "microbit", samples[0].tobytes())
     m4 = count_instructions(firmwares("mps2-an386").elf, NAME, "mps2-an386", samples[0].tobytes())
@@ -219,7 +219,7 @@ def test_dsp_core_runs_fewer_cycles_than_m0(firmwares, samples):
 @needs_toolchain
 @needs_unicorn
 def test_cortex_m55_is_not_measured(firmwares, samples):
-    from edgeport.mcu.icount import count_instructions
+    from edgeport.mcu.toolchain.icount import count_instructions
 
     with pytest.raises(RuntimeGap, match="no Cortex-M55 model"):
         count_instructions(firmwares("mps3-an547").elf, NAME, "mps3-an547", samples[0].tobytes())
@@ -260,7 +260,7 @@ DECODE_CASES = [
 
 @needs_toolchain
 def test_thumb_decoder_classifies_instructions(tmp_path):
-    from edgeport.mcu.icount import block_stats, decode_thumb
+    from edgeport.mcu.toolchain.icount import block_stats, decode_thumb
 
     source = "".join(f"{asm}\n" for asm, *_ in DECODE_CASES) + "1: nop\n"
     (tmp_path / "t.s").write_text(".syntax unified\n.thumb\n" + source)
@@ -280,7 +280,7 @@ def test_thumb_decoder_classifies_instructions(tmp_path):
 
 
 def test_cycle_estimate_follows_the_table():
-    from edgeport.mcu.icount import estimate_cycles
+    from edgeport.mcu.toolchain.icount import estimate_cycles
 
     mix = dict.fromkeys(INSTRUCTION_CLASSES, 0) | {"alu": 10, "load": 4, "dsp_mac": 3, "branch": 2}
     events = {"registers_moved": 5, "taken_branches": 1, "pipelined_loads_stores": 2}

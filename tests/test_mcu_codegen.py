@@ -22,8 +22,8 @@ import pytest
 from conftest import CALIB, ROOT, needs_torch
 
 from edgeport.errors import InputError, UnsupportedOpError
-from edgeport.mcu import lowering, planner, requant
-from edgeport.mcu.codegen import (
+from edgeport.mcu.compiler import lowering, planner, requant
+from edgeport.mcu.compiler.codegen import (
     KERNEL_DIR,
     generate_c_array,
     generate_library,
@@ -108,7 +108,7 @@ def run_c(lib: Path, name: str, fn: str, in_t: str, out_t: str, inputs: np.ndarr
 
 
 def random_inputs(tflite: bytes, n: int, seed: int = 0) -> np.ndarray:
-    from edgeport.mcu.tflite_ir import read_tflite
+    from edgeport.mcu.compiler.tflite_ir import read_tflite
 
     graph = read_tflite(tflite)
     tensor = graph.tensors[graph.inputs[0]]
@@ -136,7 +136,7 @@ def check_bit_exact(tflite: bytes, name: str, tmp: Path, cflags=(), n: int = SAM
         np.testing.assert_array_equal(got, ref)
         return info
     # float I/O: the int8 core through <name>_invoke, the whole model through <name>_invoke_f32
-    from edgeport.mcu.tflite_ir import read_tflite
+    from edgeport.mcu.compiler.tflite_ir import read_tflite
 
     graph = read_tflite(tflite)
     core_in = graph.consumers(graph.inputs[0])[0].outputs[0]
@@ -311,7 +311,7 @@ def test_multiply_by_quantized_multiplier_known_values():
 
 def litert_one(tflite: bytes) -> int:
     """LiteRT's output for an all-zero input of a one-output graph (the accumulator is the bias)."""
-    from edgeport.mcu.tflite_ir import read_tflite
+    from edgeport.mcu.compiler.tflite_ir import read_tflite
 
     graph = read_tflite(tflite)
     zeros = np.zeros((1, *graph.tensors[graph.inputs[0]].shape), np.int8)

@@ -1,4 +1,4 @@
-"""Binary and ternary weights and XNOR layers in the Cortex-M C library (edgeport.mcu.lowbit,
+"""Binary and ternary weights and XNOR layers in the Cortex-M C library (edgeport.mcu.compiler.lowbit,
 lowering_lowbit, lowering_elementwise, kernels/ep_lowbit.c and ep_select.c).
 
 The packing and the integer formulas as pure functions (exact round trips; the NumPy reference
@@ -23,11 +23,9 @@ import pytest
 from conftest import needs_torch
 
 from edgeport.errors import InputError
-from edgeport.mcu import requant
-from edgeport.mcu.codegen import KERNEL_DIR, generate_library
-from edgeport.mcu.elfsize import elf_breakdown
-from edgeport.mcu.firmware import build_firmware, run_qemu, toolchain_missing
-from edgeport.mcu.lowbit import (
+from edgeport.mcu.compiler import requant
+from edgeport.mcu.compiler.codegen import KERNEL_DIR, generate_library
+from edgeport.mcu.compiler.lowbit import (
     conv_patches,
     lowbit_kind,
     lowbit_reference_conv,
@@ -36,11 +34,13 @@ from edgeport.mcu.lowbit import (
     pack_lowbit,
     xnor_row_terms,
 )
-from edgeport.mcu.lowering import compute_padding
-from edgeport.mcu.lowering_elementwise import coalesce_dims, truth_interval
-from edgeport.mcu.lowering_lowbit import two_values
-from edgeport.mcu.storage import WeightStorage, weight_matrix
-from edgeport.mcu.tflite_ir import read_tflite
+from edgeport.mcu.compiler.lowering import compute_padding
+from edgeport.mcu.compiler.lowering_elementwise import coalesce_dims, truth_interval
+from edgeport.mcu.compiler.lowering_lowbit import two_values
+from edgeport.mcu.compiler.storage import WeightStorage, weight_matrix
+from edgeport.mcu.compiler.tflite_ir import read_tflite
+from edgeport.mcu.toolchain.elfsize import elf_breakdown
+from edgeport.mcu.toolchain.firmware import build_firmware, run_qemu, toolchain_missing
 
 pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (reference kernels, flatbuffer schema) not installed")
 from test_mcu_codegen import (
@@ -434,7 +434,7 @@ def test_instruction_counts_against_int8(cpu, tmp_path):
     inputs (add/subtract) and on a sign's outputs (XNOR) against the same layer with int8 weights.
     The low-bit layers execute a few multiplies per output (requantization), none per weight."""
     pytest.importorskip("unicorn", reason="unicorn is not installed (pip install 'edgeport[mcu]')")
-    from edgeport.mcu.icount import count_instructions
+    from edgeport.mcu.toolchain.icount import count_instructions
 
     board, counts = BOARDS[cpu], {}
     for case, tflite in (("binary", single_fc_graph("binary")), ("xnor", single_fc_graph("binary", sign=True))):

@@ -1,4 +1,4 @@
-"""Weights stored compressed in the Cortex-M C library (edgeport.mcu.storage, lowering_compressed,
+"""Weights stored compressed in the Cortex-M C library (edgeport.mcu.compiler.storage, lowering_compressed,
 kernels/ep_compressed.c): the encoders as pure functions with exact byte counts, then libraries
 with palette / CSR / Huffman storage, decoded by the kernels or once at init, built for Cortex-M4
 (DSP path) and Cortex-M0 (plain C), run in QEMU and compared byte for byte with LiteRT's
@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from edgeport.errors import InputError
-from edgeport.mcu import lowering_compressed
-from edgeport.mcu import storage as st
-from edgeport.mcu.codegen import generate_library
-from edgeport.mcu.elfsize import elf_breakdown
-from edgeport.mcu.firmware import build_firmware, run_qemu, toolchain_missing
-from edgeport.mcu.storage import WeightStorage
+from edgeport.mcu.compiler import lowering_compressed
+from edgeport.mcu.compiler import storage as st
+from edgeport.mcu.compiler.codegen import generate_library
+from edgeport.mcu.compiler.storage import WeightStorage
+from edgeport.mcu.toolchain.elfsize import elf_breakdown
+from edgeport.mcu.toolchain.firmware import build_firmware, run_qemu, toolchain_missing
 
 pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (reference kernels, flatbuffer schema) not installed")
 import test_mcu_codegen

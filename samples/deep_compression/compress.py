@@ -51,7 +51,7 @@ def export_c(out: Path, storage: str, decode: str = "kernel", runs: int = 5) -> 
 
 def stage_table(decode: str = "kernel", work: Path | None = None) -> dict:
     """Every stage's bytes and accuracy (the data behind the printed table)."""
-    from edgeport.mcu.storage import stage_totals, storage_stages
+    from edgeport.mcu.compiler.storage import stage_totals, storage_stages
     from samples.deep_compression import model as lenet
 
     with tempfile.TemporaryDirectory() as tmp:

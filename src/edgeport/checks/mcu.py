@@ -12,7 +12,7 @@ RANDOM_SEED = 1  # not the seed of the pipeline's own random data for .tflite so
 
 
 def _breakdown(ctx: CheckContext) -> dict:
-    from edgeport.mcu.elfsize import elf_breakdown
+    from edgeport.mcu.toolchain.elfsize import elf_breakdown
 
     if ctx.elf_sizes is None:
         ctx.elf_sizes = elf_breakdown(ctx.session.firmware.elf, ctx.session.name)

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from edgeport.errors import InputError
 from edgeport.exporters import Artifact, Exporter, ExportJob
+from edgeport.mcu.toolchain.manifest import MANIFEST, read_manifest
 from edgeport.recipe import Recipe
 from edgeport.targets import Target
 
-MANIFEST = "edgeport.json"
 # Flash the library needs beyond its weights (kernels, invoke code), for the fit check made
 # before any build; the firmware check measures the real figure from the ELF.
 CODE_ALLOWANCE = 16 * 1024
@@ -39,7 +39,7 @@ def weight_storage(recipe: Recipe | None, options: dict):
     `prune`; `huffman` adds Huffman coding of both index streams (Deep Compression's last
     stage); `dense` keeps plain int8 arrays (None).
     """
-    from edgeport.mcu.storage import WeightStorage
+    from edgeport.mcu.compiler.storage import WeightStorage
 
     mode, decode = options.get("storage", "auto"), options.get("decode", "kernel")
     if mode == "dense":
@@ -49,10 +49,6 @@ def weight_storage(recipe: Recipe | None, options: dict):
     compress = recipe is not None
     return WeightStorage(palette=compress and bool(recipe.palettize), sparse=compress and bool(recipe.prune),
                          decode=decode, lowbit=True)
-
-
-def read_manifest(folder: Path) -> dict:
-    return json.loads((folder / MANIFEST).read_text())
 
 
 class CExporter(Exporter):
@@ -83,9 +79,9 @@ class CExporter(Exporter):
             raise InputError(f"mcu: decode must be one of {', '.join(DECODES)}, got '{mcu['decode']}'")
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
-        from edgeport.mcu.boards import board, core_of
-        from edgeport.mcu.codegen import generate_c_array, generate_library
-        from edgeport.mcu.firmware import write_integration_files
+        from edgeport.mcu.compiler.codegen import generate_c_array, generate_library
+        from edgeport.mcu.toolchain.boards import board, core_of
+        from edgeport.mcu.toolchain.firmware import write_integration_files
         from edgeport.targets import board_of
 
         notes = []
@@ -149,7 +145,7 @@ def _storage_notes(info) -> list[str]:
 
 def _stage_notes(tflite: bytes, source: str) -> list[str]:
     """Deep Compression's table for this model's weights: bytes after each stage."""
-    from edgeport.mcu.storage import stage_totals, storage_stages
+    from edgeport.mcu.compiler.storage import stage_totals, storage_stages
 
     totals = stage_totals(storage_stages(tflite, source))
     dense = totals["dense"]
@@ -172,8 +168,9 @@ def _int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
 
 def _check_fits(info, spec, core, target: Target) -> None:
     """Refuse, with the sizes, a model that cannot fit the board (before any build). The RAM
-    figure adds the stack and heap the firmware reserves on this core (see edgeport.mcu.boards);
-    the board's RAM is capped by what its QEMU machine has, since the checks run there."""
+    figure adds the stack and heap the firmware reserves on this core (see
+    edgeport.mcu.toolchain.boards); the board's RAM is capped by what its QEMU machine has, since
+    the checks run there."""
     flash_needed = info.weight_bytes + CODE_ALLOWANCE
     flash = min(spec.flash_bytes, core.flash.length)
     if flash_needed > flash:

@@ -23,8 +23,8 @@ class QemuSession:
     timing = "estimate"  # QEMU has no cycle timing: `estimate_latency` counts instructions
 
     def __init__(self, path: str, threads: int = 1):
-        from edgeport.exporters.c import read_manifest
-        from edgeport.mcu.firmware import build_firmware
+        from edgeport.mcu.toolchain.firmware import build_firmware
+        from edgeport.mcu.toolchain.manifest import read_manifest
 
         self.folder = Path(path)
         manifest = read_manifest(self.folder)
@@ -46,7 +46,7 @@ class QemuSession:
 
     def run_int8(self, x: np.ndarray) -> np.ndarray:
         """Raw int8 outputs [N, OUTPUT_SIZE] of the firmware for int8 inputs [N, ...]."""
-        from edgeport.mcu.firmware import run_qemu
+        from edgeport.mcu.toolchain.firmware import run_qemu
 
         return run_qemu(self.firmware, np.asarray(x, np.int8).reshape(len(x), -1))
 
@@ -60,7 +60,7 @@ class QemuSession:
 
     def estimate_latency(self, feed: dict[str, np.ndarray]) -> dict:
         """Instructions of one inference (exact, unicorn) -> estimated cycles -> ms at the board clock."""
-        from edgeport.mcu.icount import count_instructions
+        from edgeport.mcu.toolchain.icount import count_instructions
 
         x = self.quantize_input(next(iter(feed.values()))[:1])
         counted = count_instructions(self.firmware.elf, self.name, self.board, x.tobytes())
@@ -77,7 +77,7 @@ class QemuRuntime:
     latency_unavailable = None  # estimated from instruction counts (see QemuSession.estimate_latency)
 
     def availability(self) -> str | None:
-        from edgeport.mcu.firmware import toolchain_missing
+        from edgeport.mcu.toolchain.firmware import toolchain_missing
 
         missing = toolchain_missing()
         if missing:

@@ -67,7 +67,7 @@ MIB = 1024 * KIB
 def mcu_profiles() -> list[Target]:
     """One target per Cortex-M core (on the QEMU machine that emulates it) and per real board,
     from the board table in `edgeport.mcu.boards`."""
-    from edgeport.mcu.boards import BOARDS, CORES
+    from edgeport.mcu.toolchain.boards import BOARDS, CORES
 
     profiles = []
     for board_name, target_name in MCU_TARGET_BOARDS.items():

@@ -1,8 +1,8 @@
 /*
  * ep_lowbit.c: binary and ternary weights, and XNOR layers (part of edgeport).
  *
- * Weights (ep_lowbit_weights, written by edgeport.mcu.lowbit): each output channel's -1/+1
- * (binary) or -1/0/+1 (ternary) weights packed along the reduction axis, 32 per word, LSB first;
+ * Weights (ep_lowbit_weights, written by edgeport.mcu.compiler.lowbit): each output channel's
+ * -1/+1 (binary) or -1/0/+1 (ternary) weights packed along the reduction axis, 32 per word, LSB first;
  * binary: bit 1 = +1; ternary: per 32 weights the +1 mask, then the -1 mask. The int32
  * accumulators are TFLite's, acc = bias + sum (x + input_offset) * w, computed without
  * multiplying by a weight, then requantized by the dense kernels' code (ep_fc_output,

@@ -142,7 +142,8 @@ typedef struct {
  * "Deep Compression"): per entry, the zeros before it as a gap_bits-wide relative index (longer
  * runs of zeros hold filler entries of value 0); `counts` gives each row's entries, count_bytes
  * each, little-endian. A stream with a codebook (`value_code`, `gap_code`) is canonical-Huffman-
- * coded; else its symbols are packed LSB first. The generator fills these from edgeport.mcu.storage. */
+ * coded; else its symbols are packed LSB first. The generator fills these from
+ * edgeport.mcu.compiler.storage. */
 typedef struct {
     const uint8_t *values;
     const uint8_t *value_code;     /* NULL: fixed-width symbols */
@@ -160,7 +161,7 @@ typedef struct {
  * channel as in ep_packed_weights, packed along the row 32 weights per word, LSB first (weight i of
  * a row: bit i % 32 of its block i / 32, 0 past `cols`). Binary: one word per block, bit 1 = +1.
  * Ternary: two words per block, the +1 mask then the -1 mask. The generator fills these from
- * edgeport.mcu.lowbit. */
+ * edgeport.mcu.compiler.lowbit. */
 typedef struct {
     const uint32_t *bits;
     int32_t rows, cols;

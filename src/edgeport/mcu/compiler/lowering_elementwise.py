@@ -1,8 +1,8 @@
 """Elementwise ops -> C kernel calls: ADD, SOFTMAX, QUANTIZE, DEQUANTIZE; comparisons (GREATER_EQUAL,
 GREATER, LESS, LESS_EQUAL, EQUAL, NOT_EQUAL: int8 in, bool out) and SELECT_V2.
 
-Split from `edgeport.mcu.lowering` by op family; the handlers register in the same `LOWERINGS`
-registry, which `lowering` completes by importing this module at its end.
+One op family of the lowerings (the shared parts are in `lowering`); the `LOWERINGS` table at
+the end goes into the registry built in `lowerings`.
 
 A sign function (x >= 0 ? 1 : -1, e.g. edgeport.training.lowbit.Sign) reaches an int8 .tflite as
 GREATER_EQUAL (int8 input vs an int8 constant) then SELECT_V2 (the bool, two int8 constants); both
@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeport.mcu import requant
-from edgeport.mcu.lowering import (
+from edgeport.mcu.compiler import requant
+from edgeport.mcu.compiler.lowering import (
     MAX_DIMS,
     CStruct,
+    Lower,
     Lowering,
     Ref,
     Step,
@@ -25,10 +26,9 @@ from edgeport.mcu.lowering import (
     _require_int8,
     _strides,
     _tensors,
-    lowers,
     unsupported,
 )
-from edgeport.mcu.tflite_ir import Graph, Op, Tensor
+from edgeport.mcu.compiler.tflite_ir import Graph, Op, Tensor
 
 # op -> (the kernels' EP_* code, its comparison on the rescaled int32 values)
 COMPARISONS = {"GREATER_EQUAL": (0, np.greater_equal), "GREATER": (1, np.greater), "LESS": (2, np.less),
@@ -54,7 +54,6 @@ def input_strides(shape, out_shape) -> list[int]:
     return [0 if padded[d] == 1 and out_shape[d] != 1 else strides[d] for d in range(rank)]
 
 
-@lowers("ADD")
 def lower_add(op: Op, graph: Graph, ctx: Lowering) -> Step:
     (a, b), (out,) = _tensors(op, graph)
     _require_int8(op, graph, a, b, out)
@@ -76,7 +75,6 @@ def lower_add(op: Op, graph: Graph, ctx: Lowering) -> Step:
                      Ref(op.outputs[0]), ");"], [CStruct("ep_add_params", name, fields)])
 
 
-@lowers("SOFTMAX")
 def lower_softmax(op: Op, graph: Graph, ctx: Lowering) -> Step:
     (inp,), (out,) = _tensors(op, graph)
     _require_int8(op, graph, inp, out)
@@ -91,7 +89,6 @@ def lower_softmax(op: Op, graph: Graph, ctx: Lowering) -> Step:
                 [CStruct("ep_softmax_params", name, fields)])
 
 
-@lowers("QUANTIZE")
 def lower_quantize(op: Op, graph: Graph, ctx: Lowering) -> Step:
     (inp,), (out,) = _tensors(op, graph)
     _require_int8(op, graph, out)
@@ -110,7 +107,6 @@ def lower_quantize(op: Op, graph: Graph, ctx: Lowering) -> Step:
                 [CStruct("ep_requantize_params", name, fields)])
 
 
-@lowers("DEQUANTIZE")
 def lower_dequantize(op: Op, graph: Graph, ctx: Lowering) -> Step:
     (inp,), (out,) = _tensors(op, graph)
     _require_int8(op, graph, inp)
@@ -169,7 +165,6 @@ def truth_interval(truth: np.ndarray) -> tuple[int, int, int] | None:
     return None
 
 
-@lowers(*COMPARISONS)
 def lower_comparison(op: Op, graph: Graph, ctx: Lowering) -> Step:
     (a, b), (out,) = _tensors(op, graph)
     _require_int8(op, graph, a, b)
@@ -205,7 +200,6 @@ def lower_comparison(op: Op, graph: Graph, ctx: Lowering) -> Step:
                      *out_arg, ");"], [CStruct("ep_compare_params", name, fields)])
 
 
-@lowers("SELECT_V2")
 def lower_select_v2(op: Op, graph: Graph, ctx: Lowering) -> Step:
     """condition ? x : y, int8 bytes as they are (LiteRT's SELECT_V2 does not requantize)."""
     (condition, x, y), (out,) = _tensors(op, graph)
@@ -223,3 +217,11 @@ def lower_select_v2(op: Op, graph: Graph, ctx: Lowering) -> Step:
     return Step(op, [f"ep_select_s8(&{name}, (const uint8_t *)", ctx.operand(op.inputs[0]), ", ",
                      ctx.operand(op.inputs[1]), ", ", ctx.operand(op.inputs[2]), ", ", Ref(op.outputs[0]), ");"],
                 [CStruct("ep_select_params", name, fields)])
+
+
+# op name -> lowering, for the registry built in `lowerings`
+LOWERINGS: dict[str, Lower] = {
+    "ADD": lower_add, "SOFTMAX": lower_softmax, "QUANTIZE": lower_quantize, "DEQUANTIZE": lower_dequantize,
+    **dict.fromkeys(COMPARISONS, lower_comparison),
+    "SELECT_V2": lower_select_v2,
+}

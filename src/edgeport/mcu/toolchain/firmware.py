@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.errors import EdgeportError, InputError, MissingDependencyError
-from edgeport.mcu import boards
-from edgeport.mcu.boards import Core
-from edgeport.mcu.elfsize import read_elf
+from edgeport.mcu.toolchain import boards
+from edgeport.mcu.toolchain.boards import Core
+from edgeport.mcu.toolchain.elfsize import read_elf
 
 GCC = "arm-none-eabi-gcc"
 AR = "arm-none-eabi-ar"
@@ -128,8 +128,8 @@ def fill_template(text: str, values: dict[str, object]) -> str:
 
 
 def read_template(name: str) -> str:
-    """Text of `edgeport/mcu/templates/<name>`."""
-    return resources.files("edgeport.mcu").joinpath("templates").joinpath(name).read_text()
+    """Text of `edgeport/mcu/toolchain/templates/<name>`."""
+    return resources.files("edgeport.mcu.toolchain").joinpath("templates").joinpath(name).read_text()
 
 
 def template_values(name: str, board_name: str) -> dict[str, object]:

@@ -3,7 +3,7 @@
 With `WeightStorage(lowbit=True)`, `StorageLowering.replacement` offers each op to `lower_lowbit`
 first. A FULLY_CONNECTED or CONV_2D (without groups) whose int8 filter holds only -1/+1 (binary)
 or -1/0/+1 (ternary), zero points 0, is lowered here: its filter packed to 1 or 2 bits per weight
-(`edgeport.mcu.lowbit`), computed
+(`lowbit`), computed
 
 - by add/subtract (`ep_fully_connected_lowbit_s8`, `ep_conv2d_lowbit_s8`), or
 - by XOR / AND + popcount (`..._xnor_s8`) when the layer's input only takes two int8 values
@@ -13,6 +13,7 @@ or -1/0/+1 (ternary), zero points 0, is lowered here: its filter packed to 1 or 
 Other ops and filters take their registered lowering (DEPTHWISE_CONV_2D and grouped convolutions
 stay int8, with a note). The checks, rescale arrays and quantization tables are the dense
 lowerings' (`fc_setup`, `conv_setup`): the same accumulators are requantized by the same code.
+The `LOWERINGS` table at the end goes into the low-bit registry built in `lowerings`.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeport.mcu import planner
-from edgeport.mcu.lowbit import LowbitWeights, lowbit_kind, pack_lowbit, xnor_row_terms
-from edgeport.mcu.lowering import (
+from edgeport.mcu.compiler import planner
+from edgeport.mcu.compiler.lowbit import LowbitWeights, lowbit_kind, pack_lowbit, xnor_row_terms
+from edgeport.mcu.compiler.lowering import (
     CStruct,
     Lowering,
     Ref,
@@ -34,9 +35,9 @@ from edgeport.mcu.lowering import (
     fc_bias_arg,
     fc_setup,
 )
-from edgeport.mcu.storage import weight_matrix
-from edgeport.mcu.tflite_ir import Graph, Op
-from edgeport.registry import Registry
+from edgeport.mcu.compiler.lowerings import lowbit_lowerings
+from edgeport.mcu.compiler.storage import weight_matrix
+from edgeport.mcu.compiler.tflite_ir import Graph, Op
 
 RESHAPES = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")  # same bytes: the values pass unchanged
 TABLE_BYTES_PER_BLOCK = 256  # subset sums: 8 groups of 4 inputs x 16 int16 per 32 inputs
@@ -46,7 +47,7 @@ INT32 = (-(1 << 31), (1 << 31) - 1)
 @dataclass(frozen=True)
 class XnorInput:
     """A layer input that only takes the int8 values `one` (coded as bit 1) and `other`, and
-    the accumulators' constant part per output channel (`edgeport.mcu.lowbit.xnor_row_terms`)."""
+    the accumulators' constant part per output channel (`lowbit.xnor_row_terms`)."""
 
     one: int
     other: int
@@ -59,16 +60,9 @@ class XnorInput:
         return {"one": self.one, "step": self.one - self.other, "other_offset": self.other + self.input_offset}
 
 
-LOWBIT_LOWERINGS: Registry[Callable[[Op, Graph, Lowering, LowbitWeights, XnorInput | None], Step]] = Registry(
-    "low-bit Cortex-M C kernel")
-
-
-def lowbit_lowers(*names: str):
-    def register(fn):
-        for name in names:
-            LOWBIT_LOWERINGS.add(name, fn)
-        return fn
-    return register
+# A low-bit lowering: a `Lower` that also gets the packed filter and, for the XNOR kernels, the
+# two-valued input.
+LowbitLower = Callable[[Op, Graph, Lowering, LowbitWeights, XnorInput | None], Step]
 
 
 def two_values(graph: Graph, index: int) -> tuple[int, int] | None:
@@ -100,7 +94,7 @@ def lowbit_filter(op: Op, graph: Graph) -> tuple[LowbitWeights | None, str | Non
         return None, None
     if filt.zero_points is not None and np.any(filt.zero_points != 0):
         return None, f"{kind} values but filter zero point != 0: int8"
-    if op.name not in LOWBIT_LOWERINGS:
+    if op.name not in lowbit_lowerings():
         return None, f"{kind} values, no low-bit kernel for {op.name}: int8"
     if op.name == "CONV_2D" and filt.shape[3] != graph.tensors[op.inputs[0]].shape[-1]:
         return None, f"{kind} values, no low-bit kernel for grouped convolutions: int8"
@@ -137,7 +131,7 @@ def lower_lowbit(op: Op, graph: Graph, ctx: Lowering) -> Step | None:
         xnor, why = _xnor_input(op, graph, packed)
     if why:
         ctx.notes.append(f"op {op.index} {op.name} ({graph.node_label(op)}): {why}")
-    return None if packed is None else LOWBIT_LOWERINGS.get(op.name)(op, graph, ctx, packed, xnor)
+    return None if packed is None else lowbit_lowerings().get(op.name)(op, graph, ctx, packed, xnor)
 
 
 def _weights(ctx: Lowering, op: Op, packed: LowbitWeights, xnor: XnorInput | None) -> tuple[str, list[CStruct]]:
@@ -158,7 +152,6 @@ def _weights(ctx: Lowering, op: Op, packed: LowbitWeights, xnor: XnorInput | Non
     return name, [CStruct("ep_lowbit_weights", name, fields)]
 
 
-@lowbit_lowers("FULLY_CONNECTED")
 def lower_lowbit_fc(op: Op, graph: Graph, ctx: Lowering, packed: LowbitWeights, xnor: XnorInput | None) -> Step:
     fields, rescale = fc_setup(op, graph, ctx)
     name, out = f"op{op.index}", graph.tensors[op.outputs[0]]
@@ -182,7 +175,6 @@ def lower_lowbit_fc(op: Op, graph: Graph, ctx: Lowering, packed: LowbitWeights, 
                  *structs], macs=macs, scratch=4 * packed.blocks)
 
 
-@lowbit_lowers("CONV_2D")
 def lower_lowbit_conv(op: Op, graph: Graph, ctx: Lowering, packed: LowbitWeights, xnor: XnorInput | None) -> Step:
     fields, taps = conv_setup(op, graph, ctx, None if xnor is None else xnor.row_terms)
     name, out = f"op{op.index}", graph.tensors[op.outputs[0]]
@@ -199,3 +191,7 @@ def lower_lowbit_conv(op: Op, graph: Graph, ctx: Lowering, packed: LowbitWeights
     structs.append(CStruct("ep_xnor_params", f"{name}_xnor", xnor.fields))
     return Step(op, [f"ep_conv2d_xnor_s8(&{name}, &{name}_xnor, ", x_arg, *tail], structs, macs=macs,
                 scratch=8 * packed.blocks)
+
+
+# op name -> low-bit lowering, for the registry built in `lowerings` (other ops keep their int8 kernel)
+LOWERINGS: dict[str, LowbitLower] = {"FULLY_CONNECTED": lower_lowbit_fc, "CONV_2D": lower_lowbit_conv}

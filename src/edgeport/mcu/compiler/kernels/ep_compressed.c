@@ -1,8 +1,8 @@
 /*
  * ep_compressed.c: weights stored compressed in flash, decoded by the kernels (part of edgeport).
  *
- * The storage (ep_packed_weights in ep_kernels.h; written by edgeport.mcu.storage): palette
- * indices, CSR rows with relative indices and Huffman-coded streams, as in Han et al., "Deep
+ * The storage (ep_packed_weights in ep_kernels.h; written by edgeport.mcu.compiler.storage):
+ * palette indices, CSR rows with relative indices and Huffman-coded streams, as in Han et al., "Deep
  * Compression" (ICLR 2016). The int8 values decoded are exactly the model's, so the int32 sums
  * (whatever their order) and the outputs are those of the dense kernels, requantized by the same
  * code (ep_conv_output, ep_fc_output).

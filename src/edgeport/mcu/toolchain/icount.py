@@ -1,5 +1,5 @@
 """Exact instruction counts of one `<name>_invoke` call, by emulation in unicorn, and a cycle
-estimate from the instruction mix and the core's cycle table (`edgeport.mcu.boards`).
+estimate from the instruction mix and the core's cycle table (`boards`).
 
 QEMU runs the firmware for correctness but has no cycle timing. Here the same ELF is loaded into
 unicorn (the QEMU CPU core as a library) with the board's memory map; `<name>_invoke` is called
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.errors import InputError, MissingDependencyError, RuntimeGap
-from edgeport.mcu import boards
-from edgeport.mcu.boards import INSTRUCTION_CLASSES, CycleModel
-from edgeport.mcu.elfsize import read_elf
+from edgeport.mcu.toolchain import boards
+from edgeport.mcu.toolchain.boards import INSTRUCTION_CLASSES, CycleModel
+from edgeport.mcu.toolchain.elfsize import read_elf
 
 METHOD = "unicorn instruction count x per-core cycle table (estimate)"
 RETURN_ADDRESS = 0x0E00_0000  # an unmapped-by-any-board page, mapped here as the return target

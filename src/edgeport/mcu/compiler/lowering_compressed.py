@@ -1,4 +1,4 @@
-"""Weight tensors stored compressed (`edgeport.mcu.storage`) in a generated C library.
+"""Weight tensors stored compressed (`storage`) in a generated C library.
 
 `StorageLowering` is the `Lowering` of a library generated with a `WeightStorage`. Where an op's
 lowering asks for its filter (`Lowering.filter`), it packs the tensor, emits the streams as const
@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeport.mcu import planner
-from edgeport.mcu.lowering import CStruct, Filter, Lowering, Step
-from edgeport.mcu.lowering_lowbit import lower_lowbit
-from edgeport.mcu.storage import (
+from edgeport.mcu.compiler import planner
+from edgeport.mcu.compiler.lowering import CStruct, Filter, Lowering, Step
+from edgeport.mcu.compiler.lowering_lowbit import lower_lowbit
+from edgeport.mcu.compiler.storage import (
     PackedWeights,
     Stream,
     WeightStorage,
     pack_weights,
     weight_matrix,
 )
-from edgeport.mcu.tflite_ir import Graph, Op
+from edgeport.mcu.compiler.tflite_ir import Graph, Op
 
 DECODED_BUFFER = "decoded_weights"
 DECODED_FLAG = "weights_decoded"
@@ -51,7 +51,7 @@ class StorageLowering(Lowering):
         return planner.align_up(self.decoded_bytes)
 
     def replacement(self, op: Op) -> Step | None:
-        """With `storage.lowbit`, binary and ternary filters' ops (`edgeport.mcu.lowering_lowbit`)."""
+        """With `storage.lowbit`, binary and ternary filters' ops (`lowering_lowbit`)."""
         return lower_lowbit(op, self.graph, self) if self.storage.lowbit else None
 
     def _filter(self, op: Op, index: int) -> Filter:

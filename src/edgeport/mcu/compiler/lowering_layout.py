@@ -1,18 +1,19 @@
 """Layout ops -> C kernel calls: RESHAPE (and SQUEEZE / EXPAND_DIMS), TRANSPOSE, PAD, CONCATENATION.
 
-Split from `edgeport.mcu.lowering` by op family; the handlers register in the same `LOWERINGS`
-registry, which `lowering` completes by importing this module at its end.
+One op family of the lowerings (the shared parts are in `lowering`); the `LOWERINGS` table at
+the end goes into the registry built in `lowerings`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from edgeport.mcu.lowering import (
+from edgeport.mcu.compiler.lowering import (
     CTYPES,
     MAX_CONCAT_INPUTS,
     MAX_DIMS,
     CStruct,
+    Lower,
     Lowering,
     Ref,
     Step,
@@ -20,13 +21,11 @@ from edgeport.mcu.lowering import (
     _same_quantization,
     _strides,
     _tensors,
-    lowers,
     unsupported,
 )
-from edgeport.mcu.tflite_ir import Graph, Op
+from edgeport.mcu.compiler.tflite_ir import Graph, Op
 
 
-@lowers("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
 def lower_reshape(op: Op, graph: Graph, ctx: Lowering) -> Step:
     """Same bytes, new shape: the output aliases the input, unless the output must be written
     to the caller's buffer (then a copy)."""
@@ -41,7 +40,6 @@ def lower_reshape(op: Op, graph: Graph, ctx: Lowering) -> Step:
     return Step(op, [f"ep_copy_s8({out.size}, ", ctx.operand(op.inputs[0]), ", ", Ref(op.outputs[0]), ");"])
 
 
-@lowers("TRANSPOSE")
 def lower_transpose(op: Op, graph: Graph, ctx: Lowering) -> Step:
     (inp, perm), (out,) = _tensors(op, graph)
     boolean = inp.dtype == out.dtype == "bool"  # a comparison's result (stored as uint8_t): moved as bytes
@@ -58,7 +56,6 @@ def lower_transpose(op: Op, graph: Graph, ctx: Lowering) -> Step:
                      Ref(op.outputs[0]), ");"], [CStruct("ep_transpose_params", name, fields)])
 
 
-@lowers("PAD", "PADV2")
 def lower_pad(op: Op, graph: Graph, ctx: Lowering) -> Step:
     inputs, (out,) = _tensors(op, graph)
     inp, paddings = inputs[0], inputs[1]
@@ -80,7 +77,6 @@ def lower_pad(op: Op, graph: Graph, ctx: Lowering) -> Step:
                 [CStruct("ep_pad_params", name, fields)])
 
 
-@lowers("CONCATENATION")
 def lower_concatenation(op: Op, graph: Graph, ctx: Lowering) -> Step:
     inputs, (out,) = _tensors(op, graph)
     _require_int8(op, graph, *inputs, out)
@@ -100,3 +96,12 @@ def lower_concatenation(op: Op, graph: Graph, ctx: Lowering) -> Step:
     code += [f"}}; ep_concat_s8(&{name}, {name}_inputs, ", Ref(op.outputs[0]), "); }"]
     fields = {"outer": outer, "count": len(inputs), "inner": inner}
     return Step(op, code, [CStruct("ep_concat_params", name, fields)])
+
+
+# op name -> lowering, for the registry built in `lowerings`
+LOWERINGS: dict[str, Lower] = {
+    "RESHAPE": lower_reshape, "SQUEEZE": lower_reshape, "EXPAND_DIMS": lower_reshape,
+    "TRANSPOSE": lower_transpose,
+    "PAD": lower_pad, "PADV2": lower_pad,
+    "CONCATENATION": lower_concatenation,
+}

@@ -13,12 +13,12 @@ around `<name>_invoke` exactly as the model's QUANTIZE/DEQUANTIZE ops. The heade
 `<NAME>_INPUT_SCALE`/`_ZERO_POINT` describe the int8 input and output of `<name>_invoke`.
 
 All weights, biases and requantization tables are `static const` (flash); activations live in
-one static, 16-byte aligned arena laid out by `edgeport.mcu.planner`; the op sequence is
+one static, 16-byte aligned arena laid out by `planner`; the op sequence is
 straight-line calls into the kernels. Not reentrant: one invoke at a time per library.
 
-With a `WeightStorage` (`edgeport.mcu.storage`), weight tensors are stored compressed (palette,
-CSR, Huffman; `edgeport.mcu.lowering_compressed`), binary / ternary ones packed to 1 or 2 bits
-and computed without multiplies (`lowbit`; `edgeport.mcu.lowering_lowbit`), and the library also
+With a `WeightStorage` (`storage`), weight tensors are stored compressed (palette,
+CSR, Huffman; `lowering_compressed`), binary / ternary ones packed to 1 or 2 bits
+and computed without multiplies (`lowbit`; `lowering_lowbit`), and the library also
 has `int <name>_init(void)`, which decodes the tensors decoded once (decode="init") into a static buffer of
 `<NAME>_DECODED_SIZE` bytes; `<name>_invoke` calls it first if the caller did not.
 """
@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.errors import InputError
-from edgeport.mcu import planner
-from edgeport.mcu.lowering import (
+from edgeport.mcu.compiler import planner
+from edgeport.mcu.compiler.lowering import (
     STRUCT_FIELDS,
     CArray,
     CStruct,
@@ -44,16 +44,16 @@ from edgeport.mcu.lowering import (
     Ref,
     ScratchRef,
     Step,
-    lower_op,
     unsupported,
 )
-from edgeport.mcu.lowering_compressed import (
+from edgeport.mcu.compiler.lowering_compressed import (
     StorageLowering,
     storage_header,
     storage_source,
 )
-from edgeport.mcu.storage import WeightStorage
-from edgeport.mcu.tflite_ir import Graph, Op, read_tflite
+from edgeport.mcu.compiler.lowerings import lower_op
+from edgeport.mcu.compiler.storage import WeightStorage
+from edgeport.mcu.compiler.tflite_ir import Graph, Op, read_tflite
 
 KERNEL_DIR = Path(__file__).parent / "kernels"
 DSP_EMULATION = "ep_dsp_emulation.h"

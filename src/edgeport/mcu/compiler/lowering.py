@@ -1,11 +1,14 @@
-"""TFLite ops -> calls into edgeport's C kernels, one registered function per op.
+"""TFLite ops -> calls into edgeport's C kernels: what every lowering shares (`Lowering`, `Step`,
+the checks, TFLite's Prepare arithmetic) and the convolutions, FULLY_CONNECTED, pooling and MEAN.
+The other op families (`lowering_layout`, `lowering_elementwise`, `lowering_lowbit`) build on
+this module; each family's `LOWERINGS` table goes into the registry built in `lowerings`.
 
 Each lowering function checks that the op is a variant the kernels implement (int8, the
 supported options), computes everything TFLite computes in Prepare (multipliers, shifts,
-activation clamps, padding, broadcast strides) with `edgeport.mcu.requant`, and returns a
-`Step`: const parameter structs and arrays plus one C statement whose tensor operands are
-`Ref`s, turned into pointers once the memory plan is known. An op without a lowering, or a
-variant without a kernel, raises UnsupportedOpError before anything is written.
+activation clamps, padding, broadcast strides) with `requant`, and returns a `Step`: const
+parameter structs and arrays plus one C statement whose tensor operands are `Ref`s, turned into
+pointers once the memory plan is known. An op without a lowering, or a variant without a kernel,
+raises UnsupportedOpError before anything is written.
 """
 
 from __future__ import annotations
@@ -16,9 +19,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from edgeport.errors import InputError, UnsupportedOpError
-from edgeport.mcu import planner, requant
-from edgeport.mcu.tflite_ir import Graph, Op, Tensor
-from edgeport.registry import Registry
+from edgeport.mcu.compiler import planner, requant
+from edgeport.mcu.compiler.tflite_ir import Graph, Op, Tensor
 
 NO_KERNEL = "no Cortex-M C kernel in edgeport"
 MAX_DIMS = 6
@@ -130,13 +132,13 @@ class Lowering:
         return replace(self._filters[index], structs=())
 
     def _filter(self, op: Op, index: int) -> Filter:
-        """Here: a dense const array (`edgeport.mcu.lowering_compressed` stores it compressed)."""
+        """Here: a dense const array (`lowering_compressed` stores it compressed)."""
         self.record_storage(op, index, "dense", None, self.graph.tensors[index].nbytes)
         return Filter(self.const(index))
 
     def replacement(self, op: Op) -> Step | None:
         """A Step replacing the registered lowering of `op` (low-bit kernels with a WeightStorage,
-        `edgeport.mcu.lowering_compressed`), or None: here, always None."""
+        `lowering_compressed`), or None: here, always None."""
         return None
 
     def record_storage(self, op: Op, index: int, form: str, decode: str | None, stored: int, **more) -> None:
@@ -157,26 +159,13 @@ class Lowering:
         return self.const(index) if self.graph.tensors[index].is_constant else Ref(index)
 
 
-LOWERINGS: Registry[Callable[[Op, Graph, Lowering], Step]] = Registry("Cortex-M C kernel")
-
-
-def lowers(*names: str):
-    def register(fn):
-        for name in names:
-            LOWERINGS.add(name, fn)
-        return fn
-    return register
+# A lowering: the op, its graph and the shared state -> the op's Step (an op family's table maps
+# TFLite op names to these; `lowerings.lowerings()` is the registry built from the tables).
+Lower = Callable[[Op, Graph, Lowering], Step]
 
 
 def unsupported(op: Op, graph: Graph, detail: str | None = None) -> UnsupportedOpError:
     return UnsupportedOpError(f"{op.name} ({detail})" if detail else op.name, graph.node_label(op), NO_KERNEL)
-
-
-def lower_op(op: Op, graph: Graph, ctx: Lowering) -> Step:
-    """The Step for `op`, or UnsupportedOpError if edgeport has no C kernel for it."""
-    if op.name not in LOWERINGS:
-        raise unsupported(op, graph)
-    return ctx.replacement(op) or LOWERINGS.get(op.name)(op, graph, ctx)
 
 
 # ------------------------------------------------------------------ shared checks and math
@@ -345,7 +334,6 @@ def conv_setup(op: Op, graph: Graph, ctx: Lowering, row_terms: np.ndarray | None
     return fields, taps
 
 
-@lowers("CONV_2D", "DEPTHWISE_CONV_2D")
 def lower_conv(op: Op, graph: Graph, ctx: Lowering) -> Step:
     depthwise = op.name == "DEPTHWISE_CONV_2D"
     fields, taps = conv_setup(op, graph, ctx)
@@ -411,7 +399,6 @@ def fc_bias_arg(op: Op, graph: Graph, ctx: Lowering, fields: dict) -> str:
                      "bias + input_offset * sum of the row's weights (input zero point folded in)")
 
 
-@lowers("FULLY_CONNECTED")
 def lower_fully_connected(op: Op, graph: Graph, ctx: Lowering) -> Step:
     fields, rescale = fc_setup(op, graph, ctx)
     bias_arg = fc_bias_arg(op, graph, ctx, fields)
@@ -473,7 +460,6 @@ def _fc_rescale_arrays(op: Op, graph: Graph, ctx: Lowering, name: str, scales: n
 
 # ------------------------------------------------------------------ pooling and reductions
 
-@lowers("AVERAGE_POOL_2D", "MAX_POOL_2D")
 def lower_pool(op: Op, graph: Graph, ctx: Lowering) -> Step:
     (inp,), (out,) = _tensors(op, graph)
     _require_int8(op, graph, inp, out)
@@ -511,7 +497,6 @@ def _axes(op: Op, graph: Graph, index: int, ndim: int) -> list[int]:
     return sorted({int(a) % ndim for a in np.ravel(tensor.data)})
 
 
-@lowers("MEAN")
 def lower_mean(op: Op, graph: Graph, ctx: Lowering) -> Step:
     (inp, _), (out,) = _tensors(op, graph)
     _require_int8(op, graph, inp, out)
@@ -532,6 +517,10 @@ def lower_mean(op: Op, graph: Graph, ctx: Lowering) -> Step:
                 [CStruct("ep_mean_params", name, fields)])
 
 
-# The layout ops' and the elementwise ops' handlers live in their own modules (op families);
-# importing them here completes the registry before any caller looks an op up.
-from edgeport.mcu import lowering_elementwise, lowering_layout  # noqa: F401
+# op name -> lowering, for the registry built in `lowerings`
+LOWERINGS: dict[str, Lower] = {
+    "CONV_2D": lower_conv, "DEPTHWISE_CONV_2D": lower_conv,
+    "FULLY_CONNECTED": lower_fully_connected,
+    "AVERAGE_POOL_2D": lower_pool, "MAX_POOL_2D": lower_pool,
+    "MEAN": lower_mean,
+}

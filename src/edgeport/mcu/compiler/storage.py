@@ -58,7 +58,7 @@ class WeightStorage:
             scratch); "init": decoded once into a static RAM buffer by `<name>_init()` (or the
             first invoke), then the dense kernels run.
         lowbit: filters whose int8 values are all -1/+1 (binary) or -1/0/+1 (ternary) packed to
-            1 or 2 bits per weight (`edgeport.mcu.lowbit`) and computed by add/subtract kernels,
+            1 or 2 bits per weight (`lowbit`) and computed by add/subtract kernels,
             or XOR/AND + popcount where the layer's input only takes two values (a sign
             function); FULLY_CONNECTED and CONV_2D without groups. Other filters are stored as
             the other attributes say.
@@ -520,7 +520,7 @@ def storage_stages(tflite_bytes: bytes, source: str = "model.tflite") -> list[di
         `count`, `nonzeros`, `dense`, `pruned`, `clustered`, `huffman` (bytes; see
         `deep_compression_stages`), `index_bits`, `palette_bits`, `bias_bytes`.
     """
-    from edgeport.mcu.tflite_ir import read_tflite
+    from edgeport.mcu.compiler.tflite_ir import read_tflite
 
     graph = read_tflite(tflite_bytes, source)
     rows = []

@@ -51,7 +51,7 @@ MHZ = 1_000_000
 # mps2-tz AN505 20 MHz, mps3 AN547 32 MHz). QEMU has no timing: these only scale estimates.
 MPS2_CLOCK_HZ = 25 * MHZ
 
-# Instruction classes the counter reports (edgeport.mcu.icount decodes Thumb/Thumb-2 into these).
+# Instruction classes the counter reports (icount decodes Thumb/Thumb-2 into these).
 INSTRUCTION_CLASSES = ("alu", "mul", "mla", "mul_long", "mla_long", "dsp_mac", "simd", "div",
                        "load", "store", "load_multiple", "store_multiple", "branch", "call", "fp", "other")
 
