@@ -177,6 +177,7 @@ def test_board_table_is_complete():
         board("esp32")
 
 
+@pytest.mark.e2e
 @needs_toolchain
 @pytest.mark.parametrize("board_name", QEMU_BOARDS)
 def test_every_core_runs_the_library_in_qemu(firmwares, standin, samples, board_name):
@@ -185,6 +186,7 @@ def test_every_core_runs_the_library_in_qemu(firmwares, standin, samples, board_
     np.testing.assert_array_equal(run_qemu(fw, samples), reference(samples, standin[1]))
 
 
+@pytest.mark.e2e
 @needs_toolchain
 @needs_unicorn
 @pytest.mark.parametrize("board_name", UNICORN_BOARDS)
@@ -204,6 +206,7 @@ def test_instruction_counts_are_deterministic_and_match_qemu(firmwares, samples,
     assert ("dsp_mac" in first["mix"]) == core_of(board_name).dsp
 
 
+@pytest.mark.e2e
 @needs_toolchain
 @needs_unicorn
 def test_dsp_core_runs_fewer_cycles_than_m0(firmwares, samples):
@@ -216,6 +219,7 @@ def test_dsp_core_runs_fewer_cycles_than_m0(firmwares, samples):
     assert m4["cycles_estimate"] < m0["cycles_estimate"]
 
 
+@pytest.mark.e2e
 @needs_toolchain
 @needs_unicorn
 def test_cortex_m55_is_not_measured(firmwares, samples):
@@ -287,6 +291,7 @@ def test_cycle_estimate_follows_the_table():
     assert estimate_cycles(mix, events, M4_CYCLES) == 10 + 4 * 2 + 3 + 2 + 5 + 2 - 2
 
 
+@pytest.mark.e2e
 @needs_toolchain
 def test_elf_breakdown_adds_up(firmwares, standin):
     fw = firmwares("mps2-an386")
@@ -307,6 +312,7 @@ def test_elf_breakdown_adds_up(firmwares, standin):
     assert sizes["ram_bytes"] == sum(section[s] for s in (".data", ".bss", ".heap", ".stack"))
 
 
+@pytest.mark.e2e
 @needs_toolchain
 def test_example_makefile_builds_and_runs_in_qemu(tmp_path, standin):
     lib = shutil.copytree(standin[0], tmp_path / NAME)
@@ -338,6 +344,7 @@ def _tiny_lib(root: Path, body: str) -> Path:
     return lib
 
 
+@pytest.mark.e2e
 @needs_toolchain
 @pytest.mark.parametrize("body, timeout, message", [
     ("(void)input; (void)output; return 1;", 30, "tiny_invoke returned non-zero"),
@@ -350,6 +357,7 @@ def test_firmware_failures_are_reported(tmp_path, body, timeout, message):
         run_qemu(fw, np.zeros((2, 4), np.int8), timeout=timeout)
 
 
+@pytest.mark.e2e
 @needs_toolchain
 def test_bad_library_and_inputs_are_clear_errors(tmp_path, firmwares):
     with pytest.raises(FirmwareBuildError, match="unused"):  # -Werror on the library sources

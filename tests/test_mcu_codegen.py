@@ -13,13 +13,25 @@ SMMULR and SXTB16/SXTAB16 with ROR, whose C equivalents the host runs instead).
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CALIB, ROOT, needs_torch
+from conftest import (
+    CALIB,
+    CFLAGS,
+    DSP_VARIANTS,
+    MCU_MODELS,
+    ROOT,
+    check_bit_exact,
+    litert_reference,
+    model_bytes,
+    needs_arm_gcc,
+    needs_gcc,
+    needs_litert,
+    needs_torch,
+)
 
 from edgeport.errors import InputError, UnsupportedOpError
 from edgeport.mcu.compiler import lowering, planner, requant
@@ -30,165 +42,23 @@ from edgeport.mcu.compiler.codegen import (
     sanitize_identifier,
 )
 
-pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (reference kernels, flatbuffer schema) not installed")
 from testmodels import tflite_graphs
 
 DATA = ROOT / "tests" / "data" / "mlperf-tiny"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "models" / "mlperf-tiny"
-SAMPLES = 20
-needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="host gcc not installed")
-needs_arm_gcc = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
-                                   reason="arm-none-eabi-gcc not installed (Debian: gcc-arm-none-eabi)")
-CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
-DSP_VARIANTS = {"plain": [], "dsp-emulated": ["-DEP_EMULATE_DSP", f"-I{KERNEL_DIR}"]}
-
-MAIN_C = """#include <stdio.h>
-#include "@name@.h"
-
-/* Reads N inputs from argv[1], writes N outputs to argv[2] (raw values, native order). */
-int main(int argc, char **argv)
-{
-    static @in_t@ x[@NAME@_INPUT_SIZE];
-    static @out_t@ y[@NAME@_OUTPUT_SIZE];
-    FILE *in, *out;
-    if (argc != 3) return 2;
-    in = fopen(argv[1], "rb");
-    out = fopen(argv[2], "wb");
-    if (!in || !out) return 2;
-    while (fread(x, sizeof x[0], @NAME@_INPUT_SIZE, in) == @NAME@_INPUT_SIZE) {
-        if (@fn@(x, y) != 0) return 4;
-        if (fwrite(y, sizeof y[0], @NAME@_OUTPUT_SIZE, out) != @NAME@_OUTPUT_SIZE) return 5;
-    }
-    fclose(in);
-    return fclose(out) != 0;
-}
-"""
 
 
-def model_bytes(name: str) -> bytes:
-    """An MLPerf Tiny model: the repo's copy, else the shared one, else skip."""
-    for folder in (DATA, SHARED):
-        if (folder / name).exists():
-            return (folder / name).read_bytes()
-    pytest.skip(f"{name} not found in {DATA} or {SHARED}")
-
-
-def litert_reference(tflite: bytes, inputs: np.ndarray, tensors: tuple[int, ...] = ()) -> list[np.ndarray]:
-    """Outputs of LiteRT's reference kernels per input, and any extra tensors asked for."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interpreter = Interpreter(model_content=tflite, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
-                              experimental_preserve_all_tensors=bool(tensors))
-    interpreter.allocate_tensors()
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    results = [[] for _ in range(1 + len(tensors))]
-    for x in inputs:
-        interpreter.set_tensor(inp["index"], x.reshape(inp["shape"]))
-        interpreter.invoke()
-        for slot, index in zip(results, (out["index"], *tensors)):
-            slot.append(interpreter.get_tensor(index).copy())
-    return [np.stack(r) for r in results]
-
-
-def run_c(lib: Path, name: str, fn: str, in_t: str, out_t: str, inputs: np.ndarray, out_shape, out_dtype,
-          tmp: Path, cflags=()) -> np.ndarray:
-    """Compile the library with a test main (host gcc) and run it on all inputs at once."""
-    main = (MAIN_C.replace("@name@", name).replace("@NAME@", name.upper()).replace("@fn@", fn)
-            .replace("@in_t@", in_t).replace("@out_t@", out_t))
-    (tmp / "main.c").write_text(main)
-    exe = tmp / f"{fn}.exe"
-    sources = [str(p) for p in sorted(lib.glob("*.c"))]
-    build = subprocess.run(["gcc", *CFLAGS, *cflags, f"-I{lib}", "-o", str(exe), str(tmp / "main.c"), *sources],
-                           capture_output=True, text=True, check=False)
-    assert build.returncode == 0, build.stderr
-    (tmp / "in.bin").write_bytes(np.ascontiguousarray(inputs).tobytes())
-    run = subprocess.run([str(exe), str(tmp / "in.bin"), str(tmp / "out.bin")], capture_output=True, timeout=120, check=False)
-    assert run.returncode == 0, run.stderr
-    return np.frombuffer((tmp / "out.bin").read_bytes(), dtype=out_dtype).reshape(len(inputs), *out_shape)
-
-
-def random_inputs(tflite: bytes, n: int, seed: int = 0) -> np.ndarray:
-    from edgeport.mcu.compiler.tflite_ir import read_tflite
-
-    graph = read_tflite(tflite)
-    tensor = graph.tensors[graph.inputs[0]]
-    rng = np.random.default_rng(seed)
-    if tensor.dtype == "int8":
-        return rng.integers(-128, 128, (n, *tensor.shape), dtype=np.int8)
-    x = rng.normal(0.0, 2.0, (n, *tensor.shape)).astype(np.float32)
-    # some values halfway between int8 steps: QUANTIZE rounds them away from zero
-    scale = graph.tensors[graph.consumers(graph.inputs[0])[0].outputs[0]].scale
-    x.reshape(n, -1)[:, :7] = (np.arange(-3, 4) + 0.5).astype(np.float32) * np.float32(scale)
-    return x
-
-
-def check_bit_exact(tflite: bytes, name: str, tmp: Path, cflags=(), n: int = SAMPLES):
-    """Generate, compile, run; assert byte equality with LiteRT for <name>_invoke and, for float
-    I/O, <name>_invoke_f32. Returns the LibraryInfo."""
-    lib = tmp / "lib"
-    info = generate_library(tflite, name, lib, source=f"{name}.tflite")
-    inputs = random_inputs(tflite, n)
-    if not info.float_api:
-        (ref,) = litert_reference(tflite, inputs)
-        got = run_c(lib, info.name, f"{info.name}_invoke", "int8_t", "int8_t", inputs, ref.shape[1:], np.int8,
-                    tmp, cflags)
-        assert len(np.unique(ref)) > 3, "degenerate reference outputs: the comparison would mean little"
-        np.testing.assert_array_equal(got, ref)
-        return info
-    # float I/O: the int8 core through <name>_invoke, the whole model through <name>_invoke_f32
-    from edgeport.mcu.compiler.tflite_ir import read_tflite
-
-    graph = read_tflite(tflite)
-    core_in = graph.consumers(graph.inputs[0])[0].outputs[0]
-    core_out = graph.producer(graph.outputs[0]).inputs[0]
-    ref, q_in, q_out = litert_reference(tflite, inputs, (core_in, core_out))
-    in_t = "float" if info.input_dtype == "float32" else "int8_t"
-    out_t = "float" if info.output_dtype == "float32" else "int8_t"
-    got = run_c(lib, info.name, f"{info.name}_invoke_f32", in_t, out_t, inputs, ref.shape[1:], ref.dtype, tmp, cflags)
-    np.testing.assert_array_equal(got.view(np.uint8), ref.view(np.uint8))
-    got_q = run_c(lib, info.name, f"{info.name}_invoke", "int8_t", "int8_t", q_in, q_out.shape[1:], np.int8,
-                  tmp, cflags)
-    np.testing.assert_array_equal(got_q, q_out)
-    return info
-
-
-def conv_variants_graph(seed: int = 3) -> bytes:
-    """int8 in, int8 out: the corners of the DSP convolution paths. 63 output pixels (an odd last
-    pixel pair), 7 output channels (an odd last channel), K = 45 and K = 7 (K % 4 left over); a
-    pointwise layer in place with fewer output than input channels; dilated depthwise over 6
-    channels (a block of 4 and 2 left over) clamped to [-1, 1]; a 6x5 per-tensor convolution;
-    depthwise 4x3 (12 taps, the tap loop) and 6x5 (30 taps, over the DSP path's table); a strided
-    valid convolution."""
-    g = tflite_graphs.GraphBuilder(seed)
-    x = g.activation("input", (1, 9, 7, 5), 0.05, -3)
-    a = g.conv(x, 7, k=(3, 3), padding="SAME", act="RELU")
-    b = g.conv(a, 6, k=(1, 1), act="RELU6")
-    c = g.conv(b, 6, k=(3, 3), dilation=(2, 2), padding="SAME", depthwise=True, act="RELU_N1_TO_1")
-    d = g.conv(c, 8, k=(6, 5), padding="SAME", per_channel=False)
-    e = g.conv(d, 8, k=(4, 3), padding="SAME", depthwise=True)
-    f = g.conv(e, 8, k=(6, 5), padding="SAME", depthwise=True)
-    y = g.conv(f, 5, k=(2, 3), stride=(2, 2), padding="VALID")
-    return g.build([x], [y])
-
-
-MODELS = {
-    "kws": lambda: model_bytes("kws_ref_model.tflite"),
-    "ad": lambda: model_bytes("ad01_int8.tflite"),
-    "ops": tflite_graphs.ops_graph,
-    "layout": tflite_graphs.layout_graph,
-    "conv": conv_variants_graph,
-}
-
-
+@pytest.mark.e2e
+@needs_litert
 @needs_gcc
 @pytest.mark.parametrize("variant", DSP_VARIANTS)
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", MCU_MODELS)
 def test_bit_exact_with_litert_reference(model, variant, tmp_path):
-    info = check_bit_exact(MODELS[model](), model, tmp_path, DSP_VARIANTS[variant])
+    info = check_bit_exact(MCU_MODELS[model](), model, tmp_path, DSP_VARIANTS[variant])
     assert info.arena_bytes % planner.ALIGNMENT == 0
     assert sum(info.ops.values()) > 0 and info.weight_bytes > 0
 
 
+@needs_litert
 @needs_gcc
 def test_mlperf_tiny_figures(tmp_path):
     """Arena within 0.7x of TFLite Micro's (KWS 24,272 B, AD 3,984 B, both holding the I/O
@@ -217,13 +87,15 @@ def test_mlperf_tiny_figures(tmp_path):
     assert "static const int8_t t17[2560]" in source  # weights are const (flash)
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_arm_gcc
 @pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m0"])
 def test_builds_warning_free_for_cortex_m(cpu, tmp_path):
     """-mcpu=cortex-m4 compiles the DSP path (SMLAD & co. in the object), cortex-m0 the plain C."""
     for model in ("kws", "ops", "layout"):
         lib = tmp_path / model
-        generate_library(MODELS[model](), model, lib)
+        generate_library(MCU_MODELS[model](), model, lib)
         for source in sorted(lib.glob("*.c")):
             obj = tmp_path / f"{model}_{source.stem}.o"
             result = subprocess.run(["arm-none-eabi-gcc", "-std=c99", f"-mcpu={cpu}", "-mthumb", "-Os", "-c", "-Wall",
@@ -255,6 +127,8 @@ def torch_exports(tmp_path_factory):
     return get
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_torch
 @needs_gcc
 def test_pytorch_export_bit_exact(torch_exports, tmp_path):
@@ -266,6 +140,8 @@ def test_pytorch_export_bit_exact(torch_exports, tmp_path):
     assert "int digits_invoke_f32(const float *input, float *output);" in (tmp_path / "lib" / "digits.h").read_text()
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_torch
 def test_pytorch_export_with_float_ops_is_refused(torch_exports, tmp_path):
     """The op zoo's PT2E export keeps its residual ADD in float: no C kernel, named error."""
@@ -318,6 +194,7 @@ def litert_one(tflite: bytes) -> int:
     return int(litert_reference(tflite, zeros)[0].ravel()[0])
 
 
+@needs_litert
 def test_litert_rounding_variants():
     """Cases that tell the variants apart, checked against LiteRT itself. CONV_2D requantizes
     with MultiplyByQuantizedMultiplier rounding twice (LiteRT is built without
@@ -355,22 +232,26 @@ def test_integer_fc_rescale_is_proven_or_refused():
     assert requant.fc_fixed_point_mismatch(0.0123, 5, -128, 127, -(1 << 20), 1 << 20) is None
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_gcc
 def test_double_precision_fc_fallback_is_bit_exact(monkeypatch, tmp_path):
     """Where the integer rescale is not proven, FC layers keep LiteRT's double arithmetic."""
     monkeypatch.setattr(requant, "fc_fixed_point_mismatch", lambda scale, zp, lo, hi, acc_min, acc_max: acc_min)
-    info = check_bit_exact(MODELS["ad"](), "ad", tmp_path)
+    info = check_bit_exact(MCU_MODELS["ad"](), "ad", tmp_path)
     assert len(info.notes) == 10 and "rescaled in double precision" in info.notes[0]
     assert "static const double op0_scale[1]" in (tmp_path / "lib" / "ad.c").read_text()
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_gcc
 @pytest.mark.parametrize("variant", DSP_VARIANTS)
 def test_exact_requantization_fallback_is_bit_exact(variant, monkeypatch, tmp_path):
     """Where ep_requantize_fast is not proven exact, convolutions requantize as TFLite does."""
     monkeypatch.setattr(lowering, "requantize_fast_proven", lambda acc_min, acc_max, shifts: False)
     for model in ("kws", "conv"):
-        check_bit_exact(MODELS[model](), model, tmp_path / model, DSP_VARIANTS[variant])
+        check_bit_exact(MCU_MODELS[model](), model, tmp_path / model, DSP_VARIANTS[variant])
         assert "requantize_fast = 1" not in (tmp_path / model / "lib" / f"{model}.c").read_text()
 
 
@@ -402,6 +283,7 @@ int main(int argc, char **argv)
 """
 
 
+@pytest.mark.e2e
 @needs_gcc
 def test_fast_requantization_equals_tflite_in_its_proven_range(tmp_path):
     """ep_requantize_fast (SMMULR of 2 acc, one rounding shift with the zero point folded in) gives
@@ -418,6 +300,8 @@ def test_fast_requantization_equals_tflite_in_its_proven_range(tmp_path):
     assert not lowering.requantize_fast_proven(np.array([0]), np.array([5]), np.array([-23]))
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_gcc
 @pytest.mark.parametrize("variant", DSP_VARIANTS)
 def test_pointwise_layers_write_over_their_input_only_at_its_last_use(variant, tmp_path):
@@ -494,6 +378,7 @@ def test_identifiers_are_valid_c():
         sanitize_identifier("  ")
 
 
+@pytest.mark.e2e
 @needs_gcc
 def test_c_array_round_trips(tmp_path):
     tflite = model_bytes("kws_ref_model.tflite")
@@ -511,6 +396,7 @@ def test_c_array_round_trips(tmp_path):
         assert subprocess.run([str(exe)], capture_output=True, check=True).stdout == tflite
 
 
+@needs_litert
 def test_op_without_kernel_is_named_before_anything_is_written(tmp_path):
     for op in ("TANH", "LOGISTIC"):
         with pytest.raises(UnsupportedOpError) as err:
@@ -520,6 +406,7 @@ def test_op_without_kernel_is_named_before_anything_is_written(tmp_path):
         assert not (tmp_path / op).exists()
 
 
+@needs_litert
 def test_float_model_is_refused_with_the_recipe_hint(tmp_path):
     message = "is a float model: the C library needs an int8 model — export with --quantize int8 or give an int8 .tflite"
     graph = tflite_graphs.GraphBuilder(0)
@@ -536,6 +423,7 @@ def test_float_model_is_refused_with_the_recipe_hint(tmp_path):
         generate_library((DATA / name).read_bytes(), "m", tmp_path, source=name)
 
 
+@needs_litert
 def test_unreadable_files_are_one_line_input_errors(tmp_path):
     tflite = model_bytes("kws_ref_model.tflite")
     for data in (tflite[:5000], tflite[:100], b"not a model at all", b""):

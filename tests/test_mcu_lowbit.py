@@ -20,7 +20,6 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import needs_torch
 
 from edgeport.errors import InputError
 from edgeport.mcu.compiler import requant
@@ -42,12 +41,13 @@ from edgeport.mcu.compiler.tflite_ir import read_tflite
 from edgeport.mcu.toolchain.elfsize import elf_breakdown
 from edgeport.mcu.toolchain.firmware import build_firmware, run_qemu, toolchain_missing
 
-pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (reference kernels, flatbuffer schema) not installed")
-from test_mcu_codegen import (
+from conftest import (
     DSP_VARIANTS,
     litert_reference,
     needs_arm_gcc,
     needs_gcc,
+    needs_litert,
+    needs_torch,
     random_inputs,
     run_c,
 )
@@ -253,6 +253,7 @@ def models():
     return get
 
 
+@needs_litert
 def test_library_figures_and_formats(models, tmp_path):
     tflite = models("binary-fc")[0]
     dense = generate_library(tflite, "m", tmp_path / "dense")
@@ -281,6 +282,8 @@ def test_library_figures_and_formats(models, tmp_path):
     assert "ep_compare_range_s8(&op1" in source and "ep_select_s8(&op2, (const uint8_t *)" in source
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_gcc
 @pytest.mark.parametrize("variant", DSP_VARIANTS)
 @pytest.mark.parametrize("name", GRAPHS)
@@ -297,6 +300,8 @@ def test_bit_exact_on_the_host(models, name, variant, tmp_path):
     assert check_layers_against_numpy(tflite, inputs, info) >= 2
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_gcc
 def test_lowbit_with_compressed_storage_of_the_other_filters(models, tmp_path):
     """Low-bit filters packed, the int8 ones compressed as asked (decoded once at init): still LiteRT's bytes."""
@@ -308,6 +313,8 @@ def test_lowbit_with_compressed_storage_of_the_other_filters(models, tmp_path):
     np.testing.assert_array_equal(got, ref)
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_gcc
 @pytest.mark.parametrize("op", ["GREATER_EQUAL", "GREATER", "LESS", "LESS_EQUAL", "EQUAL", "NOT_EQUAL"])
 def test_comparisons_and_select_are_bit_exact(op, tmp_path):
@@ -326,6 +333,8 @@ def test_comparisons_and_select_are_bit_exact(op, tmp_path):
         np.testing.assert_array_equal(got, ref)
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_torch
 @needs_gcc
 def test_a_converted_sign_module_runs(tmp_path):
@@ -373,6 +382,8 @@ def dense_flash(models, tmp_path_factory):
     return elf_breakdown(build_firmware(lib, "m", "mps2-an386", lib / "build").elf, "m")["flash"]["weights"]
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_toolchain
 @pytest.mark.parametrize("cpu", BOARDS)
 @pytest.mark.parametrize("name", QEMU_GRAPHS)
@@ -390,6 +401,7 @@ def test_bit_exact_in_qemu(models, dense_flash, name, cpu, tmp_path):
         assert dense_flash - flash >= saved - 512 and saved >= 0.8 * (16000 + 640)
 
 
+@pytest.mark.e2e
 @needs_arm_gcc
 @pytest.mark.parametrize("cpu", ["cortex-m0", "cortex-m4"])
 def test_no_multiply_in_the_inner_loops(models, cpu, tmp_path):
@@ -405,6 +417,8 @@ def test_no_multiply_in_the_inner_loops(models, cpu, tmp_path):
         assert "ldr" in body and not MULTIPLIES.findall(body), (function, MULTIPLIES.findall(body))
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_arm_gcc
 @pytest.mark.parametrize("cpu", ["cortex-m0", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55"])
 def test_builds_warning_free_for_cortex_m(models, cpu, tmp_path):
@@ -427,6 +441,8 @@ def single_fc_graph(kind: str, sign: bool = False) -> bytes:
     return g.build([x], [y])
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_toolchain
 @pytest.mark.parametrize("cpu", BOARDS)
 def test_instruction_counts_against_int8(cpu, tmp_path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import replace
-from functools import partial
 
 import numpy as np
 import pytest
@@ -22,13 +21,14 @@ from edgeport.mcu.compiler.storage import WeightStorage
 from edgeport.mcu.toolchain.elfsize import elf_breakdown
 from edgeport.mcu.toolchain.firmware import build_firmware, run_qemu, toolchain_missing
 
-pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (reference kernels, flatbuffer schema) not installed")
-import test_mcu_codegen
-from test_mcu_codegen import (
+from conftest import (
     DSP_VARIANTS,
+    MCU_MODELS,
+    check_bit_exact,
     litert_reference,
     needs_arm_gcc,
     needs_gcc,
+    needs_litert,
     random_inputs,
     run_c,
 )
@@ -142,6 +142,7 @@ def test_huffman_round_trip():
     assert st.encode_stream(np.arange(8).repeat(10), 3, huffman=True).codebook is None
 
 
+@needs_litert
 def test_storage_stages_exact_bytes():
     """A 4 x 32 FULLY_CONNECTED filter: rows of 24 nonzeros then 8 zeros; 93 weights 3 and one
     each of -3, 5, -5. Stage by stage:
@@ -167,6 +168,7 @@ def test_storage_stages_exact_bytes():
         "dense": 256, "pruned": 224, "clustered": 44 + 112, "huffman": 74, "bias_bytes": 32}
 
 
+@needs_litert
 def test_storage_stages_of_a_pruned_palettized_model():
     rows = {r["layer"]: r for r in st.storage_stages(tflite_graphs.compressible_graph())}
     assert [r["op_name"] for r in rows.values()] == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "FULLY_CONNECTED",
@@ -198,6 +200,7 @@ def _tensors(info) -> dict[str, dict]:
     return {t["layer"]: t for t in info.weight_storage}
 
 
+@needs_litert
 def test_default_storage_is_todays_dense_library(model, tmp_path):
     tflite = model[0]
     plain = generate_library(tflite, "m", tmp_path / "plain")
@@ -210,6 +213,7 @@ def test_default_storage_is_todays_dense_library(model, tmp_path):
     assert sum(t["stored_bytes"] for t in plain.weight_storage) == 432 + 216 + 192 + 16384 + 1024
 
 
+@needs_litert
 def test_library_figures_and_interface(model, tmp_path):
     tflite = model[0]
     dense = generate_library(tflite, "m", tmp_path / "dense")
@@ -236,6 +240,8 @@ def test_library_figures_and_interface(model, tmp_path):
     assert "decoded_weights" not in source and "static const int8_t t13[" not in source
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_gcc
 def test_models_without_compressible_weights_stay_dense_with_notes(tmp_path):
     """Uniform random int8 weights: no palette fits, CSR and Huffman would not be smaller."""
@@ -250,6 +256,8 @@ def test_models_without_compressible_weights_stay_dense_with_notes(tmp_path):
     np.testing.assert_array_equal(got, ref)
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_gcc
 @pytest.mark.parametrize("variant", DSP_VARIANTS)
 @pytest.mark.parametrize("decode", ["kernel", "init"])
@@ -263,6 +271,8 @@ def test_every_combination_is_bit_exact_on_the_host(model, storage, decode, vari
     np.testing.assert_array_equal(got, ref)
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_gcc
 @pytest.mark.parametrize("decode", ["kernel", "init"])
 def test_edge_cases_are_bit_exact_on_the_host(decode, tmp_path):
@@ -293,6 +303,8 @@ def test_edge_cases_are_bit_exact_on_the_host(decode, tmp_path):
         np.testing.assert_array_equal(got, ref)
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_gcc
 @pytest.mark.parametrize("variant", DSP_VARIANTS)
 @pytest.mark.parametrize("form", ["csr", "palette"])
@@ -305,8 +317,7 @@ def test_kernel_corners_with_forced_storage(model, form, variant, monkeypatch, t
     force = {"csr": lambda m: st.csr_weights(m, use_palette=True, huffman=True),
              "palette": lambda m: st.palette_weights(m, huffman=True) or st.csr_weights(m)}[form]
     monkeypatch.setattr(lowering_compressed, "pack_weights", lambda matrix, storage: (force(matrix), []))
-    monkeypatch.setattr(test_mcu_codegen, "generate_library", partial(generate_library, storage=STORAGES["palette"]))
-    info = test_mcu_codegen.check_bit_exact(test_mcu_codegen.MODELS[model](), model, tmp_path, DSP_VARIANTS[variant])
+    info = check_bit_exact(MCU_MODELS[model](), model, tmp_path, DSP_VARIANTS[variant], storage=STORAGES["palette"])
     assert info.weight_storage and all(t["format"] != "dense" for t in info.weight_storage)
 
 
@@ -330,6 +341,8 @@ def _run_in_qemu(model, storage: WeightStorage, board: str, tmp_path):
     return info, elf_breakdown(fw.elf, "m")
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_toolchain
 @pytest.mark.parametrize("decode", ["kernel", "init"])
 @pytest.mark.parametrize("storage", STORAGES)
@@ -346,6 +359,8 @@ def test_bit_exact_in_qemu_on_cortex_m4(model, dense_firmware_weights, storage, 
         assert sizes["ram"]["library_ram"] >= info.decoded_bytes > 0.9 * 18_000
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_toolchain
 @pytest.mark.parametrize("storage", STORAGES)
 def test_bit_exact_in_qemu_on_cortex_m0(model, storage, tmp_path):
@@ -354,6 +369,8 @@ def test_bit_exact_in_qemu_on_cortex_m0(model, storage, tmp_path):
     assert info.decoded_bytes == 0 and sizes["ram"]["library_ram"] < 64
 
 
+@pytest.mark.e2e
+@needs_litert
 @needs_arm_gcc
 @pytest.mark.parametrize("cpu", ["cortex-m0", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55"])
 def test_builds_warning_free_for_cortex_m(model, cpu, tmp_path):

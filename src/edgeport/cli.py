@@ -7,7 +7,8 @@ import json
 import sys
 
 from edgeport.errors import EXIT_USAGE, EdgeportError, InputError
-from edgeport.recipe import SCHEMES
+from edgeport.schemes import SCHEMES
+from edgeport.targets.options import OPTION_SECTIONS
 
 EPILOG = """\
 examples:
@@ -80,13 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--input-dtype", dest="input_dtype", metavar="DTYPE", help="input dtype (default float32)")
     rg = ex.add_argument_group("recipe (decided once, honored by every target)")
     rg.add_argument("--quantize", "--recipe", dest="quantize", metavar="SCHEME",
-                    help=f"{' | '.join(SCHEMES)} (default none)")
+                    help=" | ".join(SCHEMES.names()) + " (default none): " +
+                         "; ".join(f"{cls.name}: {cls.summary}" for cls in SCHEMES))
     rg.add_argument("--per-tensor", dest="per_channel", action="store_const", const=False,
                     help="one weight scale per tensor instead of per output channel")
     rg.add_argument("--calibration", metavar="METHOD", help="minmax | percentile | mse (default minmax)")
     rg.add_argument("--percentile", type=float, metavar="P", help="mass kept by percentile calibration (default 99.99)")
     rg.add_argument("--keep-float", dest="keep_float", action="append", metavar="NAME",
                     help="keep a layer (module path, node name or op type) in float; repeatable")
+    rg.add_argument("--override", dest="override", action="append", metavar="LAYER=PRECISION",
+                    help="per-layer precision over the recipe: float | int8 | int16; LAYER is a module path "
+                         "(features.3), an ONNX node name, or op_type:Conv for every node of an op type; "
+                         "the most specific wins (global < op type < layer); repeatable")
     rg.add_argument("--palettize", type=int, metavar="BITS",
                     help="k-means weight sharing: 2^BITS shared values per layer (1, 2, 4, 6, 8)")
     rg.add_argument("--prune", type=float, metavar="FRACTION",
@@ -97,25 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     rg.add_argument("--calib", metavar="DATA", help=".npy, .npz, folder of them, or module:function")
     rg.add_argument("--calib-samples", dest="calib_samples", type=int, metavar="N", help="use at most N samples (default 1000)")
     ex.add_argument("--eval", metavar="DATA", help="evaluation inputs (+ labels y for accuracy)")
-    ig = ex.add_argument_group("ios target")
-    ig.add_argument("--ios-target", dest="ios_deployment_target", metavar="VERSION",
-                    help="minimum deployment target: iOS15, iOS16 (default), iOS17, iOS18")
-    ig.add_argument("--ios-precision", dest="ios_precision", metavar="PRECISION",
-                    help="Core ML compute precision: fp16 (default) or fp32")
-    ag = ex.add_argument_group("android target")
-    ag.add_argument("--android-io", dest="android_io", metavar="IO",
-                    help="int8/int16x8 models: 'int' input/output (default) or 'float'")
-    bg = ex.add_argument_group("browser targets")
-    bg.add_argument("--tfjs-weights", dest="tfjs_weights", metavar="STORAGE",
-                    help="TF.js weight storage for --quantize none: float32 (default), float16, "
-                         "uint8 or uint16 (TF.js's per-tensor affine format)")
-    mg = ex.add_argument_group("cortex-m targets (C library)")
-    mg.add_argument("--mcu-storage", dest="mcu_storage", metavar="STORAGE",
-                    help="weights in flash: auto (default: palette indices after --palettize, sparse rows after "
-                         "--prune), dense, or huffman (Deep Compression: sparse + palette + Huffman-coded)")
-    mg.add_argument("--mcu-decode", dest="mcu_decode", metavar="WHEN",
-                    help="compressed weights decoded on the fly by the kernels (kernel, default) or once "
-                         "into RAM at the first invoke (init: faster, costs RAM)")
+    _add_target_options(ex)
     _add_budgets(ex)
     _add_check_settings(ex)
 
@@ -188,6 +176,44 @@ def _add_sweep_parser(sub) -> None:
     _add_check_settings(sw)
 
 
+def _add_target_options(parser) -> None:
+    """One flag group per options section, from the options dataclasses' field metadata."""
+    from dataclasses import fields
+
+    for section, options_type in OPTION_SECTIONS.items():
+        group = parser.add_argument_group(f"{section} target options ([{section}] in edgeport.toml)")
+        for f in fields(options_type):
+            group.add_argument(f.metadata["flag"], dest=f"{section}_{f.name}", metavar=f.name.upper(),
+                               help=f.metadata["help"])
+
+
+def _target_options(args, cfg: dict) -> dict:
+    """{section: {key: value}}: the config file's sections with the flags over them."""
+    from dataclasses import fields
+
+    options = {}
+    for section, options_type in OPTION_SECTIONS.items():
+        flags = {f.name: getattr(args, f"{section}_{f.name}") for f in fields(options_type)}
+        values = {**cfg[section], **{k: v for k, v in flags.items() if v is not None}}
+        if values:
+            options[section] = values
+    return options
+
+
+def _overrides(entries: list[str] | None, file_overrides: dict | None) -> dict | None:
+    """`--override KEY=PRECISION` flags layered over the config file's [recipe.op_type] / [recipe.layer]."""
+    if not entries:
+        return file_overrides
+    levels = {level: dict((file_overrides or {}).get(level, {})) for level in ("op_type", "layer")}
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        if not sep or not key or not value:
+            raise InputError(f"--override '{entry}': expected LAYER=PRECISION (e.g. features.3=float, op_type:Conv=int16)")
+        level, name = ("op_type", key[len("op_type:"):]) if key.startswith("op_type:") else ("layer", key)
+        levels[level][name] = value
+    return levels
+
+
 def _settings(args, file_settings: dict):
     from edgeport.checks import CheckSettings
 
@@ -219,6 +245,9 @@ def cmd_export(args) -> int:
                                                                        "percentile", "keep_float", "calib_samples",
                                                                        "palettize", "prune", "prune_channels")
                                          if getattr(args, k) is not None}}
+    overrides = _overrides(args.override, recipe_values.pop("overrides", None))
+    if overrides:
+        recipe_values["overrides"] = overrides
     try:
         recipe = Recipe(**recipe_values)
     except TypeError as exc:
@@ -226,13 +255,7 @@ def cmd_export(args) -> int:
     shapes = args.input_shape or ([tuple(exp["input_shape"])] if exp.get("input_shape") else None)
     if shapes and isinstance(shapes[0][0], (list, tuple)):
         shapes = [tuple(s) for s in shapes[0]]
-    ios = {**cfg["ios"], **{k: v for k, v in (("deployment_target", args.ios_deployment_target),
-                                              ("precision", args.ios_precision)) if v is not None}}
-    android = {**cfg["android"], **({"io": args.android_io} if args.android_io else {})}
-    browser = {**cfg["browser"], **({"tfjs_weights": args.tfjs_weights} if args.tfjs_weights else {})}
-    mcu = {**cfg["mcu"], **{k: v for k, v in (("storage", args.mcu_storage), ("decode", args.mcu_decode))
-                            if v is not None}}
-    options = {k: v for k, v in (("ios", ios), ("android", android), ("browser", browser), ("mcu", mcu)) if v}
+    options = _target_options(args, cfg)
     report = export(source, targets=pick("targets", "onnx"), recipe=recipe, out=pick("out", "out"),
                     calib=pick("calib"), eval=pick("eval"), input_shapes=shapes,
                     input_dtype=pick("input_dtype", "float32"), budgets=_budgets(args, cfg["budgets"]),

@@ -56,7 +56,7 @@ def compress_weights(model: FloatModel, recipe: Recipe) -> tuple[FloatModel, dic
     from onnx import numpy_helper
 
     onnx_model = model.onnx_model()
-    kept = set(float_nodes(onnx_model, model.layers, recipe.keep_float))
+    kept = set(float_nodes(onnx_model, model.layers, recipe))
     inits = {i.name: i for i in onnx_model.graph.initializer}
     applied: dict[str, dict] = {}
     compressed: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (original, compressed)

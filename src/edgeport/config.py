@@ -9,13 +9,19 @@
     input_shape = [1, 1, 8, 8]
 
     [recipe]
-    quantize = "int8"          # none | fp16 | dynamic-int8 | int8
+    quantize = "int8"          # none | fp16 | dynamic-int8 | weight-only-int8 | int8 | int16x8
     per_channel = true
     calibration = "minmax"     # minmax | percentile | mse
-    keep_float = ["classifier.2", "Softmax"]
+    keep_float = ["classifier.2", "Softmax"]   # shorthand for float overrides
     prune = 0.9                # zero 90% of each layer's weights (magnitude)
     palettize = 4              # k-means: 16 shared values per layer
     prune_channels = 0.5       # structured: remove half of each layer's channels
+
+    [recipe.op_type]           # layered overrides: global -> op type -> layer name
+    Softmax = "float"          # float | int8 | int16 ("none" = float)
+
+    [recipe.layer]
+    "features.3" = "float"     # a PyTorch module path (and its submodules) or an ONNX node name
 
     [budgets]
     max_size = "100KB"
@@ -52,17 +58,15 @@ from pathlib import Path
 
 from edgeport.budgets import BUDGET_KINDS
 from edgeport.errors import InputError
+from edgeport.targets.options import OPTION_SECTIONS, option_keys
 
 SECTIONS = {
     "export": {"source", "targets", "out", "calib", "eval", "input_shape", "input_dtype"},
     "recipe": {"quantize", "per_channel", "calibration", "percentile", "keep_float", "calib_samples",
-               "palettize", "prune", "prune_channels"},
+               "palettize", "prune", "prune_channels", "op_type", "layer"},
     "budgets": set(BUDGET_KINDS),
     "checks": {"runs", "warmup", "threads", "batch_size"},
-    "ios": {"deployment_target", "precision"},
-    "android": {"io"},
-    "browser": {"tfjs_weights"},
-    "mcu": {"storage", "decode"},
+    **{section: option_keys(section) for section in OPTION_SECTIONS},
 }
 
 
@@ -84,4 +88,9 @@ def load_config(path: str | Path) -> dict[str, dict]:
         if unknown:
             raise InputError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} in [{section}] "
                              f"(known: {', '.join(sorted(SECTIONS[section]))})")
-    return {section: dict(data.get(section, {})) for section in SECTIONS}
+    config = {section: dict(data.get(section, {})) for section in SECTIONS}
+    recipe = config["recipe"]
+    levels = {level: recipe.pop(level) for level in ("op_type", "layer") if level in recipe}
+    if levels:  # [recipe.op_type] / [recipe.layer] tables become the recipe's overrides
+        recipe["overrides"] = levels
+    return config

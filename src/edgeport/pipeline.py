@@ -181,8 +181,9 @@ def _targets_for(targets: str | list[str], recipe: Recipe, options: dict,
         if target.format not in plugins.exporters():
             raise InputError(f"target '{target.name}' cannot be exported: {'; '.join(target.missing())}")
         try:
-            plugins.exporters().get(target.format).check_request(recipe, options, target)
-            plugins.exporters().get(target.format).check_source(source, target, recipe)
+            exporter = plugins.exporters().get(target.format)
+            exporter.check_source(source, target, recipe)
+            exporter.check_request(recipe, options, target, source)
         except InputError as exc:
             if not every:
                 raise

@@ -1,14 +1,74 @@
-"""The recipe: how to turn the float model into the shipped one, decided once for all targets."""
+"""The recipe: how to turn the float model into the shipped one, decided once for all targets.
+
+`Recipe` is what users write (flags, `[recipe]` in edgeport.toml, the Python API). Its
+quantization settings become one typed scheme config (`recipe.scheme`, see `edgeport.schemes`),
+which planners and exporters dispatch on; its overrides say which layers take another precision.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import Mapping
 
 from edgeport.errors import InputError
+from edgeport.schemes import CALIBRATION_METHODS, LAYER_PRECISIONS, SCHEMES, Scheme, make_scheme
 
-SCHEMES = ("none", "fp16", "dynamic-int8", "int8", "int16x8")
-CALIBRATION_METHODS = ("minmax", "percentile", "mse")
 PALETTE_BITS = (1, 2, 4, 6, 8)
+OVERRIDE_LEVELS = ("op_type", "layer")
+
+
+def _precision(value, where: str) -> str:
+    """An override value: `float` (or None / "none", TOML has no null), `int8` or `int16`."""
+    value = "float" if value is None or value == "none" else value
+    if value not in LAYER_PRECISIONS:
+        raise InputError(f"override {where}: precision must be one of {', '.join(LAYER_PRECISIONS)}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Per-layer precisions layered over the recipe's scheme: global, then op type, then layer name
+    (the most specific wins; among layer names the longest matching path). `float` leaves a layer
+    unquantized; `int16` / `int8` set the activation precision of a layer in a static scheme.
+
+    Attributes:
+        op_type: (ONNX op type, precision) pairs, e.g. (("Softmax", "float"),).
+        layer: (layer, precision) pairs; a layer is a PyTorch module path (`features.3`, covering
+            its submodules) or an ONNX node name.
+    """
+
+    op_type: tuple[tuple[str, str], ...] = ()
+    layer: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, value: "Overrides | Mapping | None") -> "Overrides":
+        """From {"op_type": {"Conv": "float"}, "layer": {"features.3": "int16"}} (None = float)."""
+        if value is None:
+            return cls()
+        if isinstance(value, Overrides):
+            return value
+        if not isinstance(value, Mapping):
+            raise InputError(f"overrides must be a table of op_type / layer tables, got {value!r}")
+        unknown = set(value) - set(OVERRIDE_LEVELS)
+        if unknown:
+            raise InputError(f"overrides: unknown level(s) {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(OVERRIDE_LEVELS)})")
+        levels = {}
+        for level in OVERRIDE_LEVELS:
+            entries = value.get(level) or {}
+            if not isinstance(entries, Mapping):
+                raise InputError(f"overrides.{level} must be a table of name = precision")
+            levels[level] = tuple((str(k), _precision(v, f"{level} '{k}'")) for k, v in entries.items())
+        return cls(**levels)
+
+    def __bool__(self) -> bool:
+        return bool(self.op_type or self.layer)
+
+    def precisions(self) -> set[str]:
+        return {p for _, p in (*self.op_type, *self.layer)}
+
+    def to_dict(self) -> dict:
+        return {level: dict(getattr(self, level)) for level in OVERRIDE_LEVELS if getattr(self, level)}
 
 
 @dataclass(frozen=True)
@@ -16,14 +76,18 @@ class Recipe:
     """Target-independent export recipe.
 
     Attributes:
-        quantize: `none` (fp32), `fp16`, `dynamic-int8` (int8 weights, activations quantized at
-            run time, MatMul/Gemm layers), `int8` (static: int8 weights and activations from
-            calibration) or `int16x8` (static: int8 weights, int16 symmetric activations).
+        quantize: The scheme's name: `none` (fp32), `fp16`, `dynamic-int8` (int8 weights,
+            activations quantized at run time, MatMul/Gemm layers), `weight-only-int8` (int8
+            weights of every Conv/Gemm/MatMul, float activations), `int8` (static: int8 weights
+            and activations from calibration) or `int16x8` (static: int8 weights, int16
+            symmetric activations). See `edgeport.schemes`.
         per_channel: int8 weight scales per output channel (default) or one per tensor.
         calibration: How activation ranges are chosen: `minmax`, `percentile` or `mse`.
         percentile: Central mass kept by `percentile` calibration, in percent.
-        keep_float: Layers left in float: PyTorch module paths (`classifier.2`), ONNX node
-            names, or ONNX op types (`Softmax`).
+        keep_float: Shorthand for float overrides: PyTorch module paths (`classifier.2`), ONNX
+            node names, or ONNX op types (`Softmax`).
+        overrides: Per-layer precisions by op type and layer name (`Overrides`, or a mapping
+            {"op_type": {...}, "layer": {...}}).
         calib_samples: At most this many calibration samples are used.
         palettize: k-means weight sharing with 2^bits shared values per layer (1, 2, 4, 6, 8),
             applied to Conv/Gemm/MatMul weights before any quantization.
@@ -43,10 +107,11 @@ class Recipe:
     palettize: int | None = None
     prune: float | None = None
     prune_channels: float | None = None
+    overrides: Overrides = field(default_factory=Overrides)
 
     def __post_init__(self):
         if self.quantize not in SCHEMES:
-            raise InputError(f"unknown recipe '{self.quantize}' (known: {', '.join(SCHEMES)})")
+            raise InputError(f"unknown recipe '{self.quantize}' (known: {', '.join(SCHEMES.names())})")
         if self.calibration not in CALIBRATION_METHODS:
             raise InputError(f"unknown calibration method '{self.calibration}' "
                              f"(known: {', '.join(CALIBRATION_METHODS)})")
@@ -61,26 +126,40 @@ class Recipe:
         if self.prune_channels is not None and not 0.0 < self.prune_channels < 1.0:
             raise InputError(f"prune_channels must be a fraction between 0 and 1 (e.g. 0.5), got {self.prune_channels}")
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
+        object.__setattr__(self, "overrides", Overrides.parse(self.overrides))
+        object.__setattr__(self, "scheme", make_scheme(self.quantize, self.per_channel, self.calibration,
+                                                       self.percentile))
+        mixed = self.overrides.precisions() - {"float"}
+        if mixed and not self.scheme.calibrated:
+            raise InputError(f"override to {' / '.join(sorted(mixed))} needs a static scheme (--quantize int8 or "
+                             f"int16x8): '{self.quantize}' has no calibrated activations to set per layer")
+
+    scheme: Scheme = field(init=False, repr=False, compare=False)
 
     @property
     def needs_calibration(self) -> bool:
-        return self.quantize in ("int8", "int16x8")
+        return self.scheme.calibrated
+
+    @property
+    def float_overrides(self) -> bool:
+        """Whether some layer is asked to stay float (keep_float or a float override)."""
+        return bool(self.keep_float) or "float" in self.overrides.precisions()
+
+    def mixed_precision(self) -> set[str]:
+        """Activation precisions that overrides ask for besides the scheme's own ("int8", "int16")."""
+        own = f"int{self.scheme.activation_bits}"
+        return self.overrides.precisions() - {"float", own}
 
     def describe(self) -> str:
         extras = ([f"{self.prune_channels:.0%} of channels removed"] if self.prune_channels else []) + \
             ([f"pruned {self.prune:.0%}"] if self.prune else []) + \
-            ([f"palettized {self.palettize}-bit"] if self.palettize else [])
-        return " + ".join([self._describe_quantize()] + extras)
-
-    def _describe_quantize(self) -> str:
-        if self.quantize in ("int8", "int16x8"):
-            weights = "per-channel" if self.per_channel else "per-tensor"
-            return f"{self.quantize} static ({weights} weights, {self.calibration} calibration)"
-        if self.quantize == "dynamic-int8":
-            return f"dynamic int8 ({'per-channel' if self.per_channel else 'per-tensor'} weights)"
-        return {"none": "fp32", "fp16": "fp16"}[self.quantize]
+            ([f"palettized {self.palettize}-bit"] if self.palettize else []) + \
+            ([f"{len(self.overrides.op_type) + len(self.overrides.layer)} layer override(s)"] if self.overrides else [])
+        return " + ".join([self.scheme.describe()] + extras)
 
     def to_dict(self) -> dict:
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__ if name not in ("scheme", "overrides")}
         data["keep_float"] = list(self.keep_float)
+        if self.overrides:
+            data["overrides"] = self.overrides.to_dict()
         return data

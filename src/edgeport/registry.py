@@ -1,4 +1,7 @@
-"""A small name -> object registry, one per axis (targets, exporters, quantizers, checks, runtimes)."""
+"""A small key -> object registry, one per axis (targets, exporters, planners, checks, runtimes).
+
+Keys are names, or config types (a scheme's planner is registered for its config class, and
+shown by the class's `name`)."""
 
 from __future__ import annotations
 
@@ -16,24 +19,24 @@ class Registry(Generic[T]):
         self.kind = kind
         self._items: dict[str, T] = {}
 
-    def add(self, name: str, item: T) -> T:
+    def add(self, name, item: T) -> T:
         if name in self._items:
-            raise ValueError(f"{self.kind} '{name}' is already registered")
+            raise ValueError(f"{self.kind} '{_label(name)}' is already registered")
         self._items[name] = item
         return item
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name) -> Callable[[T], T]:
         """Decorator form of `add`."""
         return lambda item: self.add(name, item)
 
-    def get(self, name: str) -> T:
+    def get(self, name) -> T:
         try:
             return self._items[name]
         except KeyError:
-            known = ", ".join(sorted(self._items))
-            raise InputError(f"unknown {self.kind} '{name}' (known: {known})") from None
+            known = ", ".join(sorted(_label(k) for k in self._items))
+            raise InputError(f"unknown {self.kind} '{_label(name)}' (known: {known})") from None
 
-    def names(self) -> list[str]:
+    def names(self) -> list:
         return list(self._items)
 
     def __getitem__(self, name) -> T:
@@ -45,3 +48,8 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         return iter(self._items.values())
+
+
+def _label(key) -> str:
+    """How a key is named in messages: a config type by its `name`, anything else as a string."""
+    return str(getattr(key, "name", key)) if isinstance(key, type) else str(key)

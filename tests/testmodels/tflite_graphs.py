@@ -7,8 +7,8 @@ model, which makes them exact references for per-op tests of edgeport's C kernel
 max and average pooling, broadcast and residual ADD, MEAN, per-channel FULLY_CONNECTED,
 SOFTMAX), `layout_graph()` (float input and output through QUANTIZE/DEQUANTIZE, TRANSPOSE,
 PAD, PADV2, CONCATENATION, RESHAPE, FULLY_CONNECTED with keep_num_dims on 3-D input,
-requantizing QUANTIZE), `compressible_graph()` (weights pruned and palettized, for compressed
-weight storage), graphs with binary / ternary weights and sign activations (`lowbit_fc_graph`,
+requantizing QUANTIZE), `conv_variants_graph()` (the corners of the DSP convolution paths),
+`compressible_graph()` (weights pruned and palettized, for compressed weight storage), graphs with binary / ternary weights and sign activations (`lowbit_fc_graph`,
 `lowbit_conv_graph`, `xnor_fc_graph`, `xnor_conv_graph`; `GraphBuilder.sign` writes the
 GREATER_EQUAL + SELECT_V2 pattern of litert-torch), `comparison_graph` and one-op graphs
 (`single_op_graph`).
@@ -513,3 +513,22 @@ def comparison_graph(op: str, seed: int = 25) -> bytes:
     b = g.select(g.compare(op, scalar, x), x, column)
     c = g.select(g.compare(op, x, channels), scalar, x)
     return g.build([x], [g.concatenate([a, b, c], axis=3)])
+
+
+def conv_variants_graph(seed: int = 3) -> bytes:
+    """int8 in, int8 out: the corners of the DSP convolution paths. 63 output pixels (an odd last
+    pixel pair), 7 output channels (an odd last channel), K = 45 and K = 7 (K % 4 left over); a
+    pointwise layer in place with fewer output than input channels; dilated depthwise over 6
+    channels (a block of 4 and 2 left over) clamped to [-1, 1]; a 6x5 per-tensor convolution;
+    depthwise 4x3 (12 taps, the tap loop) and 6x5 (30 taps, over the DSP path's table); a strided
+    valid convolution."""
+    g = GraphBuilder(seed)
+    x = g.activation("input", (1, 9, 7, 5), 0.05, -3)
+    a = g.conv(x, 7, k=(3, 3), padding="SAME", act="RELU")
+    b = g.conv(a, 6, k=(1, 1), act="RELU6")
+    c = g.conv(b, 6, k=(3, 3), dilation=(2, 2), padding="SAME", depthwise=True, act="RELU_N1_TO_1")
+    d = g.conv(c, 8, k=(6, 5), padding="SAME", per_channel=False)
+    e = g.conv(d, 8, k=(4, 3), padding="SAME", depthwise=True)
+    f = g.conv(e, 8, k=(6, 5), padding="SAME", depthwise=True)
+    y = g.conv(f, 5, k=(2, 3), stride=(2, 2), padding="VALID")
+    return g.build([x], [y])

@@ -8,14 +8,16 @@ user's output folder only after every target succeeded.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, Callable, ClassVar
 
 from edgeport.data import Dataset
 from edgeport.errors import InputError
 from edgeport.model import FloatModel
 from edgeport.quantizers.plan import QuantPlan
 from edgeport.recipe import Recipe
+from edgeport.schemes import Scheme
 from edgeport.targets import Target
 
 
@@ -67,19 +69,61 @@ class ExportJob:
     cache: dict = field(default_factory=dict)  # artifacts several targets share (e.g. the int8 .tflite)
 
 
+@dataclass(frozen=True)
+class Refuse:
+    """A row of an exporter's scheme table: the format cannot hold this scheme, and why."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A declarative refusal: when `applies(recipe, options)` holds, the request is refused with
+    `message` (a string formatted with `recipe` and `options`, or a function of both), prefixed
+    with the target's name, before any work."""
+
+    applies: Callable[[Recipe, Any], bool]
+    message: str | Callable[[Recipe, Any], str]
+
+    def text(self, recipe: Recipe, options) -> str:
+        if callable(self.message):
+            return self.message(recipe, options)
+        return self.message.format(recipe=recipe, options=options)
+
+
 class Exporter:
-    """Base class. Subclasses set `format`, `suffix` and implement `_export`; they may override
-    `describe` (op list, weight bytes) and `read_params` (quantization parameters stored)."""
+    """Base class. Subclasses set `format`, `suffix`, their scheme table and implement `_export`;
+    they may override `describe` (op list, weight bytes) and `read_params` (quantization
+    parameters stored).
+
+    Class attributes:
+        schemes: {scheme config type: handler, or `Refuse(reason)`}. A scheme missing from the
+            table is refused with the list of those the format holds. `handler(recipe)` returns
+            the row for the recipe's scheme.
+        refusals: `Refusal` rows checked before any work (recipe / option combinations the format
+            cannot express).
+        options_type: The frozen dataclass of this format's target options (None: no options);
+            `options(job_options, target)` builds it from the target's TOML section.
+        float_layers: Whether float overrides (`keep_float`, `--override X=float`) are honored.
+        mixed_precision: Whether int8 / int16 per-layer overrides are honored.
+    """
 
     format: str = ""
     suffix: str = ""
+    schemes: ClassVar[dict[type[Scheme], Any]] = {}
+    refusals: ClassVar[tuple[Refusal, ...]] = ()
+    options_type: ClassVar[type | None] = None
+    float_layers: ClassVar[bool] = True
+    mixed_precision: ClassVar[bool] = False
+    needs_torch_source = False  # converters that start from the PyTorch module, not the ONNX graph
+    takes_tflite = False  # formats made from an existing .tflite file as is (Cortex-M C)
 
     def export(self, job: ExportJob, target: Target, out_dir: Path) -> Artifact:
         """Write the artifact for `target` into `out_dir` (created here, removed on failure)."""
         if target.format != self.format:
             raise InputError(f"target '{target.name}' wants format '{target.format}', not '{self.format}'")
-        if job.plan.scheme != job.recipe.quantize:
-            raise ValueError(f"plan is for '{job.plan.scheme}', recipe asks '{job.recipe.quantize}'")
+        if job.plan.scheme != job.recipe.scheme.name:
+            raise ValueError(f"plan is for '{job.plan.scheme}', the recipe's scheme is '{job.recipe.scheme.name}'")
         out_dir.mkdir(parents=True, exist_ok=False)
         try:
             return self._export(job, target, out_dir / f"{job.model.name}{self.suffix}")
@@ -87,11 +131,44 @@ class Exporter:
             shutil.rmtree(out_dir, ignore_errors=True)
             raise
 
-    needs_torch_source = False  # converters that start from the PyTorch module, not the ONNX graph
-    takes_tflite = False  # formats made from an existing .tflite file as is (Cortex-M C)
+    def handler(self, recipe: Recipe):
+        """This format's table row for the recipe's scheme (refused schemes never get here)."""
+        return self.schemes[type(recipe.scheme)]
 
-    def check_request(self, recipe: Recipe, options: dict, target: Target) -> None:
+    def options(self, options: dict, target: Target):
+        """The target's options as this format's options dataclass (its TOML section's values)."""
+        if self.options_type is None:
+            return None
+        values = options.get(target.options, {})
+        known = [f.name for f in fields(self.options_type)]
+        unknown = set(values) - set(known)
+        if unknown:
+            raise InputError(f"{target.options}: unknown option(s) {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(sorted(known))})")
+        return self.options_type(**values)
+
+    def check_request(self, recipe: Recipe, options: dict, target: Target, source: str = "") -> None:
         """Refuse, before any work, a recipe or options this format cannot honor (InputError)."""
+        parsed = self.options(options, target)
+        if source.endswith(".tflite") and self.takes_tflite:
+            return  # an existing model keeps its own quantization
+        row = self.schemes.get(type(recipe.scheme))
+        if row is None:
+            held = ", ".join(cls.name for cls, r in self.schemes.items() if not isinstance(r, Refuse))
+            raise InputError(f"{target.name}: the {self.format} format cannot hold the '{recipe.scheme.name}' "
+                             f"recipe (it holds: {held})")
+        if isinstance(row, Refuse):
+            raise InputError(f"{target.name}: {row.reason}")
+        if recipe.float_overrides and not self.float_layers:
+            raise InputError(f"{target.name}: the {self.format} format cannot leave layers in float "
+                             "(keep_float / float overrides)")
+        mixed = recipe.mixed_precision()
+        if mixed and not self.mixed_precision:
+            raise InputError(f"{target.name}: per-layer {' / '.join(sorted(mixed))} overrides inside a "
+                             f"{recipe.scheme.name} model are not written to {self.format} by this edgeport version")
+        for refusal in self.refusals:
+            if refusal.applies(recipe, parsed):
+                raise InputError(f"{target.name}: {refusal.text(recipe, parsed)}")
 
     def check_source(self, source: str, target: Target, recipe: Recipe | None = None) -> None:
         """Refuse, before any work, a source this format cannot start from (InputError)."""

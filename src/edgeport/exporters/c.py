@@ -18,19 +18,21 @@ from dataclasses import asdict
 from pathlib import Path
 
 from edgeport.errors import InputError
-from edgeport.exporters import Artifact, Exporter, ExportJob
+from edgeport.exporters import Artifact, Exporter, ExportJob, Refuse
 from edgeport.mcu.toolchain.manifest import MANIFEST, read_manifest
 from edgeport.recipe import Recipe
+from edgeport.schemes import SCHEMES, Int8Static
 from edgeport.targets import Target
+from edgeport.targets.options import McuOptions
 
 # Flash the library needs beyond its weights (kernels, invoke code), for the fit check made
 # before any build; the firmware check measures the real figure from the ELF.
 CODE_ALLOWANCE = 16 * 1024
-STORAGES = ("auto", "dense", "huffman")
-DECODES = ("kernel", "init")
+INT8_ONLY = ("the C library runs int8 kernels; export with --quantize int8 (and --calib) or give an int8 "
+             ".tflite (recipe is '{}')")
 
 
-def weight_storage(recipe: Recipe | None, options: dict):
+def weight_storage(recipe: Recipe | None, options: McuOptions):
     """How the library stores its weights in flash, from the recipe and the `mcu` options.
 
     `auto` packs binary / ternary filters (int8 values all ±1 or -1/0/+1, as binary and ternary
@@ -41,7 +43,7 @@ def weight_storage(recipe: Recipe | None, options: dict):
     """
     from edgeport.mcu.compiler.storage import WeightStorage
 
-    mode, decode = options.get("storage", "auto"), options.get("decode", "kernel")
+    mode, decode = options.storage, options.decode
     if mode == "dense":
         return None
     if mode == "huffman":
@@ -55,28 +57,16 @@ class CExporter(Exporter):
     format = "c"
     suffix = ""
     takes_tflite = True
+    options_type = McuOptions
+    float_layers = False  # int8 kernels only
+    # the int8 model is made by the android exporter's int8 path; every other scheme is refused
+    schemes = {cls: Refuse(INT8_ONLY.format(cls.name)) for cls in SCHEMES if cls is not Int8Static}
+    schemes[Int8Static] = "int8"
 
     def check_source(self, source: str, target: Target, recipe: Recipe | None = None) -> None:
-        if source.endswith(".tflite"):
-            return
         if source.endswith(".onnx"):
             raise InputError(f"{target.name}: the C library starts from an int8 TFLite model, made from the "
                              "PyTorch model; give a module:factory or .pt2 source, or an int8 .tflite file")
-        if recipe is not None and recipe.quantize != "int8":
-            raise InputError(f"{target.name}: the C library runs int8 kernels; export with --quantize int8 "
-                             f"(and --calib) or give an int8 .tflite (recipe is '{recipe.quantize}')")
-        if recipe is not None and recipe.keep_float:
-            raise InputError(f"{target.name}: the C library has int8 kernels only; keep_float cannot be honored")
-
-    def check_request(self, recipe: Recipe, options: dict, target: Target) -> None:
-        mcu = options.get("mcu", {})
-        unknown = set(mcu) - {"storage", "decode"}
-        if unknown:
-            raise InputError(f"mcu: unknown option(s) {', '.join(sorted(unknown))} (known: decode, storage)")
-        if mcu.get("storage", "auto") not in STORAGES:
-            raise InputError(f"mcu: storage must be one of {', '.join(STORAGES)}, got '{mcu['storage']}'")
-        if mcu.get("decode", "kernel") not in DECODES:
-            raise InputError(f"mcu: decode must be one of {', '.join(DECODES)}, got '{mcu['decode']}'")
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         from edgeport.mcu.compiler.codegen import generate_c_array, generate_library
@@ -94,7 +84,8 @@ class CExporter(Exporter):
             notes += [n for n in int8_notes if not n.startswith("int8 input and output")]
         path.mkdir()
         source = Path(job.model.source).name if job.model.tflite_bytes is not None else job.model.source
-        storage = weight_storage(None if job.model.tflite_bytes is not None else job.recipe, job.options.get("mcu", {}))
+        storage = weight_storage(None if job.model.tflite_bytes is not None else job.recipe,
+                                 self.options(job.options, target))
         info = generate_library(tflite, job.model.name, path, source=source, storage=storage)
         generate_c_array(tflite, job.model.name, path, source=source)
         (path / f"{job.model.name}.tflite").write_bytes(tflite)
@@ -158,11 +149,11 @@ def _stage_notes(tflite: bytes, source: str) -> list[str]:
 def _int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
     """The recipe's int8 TFLite model (integer I/O), converted once per export for all boards."""
     if "int8_tflite" not in job.cache:
-        from edgeport.exporters.tflite import _int8
+        from edgeport.exporters.tflite import int8_tflite
         from edgeport.quiet import quiet
 
         with quiet():
-            job.cache["int8_tflite"] = _int8(job)
+            job.cache["int8_tflite"] = int8_tflite(job)
     return job.cache["int8_tflite"]
 
 

@@ -20,64 +20,62 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.errors import InputError
-from edgeport.exporters import Artifact, Exporter, ExportJob
+from edgeport.exporters import Artifact, Exporter, ExportJob, Refusal, Refuse
 from edgeport.exporters.coreml_activations import activation_inputs, calibrate, quantize_activations
 from edgeport.exporters.coreml_lowbit import (
     alpha_var, find_lowbit, lowbit_note, lut_bits, lut_to_dense, rewrite_lowbit, stored_alpha)
+from edgeport.exporters.coreml_mil import replace_weight
 from edgeport.quantizers import compress, qmath
 from edgeport.quantizers.plan import QuantPlan
 from edgeport.quiet import quiet
 from edgeport.recipe import Recipe
+from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt8
 from edgeport.targets import Target
+from edgeport.targets.options import IosOptions
 
-DEPLOYMENT_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18")
-PRECISIONS = ("fp16", "fp32")
 WEIGHT_OPS = ("conv", "linear")
 ATTRIBUTES = ("shape", "axis", "vector_axis")  # inputs of constexpr ops that describe, not store, a weight
+CoreMLOptions = IosOptions  # the `ios` target options (edgeport.targets.options)
 
 
 @dataclass(frozen=True)
-class CoreMLOptions:
-    """`ios` target options: minimum deployment target and compute precision."""
+class CoreMLScheme:
+    """How Core ML holds a scheme: int8 weights (`constexpr_affine_dequantize`), int8 activations
+    too (W8A8, quantize / dequantize pairs), a forced compute precision, and, for int8 weights,
+    whether a weight absent from the plan (Core ML fused it) takes the recipe's rule (schemes
+    that quantize every conv / linear weight) or stays float (dynamic int8: MatMul/Gemm only)."""
 
-    deployment_target: str = "iOS16"
-    precision: str = "fp16"
-
-    def __post_init__(self):
-        if self.deployment_target not in DEPLOYMENT_TARGETS:
-            raise InputError(f"ios: unknown deployment target '{self.deployment_target}' "
-                             f"(known: {', '.join(DEPLOYMENT_TARGETS)})")
-        if self.precision not in PRECISIONS:
-            raise InputError(f"ios: unknown precision '{self.precision}' (known: {', '.join(PRECISIONS)})")
-
-    @property
-    def ios_version(self) -> int:
-        return int(self.deployment_target[3:])
+    int8_weights: bool = False
+    w8a8: bool = False
+    precision: str | None = None
+    rule_for_unplanned: bool = False
 
 
-def check_recipe(recipe: Recipe, options: CoreMLOptions) -> None:
-    """Refuse recipe / deployment target combinations Core ML cannot express, before converting."""
-    if recipe.quantize == "fp16" and options.precision == "fp32":
-        raise InputError("ios: recipe fp16 conflicts with --ios-precision fp32")
-    if recipe.quantize == "int16x8":
-        raise InputError("ios: Core ML has no int16 activations; use --quantize int8 (W8A8, iOS17+)")
-    if recipe.quantize == "int8" and options.ios_version < 17:
-        raise InputError("ios: the int8 recipe (W8A8: int8 activations) needs --ios-target iOS17 or later; "
-                         "--quantize dynamic-int8 gives int8 weights from iOS16")
-    compressions = [n for n, on in (("int8 weights", recipe.quantize in ("dynamic-int8", "int8")),
-                                     ("palettization", recipe.palettize), ("pruning", recipe.prune)) if on]
-    if len(compressions) > 1:
-        raise InputError(f"ios: {' + '.join(compressions)} together need iOS18 combined constexpr ops, "
-                         "which this edgeport version does not write; choose one")
-    if compressions and options.ios_version < 16:
-        raise InputError(f"ios: {compressions[0]} needs --ios-target iOS16 or later (constexpr ops)")
+def _compressions(recipe: Recipe) -> list[str]:
+    return [n for n, on in (("int8 weights", recipe.scheme.int8_weights), ("palettization", recipe.palettize),
+                            ("pruning", recipe.prune)) if on]
 
 
-def _options(options: dict, target: Target) -> CoreMLOptions:
-    try:
-        return CoreMLOptions(**options.get(target.name, {}))
-    except TypeError as exc:
-        raise InputError(f"ios: {exc}") from None
+SCHEMES = {
+    Float32: CoreMLScheme(),
+    Fp16: CoreMLScheme(precision="fp16"),
+    DynamicInt8: CoreMLScheme(int8_weights=True),
+    WeightOnlyInt8: CoreMLScheme(int8_weights=True, rule_for_unplanned=True),
+    Int8Static: CoreMLScheme(int8_weights=True, w8a8=True, rule_for_unplanned=True),
+    Int16x8: Refuse("Core ML has no int16 activations; use --quantize int8 (W8A8, iOS17+)"),
+}
+REFUSALS = (
+    Refusal(lambda recipe, options: isinstance(recipe.scheme, Fp16) and options.precision == "fp32",
+            "recipe fp16 conflicts with --ios-precision fp32"),
+    Refusal(lambda recipe, options: isinstance(recipe.scheme, Int8Static) and options.ios_version < 17,
+            "the int8 recipe (W8A8: int8 activations) needs --ios-target iOS17 or later; "
+            "--quantize dynamic-int8 gives int8 weights from iOS16"),
+    Refusal(lambda recipe, options: len(_compressions(recipe)) > 1,
+            lambda recipe, options: f"{' + '.join(_compressions(recipe))} together need iOS18 combined constexpr "
+                                    "ops, which this edgeport version does not write; choose one"),
+    Refusal(lambda recipe, options: bool(_compressions(recipe)) and options.ios_version < 16,
+            lambda recipe, options: f"{_compressions(recipe)[0]} needs --ios-target iOS16 or later (constexpr ops)"),
+)
 
 
 def _normalized(name: str) -> str:
@@ -112,25 +110,6 @@ class _WeightSource:
             if weight.shape == value.shape and np.allclose(weight, value, rtol=1e-3, atol=tolerance):
                 return candidate
         return None
-
-
-def scope_of(op):
-    """A builder scope carrying `op`'s source scopes: coremltools requires them on ops added to a
-    program converted from PyTorch. Graph-pass history (which may list several passes) is left out."""
-    from coremltools.converters.mil import Builder as mb
-    from coremltools.converters.mil.mil.scope import ScopeInfo, ScopeSource
-
-    return mb.scope(*[ScopeInfo(source=k, data=v) for k, v in op.scopes.items()
-                      if k != ScopeSource.COREMLTOOLS_GRAPH_PASS])
-
-
-def replace_weight(block, op, build):
-    """Swap `op.weight` for the var that `build()` creates, in `op`'s scope."""
-    from coremltools.converters.mil import Builder as mb
-
-    with block, scope_of(op):
-        new = build(mb)
-    block.replace_uses_of_var_after_op(anchor_op=new.op, old_var=op.weight, new_var=new, no_check_var_types=True)
 
 
 def _int8_weight(exact: np.ndarray, planned, recipe: Recipe, dtype, op, label: str):
@@ -174,9 +153,10 @@ def compress_program(program, job: ExportJob, ios_version: int) -> tuple[list[st
     the names of the ops that now compute the rewritten layers (conv, linear, or the matmul of a
     binary / ternary linear layer): W8A8 quantizes their inputs."""
     recipe = job.recipe
+    row = SCHEMES[type(recipe.scheme)]
     source = _WeightSource(job)
     block = program.functions["main"]
-    int8 = recipe.quantize in ("dynamic-int8", "int8")
+    int8 = row.int8_weights
     counts = {"plan": 0, "rule": 0}
     rewritten: set[str] = set()
     lowbit, dense_lowbit = {}, []
@@ -202,12 +182,12 @@ def compress_program(program, job: ExportJob, ios_version: int) -> tuple[list[st
         label = f"{key}_{'int8' if int8 else 'compressed'}"
         if int8:
             planned = job.plan.weights.get(name) if name is not None else None
-            if planned is None and (name is not None or recipe.quantize != "int8"):
+            if planned is None and (name is not None or not row.rule_for_unplanned):
                 continue  # the recipe leaves this layer float (kept float, or convs under dynamic int8)
             build, rounding = _int8_weight(exact, planned, recipe, w.dtype, op, label)
             scale_rounding = max(scale_rounding, rounding)
             from_plan = planned is not None
-        elif recipe.quantize in ("none", "fp16") and not (recipe.palettize or recipe.prune):
+        elif not (recipe.palettize or recipe.prune):
             continue  # float weights
         elif name is not None and name not in job.plan.compression:
             continue  # a layer the recipe keeps float
@@ -245,15 +225,15 @@ class CoreMLExporter(Exporter):
     format = "mlpackage"
     suffix = ".mlpackage"
     needs_torch_source = True  # coremltools 9 does not convert ONNX
-
-    def check_request(self, recipe: Recipe, options: dict, target: Target) -> None:
-        check_recipe(recipe, _options(options, target))
+    options_type = IosOptions
+    schemes = SCHEMES
+    refusals = REFUSALS
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
-        options = _options(job.options, target)
-        check_recipe(job.recipe, options)
-        if job.recipe.quantize == "fp16":
-            options = CoreMLOptions(options.deployment_target, "fp16")
+        options = self.options(job.options, target)
+        row = self.handler(job.recipe)
+        if row.precision is not None:
+            options = IosOptions(options.deployment_target, row.precision)
         with quiet():  # coremltools prints version warnings and progress bars
             import coremltools as ct
             import torch
@@ -277,7 +257,7 @@ class CoreMLExporter(Exporter):
             notes = [f"deployment target {options.deployment_target}, compute precision {options.precision}"]
             program = mlmodel._mil_program
             calibrated = None
-            if job.recipe.quantize == "int8":  # calibrate the float graph before touching weights
+            if row.w8a8:  # calibrate the float graph before touching weights
                 calibrated = calibrate(mlmodel, activation_inputs(program), job)
             compress_notes, rewritten = compress_program(program, job, options.ios_version)
             notes += compress_notes
@@ -289,7 +269,7 @@ class CoreMLExporter(Exporter):
             mlmodel.short_description = f"{model.name}: {job.recipe.describe()} (edgeport)"
             mlmodel.save(str(path))
         described = job.recipe.describe()
-        if job.recipe.quantize == "none" and options.precision == "fp16":
+        if described.startswith("fp32") and options.precision == "fp16":
             described = described.replace("fp32", "fp16 compute", 1)  # Core ML's default precision
         return Artifact(target.name, self.format, path, described, notes=notes)
 

@@ -68,7 +68,7 @@ def quantize_activations(program, calibrated: tuple[dict, dict], job: ExportJob,
     `calibrated` is what `calibrate` returned."""
     from coremltools.converters.mil import Builder as mb
 
-    from edgeport.exporters.coreml import scope_of
+    from edgeport.exporters.coreml_mil import scope_of
 
     ranges, observed = calibrated
     block = program.functions["main"]

@@ -24,10 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeport.quantizers import compress, qmath
+from edgeport.schemes import Float32, Fp16, Int8Static
 
 LUT_VALUES = {"binary": (-1.0, 1.0), "ternary": (-1.0, 0.0, 1.0, 0.0)}  # 2^bits entries; the 4th is unused
 BITS = {"binary": 1, "ternary": 2}
-VALUE_RULE_RECIPES = ("none", "fp16")
+# scheme -> where a binary / ternary layer's α comes from: the plan (int8 stores α as the channel
+# scale; a weight Core ML fused, absent from the plan, by its values) or the weight's values. Other
+# schemes store the plan's rule scales (max|w| / 127), so their layers are not low-bit palettes.
+ALPHA_SOURCE = {Int8Static: "plan", Float32: "values", Fp16: "values"}
 PER_CHANNEL_LUT_IOS = 18  # first Core ML with grouped (per-channel) LUTs
 
 
@@ -52,18 +56,19 @@ def find_lowbit(exact: np.ndarray, name: str | None, job) -> LowBitWeight | None
     recipe, plan = job.recipe, job.plan
     if recipe.palettize or recipe.prune:
         return None
-    if recipe.quantize == "int8" and name is not None:
+    source = ALPHA_SOURCE.get(type(recipe.scheme))
+    if source == "plan" and name is not None:
         planned, kind = plan.weights.get(name), plan.origin.get(name)
         if planned is None or kind not in BITS or planned.axis != 0:
             return None
         alpha, from_plan = planned.scale_array(), True
-    elif recipe.quantize in (*VALUE_RULE_RECIPES, "int8"):  # int8 here: a weight Core ML fused, not in the plan
+    elif source is not None:  # by value; under int8: a weight Core ML fused, not in the plan
         found = qmath.lowbit_scales(exact, 0)
         if found is None:
             return None
         (alpha, kind), from_plan = found, False
     else:
-        return None  # dynamic-int8: the plan's rule scales (max|w| / 127) are what the recipe stores
+        return None  # dynamic / weight-only int8: the plan's rule scales (max|w| / 127) are what it stores
     return LowBitWeight(kind, np.asarray(alpha, np.float32), np.sign(exact).astype(np.int8), from_plan)
 
 
@@ -106,7 +111,7 @@ def rewrite_lowbit(block, op, low: LowBitWeight, dtype, ios_version: int, label:
     (float32, after rounding to `dtype`)."""
     from coremltools.converters.mil import Builder as mb
 
-    from edgeport.exporters.coreml import replace_weight, scope_of
+    from edgeport.exporters.coreml_mil import replace_weight, scope_of
 
     indices = lut_indices(low.signs, low.kind)
     values = np.float32(LUT_VALUES[low.kind])

@@ -1,4 +1,5 @@
-"""ONNX exporter (fp32, fp16, dynamic int8, static int8 QDQ) and the ORT-format variant.
+"""ONNX exporter (fp32, fp16, dynamic int8, weight-only int8, static int8 / int16x8 QDQ) and the
+ORT-format variant.
 
 Quantized graphs are written by onnxruntime's own quantization tool, fed with edgeport's
 `QuantPlan` as tensor overrides, so every scale and zero point in the QDQ graph is the recipe's.
@@ -17,6 +18,7 @@ from edgeport.model import FloatModel
 from edgeport.quantizers.plan import QuantPlan
 from edgeport.quiet import quiet_python
 from edgeport.recipe import Recipe
+from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt8
 from edgeport.targets import Target
 
 
@@ -52,7 +54,7 @@ def _static(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: s
     """int8 or int16x8 QDQ (int16 QDQ needs opset 21, which onnxruntime's quantizer sets)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    int16 = recipe.quantize == "int16x8"
+    int16 = recipe.scheme.activation_bits == 16
     with quiet_python():
         quantize_static(src, dst, _OneSampleReader(model), quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel,
                         activation_type=QuantType.QInt16 if int16 else QuantType.QInt8, weight_type=QuantType.QInt8,
@@ -84,8 +86,48 @@ def _fp32(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: str
     Path(dst).write_bytes(Path(src).read_bytes())
 
 
-# recipe scheme -> transformation of the float ONNX file into the artifact
-_TRANSFORMS = {"none": _fp32, "fp16": _fp16, "dynamic-int8": _int8_dynamic, "int8": _static, "int16x8": _static}
+def _weight_only(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: str) -> None:
+    """int8 weights behind a DequantizeLinear (the plan's scales, per channel on the plan's axis);
+    activations and compute stay float. Written here: onnxruntime's quantizers always quantize
+    activations too (static) or run integer MatMuls (dynamic), neither of which is this scheme."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from edgeport.quantizers import qmath
+
+    graph = onnx.load(src)
+    inits = {i.name: i for i in graph.graph.initializer}
+    dequantize = []
+    for name, w in plan.weights.items():
+        values = numpy_helper.to_array(inits[name])
+        scale = w.scale_array()
+        q = qmath.quantize(values, scale, np.zeros(len(scale), dtype=np.int32), axis=w.axis).astype(np.int8)
+        graph.graph.initializer.remove(inits[name])
+        graph.graph.initializer.extend([numpy_helper.from_array(q, f"{name}_quantized"),
+                                        numpy_helper.from_array(scale if w.axis is not None else scale[:1].reshape(()),
+                                                                f"{name}_scale"),
+                                        numpy_helper.from_array(np.zeros(len(scale) if w.axis is not None else (),
+                                                                         dtype=np.int8), f"{name}_zero_point")])
+        attrs = {"axis": w.axis} if w.axis is not None else {}
+        dequantize.append(helper.make_node("DequantizeLinear", [f"{name}_quantized", f"{name}_scale",
+                                                                f"{name}_zero_point"], [name],
+                                           name=f"{name}_DequantizeLinear", **attrs))
+    for node in reversed(dequantize):  # before every consumer: graph order stays topological
+        graph.graph.node.insert(0, node)
+    onnx.save(graph, dst)
+
+
+# recipe scheme config -> transformation of the float ONNX file into the artifact, and the note
+# the report shows for it
+_SCHEMES = {
+    Float32: (_fp32, None),
+    Fp16: (_fp16, "fp16 weights and compute; inputs and outputs stay float32"),
+    DynamicInt8: (_int8_dynamic, "dynamic int8 quantizes MatMul/Gemm weights; other layers stay fp32"),
+    WeightOnlyInt8: (_weight_only, "weight-only int8: Conv/Gemm/MatMul weights stored int8 behind DequantizeLinear; "
+                                   "activations and compute stay fp32"),
+    Int8Static: (_static, None),
+    Int16x8: (_static, None),
+}
 
 
 def build_onnx(model: FloatModel, recipe: Recipe, plan: QuantPlan) -> bytes:
@@ -95,7 +137,7 @@ def build_onnx(model: FloatModel, recipe: Recipe, plan: QuantPlan) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = str(Path(tmp, "float.onnx")), str(Path(tmp, "out.onnx"))
         Path(src).write_bytes(model.onnx_bytes)
-        _TRANSFORMS[recipe.quantize](model, recipe, plan, src, dst)
+        _SCHEMES[type(recipe.scheme)][0](model, recipe, plan, src, dst)
         result = onnx.load(dst)
     result.producer_name = "edgeport"
     onnx.helper.set_model_props(result, {"edgeport.recipe": recipe.describe(), "edgeport.source": model.source})
@@ -153,6 +195,7 @@ def honored_params(onnx_bytes: bytes, plan: QuantPlan) -> dict:
 class OnnxExporter(Exporter):
     format = "onnx"
     suffix = ".onnx"
+    schemes = _SCHEMES
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         path.write_bytes(build_onnx(job.model, job.recipe, job.plan))
@@ -182,6 +225,7 @@ class OrtExporter(Exporter):
 
     format = "ort"
     suffix = ".ort"
+    schemes = _SCHEMES
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         import onnxruntime as ort
@@ -202,10 +246,9 @@ def _notes(recipe: Recipe, plan: QuantPlan) -> list[str]:
     notes = []
     if plan.float_nodes:
         notes.append(f"kept in float: {', '.join(plan.float_nodes)}")
-    if recipe.quantize == "dynamic-int8":
-        notes.append("dynamic int8 quantizes MatMul/Gemm weights; other layers stay fp32")
-    if recipe.quantize == "fp16":
-        notes.append("fp16 weights and compute; inputs and outputs stay float32")
+    scheme_note = _SCHEMES[type(recipe.scheme)][1]
+    if scheme_note:
+        notes.append(scheme_note)
     if plan.compression:
         notes.append(f"pruning / palettes applied to {len(plan.compression)} weights, stored dense "
                      "(ONNX has no compressed weight storage; size is unchanged)")

@@ -7,7 +7,7 @@ follows the recipe:
   `tfjs_weights` (`float16`, or per-tensor affine `uint8` / `uint16`, as the tensorflowjs
   converter writes them);
 - `fp16`: float16;
-- `dynamic-int8`, `int8`, `int16x8`: the plan's int8 weights, integer for integer. TF.js stores
+- `dynamic-int8`, `weight-only-int8`, `int8`, `int16x8`: the plan's int8 weights, integer for integer. TF.js stores
   them in its uint8 format (q + 128, one scale per tensor); per-channel scales are applied by a
   Mul after the layer. TF.js has no integer kernels, so activations run in float32.
 """
@@ -21,24 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from edgeport import __version__
-from edgeport.errors import InputError
-from edgeport.exporters import Artifact, Exporter, ExportJob
+from edgeport.exporters import Artifact, Exporter, ExportJob, Refusal
 from edgeport.exporters.tfjs_graph import TfGraph, TfWeight, convert
 from edgeport.quantizers.plan import QuantPlan
-from edgeport.recipe import Recipe
+from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt8
 from edgeport.targets import Target
+from edgeport.targets.options import BrowserOptions
 
 SHARD_BYTES = 4 * 1024 * 1024
-TFJS_WEIGHTS = ("float32", "float16", "uint8", "uint16")
-INT8_SCHEMES = ("dynamic-int8", "int8", "int16x8")
-
-
-def _tfjs_weights(recipe: Recipe, options: dict) -> str:
-    """Weight storage for a recipe: a TFJS_WEIGHTS value, or "int8" (the plan's integers)."""
-    asked = options.get("tfjs_weights")
-    if asked is not None:
-        return asked
-    return {"none": "float32", "fp16": "float16"}.get(recipe.quantize, "int8")
 
 
 # ------------------------------------------------------------------ weight encoding (pure functions)
@@ -112,19 +102,20 @@ class TFJSExporter(Exporter):
 
     format = "tfjs"
     suffix = ""
-
-    def check_request(self, recipe: Recipe, options: dict, target: Target) -> None:
-        asked = options.get("browser", {}).get("tfjs_weights")
-        if asked is None:
-            return
-        if asked not in TFJS_WEIGHTS:
-            raise InputError(f"{target.name}: tfjs_weights must be one of {', '.join(TFJS_WEIGHTS)}, not '{asked}'")
-        if recipe.quantize != "none" and asked != "float32":
-            raise InputError(f"{target.name}: tfjs_weights '{asked}' applies to recipe quantize=none; "
-                             f"the '{recipe.quantize}' recipe already sets the weight storage")
+    options_type = BrowserOptions
+    # scheme config -> weight storage: float32 / float16, or "int8" (the plan's integers). TF.js
+    # has float kernels only, so every int8 scheme stores int8 weights and computes in float32.
+    schemes = {Float32: "float32", Fp16: "float16", DynamicInt8: "int8", WeightOnlyInt8: "int8",
+               Int8Static: "int8", Int16x8: "int8"}
+    refusals = (
+        Refusal(lambda recipe, options: options.tfjs_weights not in (None, "float32")
+                and not isinstance(recipe.scheme, Float32),
+                "tfjs_weights '{options.tfjs_weights}' applies to recipe quantize=none; "
+                "the '{recipe.quantize}' recipe already sets the weight storage"),
+    )
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
-        storage = _tfjs_weights(job.recipe, job.options.get("browser", {}))
+        storage = self.options(job.options, target).tfjs_weights or self.handler(job.recipe)
         onnx_model = job.model.onnx_model()
         graph = convert(onnx_model, job.plan.weights, int8_weights=storage == "int8")
         metadata = {"recipe": job.recipe.describe(), "weights": storage, "source": job.model.source,

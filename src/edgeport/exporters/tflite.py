@@ -3,6 +3,8 @@
   - fp32 and fp16 (fp16 weights): `litert_torch.convert`, fp16 with its fp16 recipe;
   - dynamic int8: Google's ai-edge-quantizer on the float model, FULLY_CONNECTED layers only
     (the recipe's dynamic int8 covers MatMul/Gemm, as in ONNX Runtime);
+  - weight-only int8: ai-edge-quantizer's weight-only recipe (int8 weights of every supported
+    op, dequantized before a float kernel);
   - int16x8, and int8 with float input/output: ai-edge-quantizer's static recipes, fed the
     recipe's calibration ranges;
   - int8: PT2E quantization (`PT2EQuantizer` + `prepare_pt2e` / `convert_pt2e`) whose observers
@@ -21,11 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.errors import InputError, UnsupportedOpError
-from edgeport.exporters import Artifact, Exporter, ExportJob
+from edgeport.exporters import Artifact, Exporter, ExportJob, Refusal
 from edgeport.quantizers.plan import QuantPlan
 from edgeport.quiet import quiet
-from edgeport.recipe import Recipe
+from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt8
 from edgeport.targets import Target
+from edgeport.targets.options import AndroidOptions
 
 
 def _convert(module, examples, quant_config=None) -> bytes:
@@ -58,20 +61,36 @@ def _float(job: ExportJob) -> bytes:
     return _convert(job.model.torch_module, job.model.example_inputs)
 
 
-def _fp16(job: ExportJob, float_model: bytes) -> bytes:
+def _fp32(job: ExportJob, float_model: bytes, options: AndroidOptions) -> tuple[bytes, list[str]]:
+    return float_model, []
+
+
+def _fp16(job: ExportJob, float_model: bytes, options: AndroidOptions) -> tuple[bytes, list[str]]:
     from litert_torch.generative.quantize import quant_recipes
 
-    return _convert(job.model.torch_module, job.model.example_inputs, quant_recipes.full_fp16_recipe())
+    return _convert(job.model.torch_module, job.model.example_inputs, quant_recipes.full_fp16_recipe()), []
 
 
-def _dynamic_int8(job: ExportJob, float_model: bytes) -> bytes:
+def _dynamic_int8(job: ExportJob, float_model: bytes, options: AndroidOptions) -> tuple[bytes, list[str]]:
     from ai_edge_quantizer import quantizer, recipe
 
     qt = quantizer.Quantizer(float_model)
     qt.add_dynamic_config(".*", recipe.TFLOperationName.FULLY_CONNECTED, num_bits=8,
                           granularity=recipe.QuantGranularity.CHANNELWISE if job.recipe.per_channel
                           else recipe.QuantGranularity.TENSORWISE)
-    return bytes(qt.quantize().quantized_model)
+    return bytes(qt.quantize().quantized_model), \
+        ["dynamic int8: FULLY_CONNECTED weights int8 (ai-edge-quantizer), other layers fp32"]
+
+
+def _weight_only_int8(job: ExportJob, float_model: bytes, options: AndroidOptions) -> tuple[bytes, list[str]]:
+    from ai_edge_quantizer import quantizer, recipe
+
+    qt = quantizer.Quantizer(float_model)
+    qt.add_weight_only_config(".*", recipe.TFLOperationName.ALL_SUPPORTED, num_bits=8,
+                              granularity=recipe.QuantGranularity.CHANNELWISE if job.recipe.per_channel
+                              else recipe.QuantGranularity.TENSORWISE)
+    return bytes(qt.quantize().quantized_model), \
+        ["weight-only int8 (ai-edge-quantizer): int8 weights dequantized before float kernels; activations fp32"]
 
 
 def _override_observers(prepared, plan: QuantPlan, weight_scales: dict) -> dict:
@@ -114,7 +133,17 @@ def _override_observers(prepared, plan: QuantPlan, weight_scales: dict) -> dict:
     return counts
 
 
-def _int8(job: ExportJob) -> tuple[bytes, list[str]]:
+def _static(job: ExportJob, float_model: bytes, options: AndroidOptions) -> tuple[bytes, list[str]]:
+    """Static schemes: int8 with integer I/O through PT2E (the plan's numbers in the observers);
+    float I/O, and int16 activations, through ai-edge-quantizer's static recipes."""
+    if job.recipe.scheme.activation_bits == 8 and options.io == "int":
+        return int8_tflite(job)
+    return _aeq_static(job, float_model, options.io == "float")
+
+
+def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
+    """The int8 .tflite of the recipe's plan with integer input and output (PT2E), and notes on
+    where its numbers came from. The C library is generated from the same file."""
     import torch
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
     from litert_torch.quantize.quant_config import QuantConfig
@@ -148,7 +177,7 @@ def _aeq_static(job: ExportJob, float_model: bytes, float_io: bool) -> tuple[byt
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import quantizer, recipe
 
-    int16 = job.recipe.quantize == "int16x8"
+    int16 = job.recipe.scheme.activation_bits == 16
     config = recipe.static_wi8_ai16() if int16 else recipe.static_wi8_ai8()
     if float_io:
         config += [{"regex": ".*", "operation": op, "algorithm_key": recipe.AlgorithmName.NO_QUANTIZE}
@@ -200,47 +229,34 @@ def _observed_ranges(model: bytes, samples: list[dict], names: set[str]) -> dict
     return {n: (lo[n], hi[n]) for n in index}
 
 
-_BUILDERS = {"fp16": _fp16, "dynamic-int8": _dynamic_int8}  # (job, float model) -> model
-
-
 class TFLiteExporter(Exporter):
     format = "tflite"
     suffix = ".tflite"
     needs_torch_source = True  # the official path is PyTorch -> LiteRT (no ONNX -> TF chains)
-
-    def check_request(self, recipe: Recipe, options: dict, target: Target) -> None:
-        unknown = set(options.get(target.name, {})) - {"io"}
-        if unknown:
-            raise InputError(f"android: unknown option(s) {', '.join(sorted(unknown))} (known: io)")
-        if options.get(target.name, {}).get("io", "int") not in ("int", "float"):
-            raise InputError("android: io must be 'int' (integer input/output) or 'float'")
-        if recipe.keep_float and recipe.quantize in ("int8", "int16x8"):
-            raise InputError("android: keep_float is not written to TFLite by this edgeport version "
-                             "(litert-torch's PT2E quantizer cannot leave a module float)")
+    options_type = AndroidOptions
+    # scheme config -> (job, float .tflite, options) -> (model, notes)
+    schemes = {Float32: _fp32, Fp16: _fp16, DynamicInt8: _dynamic_int8, WeightOnlyInt8: _weight_only_int8,
+               Int8Static: _static, Int16x8: _static}
+    refusals = (
+        Refusal(lambda recipe, options: recipe.float_overrides and recipe.scheme.calibrated,
+                "keep_float is not written to TFLite by this edgeport version "
+                "(litert-torch's PT2E quantizer cannot leave a module float)"),
+    )
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
+        options = self.options(job.options, target)
         with quiet():
             float_model = _float(job)  # converted once: the artifact's starting point and the baseline
-            float_io = job.options.get(target.name, {}).get("io", "int") == "float"
-            if job.recipe.quantize == "none":
-                data, notes = float_model, []
-            elif job.recipe.quantize == "int8" and not float_io:
-                data, notes = _int8(job)
-            elif job.recipe.quantize in ("int8", "int16x8"):
-                data, notes = _aeq_static(job, float_model, float_io)
-            else:
-                data, notes = _BUILDERS[job.recipe.quantize](job, float_model), []
+            data, notes = self.handler(job.recipe)(job, float_model, options)
             baseline = path.parent.parent / f".baseline-{target.name}" / path.name
             baseline.parent.mkdir(parents=True, exist_ok=True)
             # the float baseline (α, δ) is the model as given, also when structured pruning shrank it
             baseline.write_bytes(_convert(job.original.torch_module, job.original.example_inputs)
                                  if job.original is not None else float_model)
         path.write_bytes(data)
-        if job.recipe.quantize == "dynamic-int8":
-            notes.append("dynamic int8: FULLY_CONNECTED weights int8 (ai-edge-quantizer), other layers fp32")
         if job.recipe.prune or job.recipe.palettize:
             notes.append("pruned / palettized weights are stored dense in TFLite (same values, "
-                         f"{ {'none': 32, 'fp16': 16}.get(job.recipe.quantize, 8)} bits each)")
+                         f"{min(job.recipe.scheme.weight_bits, 32)} bits each)")
         return Artifact(target.name, self.format, path, job.recipe.describe(), notes=notes, baseline=baseline)
 
     def describe(self, path: Path) -> dict:

@@ -1,6 +1,8 @@
-"""Quantizers: one planner per recipe scheme, each computing a `QuantPlan` from the float model.
+"""Quantizers: one planner per scheme config type, each computing a `QuantPlan` from the float model.
 
-The plan is made once per export and shared by every target's exporter.
+The plan is made once per export and shared by every target's exporter. A planner is registered
+for its scheme's config class (`@PLANNERS.register(Int8Static)`); `make_plan` picks it by the
+type of `recipe.scheme`.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from edgeport.model import FloatModel
 from edgeport.quantizers import qmath
 from edgeport.quantizers.learned import (
     learned_activations, learned_note, learned_weight_scales, learned_weights, lowbit_note, normalized)
+from edgeport.quantizers.overrides import float_nodes, resolve_precisions
 from edgeport.quantizers.plan import ActivationParams, QuantPlan, WeightParams
 from edgeport.recipe import Recipe
 from edgeport.registry import Registry
+from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt8
 
 Planner = Callable[[FloatModel, Recipe, "Dataset | None"], QuantPlan]
-QUANTIZERS: Registry[Planner] = Registry("recipe")
+PLANNERS: Registry[Planner] = Registry("planner")
 
 # Ops whose second input is a weight that int8 schemes quantize, and its output-channel axis.
 STATIC_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -34,8 +38,8 @@ PASS_THROUGH_OPS = ("MaxPool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose
 def make_plan(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> QuantPlan:
     """Compute the recipe's quantization parameters for `model` (the one public entry point)."""
     if recipe.needs_calibration and calib is None:
-        raise InputError(f"recipe '{recipe.quantize}' needs calibration data (--calib FILE)")
-    return QUANTIZERS.get(recipe.quantize)(model, recipe, calib)
+        raise InputError(f"recipe '{recipe.scheme.name}' needs calibration data (--calib FILE)")
+    return PLANNERS.get(type(recipe.scheme))(model, recipe, calib)
 
 
 def weight_axis(node, weight_ndim: int) -> int:
@@ -48,21 +52,6 @@ def weight_axis(node, weight_ndim: int) -> int:
         trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
         return 0 if trans_b else 1
     return weight_ndim - 1  # MatMul: (..., K, N) -> per N
-
-
-def float_nodes(model, layers: dict[str, str], keep_float: tuple[str, ...]) -> list[str]:
-    """Node names matched by `keep_float` entries (layer path, node name or op type)."""
-    kept = []
-    for entry in keep_float:
-        hits = [n.name for n in model.graph.node
-                if entry in (n.name, n.op_type) or layers.get(n.name, "") == entry
-                or layers.get(n.name, "").startswith(entry + ".")]
-        if not hits:
-            known = sorted({v for v in layers.values() if v} | {n.op_type for n in model.graph.node})
-            raise InputError(f"keep_float: '{entry}' matches no layer, node or op type "
-                             f"(layers and ops: {', '.join(known[:30])})")
-        kept += hits
-    return list(dict.fromkeys(kept))
 
 
 def weight_inputs(onnx_model, op_types: tuple[str, ...], skip: set[str]):
@@ -120,36 +109,46 @@ def planned_weights_by_rule(onnx_model, plan: QuantPlan) -> dict[tuple[float, ..
             for _, name, w in weight_inputs(onnx_model, STATIC_OPS, set()) if name in plan.weights}
 
 
-@QUANTIZERS.register("none")
+@PLANNERS.register(Float32)
 def plan_none(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> QuantPlan:
-    return QuantPlan(scheme="none")
+    return QuantPlan(scheme=recipe.scheme.name)
 
 
-@QUANTIZERS.register("fp16")
+@PLANNERS.register(Fp16)
 def plan_fp16(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> QuantPlan:
     onnx_model = model.onnx_model()
-    return QuantPlan(scheme="fp16", float_nodes=float_nodes(onnx_model, model.layers, recipe.keep_float))
+    return QuantPlan(scheme=recipe.scheme.name, float_nodes=float_nodes(onnx_model, model.layers, recipe))
 
 
-@QUANTIZERS.register("dynamic-int8")
+@PLANNERS.register(DynamicInt8)
 def plan_dynamic_int8(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> QuantPlan:
+    return _plan_weights_only(model, recipe, DYNAMIC_OPS)
+
+
+@PLANNERS.register(WeightOnlyInt8)
+def plan_weight_only_int8(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> QuantPlan:
+    return _plan_weights_only(model, recipe, STATIC_OPS)
+
+
+def _plan_weights_only(model: FloatModel, recipe: Recipe, op_types: tuple[str, ...]) -> QuantPlan:
+    """int8 weights of `op_types` by the rule (max|w| / 127), activations left to the runtime."""
     onnx_model = model.onnx_model()
-    kept = float_nodes(onnx_model, model.layers, recipe.keep_float)
-    weights = plan_weights(model, recipe, DYNAMIC_OPS, onnx_model, set(kept))
+    kept = float_nodes(onnx_model, model.layers, recipe)
+    weights = plan_weights(model, recipe, op_types, onnx_model, set(kept))
     notes = []
     if model.learned_qparams:
-        notes.append("QAT: dynamic int8 quantizes weights by its rule (max|w| / 127, as ai-edge-quantizer does "
-                     "for TFLite), not with the learned numbers; the int8 recipe uses them")
-    return QuantPlan(scheme="dynamic-int8", weights=weights, quantized_ops=list(DYNAMIC_OPS), float_nodes=kept,
+        notes.append(f"QAT: {recipe.scheme.name} quantizes weights by its rule (max|w| / 127, as ai-edge-quantizer "
+                     "does for TFLite), not with the learned numbers; the int8 recipe uses them")
+    return QuantPlan(scheme=recipe.scheme.name, weights=weights, quantized_ops=list(op_types), float_nodes=kept,
                      notes=notes)
 
 
-@QUANTIZERS.register("int8")
+@PLANNERS.register(Int8Static)
 def plan_int8(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> QuantPlan:
     return _plan_static(model, recipe, calib, qmath.activation_qparams)
 
 
-@QUANTIZERS.register("int16x8")
+@PLANNERS.register(Int16x8)
 def plan_int16x8(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> QuantPlan:
     return _plan_static(model, recipe, calib, qmath.activation_qparams_int16)
 
@@ -161,7 +160,9 @@ def _plan_static(model: FloatModel, recipe: Recipe, calib: Dataset, activation_q
     from edgeport.quantizers.calibration import activation_ranges
 
     onnx_model = model.onnx_model()
-    kept = float_nodes(onnx_model, model.layers, recipe.keep_float)
+    precisions = resolve_precisions(onnx_model, model.layers, recipe)
+    kept = [n for n, p in precisions.items() if p == "float"]
+    mixed = {n: p for n, p in precisions.items() if p != "float"}
     data = calib.take(recipe.calib_samples)
     ranges, observed = activation_ranges(onnx_model, data, recipe.calibration, recipe.percentile)
     activations = {}
@@ -171,7 +172,7 @@ def _plan_static(model: FloatModel, recipe: Recipe, calib: Dataset, activation_q
     origin: dict[str, str] = {}
     learned_ranges = (model.learned_qparams or {}).get("activations", {})
     unused_ranges = list(learned_ranges)
-    if learned_ranges and recipe.quantize == "int8":
+    if learned_ranges and recipe.scheme.activation_bits == 8:
         placed, unused_ranges = learned_activations(onnx_model, model.layers, learned_ranges, observed)
         activations.update(placed)
         origin.update(dict.fromkeys(placed, "qat"))
@@ -184,16 +185,17 @@ def _plan_static(model: FloatModel, recipe: Recipe, calib: Dataset, activation_q
                         origin[out] = origin[node.input[0]]
     weights = plan_weights(model, recipe, STATIC_OPS, onnx_model, set(kept), origin)
     plan = QuantPlan(
-        scheme=recipe.quantize, activations=activations, weights=weights,
+        scheme=recipe.scheme.name, activations=activations, weights=weights,
         quantized_ops=sorted({n.op_type for n in onnx_model.graph.node}),
-        float_nodes=kept, origin=origin,
+        float_nodes=kept, precisions=mixed, origin=origin,
         calibration={"method": recipe.calibration, "samples": len(data), "source": calib.source,
                      **({"percentile": recipe.percentile} if recipe.calibration == "percentile" else {})})
-    plan.notes = _origin_notes(plan, model.learned_qparams, unused_ranges)
+    plan.notes = _origin_notes(plan, model.learned_qparams, unused_ranges, recipe.scheme.activation_bits == 8)
     return plan
 
 
-def _origin_notes(plan: QuantPlan, learned: dict | None, unused_ranges: list[str]) -> list[str]:
+def _origin_notes(plan: QuantPlan, learned: dict | None, unused_ranges: list[str],
+                  learned_ranges_used: bool) -> list[str]:
     """Report lines on the numbers that are not the recipe's rule: learned by QAT, binary / ternary."""
     notes = []
     if learned:
@@ -201,7 +203,7 @@ def _origin_notes(plan: QuantPlan, learned: dict | None, unused_ranges: list[str
         placed = {normalized(n) for n in qat_weights}
         unused = [f"weight {e['path']}" for key, e in learned_weights(learned).items() if key not in placed]
         placed_ranges = [p for p in learned.get("activations", {}) if p not in unused_ranges]
-        if plan.scheme == "int8":
+        if learned_ranges_used:
             unused += [f"range of {p}" for p in unused_ranges]
         elif unused_ranges:
             unused.append(f"the activation ranges ({plan.scheme} activations are calibrated)")

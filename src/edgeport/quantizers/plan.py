@@ -44,7 +44,9 @@ class QuantPlan:
         activations: Tensor name -> int8 scale / zero point (static int8 only).
         weights: Initializer name -> symmetric int8 scales along `axis` (None = per tensor).
         quantized_ops: ONNX op types the scheme quantizes.
-        float_nodes: Node names kept in float by the recipe's `keep_float`.
+        float_nodes: Node names kept in float by the recipe's float overrides (and `keep_float`).
+        precisions: Node name -> activation precision ("int8" / "int16") where an override asks
+            for another one than the scheme's (mixed precision).
         calibration: Method, sample count and data source.
         compression: Initializer name -> pruning / palette applied to it before quantization
             ({"layer", "sparsity", "zeros", "palette"}).
@@ -61,6 +63,7 @@ class QuantPlan:
     weights: dict[str, WeightParams] = field(default_factory=dict)
     quantized_ops: list[str] = field(default_factory=list)
     float_nodes: list[str] = field(default_factory=list)
+    precisions: dict[str, str] = field(default_factory=dict)
     calibration: dict = field(default_factory=dict)
     compression: dict[str, dict] = field(default_factory=dict)
     structure: dict = field(default_factory=dict)
@@ -90,6 +93,7 @@ class QuantPlan:
             "scheme": self.scheme,
             "quantized_ops": self.quantized_ops,
             "float_nodes": self.float_nodes,
+            **({"precisions": self.precisions} if self.precisions else {}),
             "calibration": self.calibration,
             "compression": self.compression,
             "structure": self.structure,
@@ -109,7 +113,7 @@ class QuantPlan:
         data = json.loads(text)
         return cls(
             scheme=data["scheme"], quantized_ops=data["quantized_ops"], float_nodes=data["float_nodes"],
-            calibration=data["calibration"], compression=data.get("compression", {}),
+            precisions=data.get("precisions", {}), calibration=data["calibration"], compression=data.get("compression", {}),
             structure=data.get("structure", {}), origin=data.get("origin", {}), notes=data.get("notes", []),
             activations={k: ActivationParams(v["scale"], v["zero_point"], tuple(v["range"]),
                                              tuple(v["observed"]) if v.get("observed") else None)

@@ -203,8 +203,8 @@ def refusal(source: str, recipe: Recipe, target_name: str) -> str | None:
         return f"target '{target.name}' cannot be exported: {'; '.join(target.missing())}"
     exporter = plugins.exporters().get(target.format)
     try:
-        exporter.check_request(recipe, {}, target)
         exporter.check_source(source, target, recipe)
+        exporter.check_request(recipe, {}, target, source)
     except InputError as exc:
         return str(exc)
     return None

@@ -26,6 +26,8 @@ class Target:
         flash_bytes / ram_bytes / clock_hz: Device limits, where the device has them.
         python_packages / programs: What the exporter and checks need on this machine.
         latency_threads: Thread counts timed by the latency check (default: the `--threads` setting).
+        options: Its options section (`edgeport.targets.options.OPTION_SECTIONS`): the TOML
+            section, the `target_options` key and the flag group its exporter reads.
     """
 
     name: str
@@ -39,6 +41,7 @@ class Target:
     programs: tuple[str, ...] = field(default_factory=tuple)
     latency_threads: tuple[int, ...] = ()
     in_all: bool = True  # part of `--target all` (real boards are named; their core's target is in `all`)
+    options: str | None = None
 
     def missing(self) -> list[str]:
         """Reasons this target cannot be exported and checked here; empty when it can."""
@@ -78,7 +81,7 @@ def mcu_profiles() -> list[Target]:
             description = f"C library for {spec.description}, run on QEMU {core.qemu_machine}"
         profiles.append(Target(target_name, "c", "qemu", description, flash_bytes=spec.flash_bytes,
                                ram_bytes=spec.ram_bytes, clock_hz=spec.clock_hz,
-                               in_all=board_name == core.qemu_machine))
+                               in_all=board_name == core.qemu_machine, options="mcu"))
     return profiles
 
 
@@ -101,11 +104,13 @@ PROFILES = [
     Target("onnx", "onnx", "onnxruntime", "ONNX model (fp32/fp16/int8 QDQ) for ONNX Runtime"),
     Target("onnx-mobile", "ort", "onnxruntime", "ORT format model for ONNX Runtime Mobile"),
     Target("android", "tflite", "litert", "TFLite model for Android apps (LiteRT)",
-           python_packages=("litert_torch", "ai_edge_litert", "torch"), latency_threads=(1, 2)),
+           python_packages=("litert_torch", "ai_edge_litert", "torch"), latency_threads=(1, 2), options="android"),
     Target("ios", "mlpackage", "coreml-mil", "Core ML ML Program for iOS apps (checked by the MIL evaluator)",
-           python_packages=("coremltools", "torch")),
-    Target("browser-tfjs", "tfjs", "chromium", "TF.js graph model, checked in headless Chromium (tfjs cpu + wasm)"),
-    Target("browser-ort", "onnx", "chromium", "ONNX model for onnxruntime-web, checked in headless Chromium (wasm)"),
+           python_packages=("coremltools", "torch"), options="ios"),
+    Target("browser-tfjs", "tfjs", "chromium", "TF.js graph model, checked in headless Chromium (tfjs cpu + wasm)",
+           options="browser"),
+    Target("browser-ort", "onnx", "chromium", "ONNX model for onnxruntime-web, checked in headless Chromium (wasm)",
+           options="browser"),
     *mcu_profiles(),
 ]
 
