@@ -62,6 +62,7 @@ TOLERANCES = {
     "float32": Tolerance(cosine=0.999999, abs_err=1e-3),  # float rounding and op order
     "float16": Tolerance(cosine=0.9999, abs_err=0.05),  # half precision: its step at 16..32 is 2^-6
     "dynamic-int8": Tolerance(cosine=0.999, abs_err=1.0),  # int8 weights, float activations
+    "weight-only-int8": Tolerance(cosine=0.999, abs_err=1.0),  # int8 weights, float activations and compute
     "int8": Tolerance(cosine=0.999, abs_err=5.0),  # int8 weights and activations (W8A8)
     "int16x8": Tolerance(cosine=0.9995, abs_err=5.0),  # int16 activations: the int8 weights dominate the error
     # Core ML with binary / ternary layers as palettes (test_ios_lowbit's docstring has the measurements).
@@ -84,7 +85,7 @@ TOLERANCES = {
 }
 # recipe -> the TOLERANCES entry of the dtype its artifacts compute in
 RECIPE_DTYPE = {"none": "float32", "fp16": "float16", "dynamic-int8": "dynamic-int8", "int8": "int8",
-                "int16x8": "int16x8"}
+                "int16x8": "int16x8", "weight-only-int8": "weight-only-int8"}
 
 
 # ------------------------------------------------------------------ nothing skips in CI

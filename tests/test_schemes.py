@@ -1,0 +1,157 @@
+"""Schemes as typed configs, the exporters' scheme tables, and layered per-layer overrides."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import CALIB, DIGITS, EVAL, RECIPE_DTYPE, TOLERANCES, load_report, run_cli
+from edgeport import plugins
+from edgeport.config import load_config
+from edgeport.errors import InputError
+from edgeport.quantizers.overrides import resolve_precisions
+from edgeport.recipe import Overrides, Recipe
+from edgeport.schemes import SCHEMES, DynamicInt8, Float32, Int8Static, Int16x8, WeightOnlyInt8, make_scheme
+from edgeport.targets import TARGETS
+
+
+def test_schemes_are_typed_validated_configs():
+    assert SCHEMES.names() == ["none", "fp16", "dynamic-int8", "int8", "int16x8", "weight-only-int8"]
+    assert isinstance(Recipe().scheme, Float32)
+    scheme = Recipe(quantize="int16x8", per_channel=False, calibration="mse").scheme
+    assert isinstance(scheme, Int16x8) and isinstance(scheme, Int8Static)
+    assert (scheme.per_channel, scheme.calibration, scheme.activation_bits, scheme.weight_bits) == (False, "mse", 16, 8)
+    assert Recipe(quantize="weight-only-int8").scheme == WeightOnlyInt8(per_channel=True)
+    assert not Recipe(quantize="weight-only-int8").needs_calibration
+    with pytest.raises(InputError, match="unknown calibration method 'kl'"):
+        Int8Static(calibration="kl")
+    with pytest.raises(InputError, match="per_channel must be true or false"):
+        DynamicInt8(per_channel="yes")
+    assert make_scheme("int8", calibration="percentile", percentile=99.9).percentile == 99.9
+    assert Recipe(quantize="weight-only-int8").describe() == "weight-only int8 (per-channel weights, float activations)"
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "ort", "tflite", "mlpackage", "tfjs", "c"])
+def test_every_exporter_has_a_row_for_every_scheme(fmt):
+    """A scheme missing from a table would be refused with a generic message: every format says
+    either how it holds each scheme or why it cannot."""
+    table = plugins.exporters().get(fmt).schemes
+    assert set(table) == set(SCHEMES), f"{fmt}: no row for {set(SCHEMES) - set(table)}"
+
+
+@pytest.mark.parametrize(("target", "recipe", "message"), [
+    ("cortex-m4", Recipe(quantize="weight-only-int8"), "cortex-m4: the C library runs int8 kernels"),
+    ("ios", Recipe(quantize="int16x8"), "ios: Core ML has no int16 activations"),
+    ("android", Recipe(quantize="int8", overrides={"layer": {"features.3": "int16"}}),
+     "android: per-layer int16 overrides inside a int8 model are not written to tflite"),
+    ("android", Recipe(quantize="int8", overrides={"op_type": {"Gemm": None}}),
+     "android: keep_float is not written to TFLite"),
+    ("cortex-m4", Recipe(quantize="int8", keep_float=("Gemm",)), "cortex-m4: the c format cannot leave layers in float"),
+])
+def test_refusals_come_from_the_tables_before_any_work(target, recipe, message):
+    spec = TARGETS.get(target)
+    exporter = plugins.exporters().get(spec.format)
+    with pytest.raises(InputError, match=message):
+        exporter.check_request(recipe, {}, spec, DIGITS)
+
+
+def test_overrides_parse_and_validate():
+    recipe = Recipe(quantize="int8", overrides={"op_type": {"Conv": "float"}, "layer": {"features.3": "int16"}})
+    assert recipe.overrides == Overrides(op_type=(("Conv", "float"),), layer=(("features.3", "int16"),))
+    assert recipe.mixed_precision() == {"int16"} and recipe.float_overrides
+    assert Overrides.parse({"layer": {"a": None}}).layer == (("a", "float"),)  # None means float
+    with pytest.raises(InputError, match="precision must be one of float, int8, int16"):
+        Recipe(overrides={"layer": {"a": "int4"}})
+    with pytest.raises(InputError, match="unknown level"):
+        Recipe(overrides={"node": {"a": "float"}})
+    with pytest.raises(InputError, match="needs a static scheme"):
+        Recipe(quantize="fp16", overrides={"layer": {"a": "int8"}})
+
+
+def _graph() -> onnx.ModelProto:
+    """conv0 (features.0) -> relu -> conv1 (features.3) -> flatten -> gemm (classifier.1) -> softmax."""
+    w = lambda name, *shape: numpy_helper.from_array(np.ones(shape, np.float32), name)
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["a"], name="conv0"), helper.make_node("Relu", ["a"], ["b"], name="relu0"),
+             helper.make_node("Conv", ["b", "w1"], ["c"], name="conv1"), helper.make_node("Flatten", ["c"], ["d"], name="flat"),
+             helper.make_node("Gemm", ["d", "w2"], ["e"], name="gemm"), helper.make_node("Softmax", ["e"], ["y"], name="soft")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+                              [w("w0", 2, 1, 1, 1), w("w1", 2, 2, 1, 1), w("w2", 32, 2)])
+    return helper.make_model(graph)
+
+
+LAYERS = {"conv0": "features.0", "relu0": "features.1", "conv1": "features.3", "gemm": "classifier.1", "soft": ""}
+
+
+def test_overrides_layer_global_then_op_type_then_layer():
+    recipe = Recipe(quantize="int8", keep_float=("Softmax",),
+                    overrides={"op_type": {"Conv": "float"}, "layer": {"features.3": "int8", "classifier": "int16"}})
+    # conv0: op type Conv -> float; conv1: its layer wins over its op type and is the scheme's own
+    # precision (not listed); gemm: under the `classifier` path; softmax: keep_float shorthand
+    assert resolve_precisions(_graph(), LAYERS, recipe) == {"conv0": "float", "gemm": "int16", "soft": "float"}
+    longest = Recipe(quantize="int16x8", overrides={"layer": {"features": "float", "features.3": "int8"}})
+    assert resolve_precisions(_graph(), LAYERS, longest) == {"conv0": "float", "relu0": "float", "conv1": "int8"}
+
+
+@pytest.mark.parametrize(("overrides", "keep", "message"), [
+    ({"layer": {"features.9": "float"}}, (), "layer: 'features.9' matches no layer, node or op type"),
+    ({"op_type": {"LSTM": "float"}}, (), "op_type: 'LSTM' matches no layer"),
+    ({}, ("nope",), "keep_float: 'nope' matches no layer"),
+])
+def test_an_override_that_matches_nothing_is_an_error(overrides, keep, message):
+    with pytest.raises(InputError, match=message):
+        resolve_precisions(_graph(), LAYERS, Recipe(quantize="int8", overrides=overrides, keep_float=keep))
+
+
+def test_toml_and_flags_layer_overrides(tmp_path):
+    from edgeport.cli import _overrides
+
+    path = tmp_path / "edgeport.toml"
+    path.write_text('[recipe]\nquantize = "int8"\n[recipe.op_type]\nConv = "float"\n[recipe.layer]\n"features.3" = "none"\n')
+    cfg = load_config(path)
+    assert cfg["recipe"]["overrides"] == {"op_type": {"Conv": "float"}, "layer": {"features.3": "none"}}
+    merged = _overrides(["op_type:Gemm=int16", "classifier.3=float"], cfg["recipe"]["overrides"])
+    assert Recipe(quantize="int8", overrides=merged).overrides == Overrides(
+        op_type=(("Conv", "float"), ("Gemm", "int16")), layer=(("features.3", "float"), ("classifier.3", "float")))
+    with pytest.raises(InputError, match="expected LAYER=PRECISION"):
+        _overrides(["features.3"], None)
+
+
+@pytest.mark.e2e
+def test_override_on_the_command_line_keeps_the_layer_float_in_onnx(tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("export", DIGITS, "--target", "onnx", "--quantize", "int8", "--calib", CALIB,
+                     "--override", "op_type:Gemm=float", "--override", "classifier.3=int8", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    model = onnx.load(str(out / "onnx" / "digits.onnx"))
+    gemms = [n for n in model.graph.node if n.op_type == "Gemm"]
+    # classifier.1's Gemm stays float (op-type override); classifier.3's is quantized (layer override)
+    produced_by = {o: n for n in model.graph.node for o in n.output}
+    dequantized = [produced_by.get(g.input[1]) is not None and produced_by[g.input[1]].op_type == "DequantizeLinear"
+                   for g in gemms]
+    assert sorted(dequantized) == [False, True]
+    assert load_report(out)["recipe"]["overrides"] == {"op_type": {"Gemm": "float"}, "layer": {"classifier.3": "int8"}}
+
+
+HOLDERS = "onnx,onnx-mobile,android,ios,browser-tfjs,browser-ort"
+
+
+@pytest.mark.e2e
+def test_weight_only_int8_exports_to_every_target_that_can_hold_it(exported):
+    report, out = exported("digits-weight-only", HOLDERS, "--quantize", "weight-only-int8", "--runs", "10",
+                           "--warmup", "2")
+    tolerance = TOLERANCES[RECIPE_DTYPE["weight-only-int8"]]
+    for target in report["targets"]:
+        checks, name = target["checks"], target["target"]
+        assert checks["size"]["status"] == "measured" and checks["size"]["alpha"] > 3.0, name
+        parity = checks["parity"]
+        assert parity["status"] == "measured", name
+        assert parity["cosine"] >= tolerance.cosine and parity["max_abs_err"] <= tolerance.abs_err, name
+        if name != "onnx-mobile":  # the .ort format's parameters cannot be read back
+            assert checks["params"]["exact"] == checks["params"]["tensors_checked"] == 4, name
+    for row in report["cross_target"]:  # same int8 weights, float compute everywhere
+        assert row["top1_agreement"] == 1.0
+    refused = run_cli("export", DIGITS, "--target", "cortex-m4", "--quantize", "weight-only-int8", "--out", "unused")
+    assert refused.returncode == 2 and "the C library runs int8 kernels" in refused.stderr
