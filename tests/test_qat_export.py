@@ -30,9 +30,9 @@ RELU_FOLLOWED = ("features.0", "features.2", "classifier.1")  # DigitsCNN layers
 
 
 def _missing(target: str) -> str:
-    from edgeport.targets import resolve_targets
+    from edgeport.plugins import missing, resolve_targets
 
-    return "; ".join(resolve_targets([target])[0].missing())
+    return "; ".join(missing(resolve_targets([target])[0]))
 
 
 USABLE = tuple(t for t in TARGETS if not _missing(t))

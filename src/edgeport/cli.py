@@ -284,9 +284,10 @@ def _print_report(report, args, where: str) -> int:
 
 
 def cmd_targets(args) -> int:
+    from edgeport import plugins
     from edgeport.targets import GROUPS, TARGETS
 
-    rows = [(t, t.missing()) for t in TARGETS]
+    rows = [(t, plugins.missing(t)) for t in TARGETS]
     if args.json:
         print(json.dumps([{"name": t.name, "format": t.format, "runtime": t.runtime, "description": t.description,
                            "flash_bytes": t.flash_bytes, "ram_bytes": t.ram_bytes, "clock_hz": t.clock_hz,

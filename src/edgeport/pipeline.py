@@ -23,7 +23,8 @@ from edgeport.quantizers import make_plan
 from edgeport.recipe import Recipe
 from edgeport.report import Report, TargetReport, environment
 from edgeport.sources import load_source
-from edgeport.targets import TARGETS, Target, resolve_targets
+from edgeport.plugins import resolve_targets
+from edgeport.targets import TARGETS, Target
 
 REPORT_NAME = "report.json"
 RANDOM_SAMPLES = 20  # inputs checked when a .tflite source comes without data
@@ -98,15 +99,15 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         artifacts = [plugins.exporters().get(t.format).export(job, t, work / t.name) for t in chosen]
         contexts = []
         for target, artifact in zip(chosen, artifacts):
-            ctx = CheckContext(artifact, target, refs, settings, plan)
+            ctx = _context(artifact, target, refs, settings, plan)
             contexts.append(ctx)
             report.targets.append(TargetReport(
                 target.name, target.format, "exported", artifact=str(artifact.path.relative_to(work)),
-                recipe=artifact.recipe, notes=artifact.notes, checks=run_checks(ctx)))
+                recipe=artifact.recipe, notes=artifact.notes, checks=run_checks(ctx, plugins.checks())))
         report.cross_target = cross_target_parity(contexts, plan)
         if every:
             report.targets += [TargetReport(t.name, t.format, "skipped", reason=refused.get(t.name) or
-                                            "; ".join(t.missing())) for t in TARGETS
+                                            "; ".join(plugins.missing(t))) for t in TARGETS
                                if t not in chosen and t.in_all]
         if plan.weights or plan.activations or plan.compression or plan.structure:
             (work / PARAMS_NAME).write_text(plan.to_json())
@@ -161,7 +162,8 @@ def check(model_path: str | os.PathLike, target: str, eval: str | None = None, r
     artifact = Artifact(chosen.name, chosen.format, path, "as given")
     report = Report(model=path.stem, source=str(path), recipe={"quantize": "as given"}, environment=environment())
     report.targets.append(TargetReport(chosen.name, chosen.format, "exported", artifact=path.name,
-                                       recipe="as given", checks=run_checks(CheckContext(artifact, chosen, refs, settings))))
+                                       recipe="as given", checks=run_checks(_context(artifact, chosen, refs, settings),
+                                                                         plugins.checks())))
     report.budgets = evaluate(limits, report.measurements(), report.not_run_reasons(), report.formats())
     destination = Path(report_path) if report_path else path.with_name(path.stem + ".report.json")
     tmp = destination.with_name(f".{destination.name}.tmp")
@@ -179,7 +181,7 @@ def _targets_for(targets: str | list[str], recipe: Recipe, options: dict,
     refused: dict[str, str] = {}
     for target in chosen:
         if target.format not in plugins.exporters():
-            raise InputError(f"target '{target.name}' cannot be exported: {'; '.join(target.missing())}")
+            raise InputError(f"target '{target.name}' cannot be exported: {'; '.join(plugins.missing(target))}")
         try:
             exporter = plugins.exporters().get(target.format)
             exporter.check_source(source, target, recipe)
@@ -192,6 +194,15 @@ def _targets_for(targets: str | list[str], recipe: Recipe, options: dict,
     if not chosen:
         raise InputError("no target can be exported here (see 'edgeport targets')")
     return chosen, refused
+
+
+def _context(artifact: Artifact, target: Target, refs: References, settings: CheckSettings,
+             plan=None) -> CheckContext:
+    """The checks' context, handed the target's runtime and the artifact format's exporter."""
+    runtimes, exporters = plugins.runtimes(), plugins.exporters()
+    return CheckContext(artifact, target, refs, settings, plan,
+                        runtime=runtimes.get(target.runtime) if target.runtime in runtimes else None,
+                        exporter=exporters.get(artifact.format) if artifact.format in exporters else None)
 
 
 def _session_inputs(target: Target, path: Path, settings: CheckSettings):

@@ -8,10 +8,14 @@ target's exporter, runtime or check is one line in the matching function below.
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 from functools import cache
 from typing import TYPE_CHECKING
 
 from edgeport.registry import Registry
+from edgeport.targets import Target
+from edgeport.targets import resolve_targets as _named_targets
 
 if TYPE_CHECKING:
     from edgeport.checks import CheckSpec
@@ -61,3 +65,25 @@ def checks() -> Registry["CheckSpec"]:
                  browser.BROWSER, mcu.FIRMWARE, mcu.BIT_EXACT):
         registry.add(spec.name, spec)
     return registry
+
+
+def missing(target: Target) -> list[str]:
+    """Reasons `target` cannot be exported and checked here; empty when it can."""
+    reasons = []
+    if target.format not in exporters():
+        reasons.append(f"no '{target.format}' exporter in this edgeport version")
+    elif target.runtime in runtimes():
+        why = runtimes().get(target.runtime).availability()
+        if why:
+            reasons.append(why)
+    else:
+        reasons.append(f"runtime '{target.runtime}' is not supported in this edgeport version")
+    reasons += [f"Python package '{p}' is not installed" for p in target.python_packages
+                if importlib.util.find_spec(p) is None]
+    reasons += [f"program '{p}' is not on PATH" for p in target.programs if shutil.which(p) is None]
+    return reasons
+
+
+def resolve_targets(spec: str | list[str]) -> list[Target]:
+    """Targets named by a comma-separated string or list; `all` = every target usable here."""
+    return _named_targets(spec, usable=lambda t: not missing(t))

@@ -21,7 +21,7 @@ from edgeport.errors import RuntimeGap
 from edgeport.exporters import Artifact, Exporter
 from edgeport.model import FloatModel
 from edgeport.quantizers.plan import QuantPlan
-from edgeport import plugins
+from edgeport.registry import Registry
 from edgeport.tensors import Runtime, Session
 from edgeport.targets import Target
 
@@ -84,20 +84,11 @@ class CheckContext:
     refs: References
     settings: CheckSettings
     plan: QuantPlan | None = None
+    runtime: Runtime | None = None  # the target's runtime (None: not in this edgeport version)
+    exporter: Exporter | None = None  # the artifact format's exporter, which also reads it back
     session_timing: dict | None = field(default=None, init=False)
     elf_sizes: dict | None = field(default=None, init=False)
 
-    @cached_property
-    def runtime(self) -> Runtime:
-        """The target's runtime."""
-        return plugins.runtimes().get(self.target.runtime)
-
-    @cached_property
-    def exporter(self) -> Exporter | None:
-        """The exporter of the artifact's format, which also reads such artifacts back (None for a
-        format edgeport does not export)."""
-        exporters = plugins.exporters()
-        return exporters.get(self.artifact.format) if self.artifact.format in exporters else None
 
     @cached_property
     def session(self) -> Session:
@@ -175,15 +166,14 @@ def check_order(specs: list[CheckSpec]) -> None:
         seen.add(spec.name)
 
 
-def run_checks(ctx: CheckContext, names: list[str] | None = None) -> list[CheckResult]:
-    """Run the named checks (default: all) for one artifact, in the registry's order. A runtime
-    that is missing here makes every check that needs it `not-run` with the reason."""
-    registry = plugins.checks()
+def run_checks(ctx: CheckContext, registry: Registry[CheckSpec], names: list[str] | None = None) -> list[CheckResult]:
+    """Run the named checks of `registry` (default: all) for one artifact, in the registry's order.
+    A runtime that is missing here makes every check that needs it `not-run` with the reason."""
     check_order(list(registry))
     for name in names or ():
         registry.get(name)  # an unknown name lists the known ones
     specs = [spec for spec in registry if names is None or spec.name in names]
-    runtime_missing = ctx.runtime.availability() if ctx.target.runtime in plugins.runtimes() else \
+    runtime_missing = ctx.runtime.availability() if ctx.runtime is not None else \
         f"runtime '{ctx.target.runtime}' is not supported in this version"
     results = []
     for spec in specs:

@@ -200,7 +200,7 @@ def refusal(source: str, recipe: Recipe, target_name: str) -> str | None:
 
     target = TARGETS.get(target_name)
     if target.format not in plugins.exporters():
-        return f"target '{target.name}' cannot be exported: {'; '.join(target.missing())}"
+        return f"target '{target.name}' cannot be exported: {'; '.join(plugins.missing(target))}"
     exporter = plugins.exporters().get(target.format)
     try:
         exporter.check_source(source, target, recipe)
@@ -251,7 +251,7 @@ def run_sweep(spec: SweepSpec) -> SweepReport:
     from edgeport.progress import progress
     from edgeport.sweep.executors import EXECUTORS
     from edgeport.sweep.report import SweepReport, write_outputs
-    from edgeport.targets import resolve_targets
+    from edgeport.plugins import resolve_targets
 
     targets = [t.name for t in resolve_targets(list(spec.targets))]
     check_inputs(spec)

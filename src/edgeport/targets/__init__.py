@@ -1,14 +1,14 @@
 """Device profiles: what each target ships, which runtime checks it, and the device's limits.
 
-One table (`PROFILES`) holds every profile; `TARGETS` is the registry built from it. A target is
-usable here when an exporter for its format exists and its runtime and tools are present.
+One table (`PROFILES`) holds every profile; `TARGETS` is the registry built from it. Whether a
+target is usable here (an exporter for its format, its runtime and tools present) is asked of
+`edgeport.plugins.missing(target)`: this module sits below the exporters and runtimes.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from dataclasses import dataclass, field
+from typing import Callable
 
 from edgeport.errors import InputError
 from edgeport.registry import Registry
@@ -42,25 +42,6 @@ class Target:
     latency_threads: tuple[int, ...] = ()
     in_all: bool = True  # part of `--target all` (real boards are named; their core's target is in `all`)
     options: str | None = None
-
-    def missing(self) -> list[str]:
-        """Reasons this target cannot be exported and checked here; empty when it can."""
-        from edgeport import plugins
-        from edgeport import plugins
-
-        reasons = []
-        if self.format not in plugins.exporters():
-            reasons.append(f"no '{self.format}' exporter in this edgeport version")
-        elif self.runtime in plugins.runtimes():
-            why = plugins.runtimes().get(self.runtime).availability()
-            if why:
-                reasons.append(why)
-        else:
-            reasons.append(f"runtime '{self.runtime}' is not supported in this edgeport version")
-        reasons += [f"Python package '{p}' is not installed" for p in self.python_packages
-                    if importlib.util.find_spec(p) is None]
-        reasons += [f"program '{p}' is not on PATH" for p in self.programs if shutil.which(p) is None]
-        return reasons
 
 
 KIB = 1024
@@ -122,12 +103,13 @@ for _profile in PROFILES:
 GROUPS = {"browser": ("browser-tfjs", "browser-ort")}
 
 
-def resolve_targets(spec: str | list[str]) -> list[Target]:
-    """Targets named by a comma-separated string or list; `all` means every target usable here."""
+def resolve_targets(spec: str | list[str], usable: Callable[[Target], bool] = lambda t: True) -> list[Target]:
+    """Targets named by a comma-separated string or list; `all` means every target in `all` for
+    which `usable` holds (`edgeport.plugins.resolve_targets` passes "usable here")."""
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     names = [n.strip() for n in names if n.strip()]
     if names == ["all"]:
-        return [t for t in TARGETS if t.in_all and not t.missing()]
+        return [t for t in TARGETS if t.in_all and usable(t)]
     expanded = [member for n in names for member in GROUPS.get(n, (n,))]
     unknown = [n for n in expanded if n not in TARGETS]
     if unknown:
