@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 RECIPES: Registry[Recipe] = Registry("sweep recipe")
 for _name, _recipe in (
         ("fp32", Recipe()), ("fp16", Recipe(quantize="fp16")), ("dynamic-int8", Recipe(quantize="dynamic-int8")),
+        ("weight-only-int8", Recipe(quantize="weight-only-int8")),
         ("int8", Recipe(quantize="int8")), ("int8-per-tensor", Recipe(quantize="int8", per_channel=False)),
         ("int16x8", Recipe(quantize="int16x8")), ("pal4", Recipe(palettize=4)), ("pal2", Recipe(palettize=2)),
         ("prune50", Recipe(prune=0.5)), ("prune80", Recipe(prune=0.8)),
