@@ -16,7 +16,7 @@ from common import MODELS  # noqa: E402  (sets up the repository root first)
 
 import edgeport  # noqa: E402
 
-RECIPES = ["none", "fp16", "dynamic-int8", "int8"]
+RECIPES = ["none", "fp16", "dynamic-int8", "weight-only-int8", "int8"]
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     settings = edgeport.CheckSettings(runs=args.runs, warmup=20, threads=args.threads)
-    header = f"{'model':<24}{'recipe':<14}{'size':>10}{'α':>7}{'p50 ms':>9}{'p99 ms':>9}{'δ':>7}{'top-1 agr':>11}{'accuracy':>10}"
+    header = f"{'model':<24}{"recipe":<18}{'size':>10}{'α':>7}{'p50 ms':>9}{'p99 ms':>9}{'δ':>7}{'top-1 agr':>11}{'accuracy':>10}"
     print(f"onnxruntime, batch 1, {args.threads} thread(s), {args.runs} timed runs")
     print(header)
     print("-" * len(header))
@@ -39,7 +39,7 @@ def main() -> None:
                 t = report.target("onnx")
                 size, lat, par, acc = t.values("size"), t.values("latency"), t.values("parity"), t.values("accuracy")
                 accuracy = f"{100 * acc['accuracy']:.2f}%" if acc else "n/a"
-                print(f"{model_name:<24}{report.target('onnx').recipe.split(' (')[0]:<14}"
+                print(f"{model_name:<24}{report.target('onnx').recipe.split(' (')[0]:<18}"
                       f"{size['size_bytes'] / 1e3:>8.1f}KB{size['alpha']:>7.2f}{lat['p50_ms']:>9.3f}"
                       f"{lat['p99_ms']:>9.3f}{lat['delta']:>7.2f}{100 * par['top1_agreement']:>10.2f}%{accuracy:>10}")
 

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 import edgeport  # noqa: E402
 
-RECIPES = ["none", "fp16", "dynamic-int8", "int8"]
+RECIPES = ["none", "fp16", "dynamic-int8", "weight-only-int8", "int8"]
 
 
 def keras_digits_tflite(torch_model, path: Path) -> None:
@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     args = parser.parse_args()
     settings = edgeport.CheckSettings(runs=args.runs, warmup=20)
-    header = (f"{'model':<24}{'recipe':<14}{'size':>10}{'α':>7}{'p50 1t':>9}{'p50 2t':>9}{'δ 1t':>7}{'δ 2t':>7}"
+    header = (f"{'model':<24}{'recipe':<18}{'size':>10}{'α':>7}{'p50 1t':>9}{'p50 2t':>9}{'δ 1t':>7}{'δ 2t':>7}"
               f"{'top-1 agr':>11}{'accuracy':>10}")
     print(f"LiteRT (XNNPACK), batch 1, {args.runs} timed runs per thread count")
     print(header)
@@ -103,7 +103,7 @@ def main() -> None:
                 size, lat, par, acc = t.values("size"), t.values("latency"), t.values("parity"), t.values("accuracy")
                 one, two = lat["by_threads"]["1"], lat["by_threads"]["2"]
                 accuracy = f"{100 * acc['accuracy']:.2f}%" if acc else "n/a"
-                print(f"{model_name:<24}{t.recipe.split(' (')[0]:<14}{size['size_bytes'] / 1e3:>8.1f}KB"
+                print(f"{model_name:<24}{t.recipe.split(' (')[0]:<18}{size['size_bytes'] / 1e3:>8.1f}KB"
                       f"{size['alpha']:>7.2f}{one['p50_ms']:>9.3f}{two['p50_ms']:>9.3f}{one['delta']:>7.2f}"
                       f"{two['delta']:>7.2f}{100 * par['top1_agreement']:>10.2f}%{accuracy:>10}")
         print(layout_overhead(args.runs, Path(tmp)))
