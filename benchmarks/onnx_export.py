@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     settings = edgeport.CheckSettings(runs=args.runs, warmup=20, threads=args.threads)
-    header = f"{'model':<24}{"recipe":<18}{'size':>10}{'α':>7}{'p50 ms':>9}{'p99 ms':>9}{'δ':>7}{'top-1 agr':>11}{'accuracy':>10}"
+    header = f"{'model':<24}{'recipe':<18}{'size':>10}{'α':>7}{'p50 ms':>9}{'p99 ms':>9}{'δ':>7}{'top-1 agr':>11}{'accuracy':>10}"
     print(f"onnxruntime, batch 1, {args.threads} thread(s), {args.runs} timed runs")
     print(header)
     print("-" * len(header))
