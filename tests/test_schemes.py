@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -155,3 +157,28 @@ def test_weight_only_int8_exports_to_every_target_that_can_hold_it(exported):
         assert row["top1_agreement"] == 1.0
     refused = run_cli("export", DIGITS, "--target", "cortex-m4", "--quantize", "weight-only-int8", "--out", "unused")
     assert refused.returncode == 2 and "the C library runs int8 kernels" in refused.stderr
+
+
+@pytest.mark.e2e
+def test_int16_layers_inside_an_int8_onnx_model(tmp_path):
+    """`--override features.2=int16`: that conv's activations are int16 with the plan's numbers,
+    converted from and back to int8 around it; every Q/DQ parameter is the plan's."""
+    out = tmp_path / "out"
+    result = run_cli("export", DIGITS, "--target", "onnx,onnx-mobile", "--quantize", "int8", "--calib", CALIB,
+                     "--eval", EVAL, "--override", "features.2=int16", "--override", "op_type:Gemm=int16",
+                     "--runs", "5", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = load_report(out)
+    onnx_row = report["targets"][0]
+    params = onnx_row["checks"]["params"]
+    assert params["honored"] and params["exact"] == params["tensors_checked"] == 19
+    assert onnx_row["checks"]["parity"]["cosine"] >= TOLERANCES["int8"].cosine
+    model = onnx.load(str(out / "onnx" / "digits.onnx"))
+    inits = {i.name: i for i in model.graph.initializer}
+    int16_q = {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"
+               and inits[n.input[2]].data_type == TensorProto.INT16}
+    # the conv's input converted to int16, its output, the Gemms' inputs / outputs
+    assert {"relu_DequantizeLinear_Output", "conv2d_1"} <= int16_q and len(int16_q) >= 4
+    plan = json.loads((out / "quant_params.json").read_text())
+    assert plan["precisions"] == {"node_conv2d_1": "int16", "node_linear": "int16", "node_linear_1": "int16"}
+    assert report["cross_target"][0]["max_abs_diff"] == 0  # the .ort runs the same graph
