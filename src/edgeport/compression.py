@@ -21,7 +21,6 @@ from edgeport.errors import InputError
 from edgeport.model import FloatModel
 from edgeport.quantizers import STATIC_OPS, float_nodes, weight_inputs
 from edgeport.quantizers import compress as numerics
-from edgeport.quantizers.learned import normalized
 from edgeport.recipe import Recipe
 
 
@@ -66,7 +65,9 @@ def compress_weights(model: FloatModel, recipe: Recipe) -> tuple[FloatModel, dic
         inits[name].CopyFrom(numpy_helper.from_array(w, name))
         applied[name], compressed[name] = info, (original, w)
     module = _compressed_module(model, compressed)
-    return replace(model, onnx_bytes=onnx_model.SerializeToString(), torch_module=module), applied
+    # same parameter <-> initializer pairs, fingerprints of the compressed values
+    params = model.params.with_values(onnx_model, module)
+    return replace(model, onnx_bytes=onnx_model.SerializeToString(), torch_module=module, params=params), applied
 
 
 def compress_array(w: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, dict]:
@@ -86,25 +87,19 @@ def compress_array(w: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, dict]:
 def _compressed_module(model: FloatModel, compressed: dict[str, tuple[np.ndarray, np.ndarray]]):
     """A copy of the PyTorch module holding the compressed weights (None for non-PyTorch sources).
 
-    Weights are matched to the ONNX graph's by parameter name; a weight the ONNX exporter renamed
-    is matched by its original value. A Conv/Linear weight found neither way (the recipe keeps
-    its layer float, or the exporter fused it) is left as it is.
+    Each compressed ONNX weight goes to the parameter the model's `ParamMap` pairs it with. A
+    Conv/Linear weight without one (the recipe keeps its layer float, or the exporter fused it
+    away) is left as it is.
     """
     if model.torch_module is None:
         return None
     import torch
 
     module = copy.deepcopy(model.torch_module)
-    by_name = {normalized(n): new for n, (_, new) in compressed.items()}
+    parameters = dict(module.named_parameters())
     with torch.no_grad():
-        for pname, param in module.named_parameters():
-            if not pname.endswith("weight") or param.dim() < 2:
-                continue
-            new = by_name.get(normalized(pname))
-            if new is None:
-                value = param.detach().cpu().numpy()
-                new = next((c for o, c in compressed.values() if o.shape == value.shape and np.array_equal(o, value)),
-                           None)
-            if new is not None and tuple(new.shape) == tuple(param.shape):
+        for name, (_, new) in compressed.items():
+            param = parameters.get(model.params.torch_path(name) or "")
+            if param is not None and tuple(new.shape) == tuple(param.shape):
                 param.copy_(torch.from_numpy(new))
     return module

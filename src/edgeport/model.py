@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from edgeport.params import ParamMap
 from edgeport.tensors import TensorSpec
 
 ReferenceFn = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
@@ -38,6 +39,9 @@ class FloatModel:
             "weights": {parameter path: {"scale": [...], "axis": 0 or None}}, "activations":
             {module path: [lo, hi]}}. The int8 plan uses them instead of its own rule. Only a
             `module:factory` source keeps them: a `.pt2` program holds no module attributes.
+        params: Which PyTorch parameter each ONNX initializer is (`edgeport.params.ParamMap`),
+            made when the source is loaded and kept in step when the weights are rewritten;
+            converters that start from `torch_module` find the plan's weights through it.
     """
 
     name: str
@@ -52,6 +56,7 @@ class FloatModel:
     example_inputs: tuple = ()
     tflite_bytes: bytes | None = None
     learned_qparams: dict | None = None
+    params: ParamMap = field(default_factory=ParamMap)
 
     def onnx_model(self):
         import onnx

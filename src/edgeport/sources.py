@@ -4,6 +4,9 @@ Sources: `package.module:factory` (a callable returning a torch.nn.Module), a `t
 `.pt2` file, an `.onnx` file, or an already quantized `.tflite` file (for Cortex-M targets).
 Arbitrary pickled `.pt` files are refused: unpickling runs code.
 
+Each float model carries its `ParamMap` (`edgeport.params`): which PyTorch parameter each ONNX
+initializer is, so converters that start from the module find the plan's weights by name.
+
 A PyTorch module that carries quantization numbers learned in training (`edgeport_qparams`, set by
 `edgeport.training.qat.convert`) keeps them on the `FloatModel` (`learned_qparams`) for the int8
 plan. Only `module:factory` sources can: a `.pt2` program does not keep module attributes.
@@ -22,6 +25,7 @@ import numpy as np
 
 from edgeport.errors import InputError, MissingDependencyError, UnsupportedOpError
 from edgeport.model import FloatModel
+from edgeport.params import ParamMap
 from edgeport.quiet import quiet_python
 from edgeport.tensors import TensorSpec
 
@@ -151,7 +155,7 @@ def load_onnx(path: Path, input_shapes: list[tuple[int, ...]] | None = None) -> 
     return FloatModel(
         name=path.stem, onnx_bytes=model.SerializeToString(), inputs=inputs, outputs=outputs,
         reference=session.run, reference_kind="onnxruntime fp32", layers={n.name: n.name for n in model.graph.node},
-        source=str(path))
+        source=str(path), params=ParamMap.build(model))
 
 
 def _check_shapes_match(inputs: list[TensorSpec], shapes: list[tuple[int, ...]], where: str) -> None:
@@ -277,7 +281,8 @@ def _from_torch(module, ref: str, name: str, input_shapes, input_dtype) -> Float
     inputs = _specs(model.graph.input, inits)
     return FloatModel(name=name, onnx_bytes=onnx_bytes, inputs=inputs, outputs=_specs(model.graph.output),
                       reference=reference, reference_kind="pytorch", layers=layers, source=ref,
-                      torch_module=module, example_inputs=examples, learned_qparams=_learned_qparams(module, ref))
+                      torch_module=module, example_inputs=examples, learned_qparams=_learned_qparams(module, ref),
+                      params=ParamMap.build(model, module))
 
 
 def _learned_qparams(module, ref: str) -> dict | None:
@@ -300,7 +305,8 @@ def _learned_qparams(module, ref: str) -> dict | None:
 
 def rebuild_from_torch(module, like: FloatModel) -> FloatModel:
     """`module` (a restructured copy of `like`'s PyTorch module) as a new float model; the
-    reference stays `like`'s, so checks compare with the model the user gave."""
+    reference stays `like`'s, so checks compare with the model the user gave. Its ONNX graph and
+    parameter map are made anew from `module`."""
     rebuilt = _from_torch(module, like.source, like.name, [tuple(e.shape) for e in like.example_inputs],
                           str(like.example_inputs[0].dtype).removeprefix("torch."))
     rebuilt.reference, rebuilt.reference_kind = like.reference, like.reference_kind

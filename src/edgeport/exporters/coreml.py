@@ -25,6 +25,7 @@ from edgeport.exporters.coreml_activations import activation_inputs, calibrate, 
 from edgeport.exporters.coreml_lowbit import (
     alpha_var, find_lowbit, lowbit_note, lut_bits, lut_to_dense, rewrite_lowbit, stored_alpha)
 from edgeport.exporters.coreml_mil import replace_weight
+from edgeport.params import normalized
 from edgeport.quantizers import compress, qmath
 from edgeport.quantizers.plan import QuantPlan
 from edgeport.quiet import quiet
@@ -78,17 +79,15 @@ REFUSALS = (
 )
 
 
-def _normalized(name: str) -> str:
-    return name.replace(".", "_").replace("/", "_")
-
-
 class _WeightSource:
     """Finds the recipe's numbers for a Core ML weight constant.
 
     coremltools names a weight after its PyTorch parameter (`features.0.weight` becomes
-    `features_0_weight`, plus `_to_fp16` in fp16 programs). A weight it rewrote (BatchNorm fused
-    into a conv) is found by value instead: the ONNX graph holds the same fused weight, equal up to
-    fp16 rounding. A weight found neither way gets the recipe's rule applied to Core ML's values.
+    `features_0_weight`, plus `_to_fp16` in fp16 programs); the model's parameter map gives the
+    ONNX initializer of that parameter. A weight it rewrote (BatchNorm fused into a conv) is named
+    `const_N`, which no parameter explains: only such a weight is found by value, in the ONNX
+    graph, which holds the same fused weight equal up to fp16 rounding. A weight found neither way
+    gets the recipe's rule applied to Core ML's values.
     """
 
     def __init__(self, job: ExportJob):
@@ -96,14 +95,16 @@ class _WeightSource:
 
         # every conv / linear weight of the ONNX graph, also those the recipe keeps float, so a
         # kept-float weight is recognized (and left alone) rather than taken for a fused one
-        model = (job.uncompressed or job.model).onnx_model()
-        self.float_weights = {name: w for _, name, w in weight_inputs(model, STATIC_OPS, set())}
-        self.by_key = {_normalized(n): n for n in self.float_weights}
+        model = job.uncompressed or job.model
+        self.params = model.params
+        self.float_weights = {name: w for _, name, w in weight_inputs(model.onnx_model(), STATIC_OPS, set())}
 
     def lookup(self, const_name: str, value: np.ndarray) -> str | None:
-        name = self.by_key.get(_normalized(const_name.removesuffix("_to_fp16")))
-        if name is not None and self.float_weights[name].shape == value.shape:
+        entry = self.params.by_spelling(const_name)
+        name = entry.onnx if entry is not None else None
+        if name in self.float_weights and self.float_weights[name].shape == value.shape:
             return name
+        # by value only for what the map cannot name: a conv weight Core ML fused with BatchNorm
         value = value.astype(np.float32)
         tolerance = 2e-3 * float(np.abs(value).max(initial=0.0)) + 1e-8  # fp16 rounding of the largest weight
         for candidate, weight in self.float_weights.items():
@@ -168,7 +169,7 @@ def compress_program(program, job: ExportJob, ios_version: int) -> tuple[list[st
         name = source.lookup(op.weight.name, w)
         exact = source.float_weights[name] if name is not None else w.astype(np.float32)
         # named after the recipe's weight when there is one, so `read_params` can find it again
-        key = _normalized(name) if name else op.weight.name
+        key = normalized(name) if name else op.weight.name
         low = find_lowbit(exact, name, job)
         layer = name.removesuffix(".weight") if name else op.name
         if low is not None and ios_version < 16:
@@ -315,14 +316,15 @@ class CoreMLExporter(Exporter):
         _, program = load_program(str(path))
         ops = list(program.functions["main"].operations)
         consumers = consumers_of(ops)
-        by_key = {_normalized(n): n for n in plan.weights}
+        # `compress_program` names each rewritten weight `<normalized plan name>_<kind>`
+        by_key = {normalized(n): n for n in plan.weights}
         checked, differ, palettes = 0, [], 0
         for op in ops:
             if op.op_type == "constexpr_affine_dequantize":
-                name = by_key.get(_normalized(op.name.removesuffix("_int8").removesuffix("_to_fp16")))
+                name = by_key.get(normalized(op.name.removesuffix("_int8").removesuffix("_to_fp16")))
                 stored = None if name is None else np.atleast_1d(np.asarray(op.inputs["scale"].val))
             elif op.op_type == "constexpr_lut_to_dense":
-                name = by_key.get(_normalized(op.name.removesuffix("_binary").removesuffix("_ternary")))
+                name = by_key.get(normalized(op.name.removesuffix("_binary").removesuffix("_ternary")))
                 alpha = None if name is None else stored_alpha(op, consumers)
                 stored = None if alpha is None else alpha.astype(op.inputs["lut"].val.dtype)
                 palettes += stored is not None

@@ -10,9 +10,11 @@
   - int8: PT2E quantization (`PT2EQuantizer` + `prepare_pt2e` / `convert_pt2e`) whose observers
     are overridden with the recipe's numbers: every activation whose observed calibration range
     equals a planned ONNX tensor's takes the plan's scale and zero point; every weight takes the
-    plan's per-channel scales (found by the scales the observer's own max rule gives the same
-    weight, since the plan's may differ from it: learned by QAT, α of a binary weight).
-    `read_params` checks the file against the plan afterwards.
+    plan's per-channel scales, found by name: the observer reads a `get_attr` of the PyTorch
+    parameter path, which the model's parameter map pairs with the plan's ONNX initializer. A
+    weight PT2E rewrote (BatchNorm folded into a conv) is found by the scales the observer's own
+    max rule gives it instead (the plan's may differ from the rule: learned by QAT, α of a binary
+    weight). `read_params` checks the file against the plan afterwards.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import numpy as np
 
 from edgeport.errors import InputError, UnsupportedOpError
 from edgeport.exporters import Artifact, Exporter, ExportJob, Refusal
-from edgeport.quantizers.plan import QuantPlan
+from edgeport.params import ParamMap, fingerprint
+from edgeport.quantizers.plan import QuantPlan, WeightParams
 from edgeport.quiet import quiet
 from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt8
 from edgeport.targets import Target
@@ -93,23 +96,56 @@ def _weight_only_int8(job: ExportJob, float_model: bytes, options: AndroidOption
         ["weight-only int8 (ai-edge-quantizer): int8 weights dequantized before float kernels; activations fp32"]
 
 
-def _override_observers(prepared, plan: QuantPlan, weight_scales: dict) -> dict:
-    """Make each observer report the plan's parameters; count what matched. `weight_scales` maps
-    the rule's scales of each planned weight (what its observer computes) to the plan's entry."""
+def _weights_by_name(prepared, params: ParamMap, plan: QuantPlan) -> dict[str, WeightParams]:
+    """Observer module name -> the plan's entry of the weight it observes: the observer's input is
+    a `get_attr` of the PyTorch parameter path, which `params` pairs with the plan's initializer.
+    Only where PT2E holds the initializer's very values (same fingerprint): a weight prepare_pt2e
+    rewrote (BatchNorm folded into a conv) is not the plan's weight by name."""
+    import torch
+
+    found = {}
+    for node in prepared.graph.nodes:
+        source = node.args[0] if node.op == "call_module" and node.args else None
+        if not isinstance(source, torch.fx.Node) or source.op != "get_attr":
+            continue
+        entry = params.by_path(source.target)
+        planned = plan.weights.get(entry.onnx) if entry is not None and entry.onnx is not None else None
+        if planned is None:
+            continue
+        value = prepared
+        for part in source.target.split("."):
+            value = getattr(value, part)
+        if fingerprint(value.detach().cpu().numpy()) == entry.fingerprint:
+            found[node.target] = planned
+    return found
+
+
+def _override_observers(prepared, plan: QuantPlan, by_name: dict[str, WeightParams], weight_scales: dict) -> dict:
+    """Make each observer report the plan's parameters; count what matched. `by_name` maps weight
+    observers to the plan's entry (`_weights_by_name`); `weight_scales` maps the rule's scales of
+    each planned weight (what its observer computes) to the plan's entry, the fallback for a
+    weight observer `by_name` does not know."""
     import torch
 
     counts = {"weights": 0, "weights_rule": 0, "activations": 0, "activations_rule": 0}
-    for _, observer in prepared.named_modules():
+    for module_name, observer in prepared.named_modules():
         if not hasattr(observer, "min_val") or observer.min_val.numel() == 0:
             continue
         lo, hi = observer.min_val.detach().numpy(), observer.max_val.detach().numpy()
+        named = by_name.get(module_name)
         if getattr(observer, "ch_axis", None) is not None and lo.size > 1 or "PerChannel" in type(observer).__name__:
             rule = (np.maximum(np.abs(lo), np.abs(hi)) / np.float32(127)).astype(np.float32)
             rule[rule == 0] = 1.0
-            planned = weight_scales.get(tuple(rule.tolist()))
+            planned = named if named is not None and len(named.scale) == rule.size \
+                else weight_scales.get(tuple(rule.tolist()))
             counts["weights" if planned else "weights_rule"] += 1
             scales = torch.from_numpy(planned.scale_array() if planned else rule)
             observer.calculate_qparams = lambda s=scales: (s, torch.zeros(len(s), dtype=torch.int32))
+            continue
+        if named is not None and named.axis is None:  # a per-tensor weight observer, known by name
+            counts["weights"] += 1
+            observer.calculate_qparams = lambda s=float(named.scale[0]): (
+                torch.tensor([s], dtype=torch.float32), torch.tensor([0], dtype=torch.int32))
             continue
         planned = plan.activation_matching(float(lo.min()), float(hi.max()), by="observed")
         if planned is None:  # a per-tensor weight observer looks like an activation's: find it by its scale
@@ -159,7 +195,8 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
     with torch.no_grad():
         for i in range(len(data)):  # the exported program is fixed at batch 1
             prepared(*(torch.from_numpy(v[i:i + 1]) for v in data.feeds.values()))
-    counts = _override_observers(prepared, job.plan, planned_weights_by_rule(model.onnx_model(), job.plan))
+    counts = _override_observers(prepared, job.plan, _weights_by_name(prepared, model.params, job.plan),
+                                 planned_weights_by_rule(model.onnx_model(), job.plan))
     converted = convert_pt2e(prepared, fold_quantize=False)
     notes = [f"int8 weights: {counts['weights']} with the recipe's scales"
              + (f", {counts['weights_rule']} by its rule" if counts["weights_rule"] else ""),
@@ -277,7 +314,11 @@ class TFLiteExporter(Exporter):
         return {"ops": dict(ops), "weight_bytes": dict(weight_bytes)}
 
     def read_params(self, path: Path, plan: QuantPlan) -> dict:
-        """Every quantized tensor's scale / zero point in the file vs the plan's parameter sets."""
+        """Every quantized tensor's scale / zero point in the file vs the plan's parameter sets.
+
+        By value, not through the parameter map: the converter names weight tensors after module
+        scopes or torch.export's wrapper (`...Wrapper;1`), not parameter paths, and the file is all
+        there is to read (the plan is keyed by ONNX names)."""
         from ai_edge_litert.interpreter import Interpreter
 
         interpreter = Interpreter(model_path=str(path))

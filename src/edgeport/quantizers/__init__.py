@@ -16,7 +16,7 @@ from edgeport.errors import InputError
 from edgeport.model import FloatModel
 from edgeport.quantizers import qmath
 from edgeport.quantizers.learned import (
-    learned_activations, learned_note, learned_weight_scales, learned_weights, lowbit_note, normalized)
+    learned_activations, learned_note, learned_weight_scales, learned_weights, lowbit_note)
 from edgeport.quantizers.overrides import float_nodes, resolve_precisions
 from edgeport.quantizers.plan import ActivationParams, QuantPlan, WeightParams
 from edgeport.recipe import Recipe
@@ -88,7 +88,7 @@ def plan_weights(model: FloatModel, recipe: Recipe, op_types: tuple[str, ...], o
     for node, name, w in weight_inputs(onnx_model, op_types, skip):
         axis = weight_axis(node, w.ndim) if recipe.per_channel else None
         scales, kind = qmath.weight_scales(w, axis), None
-        entry = learned.get(normalized(name))
+        entry = learned.get(model.params.torch_path(name))
         found = learned_weight_scales(entry, w, axis) if entry is not None else None
         if found is not None:
             scales, kind = found, "qat"
@@ -104,7 +104,9 @@ def plan_weights(model: FloatModel, recipe: Recipe, op_types: tuple[str, ...], o
 def planned_weights_by_rule(onnx_model, plan: QuantPlan) -> dict[tuple[float, ...], WeightParams]:
     """The plan's weights keyed by the scales the rule (max|w| / 127) gives each of them: what a
     converter's own observer computes from the same weight, so it finds the plan's numbers even
-    where they are not the rule's (QAT, binary)."""
+    where they are not the rule's (QAT, binary). The fallback for a weight the converter holds
+    under no parameter path the model's `ParamMap` knows, or with other values (BatchNorm folded
+    by the converter); a weight it names is found through the map."""
     return {tuple(qmath.weight_scales(w, plan.weights[name].axis).tolist()): plan.weights[name]
             for _, name, w in weight_inputs(onnx_model, STATIC_OPS, set()) if name in plan.weights}
 
@@ -190,18 +192,19 @@ def _plan_static(model: FloatModel, recipe: Recipe, calib: Dataset, activation_q
         float_nodes=kept, precisions=mixed, origin=origin,
         calibration={"method": recipe.calibration, "samples": len(data), "source": calib.source,
                      **({"percentile": recipe.percentile} if recipe.calibration == "percentile" else {})})
-    plan.notes = _origin_notes(plan, model.learned_qparams, unused_ranges, recipe.scheme.activation_bits == 8)
+    plan.notes = _origin_notes(plan, model, unused_ranges, recipe.scheme.activation_bits == 8)
     return plan
 
 
-def _origin_notes(plan: QuantPlan, learned: dict | None, unused_ranges: list[str],
+def _origin_notes(plan: QuantPlan, model: FloatModel, unused_ranges: list[str],
                   learned_ranges_used: bool) -> list[str]:
     """Report lines on the numbers that are not the recipe's rule: learned by QAT, binary / ternary."""
     notes = []
+    learned = model.learned_qparams
     if learned:
         qat_weights = {n: w for n, w in plan.weights.items() if plan.origin.get(n) == "qat"}
-        placed = {normalized(n) for n in qat_weights}
-        unused = [f"weight {e['path']}" for key, e in learned_weights(learned).items() if key not in placed]
+        placed = {model.params.torch_path(n) for n in qat_weights}
+        unused = [f"weight {path}" for path in learned_weights(learned) if path not in placed]
         placed_ranges = [p for p in learned.get("activations", {}) if p not in unused_ranges]
         if learned_ranges_used:
             unused += [f"range of {p}" for p in unused_ranges]

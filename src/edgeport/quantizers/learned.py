@@ -4,9 +4,9 @@
 them as `FloatModel.learned_qparams`): per-channel weight scales keyed by parameter path, and the
 output range of each quantized layer keyed by module path. Here they become plan numbers:
 
-- a weight: the ONNX initializer named after the parameter (compared after normalization, as
-  exporters name weights `features.0.weight` or `features_0_weight`) takes the learned scales, as
-  long as they hold it (one per output channel, or one for the tensor; no weight beyond 127 steps);
+- a weight: the ONNX initializer the model's parameter map (`FloatModel.params`) pairs with the
+  parameter takes the learned scales, as long as they hold it (one per output channel, or one for
+  the tensor; no weight beyond 127 steps);
 - an activation: the output of the module's last ONNX node takes the learned range. When a ReLU
   alone consumes it, the ReLU's output is the tensor runtimes quantize (TFLite fuses the ReLU into
   the layer; onnxruntime removes it and quantizes the layer's output with the ReLU output's
@@ -21,8 +21,6 @@ on the calibration data.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from edgeport.quantizers import qmath
@@ -31,16 +29,12 @@ from edgeport.quantizers.plan import ActivationParams
 FIT_TOLERANCE = 1e-3  # in quantization steps: float rounding of a weight stored as scale * q
 
 
-def normalized(name: str) -> str:
-    """`features.0.weight`, `features_0_weight` and `Features.0.Weight` all -> `features_0_weight`."""
-    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
-
-
 def learned_weights(learned: dict | None) -> dict[str, dict]:
-    """Normalized parameter path -> {"path", "scale", "axis"} of the learned weight scales."""
+    """PyTorch parameter path -> {"path", "scale", "axis"} of the learned weight scales (the
+    parameter map gives the ONNX initializer of each path)."""
     if not learned:
         return {}
-    return {normalized(path): {"path": path, **entry} for path, entry in learned.get("weights", {}).items()}
+    return {path: {"path": path, **entry} for path, entry in learned.get("weights", {}).items()}
 
 
 def learned_weight_scales(entry: dict, weight: np.ndarray, axis: int | None) -> np.ndarray | None:
