@@ -50,17 +50,56 @@ class _OneSampleReader:
         return next(self._feeds, None)
 
 
+def _mixed_overrides(plan: QuantPlan, src: str, default: dict, int16: bool) -> dict:
+    """Activation overrides of a mixed-precision plan: each tensor keeps its producer's type and
+    parameters, with a `convert` (Q -> DQ into the other type, the plan's numbers) for the
+    consumers whose node runs in the other precision. onnxruntime's QDQ quantizer writes these
+    conversions from its `convert` overrides; which tensors need one follows from the plan."""
+    import onnx
+    from onnxruntime.quantization import QuantType
+
+    graph = onnx.load(src).graph
+    types = {"int8": (QuantType.QInt8, np.int8), "int16": (QuantType.QInt16, np.int16)}
+    own = "int16" if int16 else "int8"
+    producer = {o: n.name for n in graph.node for o in n.output}
+    consumers: dict[str, list[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.name)
+
+    def entry(name: str, precision: str) -> dict:
+        params = plan.mixed_activations[name] if precision != own else plan.activations[name]
+        quant_type, dtype = types[precision]
+        return {"quant_type": quant_type, "scale": np.array(params.scale, dtype=np.float32),
+                "zero_point": np.array(params.zero_point, dtype=dtype)}
+
+    overrides = dict(default)
+    for name in plan.mixed_activations:
+        made_in = plan.precisions.get(producer.get(name), own)
+        other = [c for c in consumers.get(name, []) if plan.precisions.get(c, own) != made_in
+                 and c not in plan.float_nodes]
+        value = entry(name, made_in)
+        if other:
+            wanted = {plan.precisions.get(c, own) for c in other}
+            value["convert"] = {**entry(name, wanted.pop()), "recv_nodes": set(other)}
+        overrides[name] = [value]
+    return overrides
+
+
 def _static(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: str) -> None:
-    """int8 or int16x8 QDQ (int16 QDQ needs opset 21, which onnxruntime's quantizer sets)."""
+    """int8 or int16x8 QDQ (int16 QDQ needs opset 21, which onnxruntime's quantizer sets), with
+    per-layer int8 / int16 overrides as conversions between the two."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     int16 = recipe.scheme.activation_bits == 16
+    activations = _activation_overrides(plan, np.int16 if int16 else np.int8)
+    if plan.precisions:
+        activations = _mixed_overrides(plan, src, activations, int16)
     with quiet_python():
         quantize_static(src, dst, _OneSampleReader(model), quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel,
                         activation_type=QuantType.QInt16 if int16 else QuantType.QInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=plan.quantized_ops, nodes_to_exclude=plan.float_nodes,
-                        extra_options={"TensorQuantOverrides": {**_activation_overrides(plan, np.int16 if int16 else np.int8),
-                                                                **_weight_overrides(plan)},
+                        extra_options={"TensorQuantOverrides": {**activations, **_weight_overrides(plan)},
                                        "ActivationSymmetric": int16, "WeightSymmetric": True})
 
 
@@ -144,6 +183,9 @@ def build_onnx(model: FloatModel, recipe: Recipe, plan: QuantPlan) -> bytes:
     return result.SerializeToString()
 
 
+CONVERTED = " (converted)"  # how honored_params names the converted copy of a mixed-precision tensor
+
+
 def honored_params(onnx_bytes: bytes, plan: QuantPlan) -> dict:
     """Compare the quantization parameters stored in an ONNX artifact with the plan's.
 
@@ -167,8 +209,13 @@ def honored_params(onnx_bytes: bytes, plan: QuantPlan) -> dict:
         if src in inits and inits[src].dtype == np.int32:  # bias: scale derived = input scale * weight scale
             biases += 1
             continue
-        # onnxruntime renames the tensors it quantizes: weights become `<w>_quantized`, and a graph
-        # output `<t>` is produced as `<t>_QuantizeLinear_Input` so the final DQ can keep its name.
+        # onnxruntime renames the tensors it quantizes: weights become `<w>_quantized`, a graph
+        # output `<t>` is produced as `<t>_QuantizeLinear_Input` so the final DQ can keep its name,
+        # and a mixed-precision conversion quantizes `<t>_DequantizeLinear_Output` again.
+        converted = src.endswith("_DequantizeLinear_Output") and \
+            src.removesuffix("_DequantizeLinear_Output") in plan.mixed_activations
+        if converted:
+            src = src.removesuffix("_DequantizeLinear_Output") + CONVERTED
         for suffix in ("_quantized", "_Transposed_quantized", "_QuantizeLinear_Input"):
             base = src[: -len(suffix)]
             if src.endswith(suffix) and (base in plan.weights or base in plan.activations):
@@ -181,6 +228,15 @@ def honored_params(onnx_bytes: bytes, plan: QuantPlan) -> dict:
                 found[name] = (inits[key], inits[zkey])
 
     expected = {n: (np.float32([a.scale]), np.int8([a.zero_point])) for n, a in plan.activations.items()}
+    producer: dict[str, str] = {}  # float tensor name -> the node computing it (not the DQ that restores a name)
+    for node in model.graph.node:
+        for out in node.output:
+            producer.setdefault(out.removesuffix("_QuantizeLinear_Input"), node.name)
+    for name, params in plan.mixed_activations.items():  # the producer's precision, and the converted copy
+        mine, other = expected[name], (np.float32([params.scale]), np.int16([params.zero_point]))
+        if producer.get(name) in plan.precisions:
+            mine, other = other, mine
+        expected[name], expected[name + CONVERTED] = mine, other
     expected.update({n: (w.scale_array(), np.asarray(w.zero_point, dtype=np.int8)) for n, w in plan.weights.items()})
     checked = [n for n in expected if n in found]
     differ = [n for n in checked
@@ -196,6 +252,7 @@ class OnnxExporter(Exporter):
     format = "onnx"
     suffix = ".onnx"
     schemes = _SCHEMES
+    mixed_precision = True
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         path.write_bytes(build_onnx(job.model, job.recipe, job.plan))
@@ -226,6 +283,7 @@ class OrtExporter(Exporter):
     format = "ort"
     suffix = ".ort"
     schemes = _SCHEMES
+    mixed_precision = True
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         import onnxruntime as ort

@@ -74,25 +74,26 @@ def _fp16(job: ExportJob, float_model: bytes, options: AndroidOptions) -> tuple[
     return _convert(job.model.torch_module, job.model.example_inputs, quant_recipes.full_fp16_recipe()), []
 
 
-def _dynamic_int8(job: ExportJob, float_model: bytes, options: AndroidOptions) -> tuple[bytes, list[str]]:
+def _int8_weights(job: ExportJob, float_model: bytes, add_config: str, op: str) -> bytes:
+    """ai-edge-quantizer with int8 weights and float activations: `add_config` is its
+    `add_dynamic_config` (int8 compute on activations quantized at run time) or
+    `add_weight_only_config` (weights dequantized before a float kernel), for `op`."""
     from ai_edge_quantizer import quantizer, recipe
 
     qt = quantizer.Quantizer(float_model)
-    qt.add_dynamic_config(".*", recipe.TFLOperationName.FULLY_CONNECTED, num_bits=8,
-                          granularity=recipe.QuantGranularity.CHANNELWISE if job.recipe.per_channel
-                          else recipe.QuantGranularity.TENSORWISE)
-    return bytes(qt.quantize().quantized_model), \
+    getattr(qt, add_config)(".*", getattr(recipe.TFLOperationName, op), num_bits=8,
+                            granularity=recipe.QuantGranularity.CHANNELWISE if job.recipe.per_channel
+                            else recipe.QuantGranularity.TENSORWISE)
+    return bytes(qt.quantize().quantized_model)
+
+
+def _dynamic_int8(job: ExportJob, float_model: bytes, options: AndroidOptions) -> tuple[bytes, list[str]]:
+    return _int8_weights(job, float_model, "add_dynamic_config", "FULLY_CONNECTED"), \
         ["dynamic int8: FULLY_CONNECTED weights int8 (ai-edge-quantizer), other layers fp32"]
 
 
 def _weight_only_int8(job: ExportJob, float_model: bytes, options: AndroidOptions) -> tuple[bytes, list[str]]:
-    from ai_edge_quantizer import quantizer, recipe
-
-    qt = quantizer.Quantizer(float_model)
-    qt.add_weight_only_config(".*", recipe.TFLOperationName.ALL_SUPPORTED, num_bits=8,
-                              granularity=recipe.QuantGranularity.CHANNELWISE if job.recipe.per_channel
-                              else recipe.QuantGranularity.TENSORWISE)
-    return bytes(qt.quantize().quantized_model), \
+    return _int8_weights(job, float_model, "add_weight_only_config", "ALL_SUPPORTED"), \
         ["weight-only int8 (ai-edge-quantizer): int8 weights dequantized before float kernels; activations fp32"]
 
 

@@ -189,11 +189,31 @@ def _plan_static(model: FloatModel, recipe: Recipe, calib: Dataset, activation_q
     plan = QuantPlan(
         scheme=recipe.scheme.name, activations=activations, weights=weights,
         quantized_ops=sorted({n.op_type for n in onnx_model.graph.node}),
-        float_nodes=kept, precisions=mixed, origin=origin,
+        float_nodes=kept, precisions=mixed, mixed_activations=_mixed_activations(onnx_model, activations, mixed),
+        origin=origin,
         calibration={"method": recipe.calibration, "samples": len(data), "source": calib.source,
                      **({"percentile": recipe.percentile} if recipe.calibration == "percentile" else {})})
     plan.notes = _origin_notes(plan, model, unused_ranges, recipe.scheme.activation_bits == 8)
     return plan
+
+
+def _mixed_activations(onnx_model, activations: dict[str, ActivationParams],
+                       precisions: dict[str, str]) -> dict[str, ActivationParams]:
+    """The inputs and outputs of the nodes an override gives another activation precision, in that
+    precision (int16: symmetric, int8: asymmetric, from the same calibrated range): a tensor
+    between an int8 and an int16 node is converted from one to the other."""
+    rules = {"int8": qmath.activation_qparams, "int16": qmath.activation_qparams_int16}
+    mixed: dict[str, ActivationParams] = {}
+    for node in onnx_model.graph.node:
+        precision = precisions.get(node.name)
+        if precision is None:
+            continue
+        for name in (*node.input, *node.output):
+            if name in activations:
+                params = activations[name]
+                scale, zero_point = rules[precision](*params.range)
+                mixed[name] = ActivationParams(float(scale), int(zero_point), params.range, params.observed)
+    return mixed
 
 
 def _origin_notes(plan: QuantPlan, model: FloatModel, unused_ranges: list[str],

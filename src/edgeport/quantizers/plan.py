@@ -47,6 +47,9 @@ class QuantPlan:
         float_nodes: Node names kept in float by the recipe's float overrides (and `keep_float`).
         precisions: Node name -> activation precision ("int8" / "int16") where an override asks
             for another one than the scheme's (mixed precision).
+        mixed_activations: Tensor name -> parameters in the other precision, for the inputs and
+            outputs of the `precisions` nodes (a tensor between an int8 and an int16 node has
+            both: the producer's type, converted for the consumers of the other one).
         calibration: Method, sample count and data source.
         compression: Initializer name -> pruning / palette applied to it before quantization
             ({"layer", "sparsity", "zeros", "palette"}).
@@ -64,6 +67,7 @@ class QuantPlan:
     quantized_ops: list[str] = field(default_factory=list)
     float_nodes: list[str] = field(default_factory=list)
     precisions: dict[str, str] = field(default_factory=dict)
+    mixed_activations: dict[str, ActivationParams] = field(default_factory=dict)
     calibration: dict = field(default_factory=dict)
     compression: dict[str, dict] = field(default_factory=dict)
     structure: dict = field(default_factory=dict)
@@ -93,16 +97,15 @@ class QuantPlan:
             "scheme": self.scheme,
             "quantized_ops": self.quantized_ops,
             "float_nodes": self.float_nodes,
-            **({"precisions": self.precisions} if self.precisions else {}),
+            **({"precisions": self.precisions,
+                "mixed_activations": {k: _activation_json(v) for k, v in self.mixed_activations.items()}}
+               if self.precisions else {}),
             "calibration": self.calibration,
             "compression": self.compression,
             "structure": self.structure,
             "origin": self.origin,
             "notes": self.notes,
-            "activations": {k: {"scale": float(v.scale), "zero_point": int(v.zero_point),
-                                "range": [float(v.range[0]), float(v.range[1])],
-                                "observed": None if v.observed is None else [float(x) for x in v.observed]}
-                            for k, v in self.activations.items()},
+            "activations": {k: _activation_json(v) for k, v in self.activations.items()},
             "weights": {k: {"axis": v.axis, "layer": v.layer, "scale": [float(s) for s in v.scale],
                             "zero_point": [int(z) for z in v.zero_point]} for k, v in self.weights.items()},
         }
@@ -115,8 +118,18 @@ class QuantPlan:
             scheme=data["scheme"], quantized_ops=data["quantized_ops"], float_nodes=data["float_nodes"],
             precisions=data.get("precisions", {}), calibration=data["calibration"], compression=data.get("compression", {}),
             structure=data.get("structure", {}), origin=data.get("origin", {}), notes=data.get("notes", []),
-            activations={k: ActivationParams(v["scale"], v["zero_point"], tuple(v["range"]),
-                                             tuple(v["observed"]) if v.get("observed") else None)
-                         for k, v in data["activations"].items()},
+            activations={k: _activation_params(v) for k, v in data["activations"].items()},
+            mixed_activations={k: _activation_params(v) for k, v in data.get("mixed_activations", {}).items()},
             weights={k: WeightParams(v["scale"], v["zero_point"], v["axis"], v["layer"])
                      for k, v in data["weights"].items()})
+
+
+def _activation_json(params: ActivationParams) -> dict:
+    return {"scale": float(params.scale), "zero_point": int(params.zero_point),
+            "range": [float(params.range[0]), float(params.range[1])],
+            "observed": None if params.observed is None else [float(x) for x in params.observed]}
+
+
+def _activation_params(data: dict) -> ActivationParams:
+    return ActivationParams(data["scale"], data["zero_point"], tuple(data["range"]),
+                            tuple(data["observed"]) if data.get("observed") else None)
