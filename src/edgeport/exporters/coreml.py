@@ -36,7 +36,6 @@ from edgeport.targets.options import IosOptions
 
 WEIGHT_OPS = ("conv", "linear")
 ATTRIBUTES = ("shape", "axis", "vector_axis")  # inputs of constexpr ops that describe, not store, a weight
-CoreMLOptions = IosOptions  # the `ios` target options (edgeport.targets.options)
 
 
 @dataclass(frozen=True)
