@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from edgeport.budgets import BudgetResult
 from edgeport.errors import EXIT_BUDGET, EXIT_OK
 from edgeport.checks import MEASURED, CheckResult
+from edgeport.units import DASH as _DASH, num as _num, size as _size
 
 
 @dataclass
@@ -97,22 +98,6 @@ def environment() -> dict:
 
 # ------------------------------------------------------------------ table
 
-_DASH = "-"
-
-
-def _num(value, fmt: str) -> str:
-    return _DASH if value is None else format(value, fmt)
-
-
-def _size(value) -> str:
-    if value is None:
-        return _DASH
-    for unit, step in (("MB", 1e6), ("KB", 1e3)):
-        if value >= step:
-            return f"{value / step:.1f} {unit}"
-    return f"{value} B"
-
-
 def _row(t: TargetReport) -> list[str]:
     size, lat, par, acc = t.values("size"), t.values("latency"), t.values("parity"), t.values("accuracy")
     params = t.values("params")
@@ -133,42 +118,12 @@ _HEADER = ["target", "recipe", "size", "α", "p50 ms", "p99 ms", "δ", "max|err|
            "top-1 agr %", "accuracy (Δ pts)", "params exact"]
 
 
-def _mcu_lines(t: TargetReport) -> list[str]:
-    """Cortex-M: flash / RAM from the ELF, bit-exactness, and the latency estimate's basis."""
-    lines = []
-    fw, exact, lat = t.values("firmware"), t.values("bit_exact"), t.values("latency")
-    if fw:
-        f, r = fw["flash"], fw["ram"]
-        lines.append(f"library flash {_size(fw['library_flash_bytes'])} (weights {_size(f['weights'])}, code "
-                     f"{_size(f['code'])}), RAM {_size(fw['library_ram_bytes'])} (arena {_size(r['arena'])}); "
-                     f"firmware image {_size(fw['flash_bytes'])} flash, {_size(fw['ram_bytes'])} RAM"
-                     + (f" of the board's {_size(fw['board_flash_bytes'])} / {_size(fw['board_ram_bytes'])}"
-                        if "board_flash_bytes" in fw else ""))
-    if exact:
-        lines.append(f"QEMU vs LiteRT reference kernels: {exact['identical']}/{exact['samples']} outputs "
-                     f"bit-exact (max {exact['max_diff_steps']} int8 steps)")
-    if lat.get("estimate"):
-        per_mac = f", {lat['cycles_per_mac']:.2f} cycles/MAC" if "cycles_per_mac" in lat else ""
-        lines.append(f"latency is an estimate: {lat['instructions']:,} instructions (unicorn) -> "
-                     f"{lat['cycles_estimate']:,.0f} cycles{per_mac} -> {lat['p50_ms']:.2f} ms at "
-                     f"{lat['clock_hz'] / 1e6:g} MHz")
-    return lines
-
-
-def _browser_line(backend: str, row: dict) -> str:
-    """One line per browser backend: what a web app downloads and waits for."""
-    parts = [f"download {_size(row.get('model_gzip_bytes'))} gzip ({_size(row.get('model_bytes'))} raw"
-             + (f", {100 * row['gzip_vs_float']:.0f}% of float" if row.get("gzip_vs_float") else "") + ")",
-             f"runtime {_size(row.get('runtime_bytes'))}", f"load {_num(row.get('load_ms'), '.0f')} ms",
-             f"p50 {_num(row.get('p50_ms'), '.3f')} ms" + (f" (δ {row['delta']:.2f})" if row.get("delta") else "")]
-    if "parity_top1_agreement" in row:
-        parts.append(f"top-1 agr {100 * row['parity_top1_agreement']:.2f}%")
-    if "parity_cosine" in row:
-        parts.append(f"cosine {row['parity_cosine']:.5f}")
-    return f"{backend} in Chromium: " + ", ".join(parts)
-
-
 def render_table(report: Report) -> str:
+    """The columns every target shares, then per target the lines its checks declare
+    (`CheckSpec.lines`: Cortex-M flash/RAM and bit-exactness, browser backends, ...)."""
+    from edgeport.plugins import checks
+
+    specs = {spec.name: spec for spec in checks()}
     exported = [t for t in report.targets if t.status == "exported"]
     rows = [_HEADER] + [_row(t) for t in exported]
     widths = [max(len(r[i]) for r in rows) for i in range(len(_HEADER))]
@@ -187,14 +142,10 @@ def render_table(report: Report) -> str:
             lines.append(f"{t.target}: skipped ({t.reason})")
             continue
         lines.append(f"{t.target}: {t.artifact}")
-        by_threads = t.values("latency").get("by_threads", {})
-        if by_threads:
-            lines.append("  latency by threads: " + ", ".join(
-                f"{n}: p50 {v['p50_ms']:.3f} ms" + (f" (δ {v['delta']:.2f})" if v.get("delta") else "")
-                for n, v in by_threads.items()))
-        lines += [f"  {line}" for line in _mcu_lines(t)]
-        for backend, row in t.values("browser").get("backends", {}).items():
-            lines.append("  " + _browser_line(backend, row))
+        for c in t.checks:  # what a check measured beyond the columns, in its own words
+            spec = specs.get(c.name)
+            if c.status == MEASURED and spec is not None and spec.lines is not None:
+                lines += [f"  {line}" for line in spec.lines(c.values)]
         for note in t.notes:
             lines.append(f"  note: {note}")
         for c in t.checks:

@@ -140,6 +140,8 @@ class CheckSpec:
         after: Checks that must come before this one in the run order, because this one reuses
             what they measured (a `CheckContext` attribute). When such a check does not run, this
             one measures for itself.
+        lines: How its measured values read under the target in the table report, beyond the
+            columns every target shares (None: the columns say it all).
     """
 
     name: str
@@ -148,6 +150,7 @@ class CheckSpec:
     runtimes: tuple[str, ...] | None = None
     needs_runtime: bool = True
     after: tuple[str, ...] = ()
+    lines: Callable[[dict], list[str]] | None = None
 
     def applies_to(self, ctx: CheckContext) -> bool:
         return ((self.formats is None or ctx.artifact.format in self.formats)

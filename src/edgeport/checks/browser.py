@@ -10,6 +10,7 @@ from __future__ import annotations
 from edgeport.checks import MEASURED, CheckContext, CheckResult, CheckSpec, run_batched
 from edgeport.checks.measure import latency_feeds, time_sessions
 from edgeport.checks.numerics import accuracy, parity_metrics
+from edgeport.units import num, size
 
 
 def _measure_backend(ctx: CheckContext, backend: str) -> dict:
@@ -58,5 +59,21 @@ def check_browser(ctx: CheckContext) -> CheckResult:
                                               "timed": "in the page with performance.now(), output read back"})
 
 
+def browser_lines(values: dict) -> list[str]:
+    """One line per browser backend: what a web app downloads and waits for."""
+    lines = []
+    for backend, row in values.get("backends", {}).items():
+        parts = [f"download {size(row.get('model_gzip_bytes'))} gzip ({size(row.get('model_bytes'))} raw"
+                 + (f", {100 * row['gzip_vs_float']:.0f}% of float" if row.get("gzip_vs_float") else "") + ")",
+                 f"runtime {size(row.get('runtime_bytes'))}", f"load {num(row.get('load_ms'), '.0f')} ms",
+                 f"p50 {num(row.get('p50_ms'), '.3f')} ms" + (f" (δ {row['delta']:.2f})" if row.get("delta") else "")]
+        if "parity_top1_agreement" in row:
+            parts.append(f"top-1 agr {100 * row['parity_top1_agreement']:.2f}%")
+        if "parity_cosine" in row:
+            parts.append(f"cosine {row['parity_cosine']:.5f}")
+        lines.append(f"{backend} in Chromium: " + ", ".join(parts))
+    return lines
+
+
 # After latency: the primary page's timing is the latency check's (`ctx.session_timing`).
-BROWSER = CheckSpec("browser", check_browser, runtimes=("chromium",), after=("latency",))
+BROWSER = CheckSpec("browser", check_browser, runtimes=("chromium",), after=("latency",), lines=browser_lines)

@@ -6,6 +6,7 @@ import numpy as np
 
 from edgeport.checks import MEASURED, CheckContext, CheckResult, CheckSpec
 from edgeport.data import random_dataset
+from edgeport.units import size
 
 RANDOM_INPUTS = 20
 RANDOM_SEED = 1  # not the seed of the pipeline's own random data for .tflite sources (0)
@@ -46,7 +47,16 @@ def check_firmware(ctx: CheckContext) -> CheckResult:
     return CheckResult("firmware", MEASURED, values)
 
 
-FIRMWARE = CheckSpec("firmware", check_firmware, formats=("c",))
+def firmware_lines(fw: dict) -> list[str]:
+    f, r = fw["flash"], fw["ram"]
+    board = (f" of the board's {size(fw['board_flash_bytes'])} / {size(fw['board_ram_bytes'])}"
+             if "board_flash_bytes" in fw else "")
+    return [f"library flash {size(fw['library_flash_bytes'])} (weights {size(f['weights'])}, code "
+            f"{size(f['code'])}), RAM {size(fw['library_ram_bytes'])} (arena {size(r['arena'])}); "
+            f"firmware image {size(fw['flash_bytes'])} flash, {size(fw['ram_bytes'])} RAM{board}"]
+
+
+FIRMWARE = CheckSpec("firmware", check_firmware, formats=("c",), lines=firmware_lines)
 
 
 def check_bit_exact(ctx: CheckContext) -> CheckResult:
@@ -74,4 +84,9 @@ def check_bit_exact(ctx: CheckContext) -> CheckResult:
         "reference": "LiteRT reference kernels (BUILTIN_REF) on the same .tflite"})
 
 
-BIT_EXACT = CheckSpec("bit_exact", check_bit_exact, formats=("c",))
+def bit_exact_lines(exact: dict) -> list[str]:
+    return [f"QEMU vs LiteRT reference kernels: {exact['identical']}/{exact['samples']} outputs "
+            f"bit-exact (max {exact['max_diff_steps']} int8 steps)"]
+
+
+BIT_EXACT = CheckSpec("bit_exact", check_bit_exact, formats=("c",), lines=bit_exact_lines)

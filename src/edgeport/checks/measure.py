@@ -89,7 +89,22 @@ def check_latency(ctx: CheckContext) -> CheckResult:
     return CheckResult("latency", MEASURED, values)
 
 
-LATENCY = CheckSpec("latency", check_latency)
+def latency_lines(lat: dict) -> list[str]:
+    """Latency per thread count; for an emulated board, how the estimate was made."""
+    lines = []
+    if lat.get("by_threads"):
+        lines.append("latency by threads: " + ", ".join(
+            f"{n}: p50 {v['p50_ms']:.3f} ms" + (f" (δ {v['delta']:.2f})" if v.get("delta") else "")
+            for n, v in lat["by_threads"].items()))
+    if lat.get("estimate"):
+        per_mac = f", {lat['cycles_per_mac']:.2f} cycles/MAC" if "cycles_per_mac" in lat else ""
+        lines.append(f"latency is an estimate: {lat['instructions']:,} instructions (unicorn) -> "
+                     f"{lat['cycles_estimate']:,.0f} cycles{per_mac} -> {lat['p50_ms']:.2f} ms at "
+                     f"{lat['clock_hz'] / 1e6:g} MHz")
+    return lines
+
+
+LATENCY = CheckSpec("latency", check_latency, lines=latency_lines)
 
 
 def _estimated_latency(ctx: CheckContext) -> CheckResult:
