@@ -1,4 +1,4 @@
-"""Command line: parse -> pipeline function -> print -> exit code (0 ok, 1 budget breached, 2 bad input)."""
+"""Command line: parse -> pipeline function -> print -> exit code (see `edgeport.guard`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from edgeport.errors import EXIT_USAGE, EdgeportError, InputError
+from edgeport.errors import EXIT_USAGE, InputError
 from edgeport.schemes import SCHEMES
 from edgeport.targets.options import OPTION_SECTIONS
 
@@ -19,7 +19,8 @@ examples:
   edgeport check model.onnx --target onnx --eval data.npz --reference float.onnx
   edgeport targets
 
-exit codes: 0 ok, 1 a budget was breached, 2 bad input or usage.
+exit codes: 0 ok, 1 a budget was breached (or a self-check failed), 2 bad input or usage,
+3 an internal error (a bug; the log file is named), 130 / 143 stopped by SIGINT / SIGTERM.
 """
 
 
@@ -322,8 +323,12 @@ COMMANDS = {"export": cmd_export, "check": cmd_check, "targets": cmd_targets, "s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    try:
+    """Every command runs inside the guard (`edgeport.guard`): exit 0 / 1 / 2 / 3 / 130 / 143,
+    at most one line on stderr, never a traceback."""
+    from edgeport.guard import guarded
+
+    def run() -> int:
+        parser = build_parser()
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
@@ -333,9 +338,5 @@ def main(argv: list[str] | None = None) -> int:
 
             os.environ["EDGEPORT_QUIET"] = "1"
         return COMMANDS[args.command](args)
-    except EdgeportError as exc:
-        print(f"edgeport: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("edgeport: interrupted", file=sys.stderr)
-        return 130
+
+    return guarded(run)

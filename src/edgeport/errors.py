@@ -2,12 +2,14 @@
 
 Bad input (a file that will not load, an unknown target, data of the wrong shape, ...) is an
 `InputError`: the CLI prints its one-line message and exits with code 2. Anything else that
-escapes is a bug in edgeport and keeps its traceback.
+escapes is a bug in edgeport: `edgeport.guard` reports it in one line with exit code 3 and
+writes the traceback to a log file.
 """
 
 EXIT_OK = 0
 EXIT_BUDGET = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 3
 
 
 class EdgeportError(Exception):
