@@ -60,8 +60,18 @@ class MissingToolchainError(MissingDependencyError):
         EdgeportError.__init__(self, "Cortex-M toolchain incomplete: " + "; ".join(hints))
 
 
-class FirmwareBuildError(EdgeportError):
-    """The library or the firmware around it did not compile or link."""
+class FirmwareBuildError(RuntimeError):
+    """The library or the firmware around it did not compile or link.
+
+    Generated C that does not build is a bug in edgeport, not bad input: this is not an
+    `EdgeportError`, so the top-level guard reports it as an internal error (exit 3). The message
+    is one line: what failed, the compiler's first error with its file, and the log file holding
+    the compiler's whole output (`log`).
+    """
+
+    def __init__(self, message: str, log: str = ""):
+        super().__init__(message)
+        self.log = log
 
 
 class FirmwareRunError(EdgeportError):
@@ -159,16 +169,67 @@ def library_sources(lib_dir: Path, name: str) -> list[Path]:
     return sorted(p for p in lib_dir.rglob("*.c") if p.relative_to(lib_dir).parts[0] != EXAMPLE_DIR)
 
 
-def _include_dirs(lib_dir: Path) -> list[Path]:
+def include_dirs(lib_dir: Path) -> list[Path]:
+    """Folders of the library's headers (the example firmware's left out), for -I."""
     dirs = {p.parent for p in Path(lib_dir).rglob("*.h") if p.relative_to(lib_dir).parts[0] != EXAMPLE_DIR}
     return sorted(dirs | {Path(lib_dir)})
 
 
-def _run_tool(args: list[str], what: str) -> None:
-    done = subprocess.run(args, check=False, capture_output=True, text=True)
+_GCC_DIAGNOSTIC = re.compile(r"^(?P<file>[^:\s][^:]*):(?P<line>\d+):(?:(?P<col>\d+):)? (?:fatal )?error: (?P<msg>.*)$")
+
+
+def first_error(output: str) -> str:
+    """The compiler's or linker's first error, as one line (`file:line:col: error: ...`).
+
+    gcc's own diagnostics first; then the first line naming an error that is not collect2's
+    summary; then the linker's first message (`ld: ... will not fit in region ...`); else the
+    first line.
+    """
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        m = _GCC_DIAGNOSTIC.match(line)
+        if m:
+            where = f"{Path(m['file']).name}:{m['line']}" + (f":{m['col']}" if m["col"] else "")
+            return f"{where}: error: {m['msg']}"
+    for pick in (lambda t: "error" in t.lower() and not t.startswith("collect2"), lambda t: " ld: " in f" {t}"):
+        for line in lines:
+            if pick(line):
+                return line
+    return lines[0] if lines else "no output"
+
+
+def write_log(text: str, prefix: str) -> str:
+    """`text` into a new log file (EDGEPORT_LOG_DIR, else the temp folder); its path, or ''."""
+    for folder in (os.environ.get("EDGEPORT_LOG_DIR"), tempfile.gettempdir()):
+        if not folder:
+            continue
+        try:
+            fd, path = tempfile.mkstemp(prefix=prefix, suffix=".log", dir=folder)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            return path
+        except OSError:
+            continue
+    return ""
+
+
+def run_tool(args: list[str], what: str) -> None:
+    """Run a compiler, archiver or linker; on failure raise `FirmwareBuildError` in one line.
+
+    Raises:
+        FirmwareBuildError: `<what> failed: <first error> (<tool> exited with N; full log: <path>)`;
+            the log holds the command and the tool's whole output.
+    """
+    done = subprocess.run(args, check=False, capture_output=True, text=True,
+                          env={**os.environ, "LC_ALL": "C"})  # plain quotes in the messages
     if done.returncode != 0:
-        detail = "\n".join((done.stderr or done.stdout).strip().splitlines()[:40])
-        raise FirmwareBuildError(f"{what} failed:\n{detail}")
+        output = "\n".join(part for part in (done.stderr.strip(), done.stdout.strip()) if part)
+        log = write_log(f"{what} failed\ncommand: {subprocess.list2cmdline(args)}\nexit status: "
+                         f"{done.returncode}\n\n{output}\n", "edgeport-build-")
+        tool = Path(args[0]).name
+        where = f"full log: {log}" if log else "no log file could be written"
+        raise FirmwareBuildError(f"{what} failed: {first_error(output)} ({tool} exited with {done.returncode}; "
+                                 f"{where})", log)
 
 
 def build_firmware(lib_dir: Path, name: str, board: str, out_dir: Path, opt: str = "-O2") -> Firmware:
@@ -187,7 +248,8 @@ def build_firmware(lib_dir: Path, name: str, board: str, out_dir: Path, opt: str
     Raises:
         MissingToolchainError: arm-none-eabi-gcc or newlib is not installed.
         InputError: Bad library folder or name, unknown board.
-        FirmwareBuildError: A compile or link error (the message holds the compiler's output).
+        FirmwareBuildError: A compile or link error (an edgeport bug for generated C): one line with
+            the first error, its file and the path of the full log.
     """
     core = boards.core_of(board)
     _require_toolchain(need_qemu=False)
@@ -198,7 +260,7 @@ def build_firmware(lib_dir: Path, name: str, board: str, out_dir: Path, opt: str
     for template, target in (("startup.c", "startup.c"), ("link.ld", "link.ld"), ("harness_main.c", "main.c")):
         (out_dir / target).write_text(fill_template(read_template(template), values))
 
-    includes = [f"-I{d}" for d in _include_dirs(lib_dir)]
+    includes = [f"-I{d}" for d in include_dirs(lib_dir)]
     cflags = [*core.gcc_flags, opt, *COMMON_CFLAGS, *includes]
     obj_dir = out_dir / "obj"
     obj_dir.mkdir(exist_ok=True)
@@ -209,14 +271,14 @@ def build_firmware(lib_dir: Path, name: str, board: str, out_dir: Path, opt: str
     jobs += [([GCC, *cflags, *HARNESS_CFLAGS, "-c", str(out_dir / src), "-o", str(out_dir / f"{src[:-2]}.o")],
               f"compiling the harness {src} for {core.name}") for src in ("main.c", "startup.c")]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        for future in [pool.submit(_run_tool, args, what) for args, what in jobs]:
+        for future in [pool.submit(run_tool, args, what) for args, what in jobs]:
             future.result()
 
     archive = out_dir / f"lib{name}.a"
     archive.unlink(missing_ok=True)
-    _run_tool([AR, "rcs", str(archive), *map(str, library_objects)], f"archiving lib{name}.a")
+    run_tool([AR, "rcs", str(archive), *map(str, library_objects)], f"archiving lib{name}.a")
     elf, map_file = out_dir / "app.elf", out_dir / "app.map"
-    _run_tool([GCC, *core.gcc_flags, *LDFLAGS, "-T", str(out_dir / "link.ld"), f"-Wl,-Map={map_file}",
+    run_tool([GCC, *core.gcc_flags, *LDFLAGS, "-T", str(out_dir / "link.ld"), f"-Wl,-Map={map_file}",
                str(out_dir / "main.o"), str(out_dir / "startup.o"), str(archive), "-o", str(elf)],
               f"linking {name} for {board} (QEMU {core.qemu_machine}: FLASH {core.flash.length // 1024} KB at "
               f"0x{core.flash.origin:08x}, RAM {core.ram.length // 1024} KB at 0x{core.ram.origin:08x}, "
@@ -289,7 +351,7 @@ def write_integration_files(lib_dir: Path, name: str, board: str) -> list[Path]:
     """
     lib_dir = Path(lib_dir)
     sources = [p.relative_to(lib_dir).as_posix() for p in library_sources(lib_dir, name)]
-    includes = [d.relative_to(lib_dir).as_posix() for d in _include_dirs(lib_dir)]
+    includes = [d.relative_to(lib_dir).as_posix() for d in include_dirs(lib_dir)]
     values = {
         **template_values(name, board),
         "board_description": board_description(board),

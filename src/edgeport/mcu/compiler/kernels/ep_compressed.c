@@ -166,7 +166,7 @@ void ep_fully_connected_packed_s8(const ep_fc_params *p, const int8_t *input, co
                 c = row;
                 acc = ep_csr_row_dot(w, &c, x, p->input_offset);
             }
-            output[b * p->out_depth + o] = ep_fc_output(p, acc + (bias ? bias[o] : 0), o, multiplier, shift, scale);
+            output[b * p->out_depth + o] = ep_fc_output(p, ep_wrapping_add(acc, bias ? bias[o] : 0), o, multiplier, shift, scale);
         }
     }
 }

@@ -27,7 +27,7 @@ static inline ep_output_range ep_output_range_of(const ep_conv_params *p)
  * p->requantize_fast, a constant where callers are specialized on it. */
 EP_ALWAYS_INLINE int8_t ep_conv_output(int32_t acc, const ep_channel_quant *q, ep_output_range out, int32_t fast)
 {
-    acc += q->bias;
+    acc = ep_wrapping_add(acc, q->bias);
     if (fast) {
         return (int8_t)ep_clamp(ep_requantize_fast(acc, q->multiplier, q->shift, q->round), out.min, out.max);
     }

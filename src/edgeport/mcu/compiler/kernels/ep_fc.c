@@ -76,7 +76,7 @@ void ep_fully_connected_s8(const ep_fc_params *p, const int8_t *input, const int
                 int32_t acc[4];
                 ep_fc_rows4(x, filter + o * p->in_depth, p->in_depth, acc);
                 for (int32_t r = 0; r < 4; r++) {
-                    *output++ = ep_fc_output(p, acc[r] + (bias ? bias[o + r] : 0), o + r, multiplier, shift, scale);
+                    *output++ = ep_fc_output(p, ep_wrapping_add(acc[r], bias ? bias[o + r] : 0), o + r, multiplier, shift, scale);
                 }
             }
         }
@@ -92,7 +92,7 @@ void ep_fully_connected_s8(const ep_fc_params *p, const int8_t *input, const int
                     acc += ((int32_t)w[i] + p->filter_offset) * ((int32_t)x[i] + p->input_offset);
                 }
             }
-            *output++ = ep_fc_output(p, acc + (bias ? bias[o] : 0), o, multiplier, shift, scale);
+            *output++ = ep_fc_output(p, ep_wrapping_add(acc, bias ? bias[o] : 0), o, multiplier, shift, scale);
         }
     }
 }

@@ -13,6 +13,13 @@
 
 #include "ep_kernels.h"
 
+/* a + b in int32 wrapping around like TFLite's int32 accumulator adds (two's complement, as
+ * its builds run them); done unsigned to stay defined C. */
+static inline int32_t ep_wrapping_add(int32_t a, int32_t b)
+{
+    return (int32_t)((uint32_t)a + (uint32_t)b);
+}
+
 /* gemmlowp SaturatingRoundingDoublingHighMul: round(a * b / 2^31), saturating INT32_MIN^2. */
 static inline int32_t ep_srdhm(int32_t a, int32_t b)
 {

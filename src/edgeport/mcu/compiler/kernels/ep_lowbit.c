@@ -164,7 +164,7 @@ void ep_fully_connected_lowbit_s8(const ep_fc_params *p, const int8_t *input, co
         const uint32_t *row = w->bits;
         for (int32_t o = 0; o < p->out_depth; o++, row += row_words) {
             const int32_t acc = ep_lowbit_dot(w, row, table, total);
-            *output++ = ep_fc_output(p, acc + (bias ? bias[o] : 0), o, multiplier, shift, scale);
+            *output++ = ep_fc_output(p, ep_wrapping_add(acc, bias ? bias[o] : 0), o, multiplier, shift, scale);
         }
     }
 }
