@@ -100,7 +100,7 @@ def test_check_existing_mlperf_tflite(tmp_path):
 def test_corrupt_tflite_is_exit_2(tmp_path):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(KWS.read_bytes()[:5000])  # truncated
-    result = run_cli("check", str(bad), "--target", "android")
+    result = run_cli("check", str(bad), "--target", "android", cwd=tmp_path)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith(f"edgeport: error: {bad}: LiteRT cannot load it")
     assert not (tmp_path / "bad.report.json").exists()

@@ -16,7 +16,7 @@ def out(tmp_path):
     folder = tmp_path / "out"
     (folder / "onnx").mkdir(parents=True)
     (folder / "onnx" / "digits.onnx").write_bytes(b"earlier artifact")
-    (folder / "report.json").write_text('{"earlier": true}')
+    (folder / "report.json").write_text('{"edgeport_report": 1, "files": ["onnx/digits.onnx", "report.json"]}')
     return folder
 
 
@@ -66,7 +66,7 @@ def test_damaged_onnx(tmp_path, out, float_onnx, damage):
 def test_damaged_onnx_for_check(tmp_path, float_onnx):
     path = tmp_path / "damaged.onnx"
     path.write_bytes(float_onnx.read_bytes()[:1000])
-    result = run_cli("check", str(path), "--target", "onnx")
+    result = run_cli("check", str(path), "--target", "onnx", cwd=tmp_path)
     assert result.returncode == 2 and "not a readable ONNX file" in result.stderr
     assert not (tmp_path / "damaged.report.json").exists()
 
@@ -160,7 +160,7 @@ def test_unreadable_calibration_or_eval_data(tmp_path, out, float_onnx, kind):
     (["--quantize", "int8"], "recipe 'int8' needs calibration data (--calib FILE)"),
     (["--max-size", "huge"], "max_size: cannot read 'huge'"),
     (["--max-accuracy-drop", "0.5"], "max_accuracy_drop needs labeled eval data (--eval)"),
-    (["--runs", "0"], "--runs must be a whole number >= 1"),
+    (["--runs", "0"], "--runs must be a whole number from 1 to 1,000,000, not 0"),
     (["--keep-float", "no_such_layer", "--quantize", "fp16"], "keep_float: 'no_such_layer' matches no layer"),
 ])
 def test_bad_options(out, float_onnx, args, message):

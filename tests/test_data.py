@@ -25,7 +25,7 @@ def test_npy_and_npz_with_labels(tmp_path):
 
 
 def test_npz_keyed_by_input_name(tmp_path):
-    np.savez(tmp_path / "named.npz", input=np.zeros((3, 1, 8, 8), np.float32), labels=np.arange(3))
+    np.savez(tmp_path / "named.npz", input=np.random.default_rng(0).random((3, 1, 8, 8), np.float32), labels=np.arange(3))
     data = load_dataset(str(tmp_path / "named.npz"), INPUTS)
     assert len(data) == 3 and data.labels.tolist() == [0, 1, 2]
 

@@ -153,7 +153,7 @@ def test_unknown_op_in_a_handmade_package_is_named(tmp_path):
     data = tmp_path / "data.npz"
     name = model.get_spec().description.input[0].name
     np.savez(data, **{name: np.ones((3, 1, 4), np.float32)[:, 0]})
-    result = run_cli("check", str(path), "--target", "ios", "--eval", str(data), "--json")
+    result = run_cli("check", str(path), "--target", "ios", "--eval", str(data), "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     checks = json.loads(result.stdout)["targets"][0]["checks"]
     assert checks["parity"]["status"] == "not-run"

@@ -1,7 +1,13 @@
-"""Budgets: limits on measurements that turn a report into an exit code (1 when any is breached)."""
+"""Budgets: limits on measurements that turn a report into an exit code (1 when any is breached).
+
+Self-checks are budgets every export has without asking: an artifact whose numbers are wrong
+(a C library not bit-exact with LiteRT, parity far below what the recipe gives) fails the run
+with exit 1 like a breached budget, unless `--allow-mismatch` makes them warnings.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -64,8 +70,8 @@ def parse_budgets(raw: dict) -> dict[str, float]:
             budgets[name] = _number(name, value, ("ms",))
         else:
             budgets[name] = _number(name, value)
-        if budgets[name] < 0:
-            raise InputError(f"{name}: must not be negative")
+        if not math.isfinite(budgets[name]) or budgets[name] < 0:
+            raise InputError(f"{name}: must be a finite number >= 0, not '{value}'")
     if "min_agreement" in budgets and budgets["min_agreement"] > 1:
         raise InputError("min_agreement: give a fraction (0.99) or a percentage (99%)")
     return budgets
@@ -79,6 +85,7 @@ class BudgetResult:
     measured: float | None
     ok: bool
     message: str
+    warning: bool = False  # a failed self-check downgraded by --allow-mismatch
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
@@ -113,4 +120,33 @@ def evaluate(budgets: dict[str, float], measurements: dict[str, dict[str, dict]]
             results.append(BudgetResult(name, target, limit, measured, ok,
                                         f"budget {name} {verb} on {target}: {kind.what} {_fmt(measured, kind.unit)} "
                                         f"(limit {kind.op} {_fmt(limit, kind.unit)})"))
+    return results
+
+
+def self_checks(measurements: dict[str, dict[str, dict]], parity_floor: float | None,
+                allow_mismatch: bool = False) -> list[BudgetResult]:
+    """The always-on checks of each target's numbers: the C library bit-exact with LiteRT's
+    reference kernels, and parity with the float model at least `parity_floor` (cosine; None
+    when the recipe is not known, e.g. `check` of a file made elsewhere)."""
+    results = []
+    hint = "reported as a warning (--allow-mismatch)" if allow_mismatch else "--allow-mismatch makes this a warning"
+
+    def add(name: str, target: str, limit: float, measured: float, ok: bool, what: str) -> None:
+        message = f"self-check {name} {'ok' if ok else 'FAILED'} on {target}: {what}"
+        if not ok:
+            message += f"; the artifact's numbers are wrong ({hint})"
+        results.append(BudgetResult(name, target, limit, measured, ok or allow_mismatch, message,
+                                    warning=not ok and allow_mismatch))
+
+    for target, checks in measurements.items():
+        exact = checks.get("bit_exact")
+        if exact:
+            add("bit_exact", target, exact["samples"], exact["identical"], bool(exact["bit_exact"]),
+                f"{exact['identical']}/{exact['samples']} outputs bit-exact with LiteRT's reference kernels "
+                f"(max {exact['max_diff_steps']} int8 steps)")
+        cosine = checks.get("parity", {}).get("cosine")
+        if parity_floor is not None and cosine is not None:
+            ok = math.isfinite(cosine) and cosine >= parity_floor
+            add("parity", target, parity_floor, cosine, ok,
+                f"cosine {cosine:.4f} with the float model (the recipe gives >= {parity_floor} on a correct artifact)")
     return results

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from edgeport.errors import EXIT_USAGE, InputError
@@ -42,7 +43,8 @@ def _shape(text: str) -> tuple[int, ...]:
 
 
 def _add_budgets(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("budgets (a breach exits 1, naming the budget, the value and the limit)")
+    g = p.add_argument_group("budgets (a breach exits 1, naming the budget, the value and the limit; so does a "
+                             "failed self-check)")
     g.add_argument("--max-size", metavar="SIZE", help="artifact size limit, e.g. 250000, 250KB, 1.5MiB")
     g.add_argument("--max-latency", metavar="MS", help="p50 latency limit at batch 1, in ms (Cortex-M: the "
                                                         "estimate at the board clock)")
@@ -50,6 +52,9 @@ def _add_budgets(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-accuracy-drop", metavar="POINTS", help="most accuracy lost vs float, in points (needs --eval labels)")
     g.add_argument("--max-flash", metavar="SIZE", help="Cortex-M: flash limit for the C library (weights + code)")
     g.add_argument("--max-ram", metavar="SIZE", help="Cortex-M: RAM limit for the C library (arena + static data)")
+    g.add_argument("--allow-mismatch", dest="allow_mismatch", action="store_true",
+                   help="report a failed self-check (C library not bit-exact with LiteRT, parity far below what "
+                        "the recipe gives) as a warning instead of failing with exit 1")
 
 
 def _add_check_settings(p: argparse.ArgumentParser) -> None:
@@ -76,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--target", "--targets", dest="targets", metavar="NAMES",
                     help="comma-separated targets ('edgeport targets' lists them; 'browser' = browser-tfjs,browser-ort), "
                          "or 'all' for every target usable here (default onnx)")
-    ex.add_argument("--out", metavar="DIR", help="output folder (default out)")
+    ex.add_argument("--out", metavar="DIR", help="output folder (default out): a new or empty folder, or one an "
+                                                 "earlier export wrote (edgeport replaces only its own files)")
+    ex.add_argument("--force", action="store_true",
+                    help="also write into an --out folder holding other files (they are kept, never replaced)")
     ex.add_argument("--input-shape", dest="input_shape", type=_shape, action="append", metavar="DIMS",
                     help="input shape such as 1,1,8,8 (repeat per input; default: from the data)")
     ex.add_argument("--input-dtype", dest="input_dtype", metavar="DTYPE", help="input dtype (default float32)")
@@ -114,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--target", required=True, help="target whose runtime runs the checks")
     ck.add_argument("--eval", metavar="DATA", help="inputs (+ labels) for parity and accuracy")
     ck.add_argument("--reference", metavar="ONNX", help="float .onnx model to compare with")
-    ck.add_argument("--report", metavar="FILE", help="JSON report path (default <model>.report.json)")
+    ck.add_argument("--report", metavar="FILE", help="JSON report path (default <model>.report.json in the "
+                                                     "current folder)")
+    ck.add_argument("--force", action="store_true", help="replace a --report file that is not an edgeport report")
     _add_budgets(ck)
     _add_check_settings(ck)
 
@@ -218,10 +228,18 @@ def _overrides(entries: list[str] | None, file_overrides: dict | None) -> dict |
 def _settings(args, file_settings: dict):
     from edgeport.checks import CheckSettings
 
+    from edgeport.limits import MAX_RUNS, MAX_WARMUP, max_threads
+
     values = {**file_settings, **{k: getattr(args, k) for k in ("runs", "warmup", "threads") if getattr(args, k) is not None}}
+    bounds = {"runs": (1, MAX_RUNS), "warmup": (0, MAX_WARMUP), "threads": (1, max_threads()),
+              "batch_size": (1, 65536)}
     for key, value in values.items():
-        if not isinstance(value, int) or value < (1 if key != "warmup" else 0):
-            raise InputError(f"--{key} must be a whole number >= {1 if key != 'warmup' else 0}")
+        if key not in bounds:
+            raise InputError(f"[checks] {key}: unknown setting (known: {', '.join(bounds)})")
+        low, high = bounds[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise InputError(f"--{key} must be a whole number from {low} to {high:,}, not {value!r}"
+                             + (f" (this machine has {os.cpu_count()} cores)" if key == "threads" else ""))
     return CheckSettings(**values)
 
 
@@ -260,7 +278,8 @@ def cmd_export(args) -> int:
     report = export(source, targets=pick("targets", "onnx"), recipe=recipe, out=pick("out", "out"),
                     calib=pick("calib"), eval=pick("eval"), input_shapes=shapes,
                     input_dtype=pick("input_dtype", "float32"), budgets=_budgets(args, cfg["budgets"]),
-                    settings=_settings(args, cfg["checks"]), target_options=options or None)
+                    settings=_settings(args, cfg["checks"]), target_options=options or None,
+                    force=args.force, allow_mismatch=args.allow_mismatch)
     return _print_report(report, args, f"{pick('out', 'out')}/report.json")
 
 
@@ -268,8 +287,9 @@ def cmd_check(args) -> int:
     from edgeport.pipeline import check
 
     report = check(args.model, args.target, eval=args.eval, reference=args.reference,
-                   budgets=_budgets(args, {}), settings=_settings(args, {}), report_path=args.report)
-    return _print_report(report, args, args.report or "<model>.report.json")
+                   budgets=_budgets(args, {}), settings=_settings(args, {}), report_path=args.report,
+                   force=args.force, allow_mismatch=args.allow_mismatch)
+    return _print_report(report, args, report.path)
 
 
 def _print_report(report, args, where: str) -> int:
@@ -278,9 +298,9 @@ def _print_report(report, args, where: str) -> int:
     else:
         print(report.table())
         print(f"report: {where}")
-    for budget in report.budgets:
-        if not budget.ok:
-            print(f"edgeport: {budget.message}", file=sys.stderr)
+    for budget in report.budgets + report.self_checks:
+        if not budget.ok or budget.warning:
+            print(f"edgeport: {'warning: ' if budget.warning else ''}{budget.message}", file=sys.stderr)
     return report.exit_code
 
 
@@ -334,8 +354,6 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return EXIT_USAGE
         if getattr(args, "quiet", False):
-            import os
-
             os.environ["EDGEPORT_QUIET"] = "1"
         return COMMANDS[args.command](args)
 

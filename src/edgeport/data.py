@@ -7,6 +7,11 @@ Layouts understood:
   - folder: every `.npy` / `.npz` in name order, concatenated along the batch axis; a file
     holding one sample without the batch axis counts as one sample.
   - `package.module:function`: returns an array, a dict of arrays, or an `(inputs, labels)` pair.
+
+Data is checked before it is used: an array header that declares more bytes than the file holds
+or the machine can spare, NaN or infinite values, and constant calibration data (from which no
+range can be learned) are refused with the file and the array named. Wrong data gives a wrong
+artifact, so it must never reach a quantizer.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.errors import InputError
+from edgeport.limits import available_memory
 from edgeport.tensors import TensorSpec
 
 _INPUT_KEYS = ("x", "inputs", "input", "data")
@@ -78,6 +84,7 @@ def load_dataset(spec: str, inputs: list[TensorSpec], what: str = "calibration d
     count = {len(v) for v in feeds.values()}
     if len(count) != 1 or 0 in count:
         raise InputError(f"{what} {spec}: inputs have different or zero sample counts {sorted(count)}")
+    _check_values(feeds, spec, what)
     if labels is not None:
         labels = np.asarray(labels)
         if labels.ndim == 2:  # one-hot
@@ -86,6 +93,22 @@ def load_dataset(spec: str, inputs: list[TensorSpec], what: str = "calibration d
             raise InputError(f"{what} {spec}: labels must be integer class ids, one per sample "
                              f"(got {labels.dtype} {list(labels.shape)})")
     return Dataset(feeds, labels, spec)
+
+
+def _check_values(feeds: dict[str, np.ndarray], spec: str, what: str) -> None:
+    """NaN / inf anywhere, or calibration data that is one constant, is refused."""
+    for name, array in feeds.items():
+        if not np.issubdtype(array.dtype, np.floating):
+            continue
+        finite = np.isfinite(array)
+        if not finite.all():
+            bad = int(array.size - np.count_nonzero(finite))
+            kind = "NaN" if np.isnan(array).any() else "infinite"
+            raise InputError(f"{what} {spec}: array for input '{name}' holds {bad} {kind} value(s) "
+                             f"(first at sample {int(np.argwhere(~finite)[0][0])}); clean the data")
+        if what == "calibration data" and array.size and array.min() == array.max():
+            raise InputError(f"{what} {spec}: array for input '{name}' is one constant ({array.flat[0]:g}); "
+                             "calibration needs the values the model sees in use")
 
 
 def _match_inputs(raw: dict[str, np.ndarray], inputs: list[TensorSpec], spec: str, what: str):
@@ -128,19 +151,64 @@ def _read_raw(spec: str, what: str) -> dict[str, np.ndarray]:
 def _read_file(path: Path, what: str) -> dict[str, np.ndarray]:
     try:
         if path.suffix == ".npy":
+            with open(path, "rb") as f:
+                _check_npy_header(f, path.stat().st_size, f"{what} {path}")
             return {"x": np.load(path, allow_pickle=False)}
+        with zipfile.ZipFile(path) as archive:
+            _check_npz_members(archive, f"{what} {path}")
         with np.load(path, allow_pickle=False) as archive:
             return {k: archive[k] for k in archive.files}
     except FileNotFoundError:
         raise InputError(f"{what} {path}: no such file") from None
     except PermissionError:
         raise InputError(f"{what} {path}: permission denied") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except IsADirectoryError:
+        raise InputError(f"{what} {path}: is a folder, not a .npy / .npz file") from None
+    except MemoryError:
+        raise InputError(f"{what} {path}: too large to load into memory") from None
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile,
+            UnicodeDecodeError, NotImplementedError) as exc:
         raise InputError(f"{what} {path}: unreadable ({_short(exc)})") from None
 
 
+def _check_npy_header(f, available: int, where: str) -> None:
+    """Read a .npy header and refuse arrays whose data the file cannot hold or memory cannot take,
+    before numpy allocates them."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version in ((2, 0), (3, 0)):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise ValueError(f"unknown .npy version {version}")
+    if dtype.hasobject:
+        raise ValueError("holds Python objects, which are not loaded (allow_pickle is off)")
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if nbytes > available - f.tell():
+        raise ValueError(f"header declares {list(shape)} {dtype} = {nbytes:,} bytes, but the file holds "
+                         f"{max(available - f.tell(), 0):,} (truncated or corrupt)")
+    if nbytes > available_memory() // 2:
+        raise ValueError(f"{list(shape)} {dtype} needs {nbytes:,} bytes, more than this machine can spare")
+
+
+def _check_npz_members(archive: zipfile.ZipFile, where: str) -> None:
+    """Each member of an .npz: a sane header and an uncompressed size memory can take."""
+    spare = available_memory() // 2
+    total = 0
+    for info in archive.infolist():
+        total += info.file_size
+        if total > spare:
+            raise ValueError(f"arrays expand to more than {spare:,} bytes (more than this machine can spare)")
+        with archive.open(info) as member:
+            if info.filename.endswith(".npy"):
+                _check_npy_header(member, info.file_size, where)
+
+
 def _read_folder(folder: Path, what: str) -> dict[str, np.ndarray]:
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".npy", ".npz"))
+    try:
+        files = sorted(p for p in folder.iterdir() if p.suffix in (".npy", ".npz"))
+    except OSError as exc:
+        raise InputError(f"{what} {folder}: cannot read the folder ({exc.strerror or exc})") from None
     if not files:
         raise InputError(f"{what} {folder}: folder has no .npy or .npz files")
     parts = [_read_file(p, what) for p in files]
@@ -148,7 +216,17 @@ def _read_folder(folder: Path, what: str) -> dict[str, np.ndarray]:
     if any(set(p) != keys for p in parts):
         raise InputError(f"{what} {folder}: files hold different array names")
     ndim = {k: max(p[k].ndim for p in parts) for k in keys}
-    return {k: np.concatenate([p[k] if p[k].ndim == ndim[k] else p[k][None] for p in parts]) for k in keys}
+    merged = {}
+    for k in keys:
+        samples = [p[k] if p[k].ndim == ndim[k] else p[k][None] for p in parts]
+        shapes = {s.shape[1:] for s in samples}
+        if len(shapes) > 1:
+            first, other = samples[0].shape[1:], next(s for s in samples if s.shape[1:] != samples[0].shape[1:])
+            culprit = files[next(i for i, s in enumerate(samples) if s is other)]
+            raise InputError(f"{what} {folder}: array '{k}' has sample shape {list(first)} in {files[0].name} "
+                             f"but {list(other.shape[1:])} in {culprit.name}")
+        merged[k] = np.concatenate(samples)
+    return merged
 
 
 def _call(spec: str, what: str) -> dict[str, np.ndarray]:
@@ -157,12 +235,25 @@ def _call(spec: str, what: str) -> dict[str, np.ndarray]:
         sys.path.insert(0, os.getcwd())
     try:
         fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - an import error or the module's own code failing
         raise InputError(f"{what} {spec}: cannot load callable ({_short(exc)})") from None
-    result = fn()
+    if not callable(fn):
+        raise InputError(f"{what} {spec}: '{attr}' is not callable")
+    try:
+        result = fn()
+    except Exception as exc:  # noqa: BLE001 - the user's code failed, not edgeport
+        raise InputError(f"{what} {spec}: the function raised {type(exc).__name__}: {_short(exc)}") from None
+    try:
+        return _as_arrays(result)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what} {spec}: the function returned {type(result).__name__}, not arrays "
+                         f"({_short(exc)})") from None
+
+
+def _as_arrays(result) -> dict[str, np.ndarray]:
     if isinstance(result, tuple) and len(result) == 2:
         inputs, labels = result
-        out = dict(inputs) if isinstance(inputs, dict) else {"x": np.asarray(inputs)}
+        out = {k: np.asarray(v) for k, v in inputs.items()} if isinstance(inputs, dict) else {"x": np.asarray(inputs)}
         out["y"] = np.asarray(labels)
         return out
     if isinstance(result, dict):

@@ -1,21 +1,24 @@
 """The spine: source -> recipe -> exporters -> checks -> report -> budgets.
 
-Everything is written into a temporary folder beside the output folder and renamed into place
-only when the whole run succeeded, so a failed run leaves the output folder as it was.
+Everything is written into a work folder beside the output folder and moved into place only
+when the whole run succeeded (`edgeport.output`), so a failed or stopped run leaves the output
+folder as it was. Each step runs as a named `stage` (`edgeport.guard`): a signal stops the run
+at the next step, and an internal error names the step.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from edgeport.budgets import evaluate, parse_budgets
+from edgeport.budgets import BUDGET_KINDS, evaluate, parse_budgets, self_checks
 from edgeport.checks import CheckContext, CheckSettings, References, run_checks
 from edgeport.checks.numerics import cross_target_parity
 from edgeport.data import load_dataset, random_dataset, sample_shape
 from edgeport.errors import InputError
+from edgeport.guard import stage
+from edgeport.limits import check_tensor
+from edgeport.output import REPORT_NAME, check_report_file, output_folder, remove, write_report_file
 from edgeport import plugins
 from edgeport.exporters import Artifact, ExportJob
 from edgeport.compression import compress_weights, prune_structure
@@ -26,7 +29,6 @@ from edgeport.sources import load_source
 from edgeport.plugins import resolve_targets
 from edgeport.targets import TARGETS, Target
 
-REPORT_NAME = "report.json"
 RANDOM_SAMPLES = 20  # inputs checked when a .tflite source comes without data
 PARAMS_NAME = "quant_params.json"
 
@@ -35,7 +37,8 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
            out: str | os.PathLike = "out", calib: str | None = None, eval: str | None = None,
            input_shapes: list[tuple[int, ...]] | None = None, input_dtype: str = "float32",
            budgets: dict | None = None, settings: CheckSettings | None = None,
-           target_options: dict[str, dict] | None = None) -> Report:
+           target_options: dict[str, dict] | None = None, force: bool = False,
+           allow_mismatch: bool = False) -> Report:
     """Export `source` to each target with one recipe, check every artifact, apply budgets.
 
     Args:
@@ -49,6 +52,8 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         budgets: {"max_size": "100KB", "max_latency": 5, "min_agreement": 0.99, "max_accuracy_drop": 0.5}.
         settings: Latency settings (runs, warm-up, threads).
         target_options: Per-target options, e.g. {"ios": {"deployment_target": "iOS17", "precision": "fp32"}}.
+        force: Write into an `out` folder that holds files edgeport did not write (they are kept).
+        allow_mismatch: A failed self-check (`edgeport.budgets.self_checks`) is a warning, not exit 1.
 
     Returns:
         The `Report`; `report.exit_code` is 1 when a budget is breached.
@@ -66,27 +71,36 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         raise InputError(f"{source}: an existing .tflite is exported with its own quantization; "
                          "recipe options (--quantize, --prune, --palettize, ...) apply to PyTorch and ONNX sources")
     _check_budgets_measurable(limits, calib or tflite_source, eval)
+    _check_budgets_apply(limits, chosen)
+    for shape in input_shapes or ():
+        check_tensor("--input-shape", shape, input_dtype)
+    output = output_folder(out, source, force)
+    output.check_entries([t.name for t in chosen] + [REPORT_NAME, PARAMS_NAME])
     if not input_shapes and (calib or eval) and not source.endswith((".onnx", ".tflite")):
-        shape = sample_shape(calib or eval, "calibration data" if calib else "eval data")
+        with stage("reading the data"):
+            shape = sample_shape(calib or eval, "calibration data" if calib else "eval data")
         input_shapes = [(1, *shape)] if shape is not None else None
 
-    model = load_source(source, input_shapes, input_dtype)
-    calib_data = load_dataset(calib, model.inputs, "calibration data") if calib else None
-    eval_data = load_dataset(eval, model.inputs, "eval data") if eval else None
+    with stage(f"loading {source}"):
+        model = load_source(source, input_shapes, input_dtype)
+    with stage("reading the data"):
+        calib_data = load_dataset(calib, model.inputs, "calibration data") if calib else None
+        eval_data = load_dataset(eval, model.inputs, "eval data") if eval else None
     if tflite_source and not (calib_data or eval_data):
         eval_data = random_dataset(model.inputs, RANDOM_SAMPLES)  # checks compare on these
     original = model
-    model, structure = prune_structure(model, recipe)
-    uncompressed = model
-    model, compression = compress_weights(model, recipe)
-    plan = make_plan(model, recipe, calib_data)
+    with stage("compression"):
+        model, structure = prune_structure(model, recipe)
+        uncompressed = model
+        model, compression = compress_weights(model, recipe)
+    with stage("calibration" if recipe.scheme.calibrated else "quantization planning"):
+        plan = make_plan(model, recipe, calib_data)
     plan.compression = compression
     plan.structure = structure
     job = ExportJob(model, recipe, plan, calib_data, target_options or {},
                     uncompressed if compression else None, original if structure else None)
 
-    out = Path(out)
-    work = _work_folder(out)
+    work = output.work_folder()
     try:
         float_path = None
         if model.onnx_bytes:  # the float baseline: the model as given (before structured pruning)
@@ -96,15 +110,21 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         report = Report(model=model.name, source=model.source, recipe=recipe.to_dict(), environment=environment(),
                         notes=list(plan.notes))
         # every artifact first: a model a format cannot take fails before any runtime starts
-        artifacts = [plugins.exporters().get(t.format).export(job, t, work / t.name) for t in chosen]
+        artifacts = []
+        for t in chosen:
+            with stage(f"export to {t.name}"):
+                artifacts.append(plugins.exporters().get(t.format).export(job, t, work / t.name))
         contexts = []
         for target, artifact in zip(chosen, artifacts):
             ctx = _context(artifact, target, refs, settings, plan)
             contexts.append(ctx)
+            with stage(f"checks on {target.name}"):
+                results = run_checks(ctx, plugins.checks())
             report.targets.append(TargetReport(
                 target.name, target.format, "exported", artifact=str(artifact.path.relative_to(work)),
-                recipe=artifact.recipe, notes=artifact.notes, checks=run_checks(ctx, plugins.checks())))
-        report.cross_target = cross_target_parity(contexts, plan)
+                recipe=artifact.recipe, notes=artifact.notes, checks=results))
+        with stage("cross-target comparison"):
+            report.cross_target = cross_target_parity(contexts, plan)
         if every:
             report.targets += [TargetReport(t.name, t.format, "skipped", reason=refused.get(t.name) or
                                             "; ".join(plugins.missing(t))) for t in TARGETS
@@ -113,24 +133,32 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
             (work / PARAMS_NAME).write_text(plan.to_json())
             report.quant_params = PARAMS_NAME
         report.budgets = evaluate(limits, report.measurements(), report.not_run_reasons(), report.formats())
-        (work / REPORT_NAME).write_text(report.to_json())
-        _move_into(work, out)
+        report.self_checks = self_checks(report.measurements(), None if tflite_source else recipe.scheme.parity_floor,
+                                      allow_mismatch)
+        with stage("writing the output"):
+            report.files = output.files_after(work)
+            (work / REPORT_NAME).write_text(report.to_json())
+            output.commit(work)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        remove(work)
     return report
 
 
 def check(model_path: str | os.PathLike, target: str, eval: str | None = None, reference: str | None = None,
           budgets: dict | None = None, settings: CheckSettings | None = None,
-          report_path: str | os.PathLike | None = None) -> Report:
-    """Run the checks on an existing artifact (no export). The report is written next to it.
+          report_path: str | os.PathLike | None = None, force: bool = False,
+          allow_mismatch: bool = False) -> Report:
+    """Run the checks on an existing artifact (no export) and write the JSON report.
 
     Args:
         model_path: The artifact (e.g. an `.onnx` or `.ort` file made elsewhere).
         target: Target whose runtime runs the checks.
         eval: Inputs (and labels) for parity and accuracy.
         reference: A float `.onnx` model to compare with (parity, α, δ).
-        report_path: Where to write the JSON report (default `<model>.report.json`).
+        report_path: Where to write the JSON report (default `<model>.report.json` in the
+            current folder: the model's own folder is often read-only or shared).
+        force: Replace a `report_path` file that is not an edgeport report.
+        allow_mismatch: A failed self-check is a warning, not exit 1.
     """
     settings = settings or CheckSettings()
     limits = parse_budgets(budgets or {})
@@ -149,27 +177,36 @@ def check(model_path: str | os.PathLike, target: str, eval: str | None = None, r
         raise InputError(f"{path}: a '{path.suffix or path.name}' file cannot be checked as target '{chosen.name}' "
                          f"(it expects {'a TF.js model.json' if chosen.format == 'tfjs' else '.' + chosen.format})")
     _check_budgets_measurable(limits, eval, eval, need_reference=reference is not None)
+    destination = Path(report_path) if report_path else default_check_report(path)
+    check_report_file(destination, force)
     if chosen.format == "onnx":
         from edgeport.sources import check_standard_ops, read_onnx
 
         check_standard_ops(read_onnx(path))
-    ref_model = load_source(reference) if reference else None
-    inputs = ref_model.inputs if ref_model else _session_inputs(chosen, path, settings)
-    data = load_dataset(eval, inputs, "eval data") if eval else None
+    with stage(f"loading {path}"):
+        ref_model = load_source(reference) if reference else None
+        inputs = ref_model.inputs if ref_model else _session_inputs(chosen, path, settings)
+    with stage("reading the data"):
+        data = load_dataset(eval, inputs, "eval data") if eval else None
     # the reference is a float ONNX model: it is the size / speed baseline only where the target runs ONNX
     baseline = Path(reference) if reference and chosen.format in ("onnx", "ort") else None
     refs = References(ref_model, data, baseline, settings.batch_size)
     artifact = Artifact(chosen.name, chosen.format, path, "as given")
     report = Report(model=path.stem, source=str(path), recipe={"quantize": "as given"}, environment=environment())
+    with stage(f"checks on {chosen.name}"):
+        results = run_checks(_context(artifact, chosen, refs, settings), plugins.checks())
     report.targets.append(TargetReport(chosen.name, chosen.format, "exported", artifact=path.name,
-                                       recipe="as given", checks=run_checks(_context(artifact, chosen, refs, settings),
-                                                                         plugins.checks())))
+                                       recipe="as given", checks=results))
     report.budgets = evaluate(limits, report.measurements(), report.not_run_reasons(), report.formats())
-    destination = Path(report_path) if report_path else path.with_name(path.stem + ".report.json")
-    tmp = destination.with_name(f".{destination.name}.tmp")
-    tmp.write_text(report.to_json())
-    os.replace(tmp, destination)
+    report.self_checks = self_checks(report.measurements(), None, allow_mismatch)
+    with stage("writing the report"):
+        write_report_file(destination, report.to_json())
+    report.path = str(destination)
     return report
+
+
+def default_check_report(model_path: str | os.PathLike) -> Path:
+    return Path(f"{Path(model_path).stem}.report.json")
 
 
 def _targets_for(targets: str | list[str], recipe: Recipe, options: dict,
@@ -221,22 +258,11 @@ def _check_budgets_measurable(limits: dict, calib, eval, need_reference: bool = 
         raise InputError("min_agreement and max_accuracy_drop need a float reference (--reference)")
 
 
-def _work_folder(out: Path) -> Path:
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder")
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.edgeport-", dir=parent))
-
-
-def _move_into(work: Path, out: Path) -> None:
-    """Rename each finished entry of `work` into `out`, replacing entries of the same name only."""
-    out.mkdir(exist_ok=True)
-    for entry in sorted(work.iterdir()):
-        if entry.name.startswith("."):
-            continue  # working files (float baselines), removed with the work folder
-        dest = out / entry.name
-        if dest.is_dir() and not dest.is_symlink():
-            stale = work / f".stale-{entry.name}"
-            os.replace(dest, stale)
-        os.replace(entry, dest)
+def _check_budgets_apply(limits: dict, chosen: list[Target]) -> None:
+    """Refuse a budget for one kind of device when no chosen target is of that kind (a flash
+    budget on an Android export would otherwise pass without measuring anything)."""
+    for name in limits:
+        kind = BUDGET_KINDS[name]
+        if kind.formats is not None and not any(t.format in kind.formats for t in chosen):
+            raise InputError(f"{name} applies to Cortex-M targets only (e.g. --target cortex-m4); "
+                             f"none of {', '.join(t.name for t in chosen)} is one")

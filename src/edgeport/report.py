@@ -50,10 +50,13 @@ class Report:
     environment: dict = field(default_factory=dict)
     cross_target: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    self_checks: list[BudgetResult] = field(default_factory=list)  # always on (edgeport.budgets.self_checks)
+    files: list[str] = field(default_factory=list)  # export: every file edgeport wrote into --out
+    path: str = ""  # where the JSON report was written
 
     @property
     def exit_code(self) -> int:
-        return EXIT_OK if all(b.ok for b in self.budgets) else EXIT_BUDGET
+        return EXIT_OK if all(b.ok for b in self.budgets + self.self_checks) else EXIT_BUDGET
 
     def target(self, name: str) -> TargetReport:
         return next(t for t in self.targets if t.target == name)
@@ -74,7 +77,9 @@ class Report:
             "quant_params": self.quant_params, "environment": self.environment, "notes": self.notes,
             "targets": [t.to_dict() for t in self.targets],
             "cross_target": self.cross_target,
-            "budgets": [b.to_dict() for b in self.budgets], "exit_code": self.exit_code,
+            "budgets": [b.to_dict() for b in self.budgets],
+            "self_checks": [b.to_dict() for b in self.self_checks], "exit_code": self.exit_code,
+            **({"files": self.files} if self.files else {}),
         }
 
     def to_json(self) -> str:
@@ -156,6 +161,10 @@ def render_table(report: Report) -> str:
         agree = f", top-1 agreement {100 * row['top1_agreement']:.2f}%" if "top1_agreement" in row else ""
         lines.append(f"cross-target {row['target']} vs {row['base']}: max |diff| {row['max_abs_diff']:.3g}{steps}"
                      f"{agree} ({row['samples']} samples)")
-    for b in report.budgets:
-        lines.append(("  OK  " if b.ok else "  FAIL ") + b.message)
+    passed = [b for b in report.self_checks if b.ok and not b.warning]
+    if passed:
+        lines.append(f"  OK  self-checks: {len(passed)} passed ("
+                     + ", ".join(sorted({b.budget for b in passed})) + ")")
+    for b in report.budgets + [b for b in report.self_checks if b not in passed]:
+        lines.append(("  WARN " if b.warning else "  OK  " if b.ok else "  FAIL ") + b.message)
     return "\n".join(lines)

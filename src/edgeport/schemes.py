@@ -33,6 +33,10 @@ class Scheme:
         weight_bits: Bits of a stored weight (32 float, 16 half, 8 integer).
         activation_bits: Bits of an activation at run time (32 = float compute).
         calibrated: Whether activation ranges come from calibration data.
+        parity_floor: The least cosine similarity with the float model that a correct artifact
+            of this scheme reaches on any model; below it the export fails its self-check
+            (`edgeport.budgets.self_checks`). Set low on purpose: it catches broken numbers
+            (NaN calibration, corrupt scales), not a few points of quantization error.
 
     Attributes:
         per_channel: Integer weight scales per output channel (else one per tensor). Float
@@ -44,6 +48,7 @@ class Scheme:
     weight_bits: ClassVar[int] = 32
     activation_bits: ClassVar[int] = 32
     calibrated: ClassVar[bool] = False
+    parity_floor: ClassVar[float] = 0.99
 
     per_channel: bool = True
 
@@ -85,6 +90,7 @@ class DynamicInt8(Scheme):
     name: ClassVar[str] = "dynamic-int8"
     summary: ClassVar[str] = "int8 MatMul/Gemm weights, activations quantized at run time"
     weight_bits: ClassVar[int] = 8
+    parity_floor: ClassVar[float] = 0.9
 
     def describe(self) -> str:
         return f"dynamic int8 ({self.granularity()} weights)"
@@ -95,6 +101,7 @@ class WeightOnlyInt8(Scheme):
     name: ClassVar[str] = "weight-only-int8"
     summary: ClassVar[str] = "int8 Conv/Gemm/MatMul weights, float activations and compute"
     weight_bits: ClassVar[int] = 8
+    parity_floor: ClassVar[float] = 0.9
 
     def describe(self) -> str:
         return f"weight-only int8 ({self.granularity()} weights, float activations)"
@@ -114,6 +121,7 @@ class Int8Static(Scheme):
     weight_bits: ClassVar[int] = 8
     activation_bits: ClassVar[int] = 8
     calibrated: ClassVar[bool] = True
+    parity_floor: ClassVar[float] = 0.8
 
     calibration: str = "minmax"
     percentile: float = 99.99
