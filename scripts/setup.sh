@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES="gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm chromium chromium-driver"
+DEBIAN_PACKAGES="gcc libc6-dev gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm chromium chromium-driver"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=""
   for pkg in $DEBIAN_PACKAGES; do
