@@ -25,6 +25,9 @@ def _precision(value, where: str) -> str:
     return value
 
 
+MAX_CALIB_SAMPLES = 1_000_000  # calibration statistics converge long before; more is a typo
+
+
 @dataclass(frozen=True)
 class Overrides:
     """Per-layer precisions layered over the recipe's scheme: global, then op type, then layer name
@@ -117,8 +120,10 @@ class Recipe:
                              f"(known: {', '.join(CALIBRATION_METHODS)})")
         if not 50.0 < self.percentile <= 100.0:
             raise InputError(f"percentile must be in (50, 100], got {self.percentile}")
-        if self.calib_samples < 1:
-            raise InputError(f"calib_samples must be at least 1, got {self.calib_samples}")
+        if isinstance(self.calib_samples, bool) or not isinstance(self.calib_samples, int) \
+                or not 1 <= self.calib_samples <= MAX_CALIB_SAMPLES:
+            raise InputError(f"calib_samples must be a whole number from 1 to {MAX_CALIB_SAMPLES:,}, "
+                             f"got {self.calib_samples!r}")
         if self.palettize is not None and self.palettize not in PALETTE_BITS:
             raise InputError(f"palettize must be one of {', '.join(map(str, PALETTE_BITS))} bits, got {self.palettize}")
         if self.prune is not None and not 0.0 < self.prune < 1.0:
