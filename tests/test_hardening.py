@@ -253,3 +253,13 @@ def test_signal_stops_an_export_and_leaves_the_output_as_it_was(tmp_path, float_
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "output folder was left as it was" in lines[0], stderr
     assert _snapshot(out) == before
+
+
+def test_sweep_out_with_user_files_is_refused(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "report.html").write_text("my page")
+    assert cli.main(["sweep", "samples.digits.model:build", "--recipes", "fp32", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds files edgeport did not write (report.html)" in err[0]
+    assert (out / "report.html").read_text() == "my page" and len(list(out.iterdir())) == 1

@@ -177,7 +177,9 @@ def _add_sweep_parser(sub) -> None:
     sw.add_argument("--calib", metavar="DATA", help="calibration data (needed by int8, int8-per-tensor, int16x8)")
     sw.add_argument("--eval", metavar="DATA", help="evaluation data; with labels y the quality is accuracy, "
                                                    "else top-1 agreement with the float model")
-    sw.add_argument("--out", default="out/sweep", metavar="DIR", help="output folder (default out/sweep)")
+    sw.add_argument("--out", default="out/sweep", metavar="DIR", help="output folder (default out/sweep): new, empty "
+                                                                     "or an earlier sweep's")
+    sw.add_argument("--force", action="store_true", help="also write into an --out folder holding other files")
     sw.add_argument("--input-shape", dest="input_shape", type=_shape, action="append", metavar="DIMS",
                     help="input shape such as 1,1,8,8 (repeat per input; default: from the data)")
     sw.add_argument("--workers", type=int, default=2, metavar="N",
@@ -330,7 +332,7 @@ def cmd_sweep(args) -> int:
     spec = SweepSpec(args.source, targets=args.targets, recipes=args.recipes, out=args.out, calib=args.calib,
                      eval=args.eval, input_shapes=tuple(args.input_shape) if args.input_shape else None,
                      settings=_settings(args, {}), workers=args.workers, executor=args.executor,
-                     variants=tuple(args.variants or ()))
+                     variants=tuple(args.variants or ()), force=args.force)
     report = run_sweep(spec)
     print(report.to_json() if args.json else f"{report.table()}\nreport: {args.out}/report.html")
     if report.exit_code:

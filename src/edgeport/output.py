@@ -99,14 +99,39 @@ def written_files(folder: Path) -> list[str]:
                   if not p.is_dir() and not p.relative_to(folder).parts[0].startswith("."))
 
 
-def output_folder(out: str | os.PathLike, source: str | None = None, force: bool = False) -> OutputFolder:
-    """Validate `--out` (see the module docstring) before any work is done."""
-    path = Path(out).expanduser()
+def _refuse_dangerous(out, path: Path) -> Path:
     resolved = path.resolve()
     if resolved == Path(resolved.anchor):
         raise InputError(f"--out {out}: refusing to write into the filesystem root")
     if resolved == Path.home().resolve():
         raise InputError(f"--out {out}: refusing to write into the home folder; name a subfolder")
+    return resolved
+
+
+def sweep_folder(out: str | os.PathLike, force: bool = False) -> None:
+    """Validate a sweep's `--out`: new, empty, or an earlier sweep's folder (its `sweep.json`),
+    else refused unless `force`; root and home always refused."""
+    path = Path(out).expanduser()
+    _refuse_dangerous(out, path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not path.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    entries = sorted(p.name for p in path.iterdir())
+    try:
+        earlier = "edgeport_sweep" in json.loads((path / "sweep.json").read_text())
+    except (OSError, ValueError, UnicodeDecodeError, TypeError):
+        earlier = False
+    if entries and not earlier and not force:
+        shown = ", ".join(entries[:SHOWN]) + (", ..." if len(entries) > SHOWN else "")
+        raise InputError(f"--out {out}: the folder holds files edgeport did not write ({shown}); give a new or "
+                         "empty folder, the folder of an earlier sweep, or --force")
+
+
+def output_folder(out: str | os.PathLike, source: str | None = None, force: bool = False) -> OutputFolder:
+    """Validate `--out` (see the module docstring) before any work is done."""
+    path = Path(out).expanduser()
+    resolved = _refuse_dangerous(out, path)
     if source and ":" not in source and Path(source).exists():
         model = Path(source).resolve()
         if resolved == model.parent or resolved in model.parents:

@@ -64,6 +64,7 @@ class SweepSpec:
         variants: Trained variants of the model compared in the same grid, e.g. a QAT or a
             binary-weight model: (row name, source, sweep recipe name) each, such as
             ("qat-int8", "samples.digits_lowbit.model:qat_int8", "int8").
+        force: Write into an `out` folder that holds files edgeport did not write.
     """
 
     source: str
@@ -77,6 +78,7 @@ class SweepSpec:
     workers: int = 2
     executor: str = "local"
     variants: tuple[tuple[str, str, str], ...] = ()
+    force: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "targets", _names(self.targets))
@@ -144,7 +146,7 @@ def _export(job: RecipeJob, targets: list[str], folder: Path, start: float) -> l
 
     report = export(job.source, targets, job.recipe, out=folder, calib=job.calib, eval=job.eval,
                     input_shapes=[tuple(s) for s in job.input_shapes] if job.input_shapes else None,
-                    settings=job.settings)
+                    settings=job.settings, force=True)  # the sweep's own folder, checked by run_sweep
     seconds = round(time.perf_counter() - start, 2)
     relative = (folder / REPORT_NAME).relative_to(job.out).as_posix()
     configurations = []
@@ -252,14 +254,14 @@ def run_sweep(spec: SweepSpec) -> SweepReport:
     from edgeport.progress import progress
     from edgeport.sweep.executors import EXECUTORS
     from edgeport.sweep.report import SweepReport, write_outputs
+    from edgeport.output import sweep_folder
     from edgeport.plugins import resolve_targets
 
     targets = [t.name for t in resolve_targets(list(spec.targets))]
     check_inputs(spec)
     settings = spec.settings or CheckSettings()
+    sweep_folder(spec.out, spec.force)
     out = Path(spec.out).resolve()
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{spec.out}: exists and is not a folder")
     rows = [(name, spec.source, name) for name in spec.recipes] + list(spec.variants)  # (row, source, recipe)
     refused, jobs = [], []
     for name, row_source, recipe_name in rows:
