@@ -9,6 +9,9 @@ the .tflite and every other target share the same quantization numbers. The arti
     <name>.tflite                          the int8 model both were made from
     CMakeLists.txt, library.json, example/ firmware integration (CMake, PlatformIO, a QEMU example)
     edgeport.json                          I/O, arena, weight bytes, MACs and the board, for the checks
+
+`<name>` is the model's name made a valid C identifier ("1kws" gives `m_1kws`; the headers say
+so). Every file is the same on every export of the same model and recipe: no paths, no dates.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from pathlib import Path
 
 from edgeport.errors import InputError
 from edgeport.exporters import Artifact, Exporter, ExportJob, Refuse
-from edgeport.mcu.toolchain.manifest import MANIFEST, read_manifest
+from edgeport.exporters.reproducible import source_label
+from edgeport.mcu.toolchain.manifest import read_manifest, write_manifest
 from edgeport.recipe import Recipe
 from edgeport.schemes import SCHEMES, Int8Static
 from edgeport.targets import Target
@@ -83,19 +87,21 @@ class CExporter(Exporter):
             float_io = True
             notes += [n for n in int8_notes if not n.startswith("int8 input and output")]
         path.mkdir()
-        source = Path(job.model.source).name if job.model.tflite_bytes is not None else job.model.source
+        source = source_label(job.model.source)
         storage = weight_storage(None if job.model.tflite_bytes is not None else job.recipe,
                                  self.options(job.options, target))
         info = generate_library(tflite, job.model.name, path, source=source, storage=storage)
+        name = info.name  # the model's name as a C identifier ("1kws" -> "m_1kws"): every file is named by it
         generate_c_array(tflite, job.model.name, path, source=source)
-        (path / f"{job.model.name}.tflite").write_bytes(tflite)
+        (path / f"{name}.tflite").write_bytes(tflite)
         board_name = board_of(target.name)
         _check_fits(info, board(board_name), core_of(board_name), target)
-        write_integration_files(path, job.model.name, board_name)
-        manifest = {"name": job.model.name, "board": board_name, "float_io": float_io,
-                    "input_names": [s.name for s in job.model.inputs],
-                    "output_names": [s.name for s in job.model.outputs], "library": _jsonable(info)}
-        (path / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        write_integration_files(path, name, board_name)
+        library = _jsonable(info)
+        library["files"] = [p.relative_to(path).as_posix() for p in info.files]
+        write_manifest(path, {"name": name, "model": job.model.name, "board": board_name, "float_io": float_io,
+                              "input_names": [s.name for s in job.model.inputs],
+                              "output_names": [s.name for s in job.model.outputs], "library": library})
         notes.append(f"library: arena {info.arena_bytes:,} B (static), weights {info.weight_bytes:,} B (const), "
                      f"{info.macs:,} MACs per inference")
         notes += _storage_notes(info)

@@ -25,6 +25,7 @@ from edgeport.exporters.coreml_activations import activation_inputs, calibrate, 
 from edgeport.exporters.coreml_lowbit import (
     alpha_var, find_lowbit, lowbit_note, lut_bits, lut_to_dense, rewrite_lowbit, stored_alpha)
 from edgeport.exporters.coreml_mil import replace_weight
+from edgeport.exporters.reproducible import canonical_mlpackage
 from edgeport.params import normalized
 from edgeport.quantizers import compress, qmath
 from edgeport.quantizers.plan import QuantPlan
@@ -241,7 +242,7 @@ class CoreMLExporter(Exporter):
 
             model = job.model
             # the uncompressed module: Core ML stores pruning and palettes in its own compressed formats
-            traced = torch.jit.trace((job.uncompressed or model).torch_module, model.example_inputs)
+            traced = _trace((job.uncompressed or model).torch_module, model.example_inputs)
             settings = dict(convert_to="mlprogram", skip_model_load=True,
                             minimum_deployment_target=getattr(ct.target, options.deployment_target),
                             compute_precision=ct.precision.FLOAT16 if options.precision == "fp16"
@@ -268,6 +269,7 @@ class CoreMLExporter(Exporter):
                 mlmodel = ct.convert(program, pass_pipeline=ct.PassPipeline.EMPTY, **settings)
             mlmodel.short_description = f"{model.name}: {job.recipe.describe()} (edgeport)"
             mlmodel.save(str(path))
+            canonical_mlpackage(path)  # no date, no random identifiers: the same bytes on every export
         described = job.recipe.describe()
         if described.startswith("fp32") and options.precision == "fp16":
             described = described.replace("fp32", "fp16 compute", 1)  # Core ML's default precision
@@ -358,6 +360,48 @@ def _stored_bytes(var, value: np.ndarray) -> int:
     if types.is_tensor(var.sym_type) and types.is_sub_byte(var.dtype):
         return -(-value.size * var.dtype.get_bitwidth() // 8)
     return value.nbytes
+
+
+def _trace(module, example_inputs):
+    """torch.jit.trace of the module (coremltools converts TorchScript), or one-line InputError.
+
+    The tracer runs the traced graph again and compares: a module whose trace changes between
+    runs (a fast path taken on some runs, e.g. nn.TransformerEncoder's nested tensors with a
+    src_key_padding_mask; data-dependent control flow) fails that check, and Core ML would get
+    a graph that is not the model's."""
+    import torch
+
+    try:
+        return torch.jit.trace(module, example_inputs)
+    except torch.jit.TracingCheckError as exc:
+        where = _first_difference_scope(str(exc), module)
+        raise InputError(f"ios: tracing the PyTorch model for Core ML (torch.jit.trace) is not deterministic{where}: "
+                         "two traces give different graphs (a fast path or data-dependent branch; for "
+                         "nn.Transformer* layers call torch.backends.mha.set_fastpath_enabled(False) in the "
+                         "model factory)") from None
+    except Exception as exc:  # noqa: BLE001 - the tracer raises many types for untraceable code
+        raise InputError(f"ios: tracing the PyTorch model for Core ML (torch.jit.trace) failed: "
+                         f"{type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def _first_difference_scope(diff: str, module) -> str:
+    """' in module <path> (<type>)': the innermost module holding the first difference of the
+    tracer's graph diff (its - / + lines carry `scope: __module.a/__module.a.b`), or ''."""
+    import re
+
+    first = {}
+    for sign, scope in re.findall(r"^\s*([-+]).*?, scope: (\S+)", diff, re.MULTILINE):
+        first.setdefault(sign, scope.split("/"))
+    common = []
+    for parts in zip(*first.values()):
+        if len(set(parts)) > 1:
+            break
+        common.append(parts[0])
+    path = common[-1].removeprefix("__module").removeprefix(".") if common else ""
+    if not path:
+        return ""
+    kind = type(dict(module.named_modules()).get(path, module)).__name__
+    return f" in module {path} ({kind})"
 
 
 def _raise_conversion_error(exc: Exception, traced) -> None:

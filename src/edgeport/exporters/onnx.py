@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.exporters import Artifact, Exporter, ExportJob
+from edgeport.exporters.reproducible import canonical_ort, source_label
 from edgeport.model import FloatModel
 from edgeport.quantizers.plan import QuantPlan
 from edgeport.quiet import quiet_python
@@ -179,7 +180,8 @@ def build_onnx(model: FloatModel, recipe: Recipe, plan: QuantPlan) -> bytes:
         _SCHEMES[type(recipe.scheme)][0](model, recipe, plan, src, dst)
         result = onnx.load(dst)
     result.producer_name = "edgeport"
-    onnx.helper.set_model_props(result, {"edgeport.recipe": recipe.describe(), "edgeport.source": model.source})
+    onnx.helper.set_model_props(result, {"edgeport.recipe": recipe.describe(),
+                                         "edgeport.source": source_label(model.source)})
     return result.SerializeToString()
 
 
@@ -297,6 +299,7 @@ class OrtExporter(Exporter):
             options.add_session_config_entry("session.save_model_format", "ORT")
             options.log_severity_level = 3
             ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+        path.write_bytes(canonical_ort(path.read_bytes()))  # onnxruntime's table order changes per run
         return Artifact(target.name, self.format, path, job.recipe.describe(), notes=_notes(job.recipe, job.plan))
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from edgeport import __version__
 from edgeport.exporters import Artifact, Exporter, ExportJob, Refusal
+from edgeport.exporters.reproducible import source_label
 from edgeport.exporters.tfjs_graph import TfGraph, TfWeight, convert
 from edgeport.quantizers.plan import QuantPlan
 from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt8
@@ -118,7 +119,7 @@ class TFJSExporter(Exporter):
         storage = self.options(job.options, target).tfjs_weights or self.handler(job.recipe)
         onnx_model = job.model.onnx_model()
         graph = convert(onnx_model, job.plan.weights, int8_weights=storage == "int8")
-        metadata = {"recipe": job.recipe.describe(), "weights": storage, "source": job.model.source,
+        metadata = {"recipe": job.recipe.describe(), "weights": storage, "source": source_label(job.model.source),
                     "planned_weights": graph.planned}
         path.mkdir()
         write_graph_model(graph, path, storage, metadata)
