@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import re
 import sys
@@ -67,14 +68,34 @@ def load_source(source: str, input_shapes: list[tuple[int, ...]] | None = None,
 def load_tflite(path: Path) -> FloatModel:
     """An existing .tflite file: exported as is (its quantization is the recipe) to targets that
     take TFLite (Cortex-M); the reference is LiteRT's reference kernels on the same file, with the
-    model's own input and output types (int8 stays int8)."""
+    model's own input and output types (int8 stays int8).
+
+    The flatbuffer is read and its quantization parameters and declared input sizes validated
+    before LiteRT sees it (LiteRT aborts the process on some corrupt files), and one inference on
+    zeros proves it runs: a file that fails any of these is bad input, named in one line."""
     if importlib.util.find_spec("ai_edge_litert") is None:
         raise MissingDependencyError("ai-edge-litert", f"{path}: reading a .tflite source", "mcu")
+    from edgeport.limits import check_tensor
+    from edgeport.mcu.compiler.tflite_ir import read_tflite
     from edgeport.runtimes.litert import LiteRTSession
 
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    data = path.read_bytes()
+    graph = read_tflite(data, str(path))  # InputError when corrupt or its numbers are not sane
+    for index in graph.inputs:
+        tensor = graph.tensors[index]
+        check_tensor(f"{path}: input '{tensor.label}'", tensor.shape, tensor.dtype if tensor.dtype != "bool" else "uint8")
+    for index in graph.outputs:
+        tensor = graph.tensors[index]
+        check_tensor(f"{path}: output '{tensor.label}'", tensor.shape, tensor.dtype if tensor.dtype != "bool" else "uint8")
     session = LiteRTSession(str(path), 1, reference_kernels=True)  # InputError when unreadable
+    outputs = _trial_run(session.run_raw, session.inputs, path, "LiteRT")
+    for index, value in zip(graph.outputs, outputs):  # the C library sizes its buffers from the declared shape
+        tensor = graph.tensors[index]
+        if tuple(value.shape) != tuple(tensor.shape):
+            raise InputError(f"{path}: output '{tensor.label}' declares shape {list(tensor.shape)} but LiteRT "
+                             f"computes {list(value.shape)}")
 
     def reference(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """One sample at a time: TFLite models have a fixed batch of 1."""
@@ -84,13 +105,27 @@ def load_tflite(path: Path) -> FloatModel:
 
     return FloatModel(name=re.sub(r"\W", "_", path.stem), onnx_bytes=b"", inputs=list(session.inputs),
                       outputs=list(session.outputs), reference=reference,
-                      reference_kind="LiteRT reference kernels", source=str(path), tflite_bytes=path.read_bytes())
+                      reference_kind="LiteRT reference kernels", source=str(path), tflite_bytes=data)
+
+
+def _trial_run(run, inputs: list[TensorSpec], path: Path, runtime: str) -> list[np.ndarray]:
+    """One inference on zeros (batch 1): a model that loads but cannot run is bad input."""
+    feeds = {spec.name: np.zeros(tuple(1 if d is None else d for d in spec.shape), dtype=spec.dtype)
+             for spec in inputs}
+    try:
+        return run(feeds)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - runtimes raise their own types; all mean "cannot run it"
+        raise InputError(f"{path}: {runtime} loads it but cannot run it: {_first_line(exc)}") from None
 
 
 # ---------------------------------------------------------------- ONNX
 
 def read_onnx(path: Path):
-    """Parse and validate an ONNX file; every failure is a one-line InputError."""
+    """Parse and validate an ONNX file; every failure is a one-line InputError. External data is
+    read into the model (from the model's folder only, see `inline_external_data`), so the model
+    returned is self-contained."""
     import onnx
 
     if not path.is_file():
@@ -104,13 +139,127 @@ def read_onnx(path: Path):
         raise InputError(f"{path}: not a readable ONNX file (truncated or corrupt)") from None
     if not model.graph.node:
         raise InputError(f"{path}: not a readable ONNX file (truncated or corrupt: the graph has no nodes)")
+    check_names(model, path)
+    if not model.graph.output:
+        raise InputError(f"{path}: the graph declares no outputs")
     check_standard_ops(model)  # first, so an unknown op is named with its node
+    inline_external_data(model, path)
     try:
         onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0]
+    except (onnx.checker.ValidationError, UnicodeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise InputError(f"{path}: invalid ONNX model: {first}") from None
+    check_qdq_params(model, path)
     return model
+
+
+def check_names(model, path: Path) -> None:
+    """Refuse names that are not valid UTF-8 (protobuf hands them over as bytes), naming where."""
+    graph = model.graph
+    named = [("input", v.name) for v in graph.input] + [("output", v.name) for v in graph.output] + \
+        [("value", v.name) for v in graph.value_info] + [("initializer", t.name) for t in graph.initializer]
+    for node in graph.node:
+        named += [("node", node.name), (f"op type of node {node.name!r}", node.op_type),
+                  (f"domain of node {node.name!r}", node.domain)]
+        named += [(f"input of node {node.name!r}", n) for n in node.input]
+        named += [(f"output of node {node.name!r}", n) for n in node.output]
+        named += [(f"attribute of node {node.name!r}", a.name) for a in node.attribute]
+    named += [("opset domain", o.domain) for o in model.opset_import]
+    for what, name in named:
+        if not isinstance(name, str):
+            raise InputError(f"{path}: {what} name {bytes(name)[:40]!r} is not valid UTF-8")
+
+
+def _all_tensors(graph):
+    """Every TensorProto of `graph`: initializers and tensor attributes, in subgraphs too."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _all_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _all_tensors(sub)
+
+
+def inline_external_data(model, path: Path) -> None:
+    """Read every tensor stored as ONNX external data into `model`.
+
+    Locations are resolved relative to the model file (not the current folder) and must stay
+    inside the model's folder: absolute paths, `..` escapes, symbolic links resolving outside it
+    and files with more than one hard link (a hard link cannot tell where else it lives) are refused,
+    as are offsets and lengths outside the file, each in one line naming the tensor."""
+    from onnx import TensorProto
+
+    folder = path.parent.resolve()
+    for tensor in _all_tensors(model.graph):
+        if tensor.data_location != TensorProto.EXTERNAL:
+            continue
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        where = f"{path}: tensor '{tensor.name}' stores its data in external file"
+        location = info.get("location", "")
+        if not location or "\0" in location or os.path.isabs(location):
+            raise InputError(f"{where} {location!r}: give a relative path inside the model's folder")
+        target = path.parent / location
+        real = Path(os.path.realpath(target))
+        if not real.is_relative_to(folder):
+            raise InputError(f"{where} {location!r}, which is outside the model's folder {folder} "
+                             "(external data must live beside the model; links out of it are refused)")
+        if not real.is_file():
+            raise InputError(f"{where} {location!r}, which does not exist (looked in {folder})")
+        stat = real.stat()
+        if stat.st_nlink > 1:
+            raise InputError(f"{where} {location!r}, which has {stat.st_nlink} hard links; copy the file "
+                             "instead (a hard link may point at data outside the model's folder)")
+        try:
+            offset = int(info.get("offset", 0))
+            length = int(info["length"]) if "length" in info else stat.st_size - offset
+        except ValueError:
+            raise InputError(f"{where} {location!r} with a non-numeric offset or length") from None
+        if offset < 0 or length < 0 or offset + length > stat.st_size:
+            raise InputError(f"{where} {location!r} at bytes {offset}..{offset + length}, outside the file "
+                             f"({stat.st_size} bytes)")
+        with open(real, "rb") as f:
+            f.seek(offset)
+            tensor.raw_data = f.read(length)
+        tensor.data_location = TensorProto.DEFAULT
+        del tensor.external_data[:]
+
+
+def check_qdq_params(model, path: Path) -> None:
+    """Refuse QuantizeLinear / DequantizeLinear scales that are not finite and positive, and zero
+    points outside the range of the quantized type, naming the node and the tensor."""
+    from onnx import numpy_helper
+
+    constants = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output and node.attribute and node.attribute[0].HasField("t"):
+            constants.setdefault(node.output[0], node.attribute[0].t)
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 2:
+            continue
+        where = f"{path}: {node.op_type} node '{node.name}'"
+        scale = constants.get(node.input[1])
+        if scale is not None:
+            values = _array(numpy_helper, scale, where)
+            bad = values[~(np.isfinite(values) & (values > 0))] if values.dtype.kind == "f" else values[:0]
+            if bad.size:
+                raise InputError(f"{where}: scale '{scale.name}' holds {bad.flat[0]}; quantization scales must be "
+                                 "finite and positive")
+        zero_point = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if zero_point is not None:
+            values = _array(numpy_helper, zero_point, where)
+            if values.dtype.kind not in "iu":
+                raise InputError(f"{where}: zero point '{zero_point.name}' is {values.dtype}, not an integer type")
+
+
+def _array(numpy_helper, tensor, where: str) -> np.ndarray:
+    try:
+        return np.asarray(numpy_helper.to_array(tensor))
+    except Exception as exc:  # noqa: BLE001 - a tensor whose bytes do not match its type and shape
+        raise InputError(f"{where}: tensor '{tensor.name}' cannot be read ({_first_line(exc)})") from None
 
 
 def check_standard_ops(model) -> None:
@@ -140,20 +289,26 @@ def _specs(values, initializer_names=frozenset()) -> list[TensorSpec]:
 
 
 def load_onnx(path: Path, input_shapes: list[tuple[int, ...]] | None = None) -> FloatModel:
+    from edgeport.limits import check_tensor
     from edgeport.runtimes.onnxruntime import OrtSession
 
     model = read_onnx(path)
     inits = {i.name for i in model.graph.initializer}
     inputs, outputs = _specs(model.graph.input, inits), _specs(model.graph.output)
+    if not inputs:
+        raise InputError(f"{path}: the graph declares no inputs (every graph input is an initializer)")
     if input_shapes:
         _check_shapes_match(inputs, input_shapes, str(path))
     for spec in inputs:
         if spec.dtype != "float32":
             raise InputError(f"{path}: input '{spec.name}' is {spec.dtype}; export needs a float32 model "
                              "(use 'edgeport check' for an already-quantized model)")
-    session = OrtSession(str(path), threads=1)
+        check_tensor(f"{path}: input '{spec.name}'", spec.shape, spec.dtype)  # before anything is allocated
+    onnx_bytes = model.SerializeToString()  # external data inlined: the model as validated
+    session = OrtSession(str(path), threads=1, model_bytes=onnx_bytes)
+    _trial_run(session.run, inputs, path, "onnxruntime")
     return FloatModel(
-        name=path.stem, onnx_bytes=model.SerializeToString(), inputs=inputs, outputs=outputs,
+        name=path.stem, onnx_bytes=onnx_bytes, inputs=inputs, outputs=outputs,
         reference=session.run, reference_kind="onnxruntime fp32", layers={n.name: n.name for n in model.graph.node},
         source=str(path), params=ParamMap.build(model))
 
@@ -190,10 +345,24 @@ def _load_factory(ref: str, input_shapes, input_dtype) -> FloatModel:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise InputError(f"{ref}: cannot import module '{module_name}': {exc}") from None
+    except (Exception, SystemExit) as exc:  # the user's module failed while importing: their code, not edgeport
+        raise InputError(f"{ref}: importing module '{module_name}' failed: {type(exc).__name__}: "
+                         f"{_first_line(exc)}") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise InputError(f"{ref}: module '{module_name}' has no callable '{attr}'")
-    model = factory()
+    try:
+        inspect.signature(factory).bind()
+    except TypeError as exc:
+        raise InputError(f"{ref}: factory '{attr}' cannot be called without arguments ({_first_line(exc)}); "
+                         "give a callable that takes none") from None
+    except ValueError:  # no signature to inspect (some builtins): just call it
+        pass
+    try:
+        model = factory()
+    except (Exception, SystemExit) as exc:
+        raise InputError(f"{ref}: factory '{attr}' raised {type(exc).__name__}: {_first_line(exc)} "
+                         "(an error in the model's code)") from None
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"{ref}: factory returned {type(model).__name__}, not a torch.nn.Module")
     if not input_shapes:

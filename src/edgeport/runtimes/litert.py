@@ -7,6 +7,7 @@ and zero point, int8 outputs dequantized, so parity and accuracy compare like wi
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 
@@ -18,25 +19,79 @@ def _spec(detail) -> TensorSpec:
     return TensorSpec(detail["name"], tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name)
 
 
+PROBE_TIMEOUT_S = 120.0
+
+
+def _probe(path: str, threads: int, resolver) -> None:
+    """Load `path` and run it once on zeros in a forked child first: LiteRT aborts the whole
+    process (TFLITE_CHECK) on some corrupt models, which must be an exit 2 naming the file, not a
+    signal. The child's Python errors are left for the real load to report."""
+    import os
+    import signal
+    import time
+
+    if not hasattr(os, "fork"):
+        return
+    pid = os.fork()
+    if pid == 0:  # the child: quiet, no clean-up handlers, its exit status says it all
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            from ai_edge_litert.interpreter import Interpreter
+
+            interpreter = Interpreter(model_path=path, num_threads=threads, experimental_op_resolver_type=resolver)
+            interpreter.allocate_tensors()
+            for detail in interpreter.get_input_details():
+                interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+            interpreter.invoke()
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + PROBE_TIMEOUT_S
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                raise InputError(f"{path}: LiteRT did not finish loading and running it in {PROBE_TIMEOUT_S:.0f} s")
+            time.sleep(0.005)
+    except BaseException:  # a timeout, or a signal stopping the run: the child goes too
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    if os.WIFSIGNALED(status):
+        name = signal.Signals(os.WTERMSIG(status)).name
+        raise InputError(f"{path}: LiteRT crashes ({name}) loading or running it: the file is corrupt or holds "
+                         "numbers LiteRT cannot handle")
+
+
 class LiteRTSession:
     timing = "wall"
 
     def __init__(self, path: str, threads: int, reference_kernels: bool = False):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+        from edgeport.mcu.compiler.tflite_ir import validate_tflite
         from edgeport.quiet import quiet_native
 
         resolver = OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.AUTO
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
+        validate_tflite(data, path)  # LiteRT aborts the process on some bad numbers: refuse them first
+        _probe(path, threads, resolver)  # and on some we cannot list: let a child process find out
         try:
             with quiet_native():  # TFLite logs its delegate creation to stderr
                 self._interpreter = Interpreter(model_path=path, num_threads=threads,
                                                 experimental_op_resolver_type=resolver)
                 self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
+            self._in = self._interpreter.get_input_details()
+            self._out = self._interpreter.get_output_details()
+        except (ValueError, RuntimeError, UnicodeDecodeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise InputError(f"{path}: LiteRT cannot load it ({first})") from None
-        self._in = self._interpreter.get_input_details()
-        self._out = self._interpreter.get_output_details()
         self.inputs = [_spec(d) for d in self._in]
         self.outputs = [_spec(d) for d in self._out]
 

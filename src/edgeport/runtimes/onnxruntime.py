@@ -39,26 +39,34 @@ def raise_for_ort_error(exc: Exception, path: str) -> None:
 
 
 class OrtSession:
+    """An onnxruntime CPU session on `path` (or on `model_bytes`, the same model already read and
+    validated, with `path` naming it in messages). onnxruntime logs errors only: what goes wrong
+    comes back as an exception and becomes one line; its warnings are not the user's business."""
+
     timing = "wall"
 
-    def __init__(self, path: str, threads: int):
+    def __init__(self, path: str, threads: int, model_bytes: bytes | None = None):
         import onnxruntime as ort
 
-        ort.set_default_logger_severity(3)  # errors come back as exceptions; warnings are noise here
+        ort.set_default_logger_severity(4)  # the environment's logger, shared by every session made after
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # fatal only: errors come back as exceptions
+        options.log_verbosity_level = 0
         try:
-            self._session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(model_bytes if model_bytes is not None else path, options,
+                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own exception types; all mean "cannot load"
             raise_for_ort_error(exc, path)
         self.inputs = [_spec(a) for a in self._session.get_inputs()]
         self.outputs = [_spec(a) for a in self._session.get_outputs()]
+        self._options = ort.RunOptions()
+        self._options.log_severity_level = 4
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self._session.run(None, feeds)
+        return self._session.run(None, feeds, self._options)
 
 
 class OnnxRuntime:

@@ -10,6 +10,7 @@ as their names (`padding: "SAME"`, `fused_activation_function: "RELU6"`).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -156,7 +157,7 @@ def _constant(tensor, buffer, raw: bytes, dtype: str, shape: tuple[int, ...]) ->
 
 
 def _tensor(index: int, t, buffers, raw: bytes, type_names: dict) -> Tensor:
-    name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else (t.name or "")
+    name = _name(t)
     dtype = _DTYPES.get(type_names.get(t.type, ""), type_names.get(t.type, f"type{t.type}").lower())
     shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
     q = t.quantization
@@ -204,6 +205,9 @@ def read_tflite(data: bytes, source: str = "model.tflite") -> Graph:
         graph_def = model.subgraphs[0]
         buffers = model.buffers or []
         tensors = [_tensor(i, t, buffers, raw, type_names) for i, t in enumerate(graph_def.tensors or [])]
+        for i, op in enumerate(graph_def.operators or []):
+            if not 0 <= op.opcodeIndex < len(codes):
+                raise ValueError(f"op {i} has operator code {op.opcodeIndex} of {len(codes)}")
         ops = [Op(i, codes[op.opcodeIndex], tuple(int(x) for x in (op.inputs if op.inputs is not None else ())),
                   tuple(int(x) for x in (op.outputs if op.outputs is not None else ())), _options(op, schema))
                for i, op in enumerate(graph_def.operators or [])]
@@ -211,14 +215,95 @@ def read_tflite(data: bytes, source: str = "model.tflite") -> Graph:
                       source)
         for op in ops:
             for t in op.inputs + op.outputs:
-                if not -1 <= t < len(tensors):
+                if not -1 <= t < len(tensors) or (t == -1 and t in op.outputs):
                     raise ValueError(f"op {op.index} uses tensor {t} of {len(tensors)}")
+        for t in graph.inputs + graph.outputs:
+            if not 0 <= t < len(tensors):
+                raise ValueError(f"the graph's inputs or outputs name tensor {t} of {len(tensors)}")
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - a corrupt flatbuffer fails in many ways
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{source}: corrupt or truncated .tflite file ({detail})") from None
+    check_numbers(model, source)
     if len(model.subgraphs) > 1:
         raise InputError(f"{source}: has {len(model.subgraphs)} subgraphs; the C library supports one "
                          "(no control flow ops)")
     return graph
+
+
+def validate_tflite(data: bytes, source: str) -> None:
+    """Refuse a .tflite file that is not a readable flatbuffer or whose numbers are not sane (see
+    `check_numbers`) before a runtime loads it: LiteRT aborts the process on some of them."""
+    schema = _schema()
+    raw = bytes(data)
+    if len(raw) < 8 or raw[4:8] != b"TFL3":
+        raise InputError(f"{source}: not a .tflite file (no TFL3 flatbuffer identifier)")
+    try:
+        model = schema.ModelT.InitFromPackedBuf(raw, 0)
+    except Exception as exc:  # noqa: BLE001 - a corrupt flatbuffer fails in many ways
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{source}: corrupt or truncated .tflite file ({detail})") from None
+    check_numbers(model, source)
+
+
+def check_numbers(model, source: str) -> None:
+    """Refuse negative dimensions, quantization parameters that are not sane
+    (`quantization_problem`) and float op options that are not finite (a NaN softmax beta), naming
+    the tensor or op. `model` is a `schema.ModelT`."""
+    type_names = _enum_names(_schema().TensorType)
+    for g, subgraph in enumerate(model.subgraphs or []):
+        where = source if g == 0 else f"{source} (subgraph {g})"
+        for index, t in enumerate(subgraph.tensors or []):
+            label = _name(t) or f"tensor {index}"
+            shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
+            if any(d < 0 for d in shape):
+                raise InputError(f"{where}: tensor '{label}' (index {index}) has shape {list(shape)}")
+            q = t.quantization
+            if q is None or q.scale is None:
+                continue
+            dtype = _DTYPES.get(type_names.get(t.type, ""), type_names.get(t.type, "").lower())
+            problem = quantization_problem(dtype, shape, q.scale, q.zeroPoint, int(q.quantizedDimension))
+            if problem:
+                raise InputError(f"{where}: tensor '{label}' (index {index}): {problem}")
+        for index, op in enumerate(subgraph.operators or []):
+            for key, value in (vars(op.builtinOptions) if op.builtinOptions is not None else {}).items():
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise InputError(f"{where}: op {index} has option {_snake(key)} = {value}; it must be finite")
+
+
+def _name(t) -> str:
+    return t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else (t.name or "")
+
+
+# zero point ranges of the integer types TFLite quantizes
+_ZERO_POINT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767), "int4": (-8, 7),
+                     "int32": (-(1 << 31), (1 << 31) - 1), "int64": (-(1 << 63), (1 << 63) - 1)}
+
+
+def quantization_problem(dtype: str, shape, scales, zero_points, axis: int) -> str | None:
+    """What is wrong with a tensor's quantization parameters, or None when they are sane.
+
+    Scales must be finite and positive, zero points inside the range of the tensor's type and one
+    or as many as the scales, and per-channel scales one per slice of a
+    dimension the tensor has. Float tensors are not checked: runtimes ignore their parameters.
+    """
+    if dtype not in _ZERO_POINT_RANGE or scales is None or len(scales) == 0:
+        return None
+    scales = np.asarray(scales, dtype=np.float64)
+    bad = scales[~(np.isfinite(scales) & (scales > 0))]
+    if bad.size:
+        return f"quantization scale {bad[0]} is not finite and positive"
+    if zero_points is not None and len(zero_points):
+        zero_points = np.asarray(zero_points, dtype=np.int64)
+        if len(zero_points) not in (1, len(scales)):
+            return f"{len(scales)} quantization scales but {len(zero_points)} zero points"
+        low, high = _ZERO_POINT_RANGE[dtype]
+        outside = zero_points[(zero_points < low) | (zero_points > high)]
+        if outside.size:
+            return f"zero point {outside[0]} is outside the range of {dtype} [{low}, {high}]"
+    if len(scales) > 1:
+        dims = tuple(shape)
+        if not 0 <= axis < len(dims) or dims[axis] != len(scales):
+            return f"{len(scales)} per-channel scales on dimension {axis} of shape {list(dims)}"
+    return None
