@@ -88,9 +88,39 @@ def load_config(path: str | Path) -> dict[str, dict]:
         if unknown:
             raise InputError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} in [{section}] "
                              f"(known: {', '.join(sorted(SECTIONS[section]))})")
+    for key, value in data.get("export", {}).items():
+        _check_export_value(path, key, value)
+    for key, value in data.get("budgets", {}).items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise InputError(f"{path}: [budgets] {key} must be a number or a string such as \"100KB\", "
+                             f"not {_kind(value)}")
     config = {section: dict(data.get(section, {})) for section in SECTIONS}
     recipe = config["recipe"]
     levels = {level: recipe.pop(level) for level in ("op_type", "layer") if level in recipe}
     if levels:  # [recipe.op_type] / [recipe.layer] tables become the recipe's overrides
         recipe["overrides"] = levels
     return config
+
+
+def _kind(value) -> str:
+    return {bool: "true/false", dict: "a table", list: "a list", str: "a string"}.get(type(value), repr(value))
+
+
+def _is_shape(value) -> bool:
+    return (isinstance(value, list) and bool(value)
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in value))
+
+
+def _check_export_value(path: Path, key: str, value) -> None:
+    """[export] values have the types of their flags (a wrong type is the user's error, exit 2)."""
+    if key in ("source", "out", "calib", "eval", "input_dtype"):
+        ok, want = isinstance(value, str) and value.strip() != "", "a non-empty string"
+    elif key == "targets":
+        ok = (isinstance(value, str) and value.strip() != "") or (
+            isinstance(value, list) and bool(value) and all(isinstance(t, str) for t in value))
+        want = 'a string or a list of strings, e.g. ["onnx", "android"]'
+    else:  # input_shape: one shape, or one per input
+        ok = _is_shape(value) or (isinstance(value, list) and bool(value) and all(_is_shape(v) for v in value))
+        want = "a list of whole numbers >= 1 such as [1, 3, 224, 224], or a list of them (one per input)"
+    if not ok:
+        raise InputError(f"{path}: [export] {key} must be {want}, not {_kind(value)}")
