@@ -123,6 +123,9 @@ def _match_inputs(raw: dict[str, np.ndarray], inputs: list[TensorSpec], spec: st
         raise InputError(f"{what} {spec}: arrays {sorted(raw)} do not match the model inputs ({names})")
     feeds = {}
     for s in inputs:
+        if s.shape and s.shape[0] not in (None, 1):
+            raise InputError(f"{what} {spec}: model input '{s.name}' has a fixed batch of {s.shape[0]}; edgeport "
+                             "runs one sample at a time: give a model with batch 1 or a dynamic batch")
         array = np.asarray(chosen[s.name])
         want = s.shape[1:]
         if array.ndim != len(s.shape) or any(d is not None and d != a for d, a in zip(want, array.shape[1:])):
