@@ -87,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also write into an --out folder holding other files (they are kept, never replaced)")
     ex.add_argument("--input-shape", dest="input_shape", type=_shape, action="append", metavar="DIMS",
                     help="input shape such as 1,1,8,8 (repeat per input; default: from the data)")
-    ex.add_argument("--input-dtype", dest="input_dtype", metavar="DTYPE", help="input dtype (default float32)")
+    ex.add_argument("--input-dtype", dest="input_dtype", action="append", metavar="[NAME=]DTYPE",
+                    help="input dtype: one for every input (int64), or per input (input_ids=int64; repeatable); "
+                         "default: the data's arrays' types, else float32")
     rg = ex.add_argument_group("recipe (decided once, honored by every target)")
     rg.add_argument("--quantize", "--recipe", dest="quantize", metavar="SCHEME",
                     help=" | ".join(SCHEMES.names()) + " (default none): " +
@@ -227,6 +229,27 @@ def _overrides(entries: list[str] | None, file_overrides: dict | None) -> dict |
     return levels
 
 
+def _input_dtype(flags: list[str] | None, from_file):
+    """`--input-dtype int64` (every input) or `--input-dtype input_ids=int64 ...` (by name), over
+    the config file's `input_dtype` (a string or a table)."""
+    if not flags:
+        return from_file
+    named = [f for f in flags if "=" in f]
+    if not named:
+        if len(flags) > 1:
+            raise InputError("--input-dtype: give one dtype for every input, or NAME=DTYPE per input")
+        return flags[0]
+    if len(named) != len(flags):
+        raise InputError("--input-dtype: do not mix DTYPE and NAME=DTYPE")
+    dtypes = dict(from_file) if isinstance(from_file, dict) else {}
+    for entry in named:
+        name, _, dtype = entry.partition("=")
+        if not name or not dtype:
+            raise InputError(f"--input-dtype '{entry}': expected NAME=DTYPE, e.g. input_ids=int64")
+        dtypes[name] = dtype
+    return dtypes
+
+
 def _settings(args, file_settings: dict):
     from edgeport.checks import CheckSettings
 
@@ -279,7 +302,7 @@ def cmd_export(args) -> int:
     options = _target_options(args, cfg)
     report = export(source, targets=pick("targets", "onnx"), recipe=recipe, out=pick("out", "out"),
                     calib=pick("calib"), eval=pick("eval"), input_shapes=shapes,
-                    input_dtype=pick("input_dtype", "float32"), budgets=_budgets(args, cfg["budgets"]),
+                    input_dtype=_input_dtype(args.input_dtype, exp.get("input_dtype")), budgets=_budgets(args, cfg["budgets"]),
                     settings=_settings(args, cfg["checks"]), target_options=options or None,
                     force=args.force, allow_mismatch=args.allow_mismatch)
     return _print_report(report, args, f"{pick('out', 'out')}/report.json")

@@ -7,6 +7,7 @@
     calib = "samples/digits/calib.npz"
     eval = "samples/digits/eval.npz"
     input_shape = [1, 1, 8, 8]
+    input_dtype = "float32"    # or by input name: { input_ids = "int64", attention_mask = "int64" }
 
     [recipe]
     quantize = "int8"          # none | fp16 | dynamic-int8 | weight-only-int8 | int8 | int16x8
@@ -113,7 +114,11 @@ def _is_shape(value) -> bool:
 
 def _check_export_value(path: Path, key: str, value) -> None:
     """[export] values have the types of their flags (a wrong type is the user's error, exit 2)."""
-    if key in ("source", "out", "calib", "eval", "input_dtype"):
+    if key == "input_dtype":
+        ok = (isinstance(value, str) and value.strip() != "") or (
+            isinstance(value, dict) and bool(value) and all(isinstance(v, str) for v in value.values()))
+        want = 'a dtype such as "int64", or a table of them by input name'
+    elif key in ("source", "out", "calib", "eval"):
         ok, want = isinstance(value, str) and value.strip() != "", "a non-empty string"
     elif key == "targets":
         ok = (isinstance(value, str) and value.strip() != "") or (

@@ -71,9 +71,25 @@ def random_dataset(inputs: list[TensorSpec], count: int, seed: int = 0) -> Datas
 
 def sample_shape(spec: str, what: str = "data") -> tuple[int, ...] | None:
     """Per-sample input shape of a single-input data source, for inferring the model input shape."""
-    raw = _read_raw(spec, what)
-    arrays = [v for k, v in raw.items() if k not in _LABEL_KEYS]
-    return tuple(arrays[0].shape[1:]) if len(arrays) == 1 else None
+    specs = sample_specs(spec, what)
+    return next(iter(specs.values()))[0] if len(specs) == 1 else None
+
+
+def sample_specs(spec: str, what: str = "data") -> dict[str, tuple[tuple[int, ...], str]]:
+    """Each input array of a data source (labels left out): name -> (per-sample shape, dtype the
+    model input gets). Floating arrays give float32 inputs (NumPy saves float64 by default);
+    integer and boolean arrays keep their type (token ids, masks)."""
+    specs = {}
+    for name, array in _read_raw(spec, what).items():
+        if name in _LABEL_KEYS or array.ndim == 0:
+            continue
+        kind = array.dtype
+        dtype = "float32" if np.issubdtype(kind, np.floating) else str(kind) if (
+            np.issubdtype(kind, np.integer) or kind == np.bool_) else None
+        if dtype is None:
+            raise InputError(f"{what} {spec}: array '{name}' has dtype {kind}, not numeric")
+        specs[name] = (tuple(int(d) for d in array.shape[1:]), dtype)
+    return specs
 
 
 def load_dataset(spec: str, inputs: list[TensorSpec], what: str = "calibration data") -> Dataset:

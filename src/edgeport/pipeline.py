@@ -14,7 +14,7 @@ from pathlib import Path
 from edgeport.budgets import BUDGET_KINDS, evaluate, parse_budgets, self_checks
 from edgeport.checks import CheckContext, CheckSettings, References, run_checks
 from edgeport.checks.numerics import cross_target_parity
-from edgeport.data import load_dataset, random_dataset, sample_shape
+from edgeport.data import load_dataset, random_dataset, sample_specs
 from edgeport.errors import InputError
 from edgeport.guard import stage
 from edgeport.limits import check_tensor
@@ -35,7 +35,7 @@ PARAMS_NAME = "quant_params.json"
 
 def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None = None,
            out: str | os.PathLike = "out", calib: str | None = None, eval: str | None = None,
-           input_shapes: list[tuple[int, ...]] | None = None, input_dtype: str = "float32",
+           input_shapes: list[tuple[int, ...]] | None = None, input_dtype: str | dict[str, str] | None = None,
            budgets: dict | None = None, settings: CheckSettings | None = None,
            target_options: dict[str, dict] | None = None, force: bool = False,
            allow_mismatch: bool = False) -> Report:
@@ -49,6 +49,8 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         calib: Calibration data (needed by `int8`); also parity inputs when `eval` is absent.
         eval: Evaluation data, with labels for accuracy.
         input_shapes: Input shapes for PyTorch sources (default: from the data, batch 1).
+        input_dtype: Input dtype of PyTorch sources: one for all, or {input name: dtype}
+            (default: from the data's arrays, else float32).
         budgets: {"max_size": "100KB", "max_latency": 5, "min_agreement": 0.99, "max_accuracy_drop": 0.5}.
         settings: Latency settings (runs, warm-up, threads).
         target_options: Per-target options, e.g. {"ios": {"deployment_target": "iOS17", "precision": "fp32"}}.
@@ -73,16 +75,16 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
     _check_budgets_measurable(limits, calib or tflite_source, eval)
     _check_budgets_apply(limits, chosen)
     for shape in input_shapes or ():
-        check_tensor("--input-shape", shape, input_dtype)
+        check_tensor("--input-shape", shape, input_dtype if isinstance(input_dtype, str) else "float32")
     output = output_folder(out, source, force)
     output.check_entries([t.name for t in chosen] + [REPORT_NAME, PARAMS_NAME])
+    data_specs = None
     if not input_shapes and (calib or eval) and not source.endswith((".onnx", ".tflite")):
-        with stage("reading the data"):
-            shape = sample_shape(calib or eval, "calibration data" if calib else "eval data")
-        input_shapes = [(1, *shape)] if shape is not None else None
+        with stage("reading the data"):  # named arrays give a PyTorch model's input shapes and dtypes
+            data_specs = sample_specs(calib or eval, "calibration data" if calib else "eval data")
 
     with stage(f"loading {source}"):
-        model = load_source(source, input_shapes, input_dtype)
+        model = load_source(source, input_shapes, input_dtype, data_specs)
     with stage("reading the data"):
         calib_data = load_dataset(calib, model.inputs, "calibration data") if calib else None
         eval_data = load_dataset(eval, model.inputs, "eval data") if eval else None

@@ -41,8 +41,15 @@ def is_factory_ref(source: str) -> bool:
 
 
 def load_source(source: str, input_shapes: list[tuple[int, ...]] | None = None,
-                input_dtype: str = "float32") -> FloatModel:
-    """Load `source` (see module docstring). `input_shapes` is needed for PyTorch sources."""
+                input_dtype: str | dict[str, str] | None = None,
+                data_specs: dict[str, tuple[tuple[int, ...], str]] | None = None) -> FloatModel:
+    """Load `source` (see module docstring).
+
+    PyTorch sources need their inputs' shapes and dtypes: `input_shapes` (one per input, batch
+    first) and `input_dtype` (one for all, or by input name; default float32), or else the named
+    arrays of the data (`data_specs`, from `edgeport.data.sample_specs`), matched to the names of
+    `forward()`'s arguments.
+    """
     path = Path(source)
     if path.suffix == ".onnx":
         return load_onnx(path, input_shapes)
@@ -57,7 +64,7 @@ def load_source(source: str, input_shapes: list[tuple[int, ...]] | None = None,
         raise InputError(f"{source}: '{path.suffix}' models are not an export source in this version; "
                          "use a PyTorch model or an .onnx file")
     if is_factory_ref(source):
-        return _load_factory(source, input_shapes, input_dtype)
+        return _load_factory(source, input_shapes, input_dtype, data_specs)
     if path.exists():
         raise InputError(f"{source}: unknown model file type (expected .onnx, .pt2 or module:factory)")
     raise InputError(f"{source}: no such file, and not a 'package.module:factory' reference")
@@ -336,7 +343,7 @@ def _torch():
     return torch
 
 
-def _load_factory(ref: str, input_shapes, input_dtype) -> FloatModel:
+def _load_factory(ref: str, input_shapes, input_dtype, data_specs=None) -> FloatModel:
     torch = _torch()
     module_name, _, attr = ref.partition(":")
     if os.getcwd() not in sys.path:  # like `python -m`: modules of the current project are importable
@@ -365,10 +372,60 @@ def _load_factory(ref: str, input_shapes, input_dtype) -> FloatModel:
                          "(an error in the model's code)") from None
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"{ref}: factory returned {type(model).__name__}, not a torch.nn.Module")
-    if not input_shapes:
-        raise InputError(f"{ref}: input shape unknown; pass --input-shape (e.g. 1,3,224,224) "
-                         "or calibration data")
-    return _from_torch(model.eval(), ref, _artifact_name(module_name, attr), input_shapes, input_dtype)
+    names, input_shapes, dtypes = _resolve_inputs(ref, _forward_names(model), input_shapes, input_dtype, data_specs)
+    return _from_torch(model.eval(), ref, _artifact_name(module_name, attr), input_shapes, dtypes, names)
+
+
+def _forward_names(module) -> list[str]:
+    """The names of `module.forward`'s positional arguments, in order (empty when it has none to read)."""
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _resolve_inputs(ref: str, forward: list[str], shapes, dtype, data_specs) -> tuple[list[str], list, list[str]]:
+    """(input names, shapes, dtypes) of a PyTorch source, from the flags or else the data.
+
+    Names: a single input is `input` (the name apps have always used); several inputs keep
+    their `forward()` argument names (`input_ids`, `attention_mask`), or `input_<i>` when the
+    signature does not say. Data arrays named after `forward()`'s first arguments give the
+    shapes and dtypes; one unnamed array gives the single input's."""
+    if shapes:
+        count = len(shapes)
+        names = _input_names(forward, count)
+    elif data_specs:
+        keys = list(data_specs)
+        if len(keys) == 1:
+            names, picked = _input_names(forward, 1), keys
+        elif set(keys) == set(forward[:len(keys)]):
+            picked = forward[:len(keys)]
+            names = _input_names(forward, len(keys))
+        else:
+            raise InputError(f"{ref}: the data's arrays ({', '.join(keys)}) are not the first arguments of "
+                             f"forward({', '.join(forward)}); name them after the arguments or pass --input-shape")
+        shapes = [(1, *data_specs[k][0]) for k in picked]
+        if dtype is None:  # the data's own types (--input-dtype overrides)
+            dtype = dict(zip(names, (data_specs[k][1] for k in picked)))
+    else:
+        raise InputError(f"{ref}: input shape unknown; pass --input-shape (e.g. 1,3,224,224) or data "
+                         "(--calib / --eval) whose arrays give it")
+    if dtype is None or isinstance(dtype, str):
+        dtypes = [dtype or "float32"] * len(shapes)
+    else:
+        unknown = set(dtype) - set(names)
+        if unknown:
+            raise InputError(f"{ref}: --input-dtype names {', '.join(sorted(unknown))}, but the inputs are "
+                             f"{', '.join(names)}")
+        dtypes = [dtype.get(n, "float32") for n in names]
+    return names, list(shapes), dtypes
+
+
+def _input_names(forward: list[str], count: int) -> list[str]:
+    if count == 1:
+        return ["input"]
+    return forward[:count] if len(forward) >= count else [f"input_{i}" for i in range(count)]
 
 
 def _artifact_name(module_name: str, attr: str) -> str:
@@ -394,7 +451,13 @@ def _load_pt2(path: Path, input_shapes, input_dtype) -> FloatModel:
             input_shapes = [tuple(t.shape) for t in example[0]]
         else:
             raise InputError(f"{path}: input shape unknown; pass --input-shape")
-    return _from_torch(program.module(), str(path), path.stem, input_shapes, input_dtype)
+    count = len(input_shapes)
+    names = _input_names([], count)
+    if isinstance(input_dtype, dict):
+        _, _, dtypes = _resolve_inputs(str(path), names, input_shapes, input_dtype, None)
+    else:
+        dtypes = [input_dtype or "float32"] * count
+    return _from_torch(program.module(), str(path), path.stem, input_shapes, dtypes, names)
 
 
 def _first_line(exc: Exception) -> str:
@@ -412,12 +475,16 @@ def _unsupported_op(text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _from_torch(module, ref: str, name: str, input_shapes, input_dtype) -> FloatModel:
+def _from_torch(module, ref: str, name: str, input_shapes, input_dtypes: list[str],
+                input_names: list[str]) -> FloatModel:
     torch = _torch()
-    dtype = getattr(torch, input_dtype, None)
-    if not isinstance(dtype, torch.dtype):
-        raise InputError(f"unknown input dtype '{input_dtype}'")
-    examples = tuple(torch.zeros(shape, dtype=dtype) for shape in input_shapes)
+    examples = []
+    for shape, dtype_name in zip(input_shapes, input_dtypes):
+        dtype = getattr(torch, str(dtype_name), None)
+        if not isinstance(dtype, torch.dtype):
+            raise InputError(f"unknown input dtype '{dtype_name}' (e.g. float32, int64, int32, bool)")
+        examples.append(torch.zeros(shape, dtype=dtype))
+    examples = tuple(examples)
     try:
         with torch.no_grad():
             trial = module(*examples)
@@ -425,7 +492,8 @@ def _from_torch(module, ref: str, name: str, input_shapes, input_dtype) -> Float
         raise InputError(f"{ref}: model rejects input shape {', '.join(_fmt(s) for s in input_shapes)}: "
                          f"{_first_line(exc)}") from None
     count = len(trial) if isinstance(trial, (tuple, list)) else 1
-    onnx_bytes = _torch_to_onnx(module, examples, ref, ["output"] if count == 1 else [f"output_{i}" for i in range(count)])
+    onnx_bytes = _torch_to_onnx(module, examples, ref, ["output"] if count == 1 else [f"output_{i}" for i in range(count)],
+                                input_names)
     import onnx
 
     model = onnx.load_from_string(onnx_bytes)
@@ -477,7 +545,8 @@ def rebuild_from_torch(module, like: FloatModel) -> FloatModel:
     reference stays `like`'s, so checks compare with the model the user gave. Its ONNX graph and
     parameter map are made anew from `module`."""
     rebuilt = _from_torch(module, like.source, like.name, [tuple(e.shape) for e in like.example_inputs],
-                          str(like.example_inputs[0].dtype).removeprefix("torch."))
+                          [str(e.dtype).removeprefix("torch.") for e in like.example_inputs],
+                          [spec.name for spec in like.inputs])
     rebuilt.reference, rebuilt.reference_kind = like.reference, like.reference_kind
     rebuilt.learned_qparams = None  # learned for the layers as they were, not for the rebuilt ones
     return rebuilt
@@ -494,12 +563,11 @@ def _accepts_batch(module, examples) -> bool:
         return False
 
 
-def _torch_to_onnx(module, examples, ref: str, output_names: list[str]) -> bytes:
+def _torch_to_onnx(module, examples, ref: str, output_names: list[str], names: list[str]) -> bytes:
     """torch.onnx (dynamo) export with a dynamic batch dim, falling back to the fixed example shape."""
     torch = _torch()
     if importlib.util.find_spec("onnxscript") is None:
         raise MissingDependencyError("onnxscript", "PyTorch to ONNX export", "torch")
-    names = ["input"] if len(examples) == 1 else [f"input_{i}" for i in range(len(examples))]
     batch = torch.export.Dim("batch", min=1, max=4096)
     attempts = [tuple({0: batch} for _ in examples), None]
     last_error: Exception | None = None
