@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from edgeport.errors import EXIT_USAGE, InputError
+from edgeport.errors import EXIT_USAGE, InputError, first_line
 from edgeport.schemes import SCHEMES
 from edgeport.targets.options import OPTION_SECTIONS
 
@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "or 'all' for every target usable here (default onnx)")
     ex.add_argument("--out", metavar="DIR", help="output folder (default out): a new or empty folder, or one an "
                                                  "earlier export wrote (edgeport replaces only its own files)")
+    ex.add_argument("--keep-going", dest="keep_going", action="store_true",
+                    help="when a target fails, export and check the others, list the failures, exit 2 "
+                         "(default: the run is all-or-nothing)")
     ex.add_argument("--force", action="store_true",
                     help="also write into an --out folder holding other files (they are kept, never replaced)")
     ex.add_argument("--input-shape", dest="input_shape", type=_shape, action="append", metavar="DIMS",
@@ -304,7 +307,8 @@ def cmd_export(args) -> int:
                     calib=pick("calib"), eval=pick("eval"), input_shapes=shapes,
                     input_dtype=_input_dtype(args.input_dtype, exp.get("input_dtype")), budgets=_budgets(args, cfg["budgets"]),
                     settings=_settings(args, cfg["checks"]), target_options=options or None,
-                    force=args.force, allow_mismatch=args.allow_mismatch)
+                    force=args.force, allow_mismatch=args.allow_mismatch,
+                    keep_going=args.keep_going or bool(exp.get("keep_going")))
     return _print_report(report, args, f"{pick('out', 'out')}/report.json")
 
 
@@ -323,6 +327,10 @@ def _print_report(report, args, where: str) -> int:
     else:
         print(report.table())
         print(f"report: {where}")
+    failed = report.failed()
+    if failed:  # --keep-going: one line for all of them (each is in the table and the JSON)
+        print(f"edgeport: error: {len(failed)} of {len(report.targets)} target(s) failed: "
+              + "; ".join(f"{t.target} ({first_line(t.reason, 120)})" for t in failed), file=sys.stderr)
     for budget in report.budgets + report.self_checks:
         if not budget.ok or budget.warning:
             print(f"edgeport: {'warning: ' if budget.warning else ''}{budget.message}", file=sys.stderr)

@@ -62,7 +62,7 @@ from edgeport.errors import InputError
 from edgeport.targets.options import OPTION_SECTIONS, option_keys
 
 SECTIONS = {
-    "export": {"source", "targets", "out", "calib", "eval", "input_shape", "input_dtype"},
+    "export": {"source", "targets", "out", "calib", "eval", "input_shape", "input_dtype", "keep_going"},
     "recipe": {"quantize", "per_channel", "calibration", "percentile", "keep_float", "calib_samples",
                "palettize", "prune", "prune_channels", "op_type", "layer"},
     "budgets": set(BUDGET_KINDS),
@@ -114,7 +114,9 @@ def _is_shape(value) -> bool:
 
 def _check_export_value(path: Path, key: str, value) -> None:
     """[export] values have the types of their flags (a wrong type is the user's error, exit 2)."""
-    if key == "input_dtype":
+    if key == "keep_going":
+        ok, want = isinstance(value, bool), "true or false"
+    elif key == "input_dtype":
         ok = (isinstance(value, str) and value.strip() != "") or (
             isinstance(value, dict) and bool(value) and all(isinstance(v, str) for v in value.values()))
         want = 'a dtype such as "int64", or a table of them by input name'

@@ -41,3 +41,10 @@ class MissingDependencyError(EdgeportError):
 class RuntimeGap(Exception):
     """A runtime cannot execute this artifact here (e.g. an op its evaluator lacks, or a check that
     needs another OS). Checks report it as not run, with this message; it is not a pass."""
+
+
+def first_line(exc: BaseException | str, limit: int = 300) -> str:
+    """The first non-empty line of an error's message (or its type's name), at most `limit` characters."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    line = lines[0] if lines else type(exc).__name__
+    return line if len(line) <= limit else line[:limit - 3] + "..."

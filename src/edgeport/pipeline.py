@@ -8,14 +8,16 @@ at the next step, and an internal error names the step.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 from pathlib import Path
 
 from edgeport.budgets import BUDGET_KINDS, evaluate, parse_budgets, self_checks
 from edgeport.checks import CheckContext, CheckSettings, References, run_checks
 from edgeport.checks.numerics import cross_target_parity
 from edgeport.data import load_dataset, random_dataset, sample_specs
-from edgeport.errors import InputError
+from edgeport.errors import EdgeportError, InputError, first_line
 from edgeport.guard import stage
 from edgeport.limits import check_tensor
 from edgeport.output import REPORT_NAME, check_report_file, output_folder, remove, write_report_file
@@ -38,7 +40,7 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
            input_shapes: list[tuple[int, ...]] | None = None, input_dtype: str | dict[str, str] | None = None,
            budgets: dict | None = None, settings: CheckSettings | None = None,
            target_options: dict[str, dict] | None = None, force: bool = False,
-           allow_mismatch: bool = False) -> Report:
+           allow_mismatch: bool = False, keep_going: bool = False) -> Report:
     """Export `source` to each target with one recipe, check every artifact, apply budgets.
 
     Args:
@@ -56,6 +58,9 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         target_options: Per-target options, e.g. {"ios": {"deployment_target": "iOS17", "precision": "fp32"}}.
         force: Write into an `out` folder that holds files edgeport did not write (they are kept).
         allow_mismatch: A failed self-check (`edgeport.budgets.self_checks`) is a warning, not exit 1.
+        keep_going: A target that fails (refused, or its converter or checks fail) is listed as
+            failed with its one-line message and the others go on (`report.exit_code` is then 2,
+            or 3 for an internal error); without it the run is all-or-nothing.
 
     Returns:
         The `Report`; `report.exit_code` is 1 when a budget is breached.
@@ -67,7 +72,7 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
     settings = settings or CheckSettings()
     limits = parse_budgets(budgets or {})
     every = targets in ("all", ["all"])
-    chosen, refused = _targets_for(targets, recipe, target_options or {}, source)
+    chosen, refused = _targets_for(targets, recipe, target_options or {}, source, keep_going)
     tflite_source = source.endswith(".tflite")
     if tflite_source and recipe != Recipe():
         raise InputError(f"{source}: an existing .tflite is exported with its own quantization; "
@@ -112,19 +117,23 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         report = Report(model=model.name, source=model.source, recipe=recipe.to_dict(), environment=environment(),
                         notes=list(plan.notes))
         # every artifact first: a model a format cannot take fails before any runtime starts
-        artifacts = []
+        failed: dict[str, TargetReport] = {t.name: _failed(t, InputError(refused[t.name]))
+                                           for t in TARGETS if t.name in refused and not every}
+        artifacts = {}
         for t in chosen:
-            with stage(f"export to {t.name}"):
-                artifacts.append(plugins.exporters().get(t.format).export(job, t, work / t.name))
+            with _keep_going(keep_going, t, failed, work), stage(f"export to {t.name}"):
+                artifacts[t.name] = plugins.exporters().get(t.format).export(job, t, work / t.name)
         contexts = []
-        for target, artifact in zip(chosen, artifacts):
+        for target in [t for t in chosen if t.name in artifacts]:
+            artifact = artifacts[target.name]
             ctx = _context(artifact, target, refs, settings, plan)
-            contexts.append(ctx)
-            with stage(f"checks on {target.name}"):
+            with _keep_going(keep_going, target, failed, work), stage(f"checks on {target.name}"):
                 results = run_checks(ctx, plugins.checks())
-            report.targets.append(TargetReport(
-                target.name, target.format, "exported", artifact=str(artifact.path.relative_to(work)),
-                recipe=artifact.recipe, notes=artifact.notes, checks=results))
+                contexts.append(ctx)
+                report.targets.append(TargetReport(
+                    target.name, target.format, "exported", artifact=str(artifact.path.relative_to(work)),
+                    recipe=artifact.recipe, notes=artifact.notes, checks=results))
+        report.targets += [failed[t.name] for t in TARGETS if t.name in failed]
         with stage("cross-target comparison"):
             report.cross_target = cross_target_parity(contexts, plan)
         if every:
@@ -211,10 +220,11 @@ def default_check_report(model_path: str | os.PathLike) -> Path:
     return Path(f"{Path(model_path).stem}.report.json")
 
 
-def _targets_for(targets: str | list[str], recipe: Recipe, options: dict,
-                 source: str) -> tuple[list[Target], dict[str, str]]:
-    """The targets to export and, with `all`, those skipped because they cannot honor the recipe
-    (name -> why). A named target that cannot is an InputError, raised before any work."""
+def _targets_for(targets: str | list[str], recipe: Recipe, options: dict, source: str,
+                 keep_going: bool = False) -> tuple[list[Target], dict[str, str]]:
+    """The targets to export and those refused because they cannot honor the recipe (name ->
+    why): with `all` they are skipped, with `keep_going` they fail alone; otherwise a named target
+    that cannot is an InputError, raised before any work."""
     chosen = resolve_targets(targets)
     every = targets in ("all", ["all"])
     refused: dict[str, str] = {}
@@ -226,13 +236,33 @@ def _targets_for(targets: str | list[str], recipe: Recipe, options: dict,
             exporter.check_source(source, target, recipe)
             exporter.check_request(recipe, options, target, source)
         except InputError as exc:
-            if not every:
+            if not (every or keep_going):
                 raise
             refused[target.name] = str(exc)
     chosen = [t for t in chosen if t.name not in refused]
     if not chosen:
         raise InputError("no target can be exported here (see 'edgeport targets')")
     return chosen, refused
+
+
+@contextlib.contextmanager
+def _keep_going(keep_going: bool, target: Target, failed: dict[str, TargetReport], work: Path):
+    """With `keep_going`, an error in this block fails `target` alone (recorded in `failed`, its
+    half-written folder removed); without it the error ends the run."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - with keep_going every failure is the target's own
+        if not keep_going:
+            raise
+        failed[target.name] = _failed(target, exc)
+        shutil.rmtree(work / target.name, ignore_errors=True)
+
+
+def _failed(target: Target, exc: Exception) -> TargetReport:
+    if isinstance(exc, EdgeportError):
+        return TargetReport(target.name, target.format, "failed", reason=first_line(exc), failure="bad-input")
+    return TargetReport(target.name, target.format, "failed", failure="internal",
+                        reason=f"internal error: {type(exc).__name__}: {first_line(exc)} (a bug in edgeport)")
 
 
 def _context(artifact: Artifact, target: Target, refs: References, settings: CheckSettings,

@@ -7,7 +7,7 @@ import platform
 from dataclasses import dataclass, field
 
 from edgeport.budgets import BudgetResult
-from edgeport.errors import EXIT_BUDGET, EXIT_OK
+from edgeport.errors import EXIT_BUDGET, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
 from edgeport.checks import MEASURED, CheckResult
 from edgeport.units import DASH as _DASH, num as _num, size as _size
 
@@ -16,12 +16,13 @@ from edgeport.units import DASH as _DASH, num as _num, size as _size
 class TargetReport:
     target: str
     format: str
-    status: str  # "exported" | "skipped"
+    status: str  # "exported" | "skipped" | "failed" (--keep-going)
     artifact: str = ""
     recipe: str = ""
     notes: list[str] = field(default_factory=list)
     checks: list[CheckResult] = field(default_factory=list)
     reason: str = ""
+    failure: str = ""  # a failed target's kind: "bad-input" (exit 2) | "internal" (exit 3)
 
     def values(self, check: str) -> dict:
         return next((c.values for c in self.checks if c.name == check and c.status == MEASURED), {})
@@ -30,6 +31,7 @@ class TargetReport:
         return {
             "target": self.target, "format": self.format, "status": self.status, "artifact": self.artifact,
             "recipe": self.recipe, "notes": self.notes, "reason": self.reason,
+            **({"failure": self.failure} if self.failure else {}),
             "checks": {c.name: ({"status": c.status, **c.values} if c.status == MEASURED
                                 else {"status": c.status, "reason": c.reason}) for c in self.checks},
         }
@@ -56,7 +58,15 @@ class Report:
 
     @property
     def exit_code(self) -> int:
+        """3 a target failed on an internal error, 2 one failed on bad input (both --keep-going),
+        1 a budget breached or a self-check failed, else 0."""
+        failures = {t.failure for t in self.targets if t.status == "failed"}
+        if failures:
+            return EXIT_INTERNAL if "internal" in failures else EXIT_USAGE
         return EXIT_OK if all(b.ok for b in self.budgets + self.self_checks) else EXIT_BUDGET
+
+    def failed(self) -> list[TargetReport]:
+        return [t for t in self.targets if t.status == "failed"]
 
     def target(self, name: str) -> TargetReport:
         return next(t for t in self.targets if t.target == name)
@@ -143,6 +153,9 @@ def render_table(report: Report) -> str:
         lines.append(f"latency: batch 1, {', '.join(map(str, sorted(threads)))} thread(s), δ = float p50 / p50 "
                      "in the same run; α = float size / size")
     for t in report.targets:
+        if t.status == "failed":
+            lines.append(f"{t.target}: FAILED: {t.reason}")
+            continue
         if t.status != "exported":
             lines.append(f"{t.target}: skipped ({t.reason})")
             continue
