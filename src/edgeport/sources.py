@@ -311,6 +311,7 @@ def load_onnx(path: Path, input_shapes: list[tuple[int, ...]] | None = None) -> 
             raise InputError(f"{path}: input '{spec.name}' is {spec.dtype}; export needs a float32 model "
                              "(use 'edgeport check' for an already-quantized model)")
         check_tensor(f"{path}: input '{spec.name}'", spec.shape, spec.dtype)  # before anything is allocated
+    _check_intermediates(model, path)
     onnx_bytes = model.SerializeToString()  # external data inlined: the model as validated
     session = OrtSession(str(path), threads=1, model_bytes=onnx_bytes)
     _trial_run(session.run, inputs, path, "onnxruntime")
@@ -318,6 +319,30 @@ def load_onnx(path: Path, input_shapes: list[tuple[int, ...]] | None = None) -> 
         name=path.stem, onnx_bytes=onnx_bytes, inputs=inputs, outputs=outputs,
         reference=session.run, reference_kind="onnxruntime fp32", layers={n.name: n.name for n in model.graph.node},
         source=str(path), params=ParamMap.build(model))
+
+
+def _check_intermediates(model, path: Path) -> None:
+    """Refuse, before running anything, a graph whose shape-inferred tensors (at batch 1) would not
+    fit in memory: a declared input can be small while a layer's output is huge (a corrupt or hostile
+    channel count). Tensors whose shapes inference cannot tell are not counted."""
+    import onnx
+
+    from edgeport.limits import check_tensor
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    except Exception:  # noqa: BLE001 - inference gives up on some valid graphs; then the trial run decides
+        return
+    for value in list(inferred.graph.value_info) + list(inferred.graph.output):
+        ttype = value.type.tensor_type
+        if not ttype.HasField("shape"):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else 1 for d in ttype.shape.dim]
+        dtype = _NUMPY_OF_ONNX.get(ttype.elem_type, "float32")
+        check_tensor(f"{path}: tensor '{value.name}'", dims, dtype if dtype in _SIZED else "float32")
+
+
+_SIZED = {"float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64"}
 
 
 def _check_shapes_match(inputs: list[TensorSpec], shapes: list[tuple[int, ...]], where: str) -> None:
