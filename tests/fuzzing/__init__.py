@@ -18,4 +18,4 @@ Used by `tests/test_fuzz.py` (a few hundred cases in CI) and `benchmarks/fuzz.py
 """
 
 from fuzzing.cases import Case, Outcome, make_case, prepare_parent, problems, run_case  # noqa: F401
-from fuzzing.mutate import MAX_RSS_MB, TIMEOUT_S, seed  # noqa: F401
+from fuzzing.mutate import MAX_RSS_MB, TIMEOUT_S, qdq_onnx, seed, tiny_onnx, tiny_tflite  # noqa: F401
