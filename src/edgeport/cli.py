@@ -62,6 +62,9 @@ def _add_check_settings(p: argparse.ArgumentParser) -> None:
     g.add_argument("--runs", type=int, help="timed latency runs (default 100)")
     g.add_argument("--warmup", type=int, help="untimed warm-up runs (default 10)")
     g.add_argument("--threads", type=int, help="runtime threads, fixed and reported (default 1)")
+    g.add_argument("--layers", action="store_true",
+                   help="per-layer numerics: SQNR and cosine of every layer's output against the float model, "
+                        "and the layers where the error enters (ONNX artifacts)")
     g.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -259,6 +262,7 @@ def _settings(args, file_settings: dict):
     from edgeport.limits import MAX_RUNS, MAX_WARMUP, max_threads
 
     values = {**file_settings, **{k: getattr(args, k) for k in ("runs", "warmup", "threads") if getattr(args, k) is not None}}
+    layers = bool(values.pop("layers", False)) or getattr(args, "layers", False)
     bounds = {"runs": (1, MAX_RUNS), "warmup": (0, MAX_WARMUP), "threads": (1, max_threads()),
               "batch_size": (1, 65536)}
     for key, value in values.items():
@@ -268,7 +272,7 @@ def _settings(args, file_settings: dict):
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise InputError(f"--{key} must be a whole number from {low} to {high:,}, not {value!r}"
                              + (f" (this machine has {os.cpu_count()} cores)" if key == "threads" else ""))
-    return CheckSettings(**values)
+    return CheckSettings(**values, layers=layers)
 
 
 def _budgets(args, file_budgets: dict) -> dict:

@@ -66,7 +66,7 @@ SECTIONS = {
     "recipe": {"quantize", "per_channel", "calibration", "percentile", "keep_float", "calib_samples",
                "palettize", "prune", "prune_channels", "op_type", "layer"},
     "budgets": set(BUDGET_KINDS),
-    "checks": {"runs", "warmup", "threads", "batch_size"},
+    "checks": {"runs", "warmup", "threads", "batch_size", "layers"},
     **{section: option_keys(section) for section in OPTION_SECTIONS},
 }
 

@@ -57,11 +57,11 @@ def runtimes() -> Registry["Runtime"]:
 @cache
 def checks() -> Registry["CheckSpec"]:
     """Check name -> check, in the order they run (a check's `after` names checks above it)."""
-    from edgeport.checks import browser, coreml_predict, litert_kernels, mcu, measure, numerics
+    from edgeport.checks import browser, coreml_predict, layers, litert_kernels, mcu, measure, numerics
 
     registry: Registry[CheckSpec] = Registry("check")
     for spec in (measure.SIZE, measure.STRUCTURE, numerics.PARAMS, numerics.PARITY, numerics.ACCURACY,
-                 measure.LATENCY, litert_kernels.REFERENCE_KERNELS, coreml_predict.COREML_PREDICT,
+                 layers.LAYERS, measure.LATENCY, litert_kernels.REFERENCE_KERNELS, coreml_predict.COREML_PREDICT,
                  browser.BROWSER, mcu.FIRMWARE, mcu.BIT_EXACT):
         registry.add(spec.name, spec)
     return registry

@@ -48,6 +48,7 @@ class CheckSettings:
     warmup: int = 10
     threads: int = 1
     batch_size: int = 64
+    layers: bool = False  # per-layer numerics (edgeport.checks.layers), asked for with --layers
 
 
 @dataclass
@@ -142,6 +143,7 @@ class CheckSpec:
             one measures for itself.
         lines: How its measured values read under the target in the table report, beyond the
             columns every target shares (None: the columns say it all).
+        enabled: For a check the user asks for (e.g. `--layers`): whether the settings ask for it.
     """
 
     name: str
@@ -151,6 +153,7 @@ class CheckSpec:
     needs_runtime: bool = True
     after: tuple[str, ...] = ()
     lines: Callable[[dict], list[str]] | None = None
+    enabled: Callable[[CheckSettings], bool] | None = None  # an opt-in check: runs only when this says so
 
     def applies_to(self, ctx: CheckContext) -> bool:
         return ((self.formats is None or ctx.artifact.format in self.formats)
@@ -180,7 +183,7 @@ def run_checks(ctx: CheckContext, registry: Registry[CheckSpec], names: list[str
         f"runtime '{ctx.target.runtime}' is not supported in this version"
     results = []
     for spec in specs:
-        if not spec.applies_to(ctx):
+        if not spec.applies_to(ctx) or (spec.enabled is not None and not spec.enabled(ctx.settings)):
             continue
         if runtime_missing and spec.needs_runtime:
             results.append(CheckResult.not_run(spec.name, runtime_missing))
