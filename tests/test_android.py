@@ -102,7 +102,7 @@ def test_corrupt_tflite_is_exit_2(tmp_path):
     bad.write_bytes(KWS.read_bytes()[:5000])  # truncated
     result = run_cli("check", str(bad), "--target", "android", cwd=tmp_path)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert result.stderr.startswith(f"edgeport: error: {bad}: LiteRT cannot load it")
+    assert result.stderr.startswith(f"edgeport: error: {bad}: corrupt or truncated .tflite")
     assert not (tmp_path / "bad.report.json").exists()
 
 
