@@ -8,13 +8,15 @@ filesystem root, the home folder and the source model's own folder are always re
 Everything is written into a work folder beside `--out` first (`.<out>.edgeport-*`), and moved
 into place only when the whole run succeeded: each top-level entry (a target's folder, the
 report) replaces the previous one of the same name with two renames done while SIGINT/SIGTERM
-are held back, so each folder is either the old one or the new one. An entry edgeport did not
+are held back, so each folder is either the old one or the new one; a signal held during the
+renames puts the previous entries back, so an interrupted run leaves the folder as it was. An entry edgeport did not
 write is never replaced: a user's file inside a previous target folder (`onnx/NOTES.md`) or a
 same-named file of theirs stops the run before any work, naming it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeport.errors import InputError
-from edgeport.guard import checkpoint, deferred_signals
+from edgeport.guard import checkpoint, deferred_signals, finished, signalled
 
 REPORT_NAME = "report.json"
 SHOWN = 3  # foreign entries named in a refusal
@@ -80,17 +82,58 @@ class OutputFolder:
         return sorted(set(new) | kept | {REPORT_NAME})
 
     def commit(self, work: Path) -> None:
-        """Move each finished top-level entry of `work` into the output folder."""
-        checkpoint()  # the last moment a signal stops the run: after this the output is replaced
+        """Move each finished top-level entry of `work` into the output folder. A signal that
+        comes before the last rename is done puts every replaced entry back (the run then stops
+        with the folder as it was); after it, the export has happened (`finished`)."""
+        checkpoint()
+        done: list[tuple[Path, Path, Path | None]] = []  # (entry in work, its destination, the stale one)
         with deferred_signals():
+            created = not self.path.exists()
             self.path.mkdir(exist_ok=True)
-            for entry in sorted(work.iterdir()):
-                if entry.name.startswith("."):
-                    continue  # working files (float baselines), removed with the work folder
-                dest = self.path / entry.name
-                if dest.is_dir() and not dest.is_symlink():
-                    os.replace(dest, work / f".stale-{entry.name}")
-                os.replace(entry, dest)
+            try:
+                for entry in sorted(work.iterdir()):
+                    if entry.name.startswith("."):
+                        continue  # working files (float baselines), removed with the work folder
+                    dest = self.path / entry.name
+                    stale = work / f".stale-{entry.name}"
+                    if dest.is_dir() and not dest.is_symlink():
+                        os.replace(dest, stale)
+                    elif dest.exists() or dest.is_symlink():
+                        _keep(dest, stale)  # a file is replaced in one rename below; this is for a roll-back
+                    else:
+                        stale = None
+                    done.append((entry, dest, stale))
+                    os.replace(entry, dest)
+                    if signalled():
+                        break
+            except BaseException:
+                self._roll_back(done, created)
+                raise
+            if signalled():
+                self._roll_back(done, created)
+            else:
+                finished()
+        checkpoint()  # raises the signal that was held, after the roll-back
+
+    def _roll_back(self, done: list[tuple[Path, Path, Path | None]], created: bool) -> None:
+        """Undo the renames of `commit`, last first: each new entry back into the work folder,
+        the previous one (folder moved aside, or a file's copy) back in its place."""
+        for entry, dest, stale in reversed(done):
+            if not entry.exists() and (dest.exists() or dest.is_symlink()):
+                os.replace(dest, entry)
+            if stale is not None:
+                os.replace(stale, dest)
+        if created:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
+
+
+def _keep(path: Path, copy: Path) -> None:
+    """A copy of the file `path` (a hard link when the filesystem has them)."""
+    try:
+        os.link(path, copy, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(path, copy, follow_symlinks=False)
 
 
 def written_files(folder: Path) -> list[str]:
