@@ -115,7 +115,9 @@ class Exporter:
     options_type: ClassVar[type | None] = None
     float_layers: ClassVar[bool] = True
     mixed_precision: ClassVar[bool] = False
-    needs_torch_source = False  # converters that start from the PyTorch module, not the ONNX graph
+    # converters that start from the PyTorch module, not the ONNX graph; an .onnx source reaches
+    # them converted to one (`torch_job`)
+    needs_torch_source = False
     takes_tflite = False  # formats made from an existing .tflite file as is (Cortex-M C)
 
     def export(self, job: ExportJob, target: Target, out_dir: Path) -> Artifact:
@@ -176,8 +178,9 @@ class Exporter:
             raise InputError(f"{target.name}: an existing .tflite file exports to Cortex-M targets only "
                              f"(to check it on Android: edgeport check {source} --target android)")
         if self.needs_torch_source and source.endswith(".onnx"):
-            raise InputError(f"{target.name}: the {self.format} converter starts from the PyTorch model; "
-                             "give a module:factory or .pt2 source, not .onnx")
+            from edgeport.onnx_torch import check_convertible
+
+            check_convertible(source, target.name)  # the graph becomes a PyTorch module (torch_job)
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         raise NotImplementedError
@@ -189,6 +192,25 @@ class Exporter:
     def read_params(self, path: Path, plan: QuantPlan) -> dict | None:
         """Compare quantization parameters stored in the artifact with `plan`, if the format allows."""
         return None
+
+
+def torch_job(job: ExportJob) -> ExportJob:
+    """`job` with PyTorch modules for the converters that start from one: an .onnx source's graphs
+    (the model, and the uncompressed / original ones when the recipe made them) converted by
+    `edgeport.onnx_torch` once per job, shared by every target that asks."""
+    if job.model.torch_module is not None or job.model.tflite_bytes:
+        return job
+    if "torch_job" not in job.cache:
+        from dataclasses import replace
+
+        from edgeport.onnx_torch import to_torch
+
+        def convert(model):
+            return None if model is None else to_torch(model)
+
+        job.cache["torch_job"] = replace(job, model=convert(job.model), uncompressed=convert(job.uncompressed),
+                                         original=convert(job.original))
+    return job.cache["torch_job"]
 
 
 def artifact_bytes(path: Path) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.errors import InputError
-from edgeport.exporters import Artifact, Exporter, ExportJob, Refusal, Refuse
+from edgeport.exporters import Artifact, Exporter, ExportJob, Refusal, Refuse, torch_job
 from edgeport.exporters.coreml_activations import activation_inputs, calibrate, quantize_activations
 from edgeport.exporters.coreml_lowbit import (
     alpha_var, find_lowbit, lowbit_note, lut_bits, lut_to_dense, rewrite_lowbit, stored_alpha)
@@ -225,7 +225,9 @@ def _relative_error(stored: np.ndarray, exact: np.ndarray) -> float:
 class CoreMLExporter(Exporter):
     format = "mlpackage"
     suffix = ".mlpackage"
-    needs_torch_source = True  # coremltools 9 does not convert ONNX
+    # coremltools 9 does not convert ONNX: an .onnx source is converted to a module first
+    # (edgeport.onnx_torch says why that way)
+    needs_torch_source = True
     options_type = IosOptions
     schemes = SCHEMES
     refusals = REFUSALS
@@ -240,6 +242,7 @@ class CoreMLExporter(Exporter):
             import torch
             from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
 
+            job = torch_job(job)
             model = job.model
             # the uncompressed module: Core ML stores pruning and palettes in its own compressed formats
             traced = _trace((job.uncompressed or model).torch_module, model.example_inputs)

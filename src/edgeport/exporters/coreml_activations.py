@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeport.errors import InputError, RuntimeGap
 from edgeport.exporters import ExportJob
 from edgeport.quantizers import qmath
 
@@ -44,7 +45,12 @@ def calibrate(mlmodel, names: list[str], job: ExportJob
     data = job.calib.take(job.recipe.calib_samples)
     captured = {n: [] for n in names}
     for i in range(len(data)):
-        env = session.run_all({k: v[i:i + 1] for k, v in data.feeds.items()})
+        try:
+            env = session.run_all({k: v[i:i + 1] for k, v in data.feeds.items()})
+        except RuntimeGap as exc:  # the program holds an op the evaluator lacks: one line, not a crash
+            raise InputError(f"ios: the int8 recipe (W8A8) calibrates Core ML's program in edgeport's MIL "
+                             f"evaluator, and {exc}; --quantize dynamic-int8 or weight-only-int8 need no "
+                             "calibration") from None
         for n in names:
             captured[n].append(env[n].astype(np.float32).ravel())
     ranges, observed = {}, {}

@@ -117,13 +117,13 @@ class TFJSExporter(Exporter):
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         storage = self.options(job.options, target).tfjs_weights or self.handler(job.recipe)
-        onnx_model = job.model.onnx_model()
+        onnx_model, cleanup_notes = _cleaned(job.model.onnx_model())
         graph = convert(onnx_model, job.plan.weights, int8_weights=storage == "int8")
         metadata = {"recipe": job.recipe.describe(), "weights": storage, "source": source_label(job.model.source),
                     "planned_weights": graph.planned}
         path.mkdir()
         write_graph_model(graph, path, storage, metadata)
-        notes = []
+        notes = cleanup_notes
         if storage == "int8":
             notes.append("TF.js runs float32 kernels: the plan's int8 weights are stored as integers "
                          "(uint8 format, q + 128) and dequantized at load; activations stay float32")
@@ -134,8 +134,8 @@ class TFJSExporter(Exporter):
         # the float build: α and δ compare with TF.js float32 on the same backend, not with ONNX
         baseline = Path(tempfile.mkdtemp(prefix=".baseline-", dir=path.parent.parent)) / path.name
         baseline.mkdir()
-        float_graph = convert((job.original or job.uncompressed).onnx_model() if job.original or job.uncompressed
-                              else onnx_model, {}, False)
+        float_graph = convert(_cleaned((job.original or job.uncompressed).onnx_model())[0]
+                              if job.original or job.uncompressed else onnx_model, {}, False)
         write_graph_model(float_graph, baseline, "float32", {"recipe": "fp32 baseline", "weights": "float32"})
         return Artifact(target.name, self.format, path, job.recipe.describe(), notes=notes, baseline=baseline)
 
@@ -180,6 +180,19 @@ class TFJSExporter(Exporter):
                 differ.append(name)
         return {"tensors_checked": checked, "exact": checked - len(differ), "differ": differ,
                 "storage": "int8 integers in TF.js's uint8 format (q + 128)"}
+
+
+def _cleaned(onnx_model) -> tuple[object, list[str]]:
+    """The graph after edgeport's clean-up (`edgeport.graph_cleanup`: static shape chains folded,
+    identities removed; weights keep their names, so the plan still finds them), and a note when
+    the clean-up's package is not installed."""
+    from edgeport.errors import MissingDependencyError
+    from edgeport.graph_cleanup import clean
+
+    try:
+        return clean(onnx_model), []
+    except MissingDependencyError as exc:
+        return onnx_model, [f"graph converted as given, without clean-up: {exc}"]
 
 
 def _read_model_json(path: Path) -> dict:

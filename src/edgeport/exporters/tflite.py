@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.errors import InputError, UnsupportedOpError
-from edgeport.exporters import Artifact, Exporter, ExportJob, Refusal
+from edgeport.exporters import Artifact, Exporter, ExportJob, Refusal, torch_job
 from edgeport.params import ParamMap, fingerprint
 from edgeport.quantizers.plan import QuantPlan, WeightParams
 from edgeport.quiet import quiet
@@ -188,6 +188,7 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
 
     from edgeport.quantizers import planned_weights_by_rule
 
+    job = torch_job(job)  # the C library's int8 file comes here directly
     model = job.model
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=job.recipe.per_channel))
 
@@ -270,7 +271,9 @@ def _observed_ranges(model: bytes, samples: list[dict], names: set[str]) -> dict
 class TFLiteExporter(Exporter):
     format = "tflite"
     suffix = ".tflite"
-    needs_torch_source = True  # the official path is PyTorch -> LiteRT (no ONNX -> TF chains)
+    # the official path is PyTorch -> LiteRT (no ONNX -> TF chains); an .onnx source is converted to
+    # a module first (edgeport.onnx_torch says why that way)
+    needs_torch_source = True
     options_type = AndroidOptions
     # scheme config -> (job, float .tflite, options) -> (model, notes)
     schemes = {Float32: _fp32, Fp16: _fp16, DynamicInt8: _dynamic_int8, WeightOnlyInt8: _weight_only_int8,
@@ -284,6 +287,7 @@ class TFLiteExporter(Exporter):
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         options = self.options(job.options, target)
         with quiet():
+            job = torch_job(job)
             float_model = _float(job)  # converted once: the artifact's starting point and the baseline
             data, notes = self.handler(job.recipe)(job, float_model, options)
             baseline = path.parent.parent / f".baseline-{target.name}" / path.name
