@@ -144,8 +144,11 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
             (work / PARAMS_NAME).write_text(plan.to_json())
             report.quant_params = PARAMS_NAME
         report.budgets = evaluate(limits, report.measurements(), report.not_run_reasons(), report.formats())
-        report.self_checks = self_checks(report.measurements(), None if tflite_source else recipe.scheme.parity_floor,
-                                      allow_mismatch)
+        # lossy weight compression the user chose (palettes, pruning) sets its own error: the parity
+        # floor is for broken numbers, so it applies to the quantization scheme alone
+        lossy = recipe.palettize or recipe.prune or recipe.prune_channels
+        report.self_checks = self_checks(report.measurements(), None if tflite_source or lossy else
+                                         recipe.scheme.parity_floor, allow_mismatch)
         with stage("writing the output"):
             report.files = output.files_after(work)
             (work / REPORT_NAME).write_text(report.to_json())
