@@ -179,13 +179,6 @@ def test_refused_combinations(tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
-def test_onnx_source_is_refused_for_ios(tmp_path, float_onnx):
-    result = run_cli("export", str(float_onnx), "--target", "ios", "--out", str(tmp_path / "out"))
-    assert result.returncode == 2 and result.stderr.strip() == (
-        "edgeport: error: ios: the mlpackage converter starts from the PyTorch model; "
-        "give a module:factory or .pt2 source, not .onnx")
-
-
 @pytest.mark.e2e
 def test_conversion_failure_names_the_op_and_module(tmp_path):
     (tmp_path / "oddmodel.py").write_text(
