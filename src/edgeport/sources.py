@@ -299,7 +299,9 @@ def load_onnx(path: Path, input_shapes: list[tuple[int, ...]] | None = None) -> 
     from edgeport.limits import check_tensor
     from edgeport.runtimes.onnxruntime import OrtSession
 
-    model = read_onnx(path)
+    from edgeport.graph_cleanup import clean
+
+    model = clean(read_onnx(path))  # once, before the plan: every converter sees the simplest graph
     inits = {i.name for i in model.graph.initializer}
     inputs, outputs = _specs(model.graph.input, inits), _specs(model.graph.output)
     if not inputs:
