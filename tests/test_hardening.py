@@ -263,3 +263,17 @@ def test_sweep_out_with_user_files_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds files edgeport did not write (report.html)" in err[0]
     assert (out / "report.html").read_text() == "my page" and len(list(out.iterdir())) == 1
+
+
+@e2e
+@pytest.mark.parametrize("case", ["name too long", "failed run"])
+def test_a_failed_run_leaves_no_folder_it_made(tmp_path, float_onnx, case):
+    if case == "name too long":
+        out = tmp_path / "a" / "b" / ("y" * 300)
+        result = _export(float_onnx, out)
+        _one_line_exit_2(result, "--out")
+    else:
+        out = tmp_path / "a" / "b" / "out"
+        result = _export(float_onnx, out, "--quantize", "int8")  # int8 without --calib: refused after loading
+        assert result.returncode == 2, result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,19 +38,41 @@ class OutputFolder:
 
     path: Path
     previous: set[str] = field(default_factory=set)
+    created: list[Path] = field(default_factory=list)  # folders made for this run, outermost first
+    committed: bool = False  # the output folder now holds this run's results
 
     def work_folder(self) -> Path:
-        """A fresh folder beside the output folder (same filesystem, so the final renames are atomic)."""
+        """A fresh folder beside the output folder (same filesystem, so the final renames are atomic).
+        Folders made on the way to it are noted, so a failed run removes them (`discard`)."""
         parent = self.path.parent
+        missing = [p for p in (parent, *parent.parents) if not p.exists()]
+        self.created = list(reversed(missing))  # outermost first
         try:
             parent.mkdir(parents=True, exist_ok=True)
             return Path(tempfile.mkdtemp(prefix=f".{self.path.name}.edgeport-", dir=parent))
-        except (FileExistsError, NotADirectoryError):
-            raise InputError(f"--out {self.path}: cannot create it: a part of the path is a file") from None
-        except PermissionError:
-            raise InputError(f"--out {self.path}: cannot write into {parent} (permission denied)") from None
-        except OSError as exc:
-            raise InputError(f"--out {self.path}: cannot write into {parent} ({exc.strerror or exc})") from None
+        except OSError:
+            self.discard(None)
+            raise self._refusal(sys.exc_info()[1]) from None
+
+    def _refusal(self, exc: OSError) -> InputError:
+        parent = self.path.parent
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            return InputError(f"--out {self.path}: cannot create it: a part of the path is a file")
+        if isinstance(exc, PermissionError):
+            return InputError(f"--out {self.path}: cannot write into {parent} (permission denied)")
+        return InputError(f"--out {self.path}: cannot write into {parent} ({exc.strerror or exc})")
+
+    def discard(self, work: Path | None) -> None:
+        """After a run: remove the work folder and, unless the output was committed, the (empty)
+        folders made for it."""
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        if not self.committed:
+            for folder in reversed(self.created):  # innermost first
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
 
     def check_entries(self, names: list[str]) -> None:
         """Refuse, before any work, to replace a top-level entry edgeport did not write or a
@@ -112,6 +135,7 @@ class OutputFolder:
             if signalled():
                 self._roll_back(done, created)
             else:
+                self.committed = True
                 finished()
         checkpoint()  # raises the signal that was held, after the roll-back
 
@@ -251,7 +275,3 @@ def write_report_file(destination: Path, text: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def remove(work: Path) -> None:
-    shutil.rmtree(work, ignore_errors=True)

@@ -20,7 +20,7 @@ from edgeport.data import load_dataset, random_dataset, sample_specs
 from edgeport.errors import EdgeportError, InputError, first_line
 from edgeport.guard import stage
 from edgeport.limits import check_tensor
-from edgeport.output import REPORT_NAME, check_report_file, output_folder, remove, write_report_file
+from edgeport.output import REPORT_NAME, check_report_file, output_folder, write_report_file
 from edgeport import plugins
 from edgeport.exporters import Artifact, ExportJob
 from edgeport.compression import compress_weights, prune_structure
@@ -154,7 +154,7 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
             (work / REPORT_NAME).write_text(report.to_json())
             output.commit(work)
     finally:
-        remove(work)
+        output.discard(work)
     return report
 
 
