@@ -34,7 +34,7 @@ pip_install() {
 # torch first and pinned: 2.13.0 is a CPU build; an unpinned torch can pull a multi-GB CUDA build.
 pip_install torch==2.13.0
 # one resolve for all extras: litert-torch and coremltools need compatible typing-extensions / cattrs
-pip_install -e '.[torch,ios,android,browser,mcu,samples,sweep,test]'
+pip_install -e '.[torch,ios,android,browser,mcu,samples,sweep,zoo,test]'
 
 if [ -f package-lock.json ]; then
   npm ci --no-audit --no-fund --silent
