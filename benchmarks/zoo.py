@@ -212,8 +212,9 @@ def print_matrix(cells, models, targets, recipes) -> None:
 
 
 def print_summary(cells, targets, recipes) -> None:
-    print("\nper target: exported / refused / failed / timed out (of cells run); median cosine per recipe")
-    header = f"{'target':<14}{'exported':>9}{'refused':>9}{'failed':>8}{'timeout':>9}" + "".join(
+    print("\nper target: exported (of which parity not measured) / refused / failed / timed out, of the cells run; "
+          "median cosine per recipe")
+    header = f"{'target':<14}{'exported':>9}{'(unmeas.)':>10}{'refused':>9}{'failed':>8}{'timeout':>9}" + "".join(
         f"{'cos ' + r:>12}" for r in recipes)
     print(header)
     for target in targets:
@@ -224,7 +225,9 @@ def print_summary(cells, targets, recipes) -> None:
         for recipe in recipes:
             values = [c["cosine"] for c in mine if c["recipe"] == recipe and c.get("cosine") is not None]
             medians.append(f"{statistics.median(values):.6f}" if values else "-")
-        print(f"{target:<14}{counts['exported']:>9}{counts['refused']:>9}{counts['failed']:>8}{counts['timeout']:>9}"
+        unmeasured = sum(c["status"] == "unchecked" for c in mine)
+        print(f"{target:<14}{counts['exported']:>9}{unmeasured:>10}{counts['refused']:>9}{counts['failed']:>8}"
+              f"{counts['timeout']:>9}"
               + "".join(f"{m:>12}" for m in medians))
     run = [c for c in cells if c.get("status") in ("exported", "unchecked", "refused", "failed", "timeout")]
     for recipe in ("none", "fp16"):
@@ -274,6 +277,17 @@ def print_failures(cells) -> None:
             print(f"    {len(where):>3}x {message}\n         {', '.join(where[:10])}{' ...' if len(where) > 10 else ''}")
 
 
+def print_all(cells, models, targets, recipes, meta) -> None:
+    run = sum(c.get("status") not in (None, "n/a", "missing") for c in cells)
+    print(f"\nconformance matrix, {meta['date']}: {meta['command']} ({run} cells run"
+          f"{', inputs adapted' if meta.get('adapt_inputs') else ''})")
+    print_matrix(cells, models, targets, recipes)
+    print_summary(cells, targets, recipes)
+    print_times(cells, models)
+    print_coverage(cells)
+    print_failures(cells)
+
+
 # ---------------------------------------------------------------- main
 
 def parse_args(argv=None):
@@ -287,6 +301,8 @@ def parse_args(argv=None):
     parser.add_argument("--json", help="write every cell here (rewritten after each cell)")
     parser.add_argument("--resume", action="store_true", help="keep the cells already in --json")
     parser.add_argument("--adapt-inputs", action="store_true", help="work around today's source limits")
+    parser.add_argument("--summarize", action="store_true",
+                        help="print the matrix of the cells in --json (an interrupted run too) without exporting")
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: run one cell, print its JSON
     return parser.parse_args(argv)
 
@@ -301,6 +317,12 @@ def main(argv=None) -> int:
     entries = zoo.select(args.models)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    if args.summarize:
+        saved = json.loads(Path(args.json).read_text())
+        chosen = {e.name for e in entries}
+        print_all([c for c in saved["cells"] if c["model"] in chosen], [e.name for e in entries], targets, recipes,
+                  saved)
+        return 0
     folder = Path(tempfile.mkdtemp(prefix="zoo-data-"))
     cells = plan_cells(entries, recipes, targets, write_data(entries, folder, args.adapt_inputs),
                        args.adapt_inputs, args.runs)
@@ -328,13 +350,7 @@ def main(argv=None) -> int:
     print(f"{len(entries)} models, {total} cells to export ({args.workers} worker(s), {args.timeout:.0f} s each at most)",
           flush=True)
     run_cells(cells, args.workers, args.timeout, on_done)
-    models = [e.name for e in entries]
-    print(f"\nconformance matrix, {meta['date']}: {meta['command']}")
-    print_matrix(cells, models, targets, recipes)
-    print_summary(cells, targets, recipes)
-    print_times(cells, models)
-    print_coverage(cells)
-    print_failures(cells)
+    print_all(cells, [e.name for e in entries], targets, recipes, meta)
     if args.json:
         Path(args.json).write_text(json.dumps({**meta, "cells": cells}, indent=1))
     return 0
