@@ -382,12 +382,14 @@ def main() -> int:
                 for line in r["stderr"].splitlines()[:40]:
                     print(f"       | {line}")
             sys.stdout.flush()
-            rows.append(dict(k=k, ok=ok, stage=stage, late=late, exit=r["exit"] == expected and not r["hung"],
+            rows.append(dict(k=k, ok=ok, stage=stage, late=late,
+                             stop=r["seconds"] - r["sent_at"] if r["sent_at"] is not None else None, exit=r["exit"] == expected and not r["hung"],
                              one_line=len(lines) == 1 and not extra and "Traceback" not in r["stderr"],
                              unchanged=not changed, nothing_left=not (beside or temps), no_strays=not strays,
                              extra=extra))
         passed = sum(r["ok"] for r in rows)
         print("-" * len(header))
+        stops = [r["stop"] for r in rows if r["stop"] is not None]
         late = sum(r["late"] for r in rows)
         print(f"{len(rows)} moments, {passed} passed every criterion, {len(rows) - passed} failed"
               + (f" ({late} late: the signal came after the output was written)" if late else ""))
@@ -395,6 +397,9 @@ def main() -> int:
                            ("unchanged", "output folder unchanged"), ("nothing_left", "nothing left beside it / in TMPDIR"),
                            ("no_strays", "no stray process")]:
             print(f"  {label:<36}{sum(r[key] for r in rows):>3}/{len(rows)}")
+        if stops:
+            print(f"  {'seconds from the signal to the exit':<36}median {sorted(stops)[len(stops) // 2]:.1f}, "
+                  f"max {max(stops):.1f}")
         stages: dict[str, int] = {}
         for r in rows:
             stages[r["stage"]] = stages.get(r["stage"], 0) + 1
