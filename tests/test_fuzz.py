@@ -37,29 +37,13 @@ def _report(outcomes) -> str:
     return "\n".join(lines)
 
 
-# Findings in files other engineers own (issue #14: config.py's TOML types, output.py's --out
-# creation); reported there, not fixed here. A case matching one is expected to fail until then.
-OUTSIDE = {
-    "toml": "config.py: a TOML value of the wrong type ([export] input_shape, targets, out, calib, eval) "
-            "is an internal error (exit 3), not exit 2",
-    "path": "output.py: an --out whose last part is too long leaves its parent folder created (exit 2)",
-}
-
-
-def _outside(outcome) -> bool:
-    return outcome.case.kind in OUTSIDE
-
-
 @pytest.mark.e2e
 def test_mutated_inputs(parent, tmp_path):
     outcomes = [fuzzing.run_case(fuzzing.make_case(SEED, i), tmp_path / f"case{i}") for i in range(CASES)]
     bad = [o for o in outcomes if fuzzing.problems(o)]
-    ours = [o for o in bad if not _outside(o)]
-    assert not ours, f"{len(ours)} of {CASES} cases broke the promise:\n{_report(ours)}"
+    assert not bad, f"{len(bad)} of {CASES} cases broke the promise:\n{_report(bad)}"
     codes = {o.exit_code for o in outcomes}
     assert {0, 2} <= codes  # the mutations reach both refusals and successful exports
-    if bad:
-        pytest.xfail("; ".join(sorted({OUTSIDE[o.case.kind] for o in bad})) + ":\n" + _report(bad))
 
 
 @pytest.mark.e2e
@@ -108,11 +92,6 @@ FLAGS = {
 }
 SWITCHES = ["--per-tensor", "--json", "--quiet", "--force"]
 
-# Failures Hypothesis finds in the CLI / pipeline / data / budgets side, which other engineers own
-# (issue #14), would be listed here (argument text -> reason) to keep this test green until fixed.
-KNOWN_OUTSIDE: dict[str, str] = {}
-
-
 @st.composite
 def cli_args(draw) -> list[str]:
     argv = ["export", "model/model.onnx", "--runs", "2", "--warmup", "0"]
@@ -134,7 +113,4 @@ def test_cli_arguments(parent, tmp_path, argv):
     case = fuzzing.Case(next(_counter), "cli", " ".join(argv), {"model/model.onnx": fuzzing.seed("tiny.onnx"),
                                                                "data.npz": fuzzing.seed("data.npz")}, argv)
     outcome = fuzzing.run_case(case, tmp_path / f"cli{case.index}")
-    found = fuzzing.problems(outcome)
-    if found and any(key in case.what for key in KNOWN_OUTSIDE):
-        pytest.xfail(next(reason for key, reason in KNOWN_OUTSIDE.items() if key in case.what))
-    assert not found, _report([outcome])
+    assert not fuzzing.problems(outcome), _report([outcome])

@@ -51,15 +51,24 @@ def clean(model):
         with quiet():  # onnxslim logs its progress and a summary table
             after = onnxslim.slim(before, skip_fusion_patterns=list(WEIGHT_FUSIONS),
                                   skip_optimizations=list(SKIPPED_PASSES), size_threshold=FOLD_LIMIT_BYTES)
+    except Exception:  # noqa: BLE001 - a graph onnxslim cannot simplify is converted as given
+        after = None
     finally:
         # onnxslim keeps its switches as class attributes: leave them as the next caller expects
         from onnxslim.core.optimization import OptimizationSettings
 
         OptimizationSettings.reset()
-    if after is None or lost_weights(model, after):
+    if after is None or _lost_or_unreadable(model, after):
         return before
     after.producer_name, after.producer_version = model.producer_name, model.producer_version
     return after
+
+
+def _lost_or_unreadable(before, after) -> bool:
+    try:
+        return bool(lost_weights(before, after))
+    except Exception:  # noqa: BLE001 - weights numpy cannot read (a malformed tensor): keep the graph as given
+        return True
 
 
 def lost_weights(before, after) -> list[str]:

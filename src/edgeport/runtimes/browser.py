@@ -22,6 +22,8 @@ import json
 import os
 import secrets
 import shutil
+import sys
+import tempfile
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -172,6 +174,13 @@ class _Server(ThreadingHTTPServer):
         with self.lock:
             self.fetched[token].append((rest, size))
 
+    def handle_error(self, request, client_address) -> None:
+        """A page that went away mid-download (Chromium closed, a run stopped) is not an error to
+        print: the check that needed the file reports what it missed."""
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
+            super().handle_error(request, client_address)
+
     def add(self, folder: Path) -> str:
         token = secrets.token_hex(8)
         with self.lock:
@@ -187,6 +196,9 @@ class _Host:
         self.server = _Server(node_modules())
         self.playwright = None
         self.browser = None
+        # Chromium's own temporary files go into a folder of ours, removed on close: a browser
+        # killed by a stopped run never removes its singleton socket folder itself.
+        self.tmp = Path(tempfile.mkdtemp(prefix="edgeport-chromium-"))
         atexit.register(self.close)
 
     def launch(self):
@@ -198,7 +210,8 @@ class _Host:
                 self.playwright = sync_playwright().start()
             try:
                 self.browser = self.playwright.chromium.launch(
-                    executable_path=chromium_executable(), headless=True, args=CHROMIUM_ARGS)
+                    executable_path=chromium_executable(), headless=True, args=CHROMIUM_ARGS,
+                    env={**os.environ, "TMPDIR": str(self.tmp)})
             except Error as exc:
                 raise RuntimeGap(f"Chromium failed to launch ({_first_line(exc)}); install Debian package 'chromium'") from None
         return self.browser
@@ -214,6 +227,7 @@ class _Host:
             self.browser = self.playwright = None
         self.server.shutdown()
         self.server.server_close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 _host: _Host | None = None

@@ -20,50 +20,46 @@ def _spec(detail) -> TensorSpec:
 
 
 PROBE_TIMEOUT_S = 120.0
+# Run in a fresh interpreter (not a fork of this one: forking a process whose threads hold locks
+# can deadlock the child, and Python warns of it on stderr).
+_PROBE = """
+import sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+interpreter = Interpreter(model_path=sys.argv[1], num_threads=1,
+                          experimental_op_resolver_type=getattr(OpResolverType, sys.argv[2]))
+interpreter.allocate_tensors()
+for detail in interpreter.get_input_details():
+    interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+interpreter.invoke()
+"""
+_probed: set[tuple] = set()
 
 
 def _probe(path: str, threads: int, resolver) -> None:
-    """Load `path` and run it once on zeros in a forked child first: LiteRT aborts the whole
+    """Load `path` and run it once on zeros in a child process first: LiteRT aborts the whole
     process (TFLITE_CHECK) on some corrupt models, which must be an exit 2 naming the file, not a
-    signal. The child's Python errors are left for the real load to report."""
+    signal. The child's Python errors are left for the real load to report. Each file is probed
+    once per kernel set."""
     import os
     import signal
-    import time
+    import subprocess
+    import sys
 
-    if not hasattr(os, "fork"):
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, resolver.name)
+    if key in _probed:
         return
-    pid = os.fork()
-    if pid == 0:  # the child: quiet, no clean-up handlers, its exit status says it all
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-            from ai_edge_litert.interpreter import Interpreter
-
-            interpreter = Interpreter(model_path=path, num_threads=threads, experimental_op_resolver_type=resolver)
-            interpreter.allocate_tensors()
-            for detail in interpreter.get_input_details():
-                interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-            interpreter.invoke()
-        finally:
-            os._exit(0)
-    deadline = time.monotonic() + PROBE_TIMEOUT_S
     try:
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > deadline:
-                raise InputError(f"{path}: LiteRT did not finish loading and running it in {PROBE_TIMEOUT_S:.0f} s")
-            time.sleep(0.005)
-    except BaseException:  # a timeout, or a signal stopping the run: the child goes too
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise
-    if os.WIFSIGNALED(status):
-        name = signal.Signals(os.WTERMSIG(status)).name
+        done = subprocess.run([sys.executable, "-c", _PROBE, path, resolver.name], capture_output=True,
+                              timeout=PROBE_TIMEOUT_S, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    except subprocess.TimeoutExpired:
+        raise InputError(f"{path}: LiteRT did not finish loading and running it in {PROBE_TIMEOUT_S:.0f} s") from None
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
         raise InputError(f"{path}: LiteRT crashes ({name}) loading or running it: the file is corrupt or holds "
                          "numbers LiteRT cannot handle")
+    _probed.add(key)
 
 
 class LiteRTSession:
