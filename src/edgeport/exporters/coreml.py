@@ -25,6 +25,7 @@ from edgeport.exporters.coreml_activations import activation_inputs, calibrate, 
 from edgeport.exporters.coreml_lowbit import (
     alpha_var, find_lowbit, lowbit_note, lut_bits, lut_to_dense, rewrite_lowbit, stored_alpha)
 from edgeport.exporters.coreml_mil import replace_weight
+from edgeport.exporters.coreml_torch_ops import register as register_torch_ops
 from edgeport.exporters.reproducible import canonical_mlpackage
 from edgeport.params import normalized
 from edgeport.quantizers import compress, qmath
@@ -242,6 +243,7 @@ class CoreMLExporter(Exporter):
             import torch
             from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
 
+            register_torch_ops()  # conversions coremltools lacks or gets wrong (coreml_torch_ops)
             job = torch_job(job)
             model = job.model
             # the uncompressed module: Core ML stores pruning and palettes in its own compressed formats
@@ -408,19 +410,44 @@ def _first_difference_scope(diff: str, module) -> str:
 
 
 def _raise_conversion_error(exc: Exception, traced) -> None:
-    """One line naming the PyTorch op and, from the traced graph's scopes, the module that uses it."""
+    """One line naming the PyTorch op and the module that uses it: from the node coremltools was
+    converting when it failed (its `convert_nodes` frame), else from the traced graph's scopes."""
     import re
 
     from edgeport.errors import UnsupportedOpError
 
+    op, module = _failed_node(exc)
     match = re.search(r"op '(\w+)' not implemented", str(exc))
     if match:
         op = match.group(1)
-        scope = next((node.scopeName() for node in traced.inlined_graph.nodes()
-                      if node.kind().split("::")[-1] == op), "")
-        module = scope.replace("__module.", "").split("/")[-1] or "(top level)"
+        if module is None:
+            scope = next((node.scopeName() for node in traced.inlined_graph.nodes()
+                          if node.kind().split("::")[-1] == op), "")
+            module = scope.replace("__module.", "").split("/")[-1] or "(top level)"
         raise UnsupportedOpError(f"aten::{op}", module, "Core ML (coremltools) has no conversion for it") from None
-    raise InputError(f"ios: Core ML conversion failed: {_first_line(exc)}") from None
+    if op is None:
+        raise InputError(f"ios: Core ML conversion failed: {_first_line(exc)}") from None
+    raise InputError(f"ios: Core ML cannot convert PyTorch op aten::{op} in module {module}: coremltools' "
+                     f"conversion of it failed ({type(exc).__name__}: {_first_line(exc)})") from None
+
+
+def _failed_node(exc: Exception) -> tuple[str | None, str | None]:
+    """(torch op, 'module.path (ModuleType)') of the node coremltools' `convert_nodes` was converting
+    when `exc` was raised (the innermost one for ops in sub-blocks), or (None, None)."""
+    node, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "convert_nodes":
+            node = tb.tb_frame.f_locals.get("node", node)
+        tb = tb.tb_next
+    if node is None:
+        return None, None
+    try:
+        names, kinds = node.get_scope_info()
+    except Exception:  # noqa: BLE001 - a node without TorchScript scopes
+        names, kinds = [], []
+    path = ".".join(n for n in names if n)
+    module = f"{path} ({kinds[-1]})" if path and kinds else (path or "(top level)")
+    return str(node.kind), module
 
 
 def _first_line(exc: Exception) -> str:
