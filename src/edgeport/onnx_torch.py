@@ -32,6 +32,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from edgeport import onnx_torch_ops
 from edgeport.errors import InputError, MissingDependencyError, UnsupportedOpError
 from edgeport.model import FloatModel
 from edgeport.params import Param, ParamMap, fingerprint
@@ -52,7 +53,9 @@ TYPE_ONLY_VERSIONS = {
 AXES_INPUT_REDUCTIONS = ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean",
                          "ReduceMin", "ReduceProd", "ReduceSumSquare")
 # Ops whose onnx2torch module is replaced by a plain torch call even without integer constants.
-ALWAYS_STATIC = ("PRelu",)
+ALWAYS_STATIC = ("PRelu", "Resize", "Upsample")
+# Ops whose static form needs no recorded output: computed so when onnx2torch's module refuses.
+RECORDED_STATIC = ("Pad", "Slice")
 # Module parameter -> ONNX node input, for the modules onnx2torch builds from a node's weights.
 PARAM_INPUTS = {
     "Conv": {"weight": 1, "bias": 2}, "ConvTranspose": {"weight": 1, "bias": 2}, "Gemm": {"weight": 1, "bias": 2},
@@ -108,7 +111,8 @@ def _import_without_torchvision():
 
 def _extend(module) -> None:
     """Register edgeport's rows in onnx2torch's converter table (its documented extension point,
-    `add_converter`): type-only newer versions, Gelu, opset-18 reductions."""
+    `add_converter`): type-only newer versions, Gelu, opset-18 reductions, LSTM and GRU
+    (`edgeport.onnx_torch_ops`)."""
     import torch
     from onnx2torch.node_converters.registry import add_converter, get_converter
     from onnx2torch.onnx_node import OnnxNode
@@ -151,6 +155,9 @@ def _extend(module) -> None:
         for version in (18, 20):
             if not known(op, version) and (version == 18 or op in ("ReduceMax", "ReduceMin")):
                 add_converter(op, version)(reduction_with_axes_attribute)
+    for (op, version), converter in onnx_torch_ops.CONVERTERS.items():
+        if not known(op, version):
+            add_converter(op, version)(converter)
     for op, version, older in (("Pad", 18, 13), ("Pad", 19, 13), ("Pad", 21, 13), ("Pad", 23, 13),
                                ("Pad", 24, 13), ("Pad", 25, 13), ("Split", 18, 13),
                                ("Resize", 18, 13), ("Resize", 19, 13)):
@@ -196,6 +203,9 @@ def _unsupported_form(node, constants: set[str], converter) -> str | None:
                            attrs.get("coordinate_transformation_mode")
                            and attrs["coordinate_transformation_mode"].s == b"half_pixel_symmetric"):
         return f"{CONVERTER} with antialias, axes or half_pixel_symmetric coordinates"
+    if op in ("LSTM", "GRU"):
+        why = onnx_torch_ops.unsupported_form(node, constants)
+        return f"{CONVERTER} {why}" if why else None
     if op in ("NonMaxSuppression", "RoiAlign") and getattr(converter, "edgeport_without_torchvision", False):
         return f"{CONVERTER} here: its converter needs torchvision, which cannot be imported"
     return None
@@ -215,26 +225,30 @@ def _normalize(model) -> None:
                 node.attribute.remove(attr)
 
 
-def _batch_one(model) -> None:
-    """Fix every graph input's free dims at 1 (the exports are batch 1), so shape chains fold."""
+def _batch_one(model, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Fix every graph input's free dims (symbolic, none, or negative) at the input's `shapes`
+    entry, else at 1 (the exports are batch 1), so shape chains fold."""
     for value in model.graph.input:
-        for dim in value.type.tensor_type.shape.dim:
-            if not dim.HasField("dim_value"):
+        dims = value.type.tensor_type.shape.dim
+        shape = shapes.get(value.name, (1,) * len(dims))
+        for dim, size in zip(dims, shape if len(shape) == len(dims) else (1,) * len(dims)):
+            if not dim.HasField("dim_value") or dim.dim_value < 0:
                 dim.Clear()
-                dim.dim_value = 1
+                dim.dim_value = size
     for value in model.graph.output:  # re-inferred by the clean-up
         value.type.tensor_type.ClearField("shape")
 
 
-def _prepared(model):
-    """ONNX `model` as onnx2torch will read it: batch 1, cleaned, normalized (a new ModelProto)."""
+def _prepared(model, shapes: dict[str, tuple[int, ...]] | None = None):
+    """ONNX `model` as onnx2torch will read it: its inputs at `shapes` (free dims at 1 where not
+    given), cleaned, normalized (a new ModelProto)."""
     import onnx
 
     from edgeport.graph_cleanup import clean
 
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
-    _batch_one(copy)
+    _batch_one(copy, shapes or {})
     cleaned = clean(copy)
     _normalize(cleaned)
     return cleaned
@@ -265,7 +279,7 @@ def to_torch(model: FloatModel) -> FloatModel:
     import torch
 
     converter = onnx2torch()
-    graph = _prepared(model.onnx_model())
+    graph = _prepared(model.onnx_model(), {spec.name: spec.concrete_shape(1) for spec in model.inputs})
     missing = unsupported_node(graph)
     if missing is not None:
         raise UnsupportedOpError(*missing)
@@ -277,21 +291,53 @@ def to_torch(model: FloatModel) -> FloatModel:
     examples = tuple(torch.zeros(spec.concrete_shape(1), dtype=getattr(torch, spec.dtype)) for spec in model.inputs)
     from onnx2torch.onnx_graph import OnnxGraph
 
-    ops = {unique: node.operation_type for unique, node in OnnxGraph(graph.graph).nodes.items()}
-    module = _specialize(module.eval(), examples, ops)
+    onnx_graph = OnnxGraph(graph.graph)
+    ops = {unique: node.operation_type for unique, node in onnx_graph.nodes.items()}
+    module = _specialize(_one_output_per_value(module.eval(), onnx_graph), examples, ops)
     params = _param_map(module, graph, onnx.load_from_string(model.onnx_bytes))
     return replace(model, torch_module=module, example_inputs=examples, params=params)
 
 
-def _node_values(module, examples) -> dict:
-    """fx node -> its value on `examples` (one run of the graph)."""
+def _one_output_per_value(module, onnx_graph):
+    """`module` returning one tensor per graph output: onnx2torch returns the whole result of a
+    node with several outputs (an LSTM's Y, Y_h, Y_c), once, for the graph outputs it gives."""
+    import operator
+
+    calls = {n.target: n for n in module.graph.nodes if n.op == "call_module"}
+    output = next(n for n in module.graph.nodes if n.op == "output")
+    results = []
+    with module.graph.inserting_before(output):
+        for value in onnx_graph.output_values:
+            node, _ = onnx_graph.value_as_node_output(value)
+            call = calls[node.unique_name]
+            many = len(node.output_values) > 1
+            results.append(module.graph.call_function(operator.getitem, (call, node.output_values.index(value)))
+                           if many else call)
+    output.args = (tuple(results) if len(results) > 1 else results[0],)
+    module.recompile()
+    return module
+
+
+def _node_values(module, examples, ops: dict[str, str]) -> dict:
+    """fx node -> its value on `examples` (one run of the graph). A module whose onnx2torch forward
+    refuses a form torch computes (a reflect Pad of a 2-D tensor) is run in its static form."""
     import torch
+    from torch.fx.node import map_arg
 
     values = {}
 
     class Recorder(torch.fx.Interpreter):
         def run_node(self, node):
-            values[node] = super().run_node(node)
+            try:
+                values[node] = super().run_node(node)
+            except Exception:
+                op = ops.get(node.target, "") if node.op == "call_module" else ""
+                static = op in RECORDED_STATIC and _static_call(op, node, values, module)
+                if not static:
+                    raise
+                function, args, *kwargs = static
+                values[node] = function(*map_arg(args, values.__getitem__),
+                                        **map_arg(kwargs[0] if kwargs else {}, values.__getitem__))
             return values[node]
 
     with torch.no_grad():
@@ -310,14 +356,14 @@ def _static_pad(pads: list[int], onnx_mode: str) -> tuple[list[int], str]:
 
 
 def _static_call(op: str, node, values, module):
-    """(function, args) computing `node` with its integer constants as Python numbers, from the
+    """(function, args[, kwargs]) computing `node` with its integer constants as Python numbers, from the
     values one run recorded (the exports are batch 1, so every shape is static), or None when the
     form is not one of these."""
     import operator
 
     import torch
 
-    data, out = values[node.args[0]], values[node]
+    data, out = values[node.args[0]], values.get(node)  # no output yet while recording (`_node_values`)
     if op == "PRelu":  # onnx2torch's masked assignment for a [1, C, 1, 1] slope is not exportable
         slope = values[node.args[1]]
         aligned = (1,) * (data.dim() - slope.dim()) + tuple(slope.shape)
@@ -326,6 +372,11 @@ def _static_call(op: str, node, values, module):
                 flat = module.graph.call_function(torch.reshape, (node.args[1], (-1,)))
             return torch.nn.functional.prelu, (node.args[0], flat)
         return None
+    if op in ("Resize", "Upsample"):
+        return _static_resize(node, values, module)
+    if op == "Split":
+        axis = module.get_submodule(node.target).axis
+        return torch.split, (node.args[0], [int(part.shape[axis]) for part in out], axis)
     if op in ("Reshape", "Unsqueeze", "Squeeze", "Flatten"):
         return torch.reshape, (node.args[0], tuple(out.shape))
     if op == "Expand":
@@ -353,6 +404,34 @@ def _static_call(op: str, node, values, module):
     return None
 
 
+def _static_resize(node, values, module):
+    """`F.interpolate` with the scales (or output size) onnx2torch's Resize module reads from a
+    tensor at run time as Python numbers: scales as ONNX gives them (torch then samples at the
+    same coordinates), sizes as the output's spatial shape."""
+    import inspect
+
+    import torch
+    from onnx2torch.node_converters.resize import _onnx_mode_to_torch_mode
+
+    wrapper = module.get_submodule(node.target)
+    resize = getattr(wrapper, "_resize", wrapper)  # the opset-10 module wraps the later one
+    given = inspect.signature(wrapper.forward).bind(*node.args, **node.kwargs).arguments
+    known = {k: values[v] for k, v in given.items() if isinstance(v, torch.fx.Node) and k != "input_tensor"}
+    data, out = values[node.args[0]], values[node]
+    roi = known.get("roi")
+    if roi is not None and roi.numel() and not resize.ignore_roi or data.dim() < 3:
+        return None
+    options = {"mode": _onnx_mode_to_torch_mode(resize.onnx_mode, data.dim() - 2), "align_corners": resize.align_corners}
+    scales, sizes = known.get("scales"), known.get("sizes")
+    if sizes is not None and sizes.numel():
+        options["size"] = tuple(out.shape[2:])
+    elif scales is not None and scales.numel() and [float(v) for v in scales.tolist()[:2]] == [1.0, 1.0]:
+        options["scale_factor"] = tuple(float(v) for v in scales.tolist()[2:])
+    else:
+        return None
+    return torch.nn.functional.interpolate, (node.args[0],), options
+
+
 def _specialize(module, examples, ops: dict[str, str]):
     """Replace each module that reads an integer constant (a get_attr of an integer buffer: a
     shape, axes, pads, repeats, slice bounds) with the torch function it computes, its constants
@@ -361,7 +440,7 @@ def _specialize(module, examples, ops: dict[str, str]):
     constants and stay as they are. `ops`: module name -> ONNX op type."""
     import torch
 
-    values = _node_values(module, examples)
+    values = _node_values(module, examples, ops)
     for node in list(module.graph.nodes):
         if node.op != "call_module" or not node.args:
             continue
@@ -371,16 +450,17 @@ def _specialize(module, examples, ops: dict[str, str]):
         static = (reads_constant or op in ALWAYS_STATIC) and _static_call(op, node, values, module)
         if not static:
             continue
-        function, args = static
+        function, args, *kwargs = static
         with module.graph.inserting_before(node):
-            replacement = module.graph.call_function(function, args)
+            replacement = module.graph.call_function(function, args, *kwargs)
+        values[replacement] = values[node]  # a later node reading this one finds its value
         node.replace_all_uses_with(replacement)
         module.graph.erase_node(node)
     module.graph.eliminate_dead_code()
     module.recompile()
     used = {n.target for n in module.graph.nodes if n.op == "get_attr"}
-    initializers = module.get_submodule("initializers")
-    for name in [n for n in initializers._buffers if f"initializers.{n}" not in used]:
+    initializers = getattr(module, "initializers", None)  # none when every constant sits in a layer
+    for name in [n for n in getattr(initializers, "_buffers", {}) if f"initializers.{n}" not in used]:
         del initializers._buffers[name]  # constants now written into the graph as numbers
     module.delete_all_unused_submodules()
     return module

@@ -20,6 +20,7 @@ import inspect
 import os
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ def load_source(source: str, input_shapes: list[tuple[int, ...]] | None = None,
     """
     path = Path(source)
     if path.suffix == ".onnx":
-        return load_onnx(path, input_shapes)
+        return load_onnx(path, input_shapes, data_specs)
     if path.suffix == ".pt2":
         return _load_pt2(path, input_shapes, input_dtype)
     if path.suffix in {".pt", ".pth", ".ckpt", ".bin"}:
@@ -290,24 +291,33 @@ def _specs(values, initializer_names=frozenset()) -> list[TensorSpec]:
         if value.name in initializer_names:
             continue
         ttype = value.type.tensor_type
-        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim)
+        shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None for d in ttype.shape.dim)
         specs.append(TensorSpec(value.name, shape, _NUMPY_OF_ONNX.get(ttype.elem_type, str(ttype.elem_type))))
     return specs
 
 
-def load_onnx(path: Path, input_shapes: list[tuple[int, ...]] | None = None) -> FloatModel:
+def load_onnx(path: Path, input_shapes: list[tuple[int, ...]] | None = None,
+              data_specs: dict[str, tuple[tuple[int, ...], str]] | None = None) -> FloatModel:
+    """An `.onnx` source. Its dynamic dims (a `dim_param`, none, or -1 as paddle2onnx writes them)
+    other than the batch are taken from `input_shapes`, else from the data's array of the same
+    name (`data_specs`); the batch stays dynamic (the exports are batch 1)."""
     from edgeport.limits import check_tensor
     from edgeport.runtimes.onnxruntime import OrtSession
 
     from edgeport.graph_cleanup import clean
 
-    model = clean(read_onnx(path))  # once, before the plan: every converter sees the simplest graph
+    model = read_onnx(path)
+    _negative_dims_dynamic(model)
+    model = clean(model)  # once, before the plan: every converter sees the simplest graph
     inits = {i.name for i in model.graph.initializer}
     inputs, outputs = _specs(model.graph.input, inits), _specs(model.graph.output)
     if not inputs:
         raise InputError(f"{path}: the graph declares no inputs (every graph input is an initializer)")
     if input_shapes:
         _check_shapes_match(inputs, input_shapes, str(path))
+        inputs = [replace(spec, shape=spec.shape[:1] + tuple(shape)[1:]) for spec, shape in zip(inputs, input_shapes)]
+    elif data_specs:
+        inputs = [_dims_from_data(spec, data_specs.get(spec.name)) for spec in inputs]
     for spec in inputs:
         if spec.dtype != "float32":
             raise InputError(f"{path}: input '{spec.name}' is {spec.dtype}; export needs a float32 model "
@@ -321,6 +331,24 @@ def load_onnx(path: Path, input_shapes: list[tuple[int, ...]] | None = None) -> 
         name=path.stem, onnx_bytes=onnx_bytes, inputs=inputs, outputs=outputs,
         reference=session.run, reference_kind="onnxruntime fp32", layers={n.name: n.name for n in model.graph.node},
         source=str(path), params=ParamMap.build(model))
+
+
+def _negative_dims_dynamic(model) -> None:
+    """Graph input and output dims written as a negative number (-1: paddle2onnx's "any") become
+    symbolic dims, as the ONNX standard writes a dynamic dim."""
+    for value in list(model.graph.input) + list(model.graph.output):
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if dim.HasField("dim_value") and dim.dim_value < 0:
+                dim.Clear()
+                dim.dim_param = f"{value.name}_dim{axis}"
+
+
+def _dims_from_data(spec: TensorSpec, sample: tuple[tuple[int, ...], str] | None) -> TensorSpec:
+    """`spec` with its dynamic dims after the batch taken from a data array's per-sample shape of
+    the same rank (the batch axis left dynamic); `spec` as it is otherwise."""
+    if sample is None or len(sample[0]) != len(spec.shape) - 1 or all(d is not None for d in spec.shape[1:]):
+        return spec
+    return replace(spec, shape=spec.shape[:1] + tuple(s if d is None else d for d, s in zip(spec.shape[1:], sample[0])))
 
 
 def _check_intermediates(model, path: Path) -> None:

@@ -1,0 +1,140 @@
+"""Converters edgeport adds to onnx2torch's table for ONNX ops it has none for: the recurrent
+layers LSTM and GRU.
+
+Each becomes a `torch.nn.LSTM` / `torch.nn.GRU` holding the node's weights, its gates reordered
+from ONNX's order to torch's (`LSTM_GATES`, `GRU_GATES`): litert-torch and coremltools both
+convert those modules to their own recurrent ops, and the weights stay in one tensor per
+direction. The forms torch's layers do not compute (other activations, `clip`, `input_forget`,
+peepholes, `sequence_lens`, a GRU with `linear_before_reset=0`, weights computed in the graph)
+are refused before any work by `unsupported_form`, naming what is not read.
+
+`onnx_torch._extend` registers `CONVERTERS` in onnx2torch's table.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+# torch gate block k holds ONNX gate block GATES[k].
+LSTM_GATES = (0, 2, 3, 1)  # ONNX i, o, f, c -> torch i, f, g, o
+GRU_GATES = (1, 0, 2)  # ONNX z, r, h -> torch r, z, n
+DEFAULT_ACTIVATIONS = {"LSTM": ("sigmoid", "tanh", "tanh"), "GRU": ("sigmoid", "tanh")}
+STATE_INPUTS = {"LSTM": (5, 6), "GRU": (5,)}  # initial_h (and initial_c): node input indices
+RECURRENT_VERSIONS = {"LSTM": (7, 14, 22), "GRU": (7, 14, 22)}
+
+
+def reorder_gates(weights: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
+    """`weights` (gate blocks stacked on axis 0) with its blocks in `order`."""
+    blocks = np.split(weights, len(order), axis=0)
+    return np.concatenate([blocks[k] for k in order], axis=0)
+
+
+def torch_rnn_weights(op: str, w: np.ndarray, r: np.ndarray, b: np.ndarray | None) -> dict[str, np.ndarray]:
+    """An ONNX LSTM / GRU's W [dirs, gates*h, in], R [dirs, gates*h, h], B [dirs, 2*gates*h]
+    (None: zeros) as the state dict of `torch.nn.LSTM` / `torch.nn.GRU` (one layer)."""
+    order = LSTM_GATES if op == "LSTM" else GRU_GATES
+    if b is None:
+        b = np.zeros((w.shape[0], 2 * w.shape[1]), w.dtype)
+    state = {}
+    for direction in range(w.shape[0]):
+        suffix = "_reverse" if direction else ""
+        wb, rb = np.split(b[direction], 2)
+        state[f"weight_ih_l0{suffix}"] = reorder_gates(w[direction], order)
+        state[f"weight_hh_l0{suffix}"] = reorder_gates(r[direction], order)
+        state[f"bias_ih_l0{suffix}"] = reorder_gates(wb, order)
+        state[f"bias_hh_l0{suffix}"] = reorder_gates(rb, order)
+    return state
+
+
+def unsupported_form(node, constants: set[str]) -> str | None:
+    """Why an ONNX LSTM / GRU node (NodeProto) takes a form `torch.nn.LSTM` / `GRU` does not
+    compute, or None."""
+    from onnx import helper
+
+    op, inputs = node.op_type, list(node.input) + [""] * 8
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    directions = 2 if attrs.get("direction", b"forward") == b"bidirectional" else 1
+    activations = tuple(a.decode().lower() for a in attrs.get("activations", []))
+    if activations and activations != DEFAULT_ACTIVATIONS[op] * directions:
+        return f"with activations {list(activations)} (only the default {list(DEFAULT_ACTIVATIONS[op])})"
+    if attrs.get("direction", b"forward") == b"reverse":
+        return "with direction 'reverse'"
+    if "clip" in attrs:
+        return "with clip"
+    if attrs.get("input_forget", 0):
+        return "with input_forget=1"
+    if op == "GRU" and not attrs.get("linear_before_reset", 0):
+        return "with linear_before_reset=0 (torch's GRU applies the reset gate after the recurrent product)"
+    if any(name and name not in constants for name in inputs[1:4]):
+        return "when W, R or B is computed in the graph, not a constant"
+    if inputs[4]:
+        return "with sequence_lens"
+    if op == "LSTM" and inputs[7]:
+        return "with peepholes (input P)"
+    return None
+
+
+def convert_recurrent(node, graph):
+    """onnx2torch converter of an ONNX LSTM / GRU node (forms `unsupported_form` lets through)."""
+    import torch
+    from onnx2torch.utils.common import OnnxMapping, OperationConverterResult
+
+    op, attrs = node.operation_type, node.attributes
+    names = list(node.input_values) + [""] * 8
+    w, r = (graph.initializers[names[i]].to_numpy() for i in (1, 2))
+    b = graph.initializers[names[3]].to_numpy() if names[3] else None
+    hidden, directions = int(attrs["hidden_size"]), w.shape[0]
+    layer = (torch.nn.LSTM if op == "LSTM" else torch.nn.GRU)(
+        w.shape[2], hidden, bidirectional=directions == 2, batch_first=bool(attrs.get("layout", 0)))
+    state = torch_rnn_weights(op, w, r, b)
+    layer.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v, np.float32)) for k, v in state.items()})
+    given = tuple(bool(names[i]) for i in STATE_INPUTS[op])
+    module = recurrent_layer_class()(layer, given, len(node.output_values))
+    inputs = (names[0],) + tuple(names[i] for i, g in zip(STATE_INPUTS[op], given) if g)
+    return OperationConverterResult(torch_module=module, onnx_mapping=OnnxMapping(inputs, node.output_values))
+
+
+@functools.cache
+def recurrent_layer_class():
+    """The module class wrapping a torch recurrent layer (built on first use: torch loads lazily)."""
+    import torch
+    from onnx2torch.utils.common import OnnxToTorchModule
+
+    class RecurrentLayer(torch.nn.Module, OnnxToTorchModule):
+        """ONNX LSTM / GRU semantics around a torch layer: states given or zeros, outputs
+        Y [seq, dirs, batch, hidden], Y_h (and Y_c) [dirs, batch, hidden] (layout 0), or
+        [batch, seq, dirs, hidden] and [batch, dirs, hidden] (layout 1)."""
+
+        def __init__(self, layer, given: tuple[bool, ...], outputs: int):
+            super().__init__()
+            self.layer, self.given, self.outputs = layer, given, outputs
+
+        def forward(self, x, *states):
+            layer, batch_first = self.layer, self.layer.batch_first
+            dirs, hidden = 2 if layer.bidirectional else 1, layer.hidden_size
+            batch = x.shape[0] if batch_first else x.shape[1]
+            given = iter(states)
+            full = [next(given) if g else x.new_zeros(batch, dirs, hidden) if batch_first
+                    else x.new_zeros(dirs, batch, hidden) for g in self.given]
+            if batch_first:
+                full = [s.transpose(0, 1) for s in full]
+            if isinstance(layer, torch.nn.LSTM):
+                y, (h, c) = layer(x, tuple(full))
+                finals = (h, c)
+            else:
+                y, h = layer(x, full[0])
+                finals = (h,)
+            if batch_first:
+                y = y.reshape(batch, x.shape[1], dirs, hidden)
+                finals = tuple(s.transpose(0, 1) for s in finals)
+            else:
+                y = y.reshape(x.shape[0], batch, dirs, hidden).transpose(1, 2)
+            results = (y,) + finals
+            return results[0] if self.outputs == 1 else results[:self.outputs]
+
+    return RecurrentLayer
+
+
+CONVERTERS = {(op, version): convert_recurrent for op, versions in RECURRENT_VERSIONS.items() for version in versions}
