@@ -46,6 +46,12 @@ def _windows(x, kernel, strides, dilations, pads, fill):
 
 @OPS.register("conv")
 def conv(x, weight, bias=None, strides=(1, 1), pad_type="valid", pad=(0, 0, 0, 0), dilations=(1, 1), groups=1):
+    """1-D (x [N, C, W]) or 2-D convolution; a 1-D one runs as 2-D with a height of 1."""
+    if x.ndim == 3:
+        pad = (0, 0, *[int(p) for p in np.atleast_1d(pad)]) if pad is not None else None
+        out = conv(x[:, :, None, :], weight[:, :, None, :], bias, (1, *np.atleast_1d(strides)), pad_type,
+                   pad, (1, *np.atleast_1d(dilations)), groups)
+        return out[:, :, 0, :]
     if x.ndim != 4:
         raise NotImplementedError(f"conv on rank-{x.ndim} input")
     groups = int(groups)
@@ -62,32 +68,59 @@ def conv(x, weight, bias=None, strides=(1, 1), pad_type="valid", pad=(0, 0, 0, 0
     return out
 
 
-def _pool(x, kernel_sizes, strides, pad_type, pad, fill):
+def _ceil_extra(size: int, kernel: int, stride: int, before: int, after: int) -> int:
+    """Padding to add after an axis so that windows cover it as MIL's ceil_mode counts them:
+    out = floor((size + pads - kernel + stride - 1) / stride) + 1, one less when the last window
+    would start in the padding after the input (and the pool has padding)."""
+    out = (size + before + after - kernel + stride - 1) // stride + 1
+    if (out - 1) * stride >= size + before and (before > 0 or after > 0):
+        out -= 1
+    return max((out - 1) * stride + kernel - (size + before + after), 0)
+
+
+def _pool(x, kernel_sizes, strides, pad_type, pad, fill, ceil_mode=False):
+    """(windows, declared pads, ceil pads, kernel, strides) of a 2-D pool (a 1-D pool runs with a height of 1)."""
     kernel, strides = [int(k) for k in kernel_sizes], [int(s) for s in strides]
     pads = _pads(pad_type, pad, x.shape[2:], kernel, strides, (1, 1))
-    return _windows(x.astype(np.float32), kernel, strides, (1, 1), pads, fill), pads, kernel, strides
+    extra = [_ceil_extra(n, k, s, *p) if ceil_mode else 0 for n, k, s, p in zip(x.shape[2:], kernel, strides, pads)]
+    padded = np.pad(x.astype(np.float32), [(0, 0), (0, 0), *[(0, e) for e in extra]], constant_values=fill)
+    return _windows(padded, kernel, strides, (1, 1), pads, fill), pads, extra, kernel, strides
 
 
-@OPS.register("max_pool")
+def _as_2d(pool):
+    """Run a 2-D pool on a 1-D input [N, C, W] as [N, C, 1, W]."""
+    def run(x, kernel_sizes, strides, pad_type="valid", pad=None, **options):
+        if x.ndim == 3:
+            pad = (0, 0, *[int(p) for p in np.atleast_1d(pad)]) if pad is not None else None
+            return pool(x[:, :, None, :], (1, *np.atleast_1d(kernel_sizes)), (1, *np.atleast_1d(strides)),
+                        pad_type, pad, **options)[:, :, 0, :]
+        if x.ndim != 4:
+            raise NotImplementedError(f"pool on rank-{x.ndim} input")
+        return pool(x, kernel_sizes, strides, pad_type, (0, 0, 0, 0) if pad is None else pad, **options)
+    return run
+
+
 def max_pool(x, kernel_sizes, strides, pad_type="valid", pad=(0, 0, 0, 0), ceil_mode=False):
-    if ceil_mode:
-        raise NotImplementedError("max_pool with ceil_mode")
-    win, *_ = _pool(x, kernel_sizes, strides, pad_type, pad, -np.inf)
+    win, *_ = _pool(x, kernel_sizes, strides, pad_type, pad, -np.inf, bool(ceil_mode))
     return win.max(axis=(-2, -1))
 
 
-@OPS.register("avg_pool")
 def avg_pool(x, kernel_sizes, strides, pad_type="valid", pad=(0, 0, 0, 0), exclude_padding_from_average=False,
              ceil_mode=False):
-    if ceil_mode:
-        raise NotImplementedError("avg_pool with ceil_mode")
-    win, pads, kernel, strides = _pool(x, kernel_sizes, strides, pad_type, pad, 0.0)
+    """The divisor counts the declared padding unless excluded, never the ceil_mode overhang."""
+    win, pads, extra, kernel, strides = _pool(x, kernel_sizes, strides, pad_type, pad, 0.0, bool(ceil_mode))
     total = win.sum(axis=(-2, -1))
-    if not exclude_padding_from_average:
-        return total / (kernel[0] * kernel[1])
     ones = np.ones((1, 1, *x.shape[2:]), dtype=np.float32)
+    if not exclude_padding_from_average:  # the declared padding counts, the overhang does not
+        ones = np.pad(ones, [(0, 0), (0, 0), *pads], constant_values=1.0)
+        pads = [(0, 0), (0, 0)]
+    ones = np.pad(ones, [(0, 0), (0, 0), *[(0, e) for e in extra]])
     counts = _windows(ones, kernel, strides, (1, 1), pads, 0.0).sum(axis=(-2, -1))
     return total / counts
+
+
+OPS.add("max_pool", _as_2d(max_pool))
+OPS.add("avg_pool", _as_2d(avg_pool))
 
 
 @OPS.register("linear")
