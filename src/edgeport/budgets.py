@@ -28,6 +28,8 @@ BUDGET_KINDS = {
     "max_size": BudgetKind("size", "size_bytes", "<=", "B", "artifact size"),
     "max_latency": BudgetKind("latency", "p50_ms", "<=", "ms", "p50 latency"),
     "min_agreement": BudgetKind("parity", "top1_agreement", ">=", "", "top-1 agreement with the float model"),
+    "min_cosine": BudgetKind("parity", "cosine", ">=", "", "cosine with the float model (worst output)"),
+    "min_sqnr": BudgetKind("parity", "sqnr_db", ">=", "dB", "SQNR vs the float model (worst output)"),
     "max_accuracy_drop": BudgetKind("accuracy", "accuracy_drop_points", "<=", "points", "accuracy drop vs float"),
     "max_flash": BudgetKind("firmware", "library_flash_bytes", "<=", "B", "library flash (weights + code)", ("c",)),
     "max_ram": BudgetKind("firmware", "library_ram_bytes", "<=", "B", "library RAM (arena + data)", ("c",)),
@@ -68,12 +70,15 @@ def parse_budgets(raw: dict) -> dict[str, float]:
             budgets[name] = parse_size(value, name)
         elif name == "max_latency":
             budgets[name] = _number(name, value, ("ms",))
+        elif name == "min_sqnr":
+            budgets[name] = _number(name, value, ("dB", "db"))
         else:
             budgets[name] = _number(name, value)
         if not math.isfinite(budgets[name]) or budgets[name] < 0:
             raise InputError(f"{name}: must be a finite number >= 0, not '{value}'")
-    if "min_agreement" in budgets and budgets["min_agreement"] > 1:
-        raise InputError("min_agreement: give a fraction (0.99) or a percentage (99%)")
+    for name in ("min_agreement", "min_cosine"):
+        if name in budgets and budgets[name] > 1:
+            raise InputError(f"{name}: give a fraction (0.99) or a percentage (99%)")
     return budgets
 
 

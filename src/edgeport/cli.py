@@ -49,6 +49,11 @@ def _add_budgets(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-latency", metavar="MS", help="p50 latency limit at batch 1, in ms (Cortex-M: the "
                                                         "estimate at the board clock)")
     g.add_argument("--min-agreement", metavar="FRACTION", help="least top-1 agreement with the float model, e.g. 0.99 or 99%%")
+    g.add_argument("--min-cosine", metavar="COSINE", help="least cosine similarity with the float model over all "
+                                                          "values of the worst output, e.g. 0.99 (embeddings, "
+                                                          "detectors, regressors)")
+    g.add_argument("--min-sqnr", metavar="DB", help="least SQNR of the worst output against the float model, in dB, "
+                                                   "e.g. 30")
     g.add_argument("--max-accuracy-drop", metavar="POINTS", help="most accuracy lost vs float, in points (needs --eval labels)")
     g.add_argument("--max-flash", metavar="SIZE", help="Cortex-M: flash limit for the C library (weights + code)")
     g.add_argument("--max-ram", metavar="SIZE", help="Cortex-M: RAM limit for the C library (arena + static data)")
@@ -110,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="per-layer precision over the recipe: float | int8 | int16; LAYER is a module path "
                          "(features.3), an ONNX node name, or op_type:Conv for every node of an op type; "
                          "the most specific wins (global < op type < layer); repeatable")
+    rg.add_argument("--fallback", metavar="MODE",
+                    help="auto: move the layers adding the most quantization error (measured) to float, one at a "
+                         "time, until --min-cosine / --min-sqnr / --min-agreement hold on the calibration data "
+                         "(at most 10%% of the weights); none (default)")
     rg.add_argument("--palettize", type=int, metavar="BITS",
                     help="k-means weight sharing: 2^BITS shared values per layer (1, 2, 4, 6, 8)")
     rg.add_argument("--prune", type=float, metavar="FRACTION",
@@ -276,7 +285,8 @@ def _settings(args, file_settings: dict):
 
 
 def _budgets(args, file_budgets: dict) -> dict:
-    flags = {k: getattr(args, k) for k in ("max_size", "max_latency", "min_agreement", "max_accuracy_drop",
+    flags = {k: getattr(args, k) for k in ("max_size", "max_latency", "min_agreement", "min_cosine", "min_sqnr",
+                                           "max_accuracy_drop",
                                            "max_flash", "max_ram")}
     return {**file_budgets, **{k: v for k, v in flags.items() if v is not None}}
 
@@ -294,7 +304,7 @@ def cmd_export(args) -> int:
         raise InputError("export: give a SOURCE (module:factory, .pt2 or .onnx) or --config with [export] source")
     recipe_values = {**cfg["recipe"], **{k: getattr(args, k) for k in ("quantize", "per_channel", "calibration",
                                                                        "percentile", "keep_float", "calib_samples",
-                                                                       "palettize", "prune", "prune_channels")
+                                                                       "palettize", "prune", "prune_channels", "fallback")
                                          if getattr(args, k) is not None}}
     overrides = _overrides(args.override, recipe_values.pop("overrides", None))
     if overrides:

@@ -17,6 +17,7 @@
     prune = 0.9                # zero 90% of each layer's weights (magnitude)
     palettize = 4              # k-means: 16 shared values per layer
     prune_channels = 0.5       # structured: remove half of each layer's channels
+    fallback = "auto"          # move the noisiest layers to float until min_cosine / min_sqnr hold
 
     [recipe.op_type]           # layered overrides: global -> op type -> layer name
     Softmax = "float"          # float | int8 | int16 ("none" = float)
@@ -28,6 +29,8 @@
     max_size = "100KB"
     max_latency = 2.0          # ms, p50 at batch 1
     min_agreement = 0.99
+    min_cosine = 0.99          # worst output vs the float model (embeddings, detectors)
+    min_sqnr = 30              # dB, worst output
     max_accuracy_drop = 0.5    # points
 
     [checks]
@@ -64,7 +67,7 @@ from edgeport.targets.options import OPTION_SECTIONS, option_keys
 SECTIONS = {
     "export": {"source", "targets", "out", "calib", "eval", "input_shape", "input_dtype", "keep_going"},
     "recipe": {"quantize", "per_channel", "calibration", "percentile", "keep_float", "calib_samples",
-               "palettize", "prune", "prune_channels", "op_type", "layer"},
+               "palettize", "prune", "prune_channels", "fallback", "op_type", "layer"},
     "budgets": set(BUDGET_KINDS),
     "checks": {"runs", "warmup", "threads", "batch_size", "layers"},
     **{section: option_keys(section) for section in OPTION_SECTIONS},

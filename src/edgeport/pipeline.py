@@ -78,6 +78,12 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         raise InputError(f"{source}: an existing .tflite is exported with its own quantization; "
                          "recipe options (--quantize, --prune, --palettize, ...) apply to PyTorch and ONNX sources")
     _check_budgets_measurable(limits, calib or tflite_source, eval)
+    if recipe.fallback == "auto":
+        if not calib:
+            raise InputError("--fallback auto tunes the plan on calibration data: give --calib")
+        from edgeport.fallback import goals_from
+
+        goals_from(limits)
     _check_budgets_apply(limits, chosen)
     for shape in input_shapes or ():
         check_tensor("--input-shape", shape, input_dtype if isinstance(input_dtype, str) else "float32")
@@ -102,6 +108,8 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         model, compression = compress_weights(model, recipe)
     with stage("calibration" if recipe.scheme.calibrated else "quantization planning"):
         plan = make_plan(model, recipe, calib_data)
+    if recipe.fallback == "auto":
+        recipe, plan = _fallback(model, recipe, plan, calib_data, limits, compression)
     plan.compression = compression
     plan.structure = structure
     job = ExportJob(model, recipe, plan, calib_data, target_options or {},
@@ -219,6 +227,24 @@ def check(model_path: str | os.PathLike, target: str, eval: str | None = None, r
     return report
 
 
+def _fallback(model, recipe: Recipe, plan, calib_data, limits: dict, compression):
+    """`--fallback auto` (`edgeport.fallback`): the recipe with the layers it moved to float, and its plan."""
+    from edgeport import fallback
+
+    onnx_target = next(t for t in TARGETS if t.format == "onnx")
+
+    def export_onnx(candidate: Recipe, candidate_plan, folder: Path) -> Path:
+        candidate_plan.compression = compression
+        job = ExportJob(model, candidate, candidate_plan, calib_data, {})
+        return plugins.exporters().get("onnx").export(job, onnx_target, folder).path
+
+    recipe, plan, result = fallback.tune(model, recipe, calib_data, fallback.goals_from(limits),
+                                         lambda r: make_plan(model, r, calib_data), export_onnx)
+    plan.fallback = result.to_dict()
+    plan.notes.append(result.note())
+    return recipe, plan
+
+
 def default_check_report(model_path: str | os.PathLike) -> Path:
     return Path(f"{Path(model_path).stem}.report.json")
 
@@ -287,10 +313,13 @@ def _check_budgets_measurable(limits: dict, calib, eval, need_reference: bool = 
     """Refuse budgets that this run could never measure, before any work is done."""
     if "max_accuracy_drop" in limits and not eval:
         raise InputError("max_accuracy_drop needs labeled eval data (--eval)")
-    if "min_agreement" in limits and not (calib or eval):
-        raise InputError("min_agreement needs input data (--calib or --eval)")
-    if not need_reference and ("min_agreement" in limits or "max_accuracy_drop" in limits):
-        raise InputError("min_agreement and max_accuracy_drop need a float reference (--reference)")
+    for name in ("min_agreement", "min_cosine", "min_sqnr"):
+        if name in limits and not (calib or eval):
+            raise InputError(f"{name} needs input data (--calib or --eval)")
+    compared = [n for n in ("min_agreement", "min_cosine", "min_sqnr", "max_accuracy_drop") if n in limits]
+    if not need_reference and compared:
+        raise InputError(f"{' and '.join(compared)} need{'s' if len(compared) == 1 else ''} a float reference "
+                         "(--reference)")
 
 
 def _check_budgets_apply(limits: dict, chosen: list[Target]) -> None:

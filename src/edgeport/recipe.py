@@ -25,6 +25,7 @@ def _precision(value, where: str) -> str:
     return value
 
 
+FALLBACKS = ("none", "auto")
 MAX_CALIB_SAMPLES = 1_000_000  # calibration statistics converge long before; more is a typo
 
 
@@ -99,6 +100,9 @@ class Recipe:
             by L1 norm, with the layers that consume them shrunk to match (structured pruning:
             a smaller, faster model on every target). PyTorch sources only; the layer that produces
             the model's output keeps its channels.
+        fallback: `none`, or `auto`: layers whose quantization error is largest (measured) move to
+            float one at a time until the numeric budgets (min_cosine, min_sqnr, min_agreement)
+            hold on the calibration data (`edgeport.quantizers.fallback`).
     """
 
     quantize: str = "none"
@@ -111,6 +115,7 @@ class Recipe:
     prune: float | None = None
     prune_channels: float | None = None
     overrides: Overrides = field(default_factory=Overrides)
+    fallback: str = "none"
 
     def __post_init__(self):
         if self.quantize not in SCHEMES:
@@ -130,10 +135,15 @@ class Recipe:
             raise InputError(f"prune must be a fraction between 0 and 1 (e.g. 0.5), got {self.prune}")
         if self.prune_channels is not None and not 0.0 < self.prune_channels < 1.0:
             raise InputError(f"prune_channels must be a fraction between 0 and 1 (e.g. 0.5), got {self.prune_channels}")
+        if self.fallback not in FALLBACKS:
+            raise InputError(f"fallback must be one of {', '.join(FALLBACKS)}, got {self.fallback!r}")
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
         object.__setattr__(self, "overrides", Overrides.parse(self.overrides))
         object.__setattr__(self, "scheme", make_scheme(self.quantize, self.per_channel, self.calibration,
                                                        self.percentile))
+        if self.fallback != "none" and self.scheme.weight_bits > 8:
+            raise InputError(f"--fallback {self.fallback} moves quantized layers back to float: the "
+                             f"'{self.quantize}' recipe quantizes nothing (use int8, int16x8, dynamic-int8, ...)")
         mixed = self.overrides.precisions() - {"float"}
         if mixed and not self.scheme.calibrated:
             raise InputError(f"override to {' / '.join(sorted(mixed))} needs a static scheme (--quantize int8 or "
@@ -147,8 +157,9 @@ class Recipe:
 
     @property
     def float_overrides(self) -> bool:
-        """Whether some layer is asked to stay float (keep_float or a float override)."""
-        return bool(self.keep_float) or "float" in self.overrides.precisions()
+        """Whether some layer is asked to stay float (keep_float or a float override), or may be
+        moved there by `fallback`."""
+        return bool(self.keep_float) or "float" in self.overrides.precisions() or self.fallback != "none"
 
     def mixed_precision(self) -> set[str]:
         """Activation precisions that overrides ask for besides the scheme's own ("int8", "int16")."""
@@ -159,7 +170,8 @@ class Recipe:
         extras = ([f"{self.prune_channels:.0%} of channels removed"] if self.prune_channels else []) + \
             ([f"pruned {self.prune:.0%}"] if self.prune else []) + \
             ([f"palettized {self.palettize}-bit"] if self.palettize else []) + \
-            ([f"{len(self.overrides.op_type) + len(self.overrides.layer)} layer override(s)"] if self.overrides else [])
+            ([f"{len(self.overrides.op_type) + len(self.overrides.layer)} layer override(s)"] if self.overrides else []) + \
+            ([f"fallback {self.fallback}"] if self.fallback != "none" else [])
         return " + ".join([self.scheme.describe()] + extras)
 
     def to_dict(self) -> dict:

@@ -124,12 +124,12 @@ def _row(t: TargetReport) -> list[str]:
     honored = _DASH if not params else f"{params['exact']}/{params['tensors_checked']}"
     return [t.target, t.recipe, _size(size.get("size_bytes")), _num(size.get("alpha"), ".2f"),
             _num(lat.get("p50_ms"), ".3f"), _num(lat.get("p99_ms"), ".3f"), _num(lat.get("delta"), ".2f"),
-            _num(par.get("max_abs_err"), ".2e"), _num(par.get("cosine"), ".5f"),
+            _num(par.get("max_abs_err"), ".2e"), _num(par.get("cosine"), ".5f"), _num(par.get("sqnr_db"), ".1f"),
             _num(None if "top1_agreement" not in par else 100 * par["top1_agreement"], ".2f"),
             accuracy, honored]
 
 
-_HEADER = ["target", "recipe", "size", "α", "p50 ms", "p99 ms", "δ", "max|err|", "cosine",
+_HEADER = ["target", "recipe", "size", "α", "p50 ms", "p99 ms", "δ", "max|err|", "cosine", "SQNR dB",
            "top-1 agr %", "accuracy (Δ pts)", "params exact"]
 
 

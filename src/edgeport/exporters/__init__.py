@@ -163,7 +163,7 @@ class Exporter:
             raise InputError(f"{target.name}: {row.reason}")
         if recipe.float_overrides and not self.float_layers:
             raise InputError(f"{target.name}: the {self.format} format cannot leave layers in float "
-                             "(keep_float / float overrides)")
+                             "(keep_float / float overrides / --fallback auto)")
         mixed = recipe.mixed_precision()
         if mixed and not self.mixed_precision:
             raise InputError(f"{target.name}: per-layer {' / '.join(sorted(mixed))} overrides inside a "

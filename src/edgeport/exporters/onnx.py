@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.exporters import Artifact, Exporter, ExportJob
+from edgeport.errors import InputError
 from edgeport.exporters.reproducible import canonical_ort, source_label
 from edgeport.model import FloatModel
 from edgeport.quantizers.plan import QuantPlan
@@ -176,13 +177,35 @@ def build_onnx(model: FloatModel, recipe: Recipe, plan: QuantPlan) -> bytes:
 
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = str(Path(tmp, "float.onnx")), str(Path(tmp, "out.onnx"))
-        Path(src).write_bytes(model.onnx_bytes)
+        Path(src).write_bytes(_with_per_axis_opset(model.onnx_bytes) if recipe.scheme.int8_weights else model.onnx_bytes)
         _SCHEMES[type(recipe.scheme)][0](model, recipe, plan, src, dst)
         result = onnx.load(dst)
     result.producer_name = "edgeport"
     onnx.helper.set_model_props(result, {"edgeport.recipe": recipe.describe(),
                                          "edgeport.source": source_label(model.source)})
     return result.SerializeToString()
+
+
+PER_AXIS_OPSET = 13  # DequantizeLinear's `axis` (per-channel weights) exists from opset 13
+
+
+def _with_per_axis_opset(onnx_bytes: bytes) -> bytes:
+    """The graph at opset >= 13 (`onnx.version_converter`), so integer weights can be written with a
+    scale per channel: models exported at older opsets (paddle2onnx writes 10-12) would otherwise
+    get a DequantizeLinear attribute their opset lacks, which no runtime loads."""
+    import onnx
+    from onnx import version_converter
+
+    graph = onnx.load_from_string(onnx_bytes)
+    opset = next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), PER_AXIS_OPSET)
+    if opset >= PER_AXIS_OPSET:
+        return onnx_bytes
+    try:
+        return version_converter.convert_version(graph, PER_AXIS_OPSET).SerializeToString()
+    except Exception as exc:  # noqa: BLE001 - the converter's own failure, said in one line
+        raise InputError(f"the model is at ONNX opset {opset}; int8 weights need opset {PER_AXIS_OPSET} and "
+                         f"onnx's version converter could not upgrade it ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
 
 
 CONVERTED = " (converted)"  # how honored_params names the converted copy of a mixed-precision tensor

@@ -59,6 +59,7 @@ class QuantPlan:
             recipe's rule: "qat" (learned in quantization-aware training), "binary" / "ternary"
             (a low-bit weight whose scale is its α, so its integers are ±1 or -1/0/+1).
         notes: What the report should say about the plan (one line each).
+        fallback: What `--fallback auto` measured and moved (`edgeport.fallback.Fallback`), if asked.
     """
 
     scheme: str
@@ -73,6 +74,7 @@ class QuantPlan:
     structure: dict = field(default_factory=dict)
     origin: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    fallback: dict = field(default_factory=dict)
 
     def activation_matching(self, lo: float, hi: float, by: str = "range",
                             tolerance: float = 1e-5) -> ActivationParams | None:
@@ -105,6 +107,7 @@ class QuantPlan:
             "structure": self.structure,
             "origin": self.origin,
             "notes": self.notes,
+            **({"fallback": self.fallback} if self.fallback else {}),
             "activations": {k: _activation_json(v) for k, v in self.activations.items()},
             "weights": {k: {"axis": v.axis, "layer": v.layer, "scale": [float(s) for s in v.scale],
                             "zero_point": [int(z) for z in v.zero_point]} for k, v in self.weights.items()},
@@ -118,6 +121,7 @@ class QuantPlan:
             scheme=data["scheme"], quantized_ops=data["quantized_ops"], float_nodes=data["float_nodes"],
             precisions=data.get("precisions", {}), calibration=data["calibration"], compression=data.get("compression", {}),
             structure=data.get("structure", {}), origin=data.get("origin", {}), notes=data.get("notes", []),
+            fallback=data.get("fallback", {}),
             activations={k: _activation_params(v) for k, v in data["activations"].items()},
             mixed_activations={k: _activation_params(v) for k, v in data.get("mixed_activations", {}).items()},
             weights={k: WeightParams(v["scale"], v["zero_point"], v["axis"], v["layer"])

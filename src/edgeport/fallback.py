@@ -1,0 +1,175 @@
+"""`--fallback auto`: accuracy-controlled quantization, decided once for every target.
+
+The plan is tuned on the calibration data before any target is exported:
+
+1. the recipe's plan is exported to ONNX (QDQ, the reference format whose every intermediate
+   ONNX Runtime can expose) and its outputs compared with the float model's: cosine and SQNR of
+   the worst output, top-1 agreement of the first;
+2. while a numeric goal (`min_cosine`, `min_sqnr`, `min_agreement` budgets) does not hold, the
+   per-layer comparison (`edgeport.checks.layers`) measures where the error enters — the noise
+   each quantized layer adds to what its inputs carried — and the layer adding the most moves to
+   float (a float override on its ONNX node), then 1-2 run again;
+3. it stops when the goals hold, when no quantized layer is left, or when the next move would
+   leave more than `MAX_FLOAT_WEIGHTS` of the weights in float (then the budgets report what the
+   final plan reaches).
+
+Float, not int16 activations: float layers are what every target that takes the plan can write
+(targets that cannot leave a layer float refuse `--fallback auto` before any work). The moved
+layers, the measurement that moved each and the goal reached are written to `quant_params.json`
+and the report; the budgets are then checked on every target as usual, on the eval data.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from edgeport.checks.layers import compare_onnx
+from edgeport.checks.numerics import all_outputs_parity
+from edgeport.errors import InputError
+from edgeport.guard import stage
+from edgeport.recipe import Overrides, Recipe
+
+GOALS = {  # budget -> (parity value, how it is said)
+    "min_cosine": ("cosine", "cosine"),
+    "min_sqnr": ("sqnr_db", "SQNR dB"),
+    "min_agreement": ("top1_agreement", "top-1 agreement"),
+}
+MAX_FLOAT_WEIGHTS = 0.10  # share of the quantizable weights a fallback may leave in float
+TUNE_SAMPLES = 64  # calibration samples the goal is measured on
+LAYER_SAMPLES = 16  # samples the per-layer comparison holds in memory (every intermediate)
+MAX_MOVES = 64
+
+
+@dataclass
+class Fallback:
+    """What `--fallback auto` did: the goals, each step's measurement, the layers moved."""
+
+    goals: dict[str, float]
+    steps: list[dict] = field(default_factory=list)
+    moved: list[dict] = field(default_factory=list)
+    met: bool = False
+    float_weights: float = 0.0
+    stopped: str = ""
+
+    def to_dict(self) -> dict:
+        return {"goals": self.goals, "met": self.met, "stopped": self.stopped,
+                "float_weight_share": round(self.float_weights, 4), "moved": self.moved, "steps": self.steps,
+                "measured_on": "calibration data"}
+
+    def note(self) -> str:
+        first, last = self.steps[0], self.steps[-1]
+        said = ", ".join(f"{GOALS[g][1]} {_fmt(first.get(GOALS[g][0]))} -> {_fmt(last.get(GOALS[g][0]))}"
+                         for g in self.goals)
+        if not self.moved:
+            return f"fallback auto: no layer moved ({said} on the calibration data)"
+        names = ", ".join(m["node"] for m in self.moved[:6]) + (" ..." if len(self.moved) > 6 else "")
+        verdict = "goal met" if self.met else f"goal NOT met ({self.stopped})"
+        return (f"fallback auto: {len(self.moved)} layer(s) moved to float ({100 * self.float_weights:.1f}% of the "
+                f"weights): {names}; {said} on the calibration data; {verdict}")
+
+
+def goals_from(budgets: dict[str, float]) -> dict[str, float]:
+    goals = {name: budgets[name] for name in GOALS if name in budgets}
+    if not goals:
+        raise InputError("--fallback auto needs a numeric goal to reach: --min-cosine (e.g. 0.99), --min-sqnr "
+                         "(dB) or --min-agreement")
+    return goals
+
+
+def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, export_onnx) -> tuple[Recipe, object, Fallback]:
+    """The recipe (with the float overrides it needed) and its plan. `make_plan(recipe)` plans a
+    recipe; `export_onnx(recipe, plan, folder)` writes its ONNX artifact and returns the path."""
+    import onnx
+
+    data = calib.take(min(len(calib), TUNE_SAMPLES))
+    float_graph = onnx.load_from_string(model.onnx_bytes)
+    reference = _run(float_graph, data.feeds)
+    names = [o.name for o in float_graph.graph.output]
+    totals = _weight_sizes(float_graph)
+    result = Fallback(goals)
+    plan = None
+    with tempfile.TemporaryDirectory(prefix="edgeport-fallback-") as tmp:
+        for step in range(MAX_MOVES + 1):
+            with stage(f"fallback auto: step {step + 1}"):
+                plan = make_plan(recipe)
+                artifact = onnx.load(str(export_onnx(recipe, plan, Path(tmp) / f"step{step}")))
+                outputs = _run(artifact, data.feeds)
+                metrics = all_outputs_parity([reference[n] for n in names], [outputs[n] for n in names], names)
+                result.float_weights = _share(plan.float_nodes, float_graph, totals)
+                result.steps.append({"float_nodes": len(plan.float_nodes), "float_weight_share": round(result.float_weights, 4),
+                                     **{GOALS[g][0]: metrics.get(GOALS[g][0]) for g in goals}})
+                result.met = all(_holds(metrics.get(GOALS[g][0]), limit) for g, limit in goals.items())
+                if result.met:
+                    break
+                if step == MAX_MOVES:
+                    result.stopped = f"{MAX_MOVES} layers moved"
+                    break
+                small = {k: v[:LAYER_SAMPLES] for k, v in data.feeds.items()}
+                rows = compare_onnx(float_graph, artifact, small, model.layers)
+                candidates = _quantized_by_noise(rows, plan)
+                if not candidates:
+                    result.stopped = "no quantized layer left to move"
+                    break
+                fits = [r for r in candidates if _share([*plan.float_nodes, r["node"]], float_graph, totals)
+                        <= MAX_FLOAT_WEIGHTS]
+                if not fits:
+                    result.stopped = (f"moving any other layer would leave more than {100 * MAX_FLOAT_WEIGHTS:.0f}% "
+                                      "of the weights in float")
+                    break
+                pick = fits[0]
+                result.moved.append({"node": pick["node"], "op": pick["op"], "layer": pick["layer"],
+                                     "sqnr_db": pick["sqnr_db"], "error_share": pick["error_share"],
+                                     "why": f"added {100 * pick['error_share']:.0f}% of the quantization noise "
+                                            f"(its output at {pick['sqnr_db']:.1f} dB SQNR)"})
+                layer = dict(recipe.overrides.layer)
+                layer[pick["node"]] = "float"
+                recipe = replace(recipe, overrides=Overrides(recipe.overrides.op_type, tuple(layer.items())))
+    return recipe, plan, result
+
+
+def _quantized_by_noise(rows: list[dict], plan) -> list[dict]:
+    """Rows of the quantized nodes that add noise, the most first."""
+    floated = set(plan.float_nodes)
+    ops = set(plan.quantized_ops)
+    candidates = [r for r in rows if r["added_noise"] > 0 and r["node"] and r["node"] not in floated
+                  and (not ops or r["op"] in ops)]
+    return sorted(candidates, key=lambda r: r["added_noise"], reverse=True)
+
+
+def _holds(value, limit: float) -> bool:
+    return value is not None and math.isfinite(value) and value >= limit
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _run(graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    wanted = {i.name for i in session.get_inputs()}
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, {k: v for k, v in feeds.items() if k in wanted})))
+
+
+def _weight_sizes(graph) -> tuple[dict[str, int], dict[str, set[str]]]:
+    """Elements of each weight initializer (rank >= 2), and node name -> the weights it reads."""
+    sizes = {i.name: int(np.prod(i.dims)) for i in graph.graph.initializer if len(i.dims) >= 2}
+    return sizes, {n.name: {i for i in n.input if i in sizes} for n in graph.graph.node}
+
+
+def _share(float_nodes, graph, weights) -> float:
+    """Share of the weights read by `float_nodes` (each initializer counted once)."""
+    sizes, reads = weights
+    total = sum(sizes.values())
+    kept = set().union(*(reads.get(n, set()) for n in float_nodes)) if float_nodes else set()
+    return sum(sizes[w] for w in kept) / total if total else 0.0

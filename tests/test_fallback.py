@@ -1,0 +1,97 @@
+"""Accuracy-controlled quantization (issue #16): parity over every output, the min_cosine /
+min_sqnr budgets, and `--fallback auto` moving the noisiest layers to float until they hold.
+
+Tolerances: parity values are exact arithmetic on known arrays (1e-9); the fallback's outcome
+is checked against its own measured steps (the goal is met on the calibration data, the moved
+layers are the ones named)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import edgeport
+from edgeport.budgets import evaluate, parse_budgets
+from edgeport.checks.numerics import all_outputs_parity
+from edgeport.errors import InputError
+from edgeport.recipe import Recipe
+
+DIGITS = "samples.digits.model:build"
+CALIB = "samples/digits/calib.npz"
+EVAL = "samples/digits/eval.npz"
+
+
+def test_parity_covers_every_output_and_reports_the_worst():
+    rng = np.random.default_rng(0)
+    scores, boxes = rng.normal(size=(8, 10)), rng.normal(size=(8, 4, 6))
+    noisy = boxes + rng.normal(scale=0.3, size=boxes.shape)
+    values = all_outputs_parity([scores, boxes], [scores, noisy], ["scores", "boxes"])
+    assert values["top1_agreement"] == 1.0  # from the first output
+    worst = all_outputs_parity([boxes], [noisy], ["boxes"])
+    assert values["cosine"] == pytest.approx(worst["cosine"], abs=1e-9) and values["cosine"] < 0.99
+    assert values["sqnr_db"] == pytest.approx(worst["sqnr_db"], abs=1e-9)
+    assert [r["output"] for r in values["outputs"]] == ["scores", "boxes"]
+    assert values["outputs"][0]["sqnr_db"] == 999.0  # identical
+
+
+def test_sqnr_matches_its_definition():
+    ref = np.linspace(-1, 1, 200).reshape(2, 100)
+    out = ref + 0.01
+    expected = 10 * np.log10(np.sum(ref ** 2) / np.sum((ref - out) ** 2))
+    assert all_outputs_parity([ref], [out], ["y"])["sqnr_db"] == pytest.approx(expected, abs=0.01)
+
+
+def test_min_cosine_and_min_sqnr_budgets():
+    assert parse_budgets({"min_cosine": "99%", "min_sqnr": "30dB"}) == {"min_cosine": 0.99, "min_sqnr": 30.0}
+    with pytest.raises(InputError, match="min_cosine: give a fraction"):
+        parse_budgets({"min_cosine": 2})
+    with pytest.raises(InputError, match="min_sqnr: must be a finite number"):
+        parse_budgets({"min_sqnr": "nan"})
+    results = evaluate({"min_cosine": 0.99, "min_sqnr": 30.0},
+                       {"onnx": {"parity": {"cosine": 0.995, "sqnr_db": 25.0}}}, {})
+    assert [(r.budget, r.ok) for r in results] == [("min_cosine", True), ("min_sqnr", False)]
+    assert "25 dB" in results[1].message and ">= 30 dB" in results[1].message
+
+
+def test_fallback_is_a_recipe_option_validated_before_work(tmp_path):
+    assert Recipe(quantize="int8", fallback="auto").float_overrides
+    with pytest.raises(InputError, match="fallback must be one of"):
+        Recipe(quantize="int8", fallback="sometimes")
+    with pytest.raises(InputError, match="quantizes nothing"):
+        Recipe(quantize="fp16", fallback="auto")
+    with pytest.raises(InputError, match="needs a numeric goal"):
+        edgeport.export(DIGITS, targets=["onnx"], recipe=Recipe(quantize="int8", fallback="auto"), calib=CALIB,
+                        out=str(tmp_path / "out"))
+    with pytest.raises(InputError, match="give --calib"):
+        edgeport.export(DIGITS, targets=["onnx"], recipe=Recipe(quantize="dynamic-int8", fallback="auto"),
+                        eval=EVAL, budgets={"min_cosine": 0.99}, out=str(tmp_path / "out"))
+    # the C library has int8 kernels only: it cannot take layers the fallback may move to float
+    with pytest.raises(InputError, match="cannot leave layers in float"):
+        edgeport.export(DIGITS, targets=["cortex-m4"], recipe=Recipe(quantize="int8", fallback="auto"), calib=CALIB,
+                        budgets={"min_cosine": 0.99}, out=str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.e2e
+def test_fallback_moves_the_noisiest_layer_until_the_goal_holds(tmp_path):
+    """Digits int8 is at ~40 dB SQNR; a 45 dB goal needs at least one layer in float."""
+    out = tmp_path / "out"
+    report = edgeport.export(DIGITS, targets=["onnx"], recipe=Recipe(quantize="int8", fallback="auto"), calib=CALIB,
+                             eval=EVAL, budgets={"min_sqnr": 45}, out=str(out),
+                             settings=edgeport.CheckSettings(runs=3, warmup=1))
+    fallback = json.loads((out / "quant_params.json").read_text())["fallback"]
+    assert fallback["goals"] == {"min_sqnr": 45.0}
+    assert fallback["met"] and fallback["moved"], fallback
+    first, last = fallback["steps"][0], fallback["steps"][-1]
+    assert first["sqnr_db"] < 45.0 <= last["sqnr_db"]
+    assert len(fallback["steps"]) == len(fallback["moved"]) + 1
+    assert 0 < fallback["float_weight_share"] <= 0.10
+    moved = [m["node"] for m in fallback["moved"]]
+    plan = json.loads((out / "quant_params.json").read_text())
+    assert plan["float_nodes"] == moved  # the exported plan is the one tuned
+    assert any(n.startswith("fallback auto: ") and "goal met" in n for n in report.notes)
+    parity = report.target("onnx").values("parity")
+    assert parity["sqnr_db"] >= 40.0  # eval data: a different set than the one tuned on
+    assert report.budgets[0].budget == "min_sqnr"
