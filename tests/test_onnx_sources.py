@@ -199,3 +199,48 @@ def test_onnx_source_exports_to_android_and_ios(request, tmp_path, which, recipe
         if recipe == "int8":
             params = checks["params"]
             assert params["tensors_checked"] > 0 and params["exact"] == params["tensors_checked"], (name, params)
+
+
+def test_a_fixed_batch_of_one_is_run_one_sample_at_a_time(tmp_path):
+    """A graph whose input has a fixed batch of 1 (ddddocr: [1, 1, 64, width]): the float
+    reference takes many samples, one run each, as the checks feed it."""
+    from onnx import TensorProto, helper, save
+
+    from edgeport.sources import load_onnx
+
+    path = tmp_path / "fixed.onnx"
+    save(_graph([helper.make_node("Relu", ["x"], ["y"])], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])]), str(path))
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(load_onnx(path).reference({"x": x})[0], np.maximum(x, 0))
+
+
+@pytest.mark.e2e
+def test_an_lstm_onnx_source_exports_to_android(tmp_path):
+    """A 1-D conv + bidirectional LSTM keyword model as torch.onnx writes it (ONNX LSTM nodes),
+    on android from its .onnx file: the LSTM becomes torch.nn.LSTM, then LiteRT's."""
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.lstm, self.head = nn.Conv1d(8, 16, 3, padding=1), nn.LSTM(16, 12, bidirectional=True), nn.Linear(24, 4)
+
+        def forward(self, x):
+            y, _ = self.lstm(self.conv(x).permute(2, 0, 1))
+            return self.head(y[-1])
+
+    torch.manual_seed(0)
+    path = tmp_path / "kws.onnx"
+    torch.onnx.export(Net().eval(), (torch.randn(1, 8, 20),), str(path), input_names=["audio"], dynamo=False,
+                      opset_version=17, dynamic_axes={"audio": {0: "batch"}})
+    assert "LSTM" in {n.op_type for n in _load(path).graph.node}
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, audio=np.random.default_rng(0).standard_normal((16, 8, 20)).astype(np.float32))
+    out = tmp_path / "out"
+    result = run_cli("export", str(path), "--target", "android", "--calib", str(calib), "--runs", "3", "--warmup", "1",
+                     "--out", str(out), cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    target = load_report(out)["targets"][0]
+    assert target["status"] == "exported" and target["checks"]["parity"]["cosine"] >= MIN_COSINE["none"], target

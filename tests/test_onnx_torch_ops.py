@@ -100,12 +100,12 @@ def _save_and_load(tmp_path, model, data_specs=None):
     return to_torch(load_onnx(path, None, data_specs))
 
 
-def _exportable(converted):
+def torch_export(converted):
     """torch.export reads the module without a data-dependent guard (what litert-torch and
     coremltools need first)."""
     import torch
 
-    torch.export.export(converted.torch_module, converted.example_inputs, strict=False)
+    return torch.export.export(converted.torch_module, converted.example_inputs, strict=False)
 
 
 # ------------------------------------------------------------------ LSTM / GRU
@@ -182,7 +182,7 @@ def test_lstm_states_as_two_graph_outputs_exports(tmp_path):
     assert len(got) == 3
     for g, w in zip(got, _reference(model, feeds)):
         np.testing.assert_allclose(g, w, atol=RNN_ATOL, rtol=0)
-    _exportable(converted)
+    torch_export(converted)
 
 
 # ------------------------------------------------------------------ static forms of the trained models
@@ -208,21 +208,25 @@ def test_resize_with_scales_after_a_specialized_reshape_exports(tmp_path):
     converted = _save_and_load(tmp_path, model)
     for g, w in zip(_run(converted.torch_module, model, feeds), _reference(model, feeds)):
         np.testing.assert_allclose(g, w, atol=1e-6, rtol=0)
-    _exportable(converted)
+    torch_export(converted)
 
 
-def test_reflect_pad_of_a_2d_signal_exports(tmp_path):
+@pytest.mark.parametrize("mode", ["reflect", "edge"])
+@pytest.mark.parametrize("shape, pads", [([1, 32], [0, 8, 0, 8]), ([1, 4, 10], [0, 0, 2, 0, 0, 3])], ids=["2d", "3d"])
+def test_reflect_and_edge_pad_export_as_slices(tmp_path, mode, shape, pads):
     """silero-vad's STFT padding: reflect Pad of [batch, samples], which onnx2torch's module
-    refuses (it only pads the last dims of a 3-D to 5-D tensor in reflect mode)."""
+    refuses (it pads only the last dims of a 3-D to 5-D tensor in that mode), and which F.pad
+    would lower to int32 index arithmetic (ABS, GATHER_ND) LiteRT's runtime cannot load."""
     from onnx import helper, numpy_helper
 
-    pads = numpy_helper.from_array(np.array([0, 8, 0, 8], np.int64), "pads")
-    model = _model([helper.make_node("Pad", ["x", "pads"], ["y"], mode="reflect")],
-                   [_value("x", ["batch", 32])], [_value("y", ["batch", 48])], [pads], opset=18)
-    feeds = {"x": np.random.default_rng(0).standard_normal((1, 32)).astype(np.float32)}
+    out = [s + pads[i] + pads[i + len(shape)] for i, s in enumerate(shape)]
+    model = _model([helper.make_node("Pad", ["x", "pads"], ["y"], mode=mode)], [_value("x", shape)],
+                   [_value("y", out)], [numpy_helper.from_array(np.array(pads, np.int64), "pads")], opset=18)
+    feeds = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
     converted = _save_and_load(tmp_path, model)
     np.testing.assert_array_equal(_run(converted.torch_module, model, feeds)[0], _reference(model, feeds)[0])
-    _exportable(converted)
+    program = torch_export(converted)
+    assert not [n for n in program.graph.nodes if "abs" in str(n.target) or "index" in str(n.target)]
 
 
 # ------------------------------------------------------------------ dynamic dims
@@ -238,7 +242,7 @@ def test_a_dim_written_as_minus_one_is_dynamic_and_the_data_gives_the_others(tmp
     converted = _save_and_load(tmp_path, model, {"x": ((3, 48, 192), "float32")})
     assert converted.inputs[0].shape == (None, 3, 48, 192)
     assert tuple(converted.example_inputs[0].shape) == (1, 3, 48, 192)
-    _exportable(converted)
+    torch_export(converted)
 
 
 def test_a_minus_one_dim_passes_the_size_check(tmp_path):
@@ -251,3 +255,18 @@ def test_a_minus_one_dim_passes_the_size_check(tmp_path):
     path = tmp_path / "m.onnx"
     onnx.save(model, str(path))
     assert load_onnx(path).inputs[0].shape == (None, 3)
+
+
+@pytest.mark.parametrize("index", [np.array(-1, np.int64), np.array([2, 0], np.int64)], ids=["scalar", "list"])
+def test_gather_of_constant_indices_exports(tmp_path, index):
+    """`y[-1]` of an RNN's output (torch.onnx writes Gather with a scalar index): onnx2torch reads
+    the index with item(), which LiteRT cannot lower; a select / index_select of the constant can."""
+    from onnx import helper, numpy_helper
+
+    model = _model([helper.make_node("Gather", ["x", "i"], ["y"], axis=1)], [_value("x", [1, 4, 3])],
+                   [_value("y", [1, *index.shape, 3])], [numpy_helper.from_array(index, "i")])
+    feeds = {"x": np.random.default_rng(0).standard_normal((1, 4, 3)).astype(np.float32)}
+    converted = _save_and_load(tmp_path, model)
+    np.testing.assert_array_equal(_run(converted.torch_module, model, feeds)[0], _reference(model, feeds)[0])
+    program = torch_export(converted)
+    assert not [n for n in program.graph.nodes if "item" in str(n.target) or "local_scalar" in str(n.target)]

@@ -374,6 +374,13 @@ def _static_call(op: str, node, values, module):
         return None
     if op in ("Resize", "Upsample"):
         return _static_resize(node, values, module)
+    if op == "Gather" and data.dim():  # onnx2torch indexes with the tensor: a scalar index is read by item()
+        axis, index = module.get_submodule(node.target)._axis % data.dim(), values[node.args[1]]
+        if index.dim() == 0:
+            return torch.select, (node.args[0], axis, int(index) % data.shape[axis])
+        if index.dim() == 1 and bool((index >= 0).all()):
+            return torch.index_select, (node.args[0], axis, node.args[1])
+        return None
     if op == "Split":
         axis = module.get_submodule(node.target).axis
         return torch.split, (node.args[0], [int(part.shape[axis]) for part in out], axis)
@@ -394,11 +401,14 @@ def _static_call(op: str, node, values, module):
         for start, end, axis, step in zip(starts, ends, axes, steps):
             index[axis % data.dim()] = slice(start, end, step)
         return operator.getitem, (node.args[0], tuple(index))
-    if op == "Pad":
+    if op == "Pad" and len(node.args) > 1:
         attrs = getattr(module.get_submodule(node.target), "mode", "constant")
         pads = [int(v) for v in values[node.args[1]].tolist()]
         constant = values[node.args[2]] if len(node.args) > 2 and isinstance(node.args[2], torch.fx.Node) else None
-        torch_pads, mode = _static_pad(pads, attrs if isinstance(attrs, str) else "constant")
+        onnx_mode = {"replicate": "edge"}.get(attrs, attrs) if isinstance(attrs, str) else "constant"  # torch's name
+        if onnx_mode in ("reflect", "edge") and min(pads, default=0) >= 0:
+            return onnx_torch_ops.pad_by_slices, (node.args[0], pads, onnx_mode)
+        torch_pads, mode = _static_pad(pads, onnx_mode)
         fill = float(constant.reshape(-1)[0]) if constant is not None and constant.numel() else 0.0
         return torch.nn.functional.pad, (node.args[0], torch_pads, mode, fill if mode == "constant" else None)
     return None

@@ -138,3 +138,26 @@ def recurrent_layer_class():
 
 
 CONVERTERS = {(op, version): convert_recurrent for op, versions in RECURRENT_VERSIONS.items() for version in versions}
+
+
+def pad_by_slices(x, pads: list[int], mode: str):
+    """ONNX Pad in 'reflect' or 'edge' mode (`pads`: all begins, then all ends, non-negative) as
+    slices, flips and a concatenation per padded axis. `F.pad` lowers these modes to index
+    arithmetic on int32 (ABS, GATHER_ND) that LiteRT's runtime cannot load."""
+    import torch
+
+    rank = len(pads) // 2
+    for axis in range(rank):
+        begin, end = pads[axis], pads[axis + rank]
+        if not begin and not end:
+            continue
+        size, parts = x.shape[axis], []
+        if mode == "reflect":
+            head = x.narrow(axis, 1, begin).flip(axis) if begin else None
+            tail = x.narrow(axis, size - 1 - end, end).flip(axis) if end else None
+        else:  # edge
+            head = torch.cat([x.narrow(axis, 0, 1)] * begin, axis) if begin else None
+            tail = torch.cat([x.narrow(axis, size - 1, 1)] * end, axis) if end else None
+        parts = [p for p in (head, x, tail) if p is not None]
+        x = torch.cat(parts, axis)
+    return x
