@@ -1,4 +1,4 @@
-"""TF.js graph-model exporter: `model.json` plus binary weight shards of at most 4 MB.
+"""TF.js graph-model exporter: `model.json` plus binary weight shards of 4 MB (at most 6 of them).
 
 The graph comes from edgeport's own ONNX -> TF op conversion (`tfjs_graph`). Weight storage
 follows the recipe:
@@ -30,6 +30,10 @@ from edgeport.targets import Target
 from edgeport.targets.options import BrowserOptions
 
 SHARD_BYTES = 4 * 1024 * 1024
+# TF.js 4.x awaits the response of every shard before it reads any body; over HTTP/1.x Chromium opens
+# 6 connections per host, so a 7th shard waits for a connection that a 4 MB body never frees, and
+# the model never loads. A larger model gets larger shards instead of more of them.
+MAX_SHARDS = 6
 
 
 # ------------------------------------------------------------------ weight encoding (pure functions)
@@ -74,13 +78,14 @@ def write_graph_model(graph: TfGraph, folder: Path, storage: str, metadata: dict
     """Write `model.json` and `group1-shard{i}of{n}.bin` into `folder`; returns model.json."""
     blobs, entries = zip(*(encode_weight(w, storage) for w in graph.weights)) if graph.weights else ((), ())
     data = b"".join(blobs)
-    count = max(1, -(-len(data) // SHARD_BYTES))
+    shard = max(SHARD_BYTES, -(-len(data) // MAX_SHARDS))
+    count = max(1, -(-len(data) // shard))
     paths = [f"group1-shard{i + 1}of{count}.bin" for i in range(count)]
     for i, name in enumerate(paths):
-        (folder / name).write_bytes(data[i * SHARD_BYTES:(i + 1) * SHARD_BYTES])
+        (folder / name).write_bytes(data[i * shard:(i + 1) * shard])
 
     def spec(name: str, shape) -> dict:
-        return {"name": f"{name}:0", "dtype": "DT_FLOAT",
+        return {"name": f"{name}:0", "dtype": graph.dtypes.get(name, "DT_FLOAT"),
                 "tensorShape": {"dim": [{"size": str(int(d))} for d in shape]}}
 
     model = {
@@ -185,14 +190,56 @@ class TFJSExporter(Exporter):
 def _cleaned(onnx_model) -> tuple[object, list[str]]:
     """The graph after edgeport's clean-up (`edgeport.graph_cleanup`: static shape chains folded,
     identities removed; weights keep their names, so the plan still finds them), and a note when
-    the clean-up's package is not installed."""
+    the clean-up's package is not installed.
+
+    A graph that still reads the shape of a tensor (`Shape`, typically of the dynamic batch dim:
+    attention heads reshaped to [batch, tokens, heads, dim]) gets its unknown input dims pinned to 1
+    and is cleaned again, until nothing more folds: a TF.js graph model of one sample then, rather
+    than shape arithmetic on int32 tensors in the page."""
     from edgeport.errors import MissingDependencyError
     from edgeport.graph_cleanup import clean
 
     try:
-        return clean(onnx_model), []
+        cleaned = clean(onnx_model)
     except MissingDependencyError as exc:
         return onnx_model, [f"graph converted as given, without clean-up: {exc}"]
+    notes = []
+    if _reads_shapes(cleaned) and _pin_unknown_dims(cleaned):
+        notes.append("batch dim fixed to 1 in the TF.js model: the graph computes shapes from it")
+    for _ in range(MAX_CLEANUPS):  # one clean-up can leave chains that the next one folds
+        if not _reads_shapes(cleaned):
+            break
+        again = clean(cleaned)
+        if len(again.graph.node) == len(cleaned.graph.node):
+            break
+        cleaned = again
+    return cleaned, notes
+
+
+MAX_CLEANUPS = 3
+SHAPE_READERS = ("Shape", "Size")
+
+
+def _reads_shapes(onnx_model) -> bool:
+    return any(node.op_type in SHAPE_READERS for node in onnx_model.graph.node)
+
+
+def _pin_unknown_dims(onnx_model) -> bool:
+    """Set every unknown input dim to 1 (in place) and forget the inferred shapes that depended on
+    it; True when a dim was pinned."""
+    pinned = False
+    for value in onnx_model.graph.input:
+        for dim in value.type.tensor_type.shape.dim:
+            if not dim.HasField("dim_value"):
+                dim.dim_value = 1
+                pinned = True
+    if pinned:
+        for value in onnx_model.graph.output:
+            for dim in value.type.tensor_type.shape.dim:
+                if not dim.HasField("dim_value"):
+                    dim.Clear()
+        del onnx_model.graph.value_info[:]
+    return pinned
 
 
 def _read_model_json(path: Path) -> dict:

@@ -9,8 +9,11 @@ tensors are carried in NHWC between convolutions; `_Converter.tensor(name, layou
 Transpose only where an op needs the other layout (before a Flatten/Reshape of a spatial map,
 for example), so a CNN gets one Transpose at the input and at most one before its classifier.
 
-One handler per ONNX op type, registered in `TFJS_OPS` where it is defined; an op without a
-handler is an UnsupportedOpError naming the op and the node.
+One handler per ONNX op type, registered in `TFJS_OPS` where it is defined (core ops here, op
+families in `tfjs_ops` and `tfjs_ops_layout`, imported at the end of this module); an op without a
+handler is an UnsupportedOpError naming the op and the node. A node whose inputs are all known
+constants (shape arithmetic, a `Shape` of a tensor of static shape) is evaluated at conversion
+time by onnx's reference evaluator and becomes a constant, whatever its op.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ NCHW_TO_NHWC = (0, 2, 3, 1)
 NHWC_TO_NCHW = (0, 3, 1, 2)
 AXIS_NCHW_TO_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}
 WHERE = "TF.js graph models: edgeport has no conversion for this op"
+# ONNX elem type -> the TF dtype TF.js computes it in (TF.js has no int64 / float64 / int8 tensors)
+ONNX_TO_TF_DTYPE = {1: "DT_FLOAT", 2: "DT_INT32", 3: "DT_INT32", 4: "DT_INT32", 5: "DT_INT32", 6: "DT_INT32",
+                    7: "DT_INT32", 9: "DT_BOOL", 10: "DT_FLOAT", 11: "DT_FLOAT", 12: "DT_INT32", 13: "DT_INT32",
+                    16: "DT_FLOAT"}
 
 
 @dataclass
@@ -52,6 +59,7 @@ class TfGraph:
     outputs: list[tuple[str, list[int]]] = field(default_factory=list)
     # ONNX initializer name -> {"const": TF const name, "scale_const": name or None, "axis": int or None}
     planned: dict[str, dict] = field(default_factory=dict)
+    dtypes: dict[str, str] = field(default_factory=dict)  # input / output name -> TF dtype, when not DT_FLOAT
 
 
 # ------------------------------------------------------------------ attr encoding (TF AttrValue JSON)
@@ -92,9 +100,11 @@ class _Converter:
             if node.op_type == "Constant":
                 self.consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
         self.shapes: dict[str, list] = {}
+        self.types: dict[str, int] = {}  # ONNX elem type (onnx.TensorProto.FLOAT, INT64, BOOL, ...)
         for info in list(g.value_info) + list(g.input) + list(g.output):
             dims = info.type.tensor_type.shape.dim
             self.shapes[info.name] = [d.dim_value if d.HasField("dim_value") else -1 for d in dims]
+            self.types[info.name] = info.type.tensor_type.elem_type
         self.plan_weights = plan_weights if int8_weights else {}
         self.graph = TfGraph()
         self.held: dict[str, tuple[str, str]] = {}  # onnx tensor -> (tf node, layout "nhwc" | "plain")
@@ -104,7 +114,8 @@ class _Converter:
 
     # --- emitting
     def unique(self, base: str) -> str:
-        name, i = base.replace(":", "_"), 1
+        base = base.replace(":", "_")
+        name, i = base, 1
         while name in self.names:
             i += 1
             name = f"{base}_{i}"
@@ -117,7 +128,7 @@ class _Converter:
         return name
 
     def const(self, name: str, values: np.ndarray, stored: str | None = None, **kw) -> str:
-        values = np.ascontiguousarray(values)
+        values = np.array(values, order="C")  # not ascontiguousarray: a scalar stays 0-d
         if stored is None:
             stored = "int32" if values.dtype.kind in "iu" else "float32"
         values = values.astype(np.int32 if stored == "int32" else np.float32)
@@ -134,6 +145,13 @@ class _Converter:
         if name in self.consts:
             return self.consts[name].ndim
         return len(self.shapes.get(name, []))
+
+    def tf_dtype(self, name: str) -> str:
+        """TF dtype of an ONNX tensor as TF.js holds it: integers in int32, booleans in bool."""
+        if name in self.consts:
+            kind = self.consts[name].dtype.kind
+            return {"b": "DT_BOOL", "i": "DT_INT32", "u": "DT_INT32"}.get(kind, "DT_FLOAT")
+        return ONNX_TO_TF_DTYPE.get(self.types.get(name, 1), "DT_FLOAT")
 
     def hold(self, onnx_name: str, tf_name: str, layout: str) -> None:
         self.held[onnx_name] = (tf_name, layout)
@@ -229,6 +247,20 @@ def _bias_and_scale(c: _Converter, node, y: str, bias: np.ndarray | None, scales
     return y
 
 
+MAX_DENSE_GROUPS = 8  # a grouped conv runs as a dense one: `group` times the work of the grouped kernel
+
+
+def block_diagonal(weight: np.ndarray, group: int) -> np.ndarray:
+    """ONNX grouped conv weight [out, in / group, kh, kw] as a dense [out, in, kh, kw] weight whose
+    off-group blocks are zero (zeros stay exactly zero through int8 quantization too)."""
+    out_ch, per_group = weight.shape[:2]
+    dense = np.zeros((out_ch, per_group * group, *weight.shape[2:]), weight.dtype)
+    step = out_ch // group
+    for g in range(group):
+        dense[g * step:(g + 1) * step, g * per_group:(g + 1) * per_group] = weight[g * step:(g + 1) * step]
+    return dense
+
+
 @TFJS_OPS.register("Conv")
 def conv(c: _Converter, node) -> None:
     at = c.attrs(node)
@@ -247,42 +279,17 @@ def conv(c: _Converter, node) -> None:
         op, to_tf = "Conv2D", (lambda a: a.transpose(2, 3, 1, 0))
     elif in_per_group == 1:  # depthwise, channel multiplier out_ch / group
         op, to_tf = "DepthwiseConv2dNative", (lambda a: a.reshape(group, -1, kh, kw).transpose(2, 3, 0, 1))
+    elif group <= MAX_DENSE_GROUPS:  # TF.js has no grouped kernel: one Conv2D with a block-diagonal filter
+        op, to_tf = "Conv2D", (lambda a: block_diagonal(a, group).transpose(2, 3, 1, 0))
     else:
-        raise UnsupportedOpError("Conv", node.name, f"grouped convolution (group={group}) has no TF.js kernel")
+        raise UnsupportedOpError("Conv", node.name, f"grouped convolution (group={group} > {MAX_DENSE_GROUPS}) "
+                                 "has no TF.js kernel")
     filt, scales = c.weight(node.input[1], to_tf, 0, f"{node.name}/filter", node)
     attrs = {"strides": a_ints([1, *strides, 1]), "padding": a_str(padding), "data_format": a_str("NHWC"),
              "dilations": a_ints([1, *dilations, 1])}
     bias = c.constant(node.input[2], node) if len(node.input) > 2 and node.input[2] else None
     y = _bias_and_scale(c, node, c.op(op, node.name, [x, filt], **attrs), bias, scales)
     c.hold(node.output[0], y, "nhwc")
-
-
-@TFJS_OPS.register("Gemm")
-@TFJS_OPS.register("MatMul")
-def matmul(c: _Converter, node) -> None:
-    at = c.attrs(node)
-    if c.rank(node.input[0]) != 2 or at.get("transA", 0):
-        raise UnsupportedOpError(node.op_type, node.name, "TF.js export supports [batch, features] x constant weight")
-    w = c.constant(node.input[1], node)
-    if w.ndim != 2 or at.get("alpha", 1.0) != 1.0:
-        raise UnsupportedOpError(node.op_type, node.name, "TF.js export supports a 2-D weight with alpha = 1")
-    trans_b = at.get("transB", 0) if node.op_type == "Gemm" else 0
-    to_tf = (lambda a: a.T) if trans_b else (lambda a: a)
-    filt, scales = c.weight(node.input[1], to_tf, 0 if trans_b else 1, f"{node.name}/weight", node)
-    bias = None
-    if len(node.input) > 2 and node.input[2]:
-        bias = c.constant(node.input[2], node).reshape(-1) * np.float32(at.get("beta", 1.0))
-    y = c.op("MatMul", node.name, [c.tensor(node.input[0], "plain"), filt],
-             transpose_a={"b": False}, transpose_b={"b": False})
-    c.hold(node.output[0], _bias_and_scale(c, node, y, bias, scales), "plain")
-
-
-@TFJS_OPS.register("Relu")
-@TFJS_OPS.register("Sigmoid")
-@TFJS_OPS.register("Tanh")
-def unary(c: _Converter, node) -> None:
-    name = node.input[0]
-    c.hold(node.output[0], c.op(node.op_type, node.name, [c.tensor(name)]), c.layout(name))
 
 
 @TFJS_OPS.register("Clip")
@@ -305,60 +312,53 @@ def _elementwise_inputs(c: _Converter, node, names: list[str]) -> tuple[list[str
     """TF inputs of a broadcasting op, in one layout (NHWC if any tensor is), constants included."""
     tensors = [n for n in names if n not in c.consts]
     layout = "nhwc" if any(c.rank(n) == 4 and c.layout(n) == "nhwc" for n in tensors) else "plain"
+    integer = any(c.tf_dtype(n) == "DT_INT32" for n in tensors)
     inputs = []
     for name in names:
         if name not in c.consts:
             inputs.append(c.tensor(name, layout))
             continue
-        value = c.consts[name].astype(np.float32)
+        value = c.consts[name]
         if layout == "nhwc" and value.size > 1:
             if value.ndim > 4:
                 raise UnsupportedOpError(node.op_type, node.name, "constant of rank > 4")
             value = value.reshape((1,) * (4 - value.ndim) + value.shape).transpose(NCHW_TO_NHWC)
-        inputs.append(c.const(f"{node.name}/{len(inputs)}", value))
+        if value.dtype == bool:
+            const = c.const(f"{node.name}/{len(inputs)}", value.astype(np.int32))
+            inputs.append(c.op("Cast", f"{node.name}/{len(inputs)}_bool", [const], SrcT=a_type("DT_INT32"),
+                               DstT=a_type("DT_BOOL")))
+            continue
+        inputs.append(c.const(f"{node.name}/{len(inputs)}", value.astype(np.int32 if integer and value.dtype.kind in "iu"
+                                                                           else np.float32)))
     return inputs, layout
-
-
-@TFJS_OPS.register("Add")
-@TFJS_OPS.register("Sub")
-@TFJS_OPS.register("Mul")
-@TFJS_OPS.register("Div")
-def binary(c: _Converter, node) -> None:
-    tf_op = {"Add": "AddV2", "Sub": "Sub", "Mul": "Mul", "Div": "RealDiv"}[node.op_type]
-    inputs, layout = _elementwise_inputs(c, node, list(node.input[:2]))
-    c.hold(node.output[0], c.op(tf_op, node.name, inputs), layout)
-
-
-@TFJS_OPS.register("GreaterOrEqual")
-@TFJS_OPS.register("Greater")
-@TFJS_OPS.register("LessOrEqual")
-@TFJS_OPS.register("Less")
-@TFJS_OPS.register("Equal")
-def compare(c: _Converter, node) -> None:
-    tf_op = {"GreaterOrEqual": "GreaterEqual", "Greater": "Greater", "LessOrEqual": "LessEqual", "Less": "Less",
-             "Equal": "Equal"}[node.op_type]
-    inputs, layout = _elementwise_inputs(c, node, list(node.input[:2]))
-    c.hold(node.output[0], c.op(tf_op, node.name, inputs), layout)
-
-
-@TFJS_OPS.register("Where")
-def where(c: _Converter, node) -> None:
-    """Where(cond, a, b) -> SelectV2 (e.g. a binary activation: sign as x >= 0 ? 1 : -1)."""
-    inputs, layout = _elementwise_inputs(c, node, list(node.input[:3]))
-    c.hold(node.output[0], c.op("SelectV2", node.name, inputs), layout)
 
 
 def _pool_attrs(c: _Converter, node):
     at = c.attrs(node)
-    if at.get("ceil_mode", 0) or any(d != 1 for d in at.get("dilations", [1, 1])):
+    if (at.get("ceil_mode", 0) and node.op_type != "MaxPool") or any(d != 1 for d in at.get("dilations", [1, 1])):
         raise UnsupportedOpError(node.op_type, node.name, "ceil_mode / dilated pooling has no TF.js kernel")
     kernel = at["kernel_shape"]
-    return at, kernel, at.get("strides", [1, 1]), at.get("pads", [0, 0, 0, 0])
+    return at, kernel, at.get("strides", [1, 1]), list(at.get("pads", [0, 0, 0, 0]))
+
+
+def ceil_mode_pads(size: int, kernel: int, stride: int, begin: int, end: int) -> int:
+    """End padding that makes a floor-mode pool give ceil_mode's output size (a last window must
+    start inside the input or its begin padding, as ONNX and PyTorch define it)."""
+    span = size + begin + end - kernel
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= size + begin:
+        out -= 1
+    return max((out - 1) * stride + kernel - size - begin, end)
 
 
 @TFJS_OPS.register("MaxPool")
 def max_pool(c: _Converter, node) -> None:
-    _, kernel, strides, pads = _pool_attrs(c, node)
+    at, kernel, strides, pads = _pool_attrs(c, node)
+    if at.get("ceil_mode", 0):
+        in_hw = c.shapes.get(node.input[0], [])[2:4]
+        if len(in_hw) != 2 or min(in_hw) <= 0:
+            raise UnsupportedOpError("MaxPool", node.name, "ceil_mode needs a known input height and width")
+        pads[2], pads[3] = (ceil_mode_pads(in_hw[i], kernel[i], strides[i], pads[i], pads[i + 2]) for i in range(2))
     x, padding = _spatial_padding(c, node, c.tensor(node.input[0], "nhwc"), pads, kernel, strides, (1, 1),
                                   pad_value=np.finfo(np.float32).min)
     y = c.op("MaxPool", node.name, [x], ksize=a_ints([1, *kernel, 1]), strides=a_ints([1, *strides, 1]),
@@ -386,127 +386,6 @@ def avg_pool(c: _Converter, node) -> None:
     c.hold(node.output[0], y, "nhwc")
 
 
-@TFJS_OPS.register("GlobalAveragePool")
-@TFJS_OPS.register("GlobalMaxPool")
-@TFJS_OPS.register("ReduceMean")
-@TFJS_OPS.register("ReduceMax")
-def reduce(c: _Converter, node) -> None:
-    at = c.attrs(node)
-    tf_op = "Mean" if node.op_type in ("GlobalAveragePool", "ReduceMean") else "Max"
-    rank = c.rank(node.input[0])
-    if node.op_type.startswith("Global"):
-        axes, keep = [2, 3], 1
-    else:
-        axes = list(c.constant(node.input[1], node)) if len(node.input) > 1 and node.input[1] else at.get("axes")
-        keep = at.get("keepdims", 1)
-        if axes is None:
-            axes = list(range(rank))
-    axes = sorted(int(a) % rank for a in axes)
-    layout = c.layout(node.input[0]) if rank == 4 else "plain"
-    if layout == "nhwc":
-        kept = [a for a in range(4) if a not in axes]
-        if not keep and len([a for a in kept if a != 0]) > 1 and kept != [0, 2, 3]:
-            layout = "plain"  # remaining dims would come out in another order: reduce in NCHW
-        else:
-            axes = sorted(AXIS_NCHW_TO_NHWC[a] for a in axes)
-    x = c.tensor(node.input[0], layout)
-    y = c.op(tf_op, node.name, [x, c.const(f"{node.name}/axes", np.array(axes))], keep_dims={"b": bool(keep)},
-             Tidx=a_type("DT_INT32"))
-    c.hold(node.output[0], y, layout if keep else "plain")
-
-
-@TFJS_OPS.register("Reshape")
-@TFJS_OPS.register("Flatten")
-def reshape(c: _Converter, node) -> None:
-    src = node.input[0]
-    in_shape = c.shapes.get(src, [])
-    if node.op_type == "Flatten":
-        axis = c.attrs(node).get("axis", 1)
-        shape = [-1 if axis == 1 else 1, int(np.prod(in_shape[axis:]))] if axis == 1 else None
-        if shape is None or any(d <= 0 for d in in_shape[1:]):
-            raise UnsupportedOpError("Flatten", node.name, "TF.js export supports Flatten(axis=1) of known shapes")
-    else:
-        shape = [int(d) for d in c.constant(node.input[1], node)]
-        shape = [in_shape[i] if d == 0 and i < len(in_shape) and not c.attrs(node).get("allowzero", 0) else d
-                 for i, d in enumerate(shape)]
-        if shape and (shape[0] in (-1, 1) or (in_shape and shape[0] == in_shape[0])) and -1 not in shape[1:]:
-            shape[0] = -1  # keep the batch dim free
-    spatial = in_shape[2:4] if len(in_shape) == 4 else []
-    # NHWC and NCHW have the same element order when H * W == 1: no transpose needed then
-    layout = "plain" if not (spatial and all(d == 1 for d in spatial)) else None
-    x = c.tensor(src, layout)
-    y = c.op("Reshape", node.name, [x, c.const(f"{node.name}/shape", np.array(shape))], Tshape=a_type("DT_INT32"))
-    c.hold(node.output[0], y, "plain")
-
-
-@TFJS_OPS.register("Softmax")
-def softmax(c: _Converter, node) -> None:
-    rank = c.rank(node.input[0])
-    axis = c.attrs(node).get("axis", -1) % rank
-    layout = c.layout(node.input[0])
-    if rank == 4 and layout == "nhwc" and axis == 1:
-        x = c.tensor(node.input[0], "nhwc")
-    elif axis == rank - 1:
-        layout, x = "plain", c.tensor(node.input[0], "plain")
-    else:
-        raise UnsupportedOpError("Softmax", node.name, f"softmax over axis {axis} of a rank-{rank} tensor")
-    c.hold(node.output[0], c.op("Softmax", node.name, [x]), layout)
-
-
-@TFJS_OPS.register("Concat")
-def concat(c: _Converter, node) -> None:
-    rank = c.rank(node.output[0])
-    axis = c.attrs(node)["axis"] % rank
-    layout = "nhwc" if rank == 4 and any(c.layout(n) == "nhwc" for n in node.input if n in c.held) else "plain"
-    if any(n in c.consts for n in node.input):
-        raise UnsupportedOpError("Concat", node.name, "TF.js export concatenates computed tensors only")
-    inputs = [c.tensor(n, layout) for n in node.input]
-    tf_axis = AXIS_NCHW_TO_NHWC[axis] if layout == "nhwc" else axis
-    y = c.op("ConcatV2", node.name, [*inputs, c.const(f"{node.name}/axis", np.array(tf_axis))],
-             N={"i": str(len(inputs))}, Tidx=a_type("DT_INT32"))
-    c.hold(node.output[0], y, layout)
-
-
-@TFJS_OPS.register("Pad")
-def pad(c: _Converter, node) -> None:
-    at = c.attrs(node)
-    mode = at.get("mode", b"constant")
-    if (mode.decode() if isinstance(mode, bytes) else mode) != "constant":
-        raise UnsupportedOpError("Pad", node.name, f"pad mode '{mode}' (constant only)")
-    pads = [int(p) for p in c.constant(node.input[1], node)]
-    value = float(c.constant(node.input[2], node)) if len(node.input) > 2 and node.input[2] else 0.0
-    rank = len(pads) // 2
-    pairs = np.array(list(zip(pads[:rank], pads[rank:])))
-    layout = c.layout(node.input[0]) if rank == 4 else "plain"
-    if layout == "nhwc":
-        pairs = pairs[list(NCHW_TO_NHWC)]
-    inputs = [c.tensor(node.input[0], layout), c.const(f"{node.name}/paddings", pairs)]
-    if value:
-        inputs.append(c.const(f"{node.name}/value", np.array(value, np.float32)))
-    y = c.op("PadV2" if value else "Pad", node.name, inputs, Tpaddings=a_type("DT_INT32"))
-    c.hold(node.output[0], y, layout)
-
-
-@TFJS_OPS.register("BatchNormalization")
-def batch_norm(c: _Converter, node) -> None:
-    scale, bias, mean, var = (c.constant(n, node).astype(np.float32) for n in node.input[1:5])
-    k = scale / np.sqrt(var + np.float32(c.attrs(node).get("epsilon", 1e-5)))
-    layout = c.layout(node.input[0])
-    if layout != "nhwc" and c.rank(node.input[0]) != 2:
-        raise UnsupportedOpError("BatchNormalization", node.name, "batch norm on a non-image, non-[N, C] tensor")
-    y = c.op("Mul", f"{node.name}/scale", [c.tensor(node.input[0]), c.const(f"{node.name}/k", k)])
-    y = c.op("AddV2", node.name, [y, c.const(f"{node.name}/shift", bias - mean * k)])
-    c.hold(node.output[0], y, layout)
-
-
-@TFJS_OPS.register("Transpose")
-def transpose(c: _Converter, node) -> None:
-    perm = c.attrs(node).get("perm") or list(reversed(range(c.rank(node.input[0]))))
-    x = c.tensor(node.input[0], "plain")
-    y = c.op("Transpose", node.name, [x, c.const(f"{node.name}/perm", np.array(perm))], Tperm=a_type("DT_INT32"))
-    c.hold(node.output[0], y, "plain")
-
-
 @TFJS_OPS.register("Identity")
 @TFJS_OPS.register("Dropout")
 def identity(c: _Converter, node) -> None:
@@ -518,30 +397,91 @@ def convert(onnx_model, plan_weights: dict[str, WeightParams], int8_weights: boo
     plan's int8 integers (per-channel scales applied by a Mul after the layer)."""
     c = _Converter(onnx_model, plan_weights, int8_weights)
     g = c.model.graph
-    unsupported = [n for n in g.node if n.op_type not in TFJS_OPS and n.op_type != "Constant"]
+    foldable = _foldable_nodes(c)
+    unsupported = [n for n in g.node if n.op_type not in TFJS_OPS and id(n) not in foldable]
     if unsupported:
         raise UnsupportedOpError(unsupported[0].op_type, unsupported[0].name, WHERE)
     for inp in g.input:
         if inp.name in c.consts:
             continue
-        shape = c.shapes[inp.name]
+        shape, dtype = c.shapes[inp.name], c.tf_dtype(inp.name)
         name = c.unique(inp.name)
         c.graph.nodes.append({"name": name, "op": "Placeholder",
-                              "attr": {"dtype": a_type(), "shape": a_shape(shape)}})
+                              "attr": {"dtype": a_type(dtype), "shape": a_shape(shape)}})
         c.graph.inputs.append((name, shape))
+        if dtype != "DT_FLOAT":
+            c.graph.dtypes[name] = dtype
         c.hold(inp.name, name, "plain")
     for node in g.node:
-        if node.op_type != "Constant":
+        if id(node) in foldable:
+            _fold(c, node)
+        else:
             TFJS_OPS.get(node.op_type)(c, node)
     for out in g.output:
+        if out.name in c.consts and out.name not in c.held:
+            c.hold(out.name, c.const(f"{out.name}/value", c.consts[out.name]), "plain")
         y = c.tensor(out.name, "plain")
         name = c.unique(out.name) if out.name in c.names else out.name
         c.names.add(name)
         c.graph.nodes.append({"name": name, "op": "Identity", "input": [y], "attr": {"T": a_type()}})
         c.graph.outputs.append((name, c.shapes.get(out.name, [])))
+        if c.tf_dtype(out.name) != "DT_FLOAT":
+            c.graph.dtypes[name] = c.tf_dtype(out.name)
     _hoist_relu(c.graph)
     _fuse(c.graph)
     return c.graph
+
+
+def _foldable_nodes(c: _Converter) -> set[int]:
+    """Nodes computed at conversion time: every input a constant (after the nodes before it fold),
+    or a `Shape` of a tensor whose shape is static. Random ops and graph inputs never fold."""
+    known = set(c.consts)
+    folded = set()
+    for node in c.model.graph.node:
+        inputs = [n for n in node.input if n]
+        if node.op_type == "Constant" or (node.op_type not in NEVER_FOLD and inputs and all(n in known for n in inputs)):
+            folded.add(id(node))
+        elif node.op_type in ("Shape", "Size") and _static_shape(c, node.input[0]):
+            folded.add(id(node))
+        else:
+            continue
+        known.update(node.output)
+    return folded
+
+
+NEVER_FOLD = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"}
+
+
+def _static_shape(c: _Converter, name: str) -> list[int] | None:
+    shape = c.consts[name].shape if name in c.consts else c.shapes.get(name)
+    return list(shape) if shape is not None and all(d > 0 for d in shape) else None
+
+
+def _fold(c: _Converter, node) -> None:
+    """Evaluate `node` (all inputs known) with onnx's reference evaluator into `c.consts`."""
+    if node.op_type == "Constant":
+        return
+    if node.op_type in ("Shape", "Size") and node.input[0] not in c.consts:
+        shape = np.array(_static_shape(c, node.input[0]), np.int64)
+        at = c.attrs(node)
+        value = shape[at.get("start", 0):at.get("end", len(shape))] if node.op_type == "Shape" else np.prod(shape)
+        c.consts[node.output[0]] = np.asarray(value, np.int64)
+        return
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+
+    inputs = [n for n in node.input if n]
+    model = helper.make_model(
+        helper.make_graph([node], "fold", [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(
+            c.consts[n].dtype), c.consts[n].shape) for n in inputs],
+            [helper.make_empty_tensor_value_info(o) for o in node.output if o]),
+        opset_imports=list(c.model.opset_import))
+    try:
+        values = ReferenceEvaluator(model).run(None, {n: c.consts[n] for n in inputs})
+    except Exception as exc:  # noqa: BLE001 - the evaluator's message names what it could not do
+        raise UnsupportedOpError(node.op_type, node.name, f"constant folding failed: {exc}") from None
+    for name, value in zip([o for o in node.output if o], values):
+        c.consts[name] = np.asarray(value)
 
 
 # ------------------------------------------------------------------ fusion
@@ -596,3 +536,7 @@ def _fuse(graph: TfGraph) -> None:
         node["attr"].update({"fused_ops": a_strs(fused_ops), "num_args": {"i": "1"}, "epsilon": {"f": 0.0}})
         node["name"] = tail["name"]
     graph.nodes = [n for n in graph.nodes if id(n) not in dropped]
+
+
+# Op families defined in their own modules register into TFJS_OPS here, where the registry is built.
+from edgeport.exporters import tfjs_ops, tfjs_ops_layout  # noqa: E402,F401
