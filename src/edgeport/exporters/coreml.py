@@ -416,7 +416,7 @@ def _raise_conversion_error(exc: Exception, traced) -> None:
 
     from edgeport.errors import UnsupportedOpError
 
-    op, module = _failed_node(exc)
+    op, module, kind = _failed_node(exc)
     match = re.search(r"op '(\w+)' not implemented", str(exc))
     if match:
         op = match.group(1)
@@ -427,27 +427,27 @@ def _raise_conversion_error(exc: Exception, traced) -> None:
         raise UnsupportedOpError(f"aten::{op}", module, "Core ML (coremltools) has no conversion for it") from None
     if op is None:
         raise InputError(f"ios: Core ML conversion failed: {_first_line(exc)}") from None
-    raise InputError(f"ios: Core ML cannot convert PyTorch op aten::{op} in module {module}: coremltools' "
+    where = f"{module} ({kind})" if kind else module
+    raise InputError(f"ios: Core ML cannot convert PyTorch op aten::{op} in module {where}: coremltools' "
                      f"conversion of it failed ({type(exc).__name__}: {_first_line(exc)})") from None
 
 
-def _failed_node(exc: Exception) -> tuple[str | None, str | None]:
-    """(torch op, 'module.path (ModuleType)') of the node coremltools' `convert_nodes` was converting
-    when `exc` was raised (the innermost one for ops in sub-blocks), or (None, None)."""
+def _failed_node(exc: Exception) -> tuple[str | None, str | None, str | None]:
+    """(torch op, module path, module type) of the node coremltools' `convert_nodes` was converting
+    when `exc` was raised (the innermost one for ops in sub-blocks), or Nones."""
     node, tb = None, exc.__traceback__
     while tb is not None:
         if tb.tb_frame.f_code.co_name == "convert_nodes":
             node = tb.tb_frame.f_locals.get("node", node)
         tb = tb.tb_next
     if node is None:
-        return None, None
-    try:
-        names, kinds = node.get_scope_info()
+        return None, None, None
+    try:  # the modules around the node, then the node itself (its name and op)
+        names, kinds = (part[:-1] for part in node.get_scope_info())
     except Exception:  # noqa: BLE001 - a node without TorchScript scopes
         names, kinds = [], []
     path = ".".join(n for n in names if n)
-    module = f"{path} ({kinds[-1]})" if path and kinds else (path or "(top level)")
-    return str(node.kind), module
+    return str(node.kind), path or "(top level)", (kinds[-1] if path and kinds else None)
 
 
 def _first_line(exc: Exception) -> str:

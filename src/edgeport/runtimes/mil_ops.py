@@ -167,8 +167,13 @@ def softmax(x, axis=-1):
 
 @OPS.register("concat")
 def concat(values, axis, interleave=False):
+    """interleave: inputs of one shape, output[i::n] = values[i] along `axis` (a channel shuffle)."""
     if interleave:
-        raise NotImplementedError("concat with interleave")
+        axis = int(axis) % values[0].ndim
+        stacked = np.stack(values, axis=axis + 1)
+        shape = list(values[0].shape)
+        shape[axis] *= len(values)
+        return stacked.reshape(shape)
     return np.concatenate(values, axis=int(axis))
 
 
