@@ -209,6 +209,17 @@ def test_gather_and_scatter():
 
 
 @needs_coremltools
+def test_gather_nd():
+    """transformers' attention masks reach Core ML as a gather_nd of (row, column) pairs."""
+    x = rand(3, 4, 5)
+    pairs = np.int32([[[0, 1], [2, -1]], [[1, 3], [0, 0]]])
+    want = np.stack([x[0, 1], x[2, 3], x[1, 3], x[0, 0]]).reshape(2, 2, 5)
+    close(mil("gather_nd")(x, pairs), want, rtol=0, atol=0)
+    batched = mil("gather_nd")(x, np.int32([[[1]], [[0]], [[3]]]), batch_dims=1)
+    close(batched, np.stack([x[0, [1]], x[1, [0]], x[2, [3]]]), rtol=0, atol=0)
+
+
+@needs_coremltools
 def test_unknown_modes_are_named_not_guessed():
     with pytest.raises(NotImplementedError, match="pad mode 'circular'"):
         mil("pad")(rand(2, 3), np.int32([1, 1]), mode="circular")

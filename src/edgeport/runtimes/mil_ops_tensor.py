@@ -196,3 +196,21 @@ def scatter(data, indices, updates, axis=0, mode="add", validate_indices=False):
     for i, index in enumerate(indices):
         out[index] = updates[i] if combine is None else combine(out[index], updates[i])
     return np.moveaxis(out, 0, axis)
+
+
+@TENSOR_OPS.register("gather_nd")
+def gather_nd(x, indices, batch_dims=0, validate_indices=False):
+    """indices [..., K] pick x[i_1, ..., i_K] (after `batch_dims` shared leading axes): output
+    shape indices.shape[:-1] + x.shape[batch_dims + K:]."""
+    batch_dims = int(batch_dims)
+    indices = np.asarray(indices).astype(np.intp)
+    depth = indices.shape[-1]
+    sizes = np.asarray(x.shape[batch_dims:batch_dims + depth])
+    indices = np.where(indices < 0, indices + sizes, indices)
+    if batch_dims == 0:
+        return x[tuple(np.moveaxis(indices, -1, 0))]
+    batch = x.shape[:batch_dims]
+    flat_x = x.reshape(-1, *x.shape[batch_dims:])
+    flat_i = indices.reshape(-1, *indices.shape[batch_dims:])
+    parts = [flat_x[b][tuple(np.moveaxis(flat_i[b], -1, 0))] for b in range(flat_x.shape[0])]
+    return np.stack(parts).reshape(*batch, *parts[0].shape)
