@@ -270,3 +270,56 @@ def test_gather_of_constant_indices_exports(tmp_path, index):
     np.testing.assert_array_equal(_run(converted.torch_module, model, feeds)[0], _reference(model, feeds)[0])
     program = torch_export(converted)
     assert not [n for n in program.graph.nodes if "item" in str(n.target) or "local_scalar" in str(n.target)]
+
+
+# ------------------------------------------------------------------ the LiteRT path
+
+def _channel_broadcast_module():
+    """timm MobileViTv2's linear attention: key [B, d, P, N] (from a conv) times scores
+    [B, 1, P, N], summed over N, times relu(value)."""
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self, d=8):
+            super().__init__()
+            self.qkv, self.out, self.d = nn.Conv2d(d, 1 + 2 * d, 1), nn.Conv2d(d, d, 1), d
+
+        def forward(self, x):
+            query, key, value = self.qkv(x).split([1, self.d, self.d], dim=1)
+            context = (key * torch.softmax(query, dim=-1)).sum(dim=-1, keepdim=True)
+            return self.out(torch.relu(value) * context.expand_as(value))
+
+    torch.manual_seed(0)
+    return Attention().eval(), (torch.randn(1, 8, 4, 16),)
+
+
+def test_channel_broadcasts_are_made_explicit_without_changing_numbers():
+    import torch
+
+    from edgeport.exporters.tflite import explicit_channel_broadcasts
+
+    module, examples = _channel_broadcast_module()
+    program = torch.export.export(module, examples)
+    assert explicit_channel_broadcasts(program) == 1  # the scores; relu(value) * context is already expanded
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(*examples), module(*examples), rtol=0, atol=0)
+
+
+@pytest.mark.e2e
+def test_a_channel_broadcast_after_a_conv_converts_to_litert():
+    """litert-torch's layout pass refused it ("'tfl.mul' op operands don't have broadcast-compatible
+    shapes") before the broadcast was made explicit."""
+    import torch
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeport.exporters.tflite import _convert
+
+    module, examples = _channel_broadcast_module()
+    interpreter = Interpreter(model_content=_convert(module, examples))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], examples[0].numpy())
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    with torch.no_grad():
+        np.testing.assert_allclose(got, module(*examples).numpy(), atol=1e-5, rtol=0)

@@ -38,6 +38,8 @@ def _convert(module, examples, quant_config=None) -> bytes:
     import litert_torch
 
     try:
+        if quant_config is None or getattr(quant_config, "pt2e_quantizer", None) is None:
+            module = _with_explicit_broadcasts(module, examples)
         edge = litert_torch.convert(module, examples, quant_config=quant_config)
     except Exception as exc:  # noqa: BLE001 - conversion errors come in many types
         _raise_conversion_error(exc)
@@ -45,6 +47,47 @@ def _convert(module, examples, quant_config=None) -> bytes:
         path = Path(tmp) / "model.tflite"
         edge.export(str(path))
         return path.read_bytes()
+
+
+def _with_explicit_broadcasts(module, examples):
+    """`module`, or the exported program of it with `explicit_channel_broadcasts` applied when
+    it has such a broadcast (other models are converted as given)."""
+    import torch
+
+    program = torch.export.export(module, examples)
+    return program.module() if explicit_channel_broadcasts(program) else module
+
+
+def explicit_channel_broadcasts(program) -> int:
+    """Expand, in place, each operand of an element-wise mul / add / sub / div of 4-D tensors that
+    broadcasts along the channel axis (size 1 against C > 1) to the output's shape; the number
+    of operands expanded.
+
+    litert-torch's NCHW -> NHWC layout pass writes such an op as a `tfl.mul` whose operands it
+    no longer finds broadcast-compatible ("operands don't have broadcast-compatible shapes"):
+    timm's MobileViTv2 attention multiplies key [B, d, P, N] by scores [B, 1, P, N] after a
+    conv. An explicit expand (BROADCAST_TO) converts."""
+    import torch
+
+    aten = torch.ops.aten
+    elementwise = {aten.mul.Tensor, aten.add.Tensor, aten.sub.Tensor, aten.div.Tensor}
+    graph, count = program.graph_module.graph, 0
+    for node in list(graph.nodes):
+        out = node.meta.get("val")
+        if node.target not in elementwise or not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[1] == 1:
+            continue
+        args = list(node.args)
+        for i, arg in enumerate(args[:2]):
+            value = arg.meta.get("val") if isinstance(arg, torch.fx.Node) else None
+            if isinstance(value, torch.Tensor) and value.dim() == 4 and value.shape[1] == 1:
+                with graph.inserting_before(node):
+                    args[i] = graph.call_function(aten.expand.default, (arg, list(out.shape)))
+                args[i].meta["val"] = value.expand(out.shape)
+                count += 1
+        node.args = tuple(args)
+    if count:
+        program.graph_module.recompile()
+    return count
 
 
 def _raise_conversion_error(exc: Exception) -> None:
@@ -192,7 +235,9 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
     model = job.model
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=job.recipe.per_channel))
 
-    prepared = prepare_pt2e(torch.export.export(model.torch_module, model.example_inputs).module(), quantizer)
+    program = torch.export.export(model.torch_module, model.example_inputs)
+    explicit_channel_broadcasts(program)
+    prepared = prepare_pt2e(program.module(), quantizer)
     data = job.calib.take(job.recipe.calib_samples)
     with torch.no_grad():
         for i in range(len(data)):  # the exported program is fixed at batch 1
