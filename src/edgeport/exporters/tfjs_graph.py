@@ -95,6 +95,8 @@ class _Converter:
 
         self.model = shape_inference.infer_shapes(onnx_model)
         g = self.model.graph
+        for i, node in enumerate(g.node):  # TF node names come from ONNX node names: none may be empty
+            node.name = node.name or f"{node.op_type}_{i}"
         self.consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
         for node in g.node:
             if node.op_type == "Constant":

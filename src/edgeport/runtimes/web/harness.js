@@ -31,6 +31,8 @@
 
   function encode({dtype, shape, data}) {
     if (!ArrayBuffer.isView(data)) throw new Error(`output dtype ${dtype} cannot be read back`);
+    // TF.js's cpu backend casts int32 -> float32 by relabelling: the values stay in an Int32Array
+    if (TYPED[dtype] && dtype !== "float16" && !(data instanceof TYPED[dtype])) data = TYPED[dtype].from(data);
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     let text = "";
     for (let i = 0; i < bytes.length; i += 0x8000) {
