@@ -323,3 +323,29 @@ def test_a_channel_broadcast_after_a_conv_converts_to_litert():
     got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     with torch.no_grad():
         np.testing.assert_allclose(got, module(*examples).numpy(), atol=1e-5, rtol=0)
+
+
+def test_lstm_weights_reordered_in_the_graph_are_folded():
+    """silero-vad's LSTM reads W and R through Slice -> Concat -> Unsqueeze of initializers (torch.onnx
+    reorders the gates in the graph); weights that large (> 64 KB) are left unfolded by the clean-up,
+    so the conversion folds them itself."""
+    from onnx import helper, numpy_helper
+
+    hidden, features = 64, 80
+    rng = np.random.default_rng(0)
+    w2, r2 = (rng.standard_normal((4 * hidden, n)).astype(np.float32) * 0.1 for n in (features, hidden))
+    inits = [numpy_helper.from_array(w2, "w2"), numpy_helper.from_array(r2, "r2"),
+             numpy_helper.from_array(np.array([0], np.int64), "axes"),
+             numpy_helper.from_array(np.array([0], np.int64), "at0"),
+             numpy_helper.from_array(np.array([2 * hidden], np.int64), "half"),
+             numpy_helper.from_array(np.array([4 * hidden], np.int64), "all")]
+    nodes = [helper.make_node("Slice", ["w2", "at0", "half"], ["w_low"]),
+             helper.make_node("Slice", ["w2", "half", "all"], ["w_high"]),
+             helper.make_node("Concat", ["w_high", "w_low"], ["w_swapped"], axis=0),
+             helper.make_node("Unsqueeze", ["w_swapped", "axes"], ["W"]),
+             helper.make_node("Unsqueeze", ["r2", "axes"], ["R"]),
+             helper.make_node("LSTM", ["X", "W", "R"], ["Y"], hidden_size=hidden)]
+    model = _model(nodes, [_value("X", [3, 1, features])], [_value("Y", [3, 1, 1, hidden])], inits)
+    feeds = {"X": rng.standard_normal((3, 1, features)).astype(np.float32)}
+    np.testing.assert_allclose(_run(_torch_module(model), model, feeds)[0], _reference(model, feeds)[0],
+                               atol=RNN_ATOL, rtol=0)

@@ -327,7 +327,7 @@ def load_onnx(path: Path, input_shapes: list[tuple[int, ...]] | None = None,
     onnx_bytes = model.SerializeToString()  # external data inlined: the model as validated
     session = OrtSession(str(path), threads=1, model_bytes=onnx_bytes)
     _trial_run(session.run, inputs, path, "onnxruntime")
-    fixed_batch = any(spec.shape and spec.shape[0] is not None for spec in inputs)
+    fixed_batch = any(spec.shape and spec.shape[0] == 1 for spec in inputs)
     return FloatModel(
         name=path.stem, onnx_bytes=onnx_bytes, inputs=inputs, outputs=outputs,
         reference=_one_at_a_time(session.run) if fixed_batch else session.run, reference_kind="onnxruntime fp32", layers={n.name: n.name for n in model.graph.node},
