@@ -209,7 +209,8 @@ def test_a_fixed_batch_of_one_is_run_one_sample_at_a_time(tmp_path):
     from edgeport.sources import load_onnx
 
     path = tmp_path / "fixed.onnx"
-    save(_graph([helper.make_node("Relu", ["x"], ["y"])], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+    save(_graph([helper.make_node("Relu", ["x"], ["y"])],
+                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])]), str(path))
     x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
     np.testing.assert_array_equal(load_onnx(path).reference({"x": x})[0], np.maximum(x, 0))
@@ -225,7 +226,8 @@ def test_an_lstm_onnx_source_exports_to_android(tmp_path):
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv, self.lstm, self.head = nn.Conv1d(8, 16, 3, padding=1), nn.LSTM(16, 12, bidirectional=True), nn.Linear(24, 4)
+            self.conv, self.lstm = nn.Conv1d(8, 16, 3, padding=1), nn.LSTM(16, 12, bidirectional=True)
+            self.head = nn.Linear(24, 4)
 
         def forward(self, x):
             y, _ = self.lstm(self.conv(x).permute(2, 0, 1))

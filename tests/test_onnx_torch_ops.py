@@ -45,7 +45,8 @@ def _rnn(op, direction="forward", states=(), layout=0, outputs=3, seed=0, **attr
 
     rng = np.random.default_rng(seed)
     dirs, gates = (2 if direction == "bidirectional" else 1), (4 if op == "LSTM" else 3)
-    weights = {"W": (dirs, gates * HIDDEN, FEATURES), "R": (dirs, gates * HIDDEN, HIDDEN), "B": (dirs, 2 * gates * HIDDEN)}
+    weights = {"W": (dirs, gates * HIDDEN, FEATURES), "R": (dirs, gates * HIDDEN, HIDDEN),
+               "B": (dirs, 2 * gates * HIDDEN)}
     inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n) for n, s in weights.items()]
     x_shape = [SEQ, BATCH, FEATURES] if layout == 0 else [BATCH, SEQ, FEATURES]
     state_shape = [dirs, BATCH, HIDDEN] if layout == 0 else [BATCH, dirs, HIDDEN]

@@ -54,8 +54,6 @@ AXES_INPUT_REDUCTIONS = ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumEx
                          "ReduceMin", "ReduceProd", "ReduceSumSquare")
 # Ops whose onnx2torch module is replaced by a plain torch call even without integer constants.
 ALWAYS_STATIC = ("PRelu", "Resize", "Upsample")
-# Data-movement ops through which a recurrent layer's weights may be read from initializers.
-FOLDABLE_MOVES = ("Cast", "Concat", "Constant", "Gather", "Reshape", "Slice", "Squeeze", "Transpose", "Unsqueeze")
 # Ops whose static form needs no recorded output: computed so when onnx2torch's module refuses.
 RECORDED_STATIC = ("Pad", "Slice")
 # Module parameter -> ONNX node input, for the modules onnx2torch builds from a node's weights.
@@ -225,50 +223,7 @@ def _normalize(model) -> None:
         if np.all(numpy_helper.to_array(constants[node.input[1]]) != 0):
             for attr in [a for a in node.attribute if a.name == "allowzero"]:
                 node.attribute.remove(attr)
-    _fold_recurrent_weights(model)
-
-
-def _fold_recurrent_weights(model) -> None:
-    """An LSTM / GRU weight computed from initializers by data movement only (Slice, Concat,
-    Unsqueeze, ...: torch.onnx reorders silero-vad's gates so, and the clean-up leaves weights
-    that large unfolded) becomes an initializer: `torch.nn.LSTM` is built from constants."""
-    import onnx
-    from onnx import numpy_helper
-    from onnx.reference import ReferenceEvaluator
-
-    constants = {i.name for i in model.graph.initializer}
-    producers = {out: node for node in model.graph.node for out in node.output}
-    for node in [n for n in model.graph.node if n.op_type in ("LSTM", "GRU")]:
-        for index in range(1, min(4, len(node.input))):
-            chain = _constant_chain(node.input[index], producers, constants)
-            if not chain:
-                continue
-            reads = {i for n in chain for i in n.input}
-            graph = onnx.helper.make_graph(chain, "fold", [], [onnx.helper.make_empty_tensor_value_info(node.input[index])],
-                                           [i for i in model.graph.initializer if i.name in reads])
-            value = ReferenceEvaluator(onnx.helper.make_model(graph, opset_imports=model.opset_import)).run(None, {})[0]
-            name = f"{node.input[index]}_folded"  # the chain stays, unused: dropped as dead code
-            model.graph.initializer.append(numpy_helper.from_array(value, name))
-            constants.add(name)
-            node.input[index] = name
-
-
-def _constant_chain(name: str, producers: dict, constants: set[str]) -> list:
-    """The nodes (in graph order) computing `name` from initializers by data movement alone, or
-    [] when it is an initializer or anything else reaches it."""
-    chain, todo = [], [name]
-    while todo:
-        value = todo.pop()
-        if value in constants or not value:
-            continue
-        node = producers.get(value)
-        if node is None or node.op_type not in FOLDABLE_MOVES:
-            return []
-        if node not in chain:
-            chain.append(node)
-            todo.extend(node.input)
-    order = {id(n): i for i, n in enumerate(producers.values())}
-    return sorted(chain, key=lambda n: order[id(n)])
+    onnx_torch_ops.fold_recurrent_weights(model)
 
 
 def _batch_one(model, shapes: dict[str, tuple[int, ...]]) -> None:
@@ -477,7 +432,8 @@ def _static_resize(node, values, module):
     roi = known.get("roi")
     if roi is not None and roi.numel() and not resize.ignore_roi or data.dim() < 3:
         return None
-    options = {"mode": _onnx_mode_to_torch_mode(resize.onnx_mode, data.dim() - 2), "align_corners": resize.align_corners}
+    options = {"mode": _onnx_mode_to_torch_mode(resize.onnx_mode, data.dim() - 2),
+               "align_corners": resize.align_corners}
     scales, sizes = known.get("scales"), known.get("sizes")
     if sizes is not None and sizes.numel():
         options["size"] = tuple(out.shape[2:])
@@ -492,8 +448,9 @@ def _specialize(module, examples, ops: dict[str, str]):
     """Replace each module that reads an integer constant (a get_attr of an integer buffer: a
     shape, axes, pads, repeats, slice bounds) with the torch function it computes, its constants
     as Python numbers (`_static_call`): torch.export cannot branch on a tensor's values, and
-    onnx2torch's modules do. PReLU becomes `F.prelu` (`ALWAYS_STATIC`). Modules holding weights (Conv, Linear, norms) read no integer
-    constants and stay as they are. `ops`: module name -> ONNX op type."""
+    onnx2torch's modules do. PReLU becomes `F.prelu`, Resize `F.interpolate` (`ALWAYS_STATIC`).
+    Modules holding weights (Conv, Linear, norms) read no integer constants and stay as they are.
+    `ops`: module name -> ONNX op type."""
     import torch
 
     values = _node_values(module, examples, ops)

@@ -23,6 +23,8 @@ GRU_GATES = (1, 0, 2)  # ONNX z, r, h -> torch r, z, n
 DEFAULT_ACTIVATIONS = {"LSTM": ("sigmoid", "tanh", "tanh"), "GRU": ("sigmoid", "tanh")}
 STATE_INPUTS = {"LSTM": (5, 6), "GRU": (5,)}  # initial_h (and initial_c): node input indices
 RECURRENT_VERSIONS = {"LSTM": (7, 14, 22), "GRU": (7, 14, 22)}
+# Data-movement ops through which a recurrent layer's weights may be read from initializers.
+FOLDABLE_MOVES = ("Cast", "Concat", "Constant", "Gather", "Reshape", "Slice", "Squeeze", "Transpose", "Unsqueeze")
 
 
 def reorder_gates(weights: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
@@ -46,6 +48,50 @@ def torch_rnn_weights(op: str, w: np.ndarray, r: np.ndarray, b: np.ndarray | Non
         state[f"bias_ih_l0{suffix}"] = reorder_gates(wb, order)
         state[f"bias_hh_l0{suffix}"] = reorder_gates(rb, order)
     return state
+
+
+def fold_recurrent_weights(model) -> None:
+    """An LSTM / GRU weight computed from initializers by data movement only (Slice, Concat,
+    Unsqueeze, ...: torch.onnx reorders silero-vad's gates so, and the clean-up leaves weights
+    that large unfolded) becomes an initializer: `torch.nn.LSTM` is built from constants."""
+    import onnx
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    constants = {i.name for i in model.graph.initializer}
+    producers = {out: node for node in model.graph.node for out in node.output}
+    for node in [n for n in model.graph.node if n.op_type in ("LSTM", "GRU")]:
+        for index in range(1, min(4, len(node.input))):
+            chain = _constant_chain(node.input[index], producers, constants)
+            if not chain:
+                continue
+            reads = {i for n in chain for i in n.input}
+            output = onnx.helper.make_empty_tensor_value_info(node.input[index])
+            graph = onnx.helper.make_graph(chain, "fold", [], [output],
+                                           [i for i in model.graph.initializer if i.name in reads])
+            value = ReferenceEvaluator(onnx.helper.make_model(graph, opset_imports=model.opset_import)).run(None, {})[0]
+            name = f"{node.input[index]}_folded"  # the chain stays, unused: dropped as dead code
+            model.graph.initializer.append(numpy_helper.from_array(value, name))
+            constants.add(name)
+            node.input[index] = name
+
+
+def _constant_chain(name: str, producers: dict, constants: set[str]) -> list:
+    """The nodes (in graph order) computing `name` from initializers by data movement alone, or
+    [] when it is an initializer or anything else reaches it."""
+    chain, todo = [], [name]
+    while todo:
+        value = todo.pop()
+        if value in constants or not value:
+            continue
+        node = producers.get(value)
+        if node is None or node.op_type not in FOLDABLE_MOVES:
+            return []
+        if node not in chain:
+            chain.append(node)
+            todo.extend(node.input)
+    order = {id(n): i for i, n in enumerate(producers.values())}
+    return sorted(chain, key=lambda n: order[id(n)])
 
 
 def unsupported_form(node, constants: set[str]) -> str | None:

@@ -330,7 +330,8 @@ def load_onnx(path: Path, input_shapes: list[tuple[int, ...]] | None = None,
     fixed_batch = any(spec.shape and spec.shape[0] == 1 for spec in inputs)
     return FloatModel(
         name=path.stem, onnx_bytes=onnx_bytes, inputs=inputs, outputs=outputs,
-        reference=_one_at_a_time(session.run) if fixed_batch else session.run, reference_kind="onnxruntime fp32", layers={n.name: n.name for n in model.graph.node},
+        reference=_one_at_a_time(session.run) if fixed_batch else session.run, reference_kind="onnxruntime fp32",
+        layers={n.name: n.name for n in model.graph.node},
         source=str(path), params=ParamMap.build(model))
 
 
