@@ -193,7 +193,8 @@ def _cleaned(onnx_model) -> tuple[object, list[str]]:
     the clean-up's package is not installed.
 
     A graph that still reads the shape of a tensor (`Shape`, typically of the dynamic batch dim:
-    attention heads reshaped to [batch, tokens, heads, dim]) gets its unknown input dims pinned to 1
+    attention heads reshaped to [batch, tokens, heads, dim]) or holds an RNN (unrolled over a known
+    sequence length) gets its unknown input dims pinned to 1
     and is cleaned again, until nothing more folds: a TF.js graph model of one sample then, rather
     than shape arithmetic on int32 tensors in the page."""
     from edgeport.errors import MissingDependencyError
@@ -205,9 +206,10 @@ def _cleaned(onnx_model) -> tuple[object, list[str]]:
         return onnx_model, [f"graph converted as given, without clean-up: {exc}"]
     notes = []
     if _reads_shapes(cleaned) and _pin_unknown_dims(cleaned):
-        notes.append("batch dim fixed to 1 in the TF.js model: the graph computes shapes from it")
+        notes.append("batch dim fixed to 1 in the TF.js model: the graph computes shapes from it "
+                     "or unrolls an RNN")
     for _ in range(MAX_CLEANUPS):  # one clean-up can leave chains that the next one folds
-        if not _reads_shapes(cleaned):
+        if not any(node.op_type in ("Shape", "Size") for node in cleaned.graph.node):
             break
         again = clean(cleaned)
         if len(again.graph.node) == len(cleaned.graph.node):
@@ -217,7 +219,8 @@ def _cleaned(onnx_model) -> tuple[object, list[str]]:
 
 
 MAX_CLEANUPS = 3
-SHAPE_READERS = ("Shape", "Size")
+# ops that need static dims: shape reads (folded once the dims are known), RNNs (unrolled)
+SHAPE_READERS = ("Shape", "Size", "LSTM", "GRU")
 
 
 def _reads_shapes(onnx_model) -> bool:

@@ -10,7 +10,7 @@ Transpose only where an op needs the other layout (before a Flatten/Reshape of a
 for example), so a CNN gets one Transpose at the input and at most one before its classifier.
 
 One handler per ONNX op type, registered in `TFJS_OPS` where it is defined (core ops here, op
-families in `tfjs_ops` and `tfjs_ops_layout`, imported at the end of this module); an op without a
+families in `tfjs_ops`, `tfjs_ops_layout` and `tfjs_ops_rnn`, imported at the end of this module); an op without a
 handler is an UnsupportedOpError naming the op and the node. A node whose inputs are all known
 constants (shape arithmetic, a `Shape` of a tensor of static shape) is evaluated at conversion
 time by onnx's reference evaluator and becomes a constant, whatever its op.
@@ -265,24 +265,36 @@ def block_diagonal(weight: np.ndarray, group: int) -> np.ndarray:
 
 @TFJS_OPS.register("Conv")
 def conv(c: _Converter, node) -> None:
+    """2-D convolution in NHWC; a 1-D one ([N, C, L]) runs as a 2-D one of height 1."""
     at = c.attrs(node)
     w = c.constant(node.input[1], node)
-    if w.ndim != 4:
-        raise UnsupportedOpError("Conv", node.name, "TF.js export supports 2-D convolutions only")
-    _, in_per_group, kh, kw = w.shape
+    if w.ndim not in (3, 4):
+        raise UnsupportedOpError("Conv", node.name, "TF.js export supports 1-D and 2-D convolutions only")
+    one_d = w.ndim == 3
+    lift = (lambda a: a[:, :, None, :]) if one_d else (lambda a: a)  # [O, I, k] -> [O, I, 1, k]
+    _, in_per_group, kh, kw = lift(w).shape
     group = at.get("group", 1)
-    strides = at.get("strides", [1, 1])
-    dilations = at.get("dilations", [1, 1])
-    pads = at.get("pads", [0, 0, 0, 0])
+    strides, dilations = at.get("strides", [1] * (w.ndim - 2)), at.get("dilations", [1] * (w.ndim - 2))
+    pads = at.get("pads", [0] * 2 * (w.ndim - 2))
+    if one_d:
+        strides, dilations, pads = [1, *strides], [1, *dilations], [0, pads[0], 0, pads[1]]
     if at.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         raise UnsupportedOpError("Conv", node.name, "auto_pad is not supported by edgeport's TF.js export")
-    x, padding = _spatial_padding(c, node, c.tensor(node.input[0], "nhwc"), pads, (kh, kw), strides, dilations)
+    if one_d:  # [N, C, L] -> [N, 1, L, C]
+        x = c.op("Transpose", f"{node.name}/nlc", [c.tensor(node.input[0], "plain"),
+                                                   c.const(f"{node.name}/nlc_perm", np.array([0, 2, 1]))],
+                 Tperm=a_type("DT_INT32"))
+        x = c.op("ExpandDims", f"{node.name}/n1lc", [x, c.const(f"{node.name}/h_axis", np.array(1, np.int32))],
+                 Tdim=a_type("DT_INT32"))
+    else:
+        x = c.tensor(node.input[0], "nhwc")
+    x, padding = _spatial_padding(c, node, x, pads, (kh, kw), strides, dilations)
     if group == 1:
-        op, to_tf = "Conv2D", (lambda a: a.transpose(2, 3, 1, 0))
+        op, to_tf = "Conv2D", (lambda a: lift(a).transpose(2, 3, 1, 0))
     elif in_per_group == 1:  # depthwise, channel multiplier out_ch / group
-        op, to_tf = "DepthwiseConv2dNative", (lambda a: a.reshape(group, -1, kh, kw).transpose(2, 3, 0, 1))
+        op, to_tf = "DepthwiseConv2dNative", (lambda a: lift(a).reshape(group, -1, kh, kw).transpose(2, 3, 0, 1))
     elif group <= MAX_DENSE_GROUPS:  # TF.js has no grouped kernel: one Conv2D with a block-diagonal filter
-        op, to_tf = "Conv2D", (lambda a: block_diagonal(a, group).transpose(2, 3, 1, 0))
+        op, to_tf = "Conv2D", (lambda a: block_diagonal(lift(a), group).transpose(2, 3, 1, 0))
     else:
         raise UnsupportedOpError("Conv", node.name, f"grouped convolution (group={group} > {MAX_DENSE_GROUPS}) "
                                  "has no TF.js kernel")
@@ -291,7 +303,15 @@ def conv(c: _Converter, node) -> None:
              "dilations": a_ints([1, *dilations, 1])}
     bias = c.constant(node.input[2], node) if len(node.input) > 2 and node.input[2] else None
     y = _bias_and_scale(c, node, c.op(op, node.name, [x, filt], **attrs), bias, scales)
-    c.hold(node.output[0], y, "nhwc")
+    if one_d:  # [N, 1, L', O] -> [N, O, L']
+        out = c.shapes.get(node.output[0], [])
+        if len(out) != 3 or min(out[1:]) <= 0:
+            raise UnsupportedOpError("Conv", node.name, "TF.js export needs the output length of a 1-D convolution")
+        y = c.op("Reshape", f"{node.name}/nlo", [y, c.const(f"{node.name}/nlo_shape", np.array([-1, out[2], out[1]]))],
+                 Tshape=a_type("DT_INT32"))
+        y = c.op("Transpose", f"{node.name}/nol", [y, c.const(f"{node.name}/nol_perm", np.array([0, 2, 1]))],
+                 Tperm=a_type("DT_INT32"))
+    c.hold(node.output[0], y, "plain" if one_d else "nhwc")
 
 
 @TFJS_OPS.register("Clip")
@@ -400,7 +420,7 @@ def convert(onnx_model, plan_weights: dict[str, WeightParams], int8_weights: boo
     c = _Converter(onnx_model, plan_weights, int8_weights)
     g = c.model.graph
     foldable = _foldable_nodes(c)
-    unsupported = [n for n in g.node if n.op_type not in TFJS_OPS and id(n) not in foldable]
+    unsupported = [n for i, n in enumerate(g.node) if n.op_type not in TFJS_OPS and i not in foldable]
     if unsupported:
         raise UnsupportedOpError(unsupported[0].op_type, unsupported[0].name, WHERE)
     for inp in g.input:
@@ -414,8 +434,8 @@ def convert(onnx_model, plan_weights: dict[str, WeightParams], int8_weights: boo
         if dtype != "DT_FLOAT":
             c.graph.dtypes[name] = dtype
         c.hold(inp.name, name, "plain")
-    for node in g.node:
-        if id(node) in foldable:
+    for i, node in enumerate(g.node):
+        if i in foldable:
             _fold(c, node)
         else:
             TFJS_OPS.get(node.op_type)(c, node)
@@ -435,16 +455,16 @@ def convert(onnx_model, plan_weights: dict[str, WeightParams], int8_weights: boo
 
 
 def _foldable_nodes(c: _Converter) -> set[int]:
-    """Nodes computed at conversion time: every input a constant (after the nodes before it fold),
-    or a `Shape` of a tensor whose shape is static. Random ops and graph inputs never fold."""
+    """Indices of the nodes computed at conversion time: every input a constant (after the nodes
+    before it fold), or a `Shape` of a tensor whose shape is static. Random ops never fold."""
     known = set(c.consts)
     folded = set()
-    for node in c.model.graph.node:
+    for i, node in enumerate(c.model.graph.node):
         inputs = [n for n in node.input if n]
         if node.op_type == "Constant" or (node.op_type not in NEVER_FOLD and inputs and all(n in known for n in inputs)):
-            folded.add(id(node))
+            folded.add(i)
         elif node.op_type in ("Shape", "Size") and _static_shape(c, node.input[0]):
-            folded.add(id(node))
+            folded.add(i)
         else:
             continue
         known.update(node.output)
@@ -541,4 +561,4 @@ def _fuse(graph: TfGraph) -> None:
 
 
 # Op families defined in their own modules register into TFJS_OPS here, where the registry is built.
-from edgeport.exporters import tfjs_ops, tfjs_ops_layout  # noqa: E402,F401
+from edgeport.exporters import tfjs_ops, tfjs_ops_layout, tfjs_ops_rnn  # noqa: E402,F401

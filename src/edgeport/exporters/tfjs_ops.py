@@ -203,12 +203,19 @@ def layer_norm(c: _Converter, node) -> None:
 
 @TFJS_OPS.register("InstanceNormalization")
 def instance_norm(c: _Converter, node) -> None:
-    if c.rank(node.input[0]) != 4:
-        raise UnsupportedOpError("InstanceNormalization", node.name, "TF.js export supports images [N, C, H, W]")
+    """Per sample and channel over the spatial axes: NHWC's H, W for images, else ONNX's axes 2.."""
+    rank = c.rank(node.input[0])
+    if rank < 3:
+        raise UnsupportedOpError("InstanceNormalization", node.name, "input of rank < 3")
     scale, bias = c.constant(node.input[1], node), c.constant(node.input[2], node)
-    x = c.tensor(node.input[0], "nhwc")
-    y = _normalize(c, node, x, [1, 2], float(c.attrs(node).get("epsilon", 1e-5)))
-    c.hold(node.output[0], _affine(c, node, y, scale, bias), "nhwc")
+    eps = float(c.attrs(node).get("epsilon", 1e-5))
+    if rank == 4:
+        y = _normalize(c, node, c.tensor(node.input[0], "nhwc"), [1, 2], eps)
+        c.hold(node.output[0], _affine(c, node, y, scale, bias), "nhwc")
+        return
+    y = _normalize(c, node, c.tensor(node.input[0], "plain"), list(range(2, rank)), eps)
+    shape = (-1,) + (1,) * (rank - 2)
+    c.hold(node.output[0], _affine(c, node, y, scale.reshape(shape), bias.reshape(shape)), "plain")
 
 
 @TFJS_OPS.register("BatchNormalization")
