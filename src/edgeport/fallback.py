@@ -9,6 +9,8 @@ The plan is tuned on the calibration data before any target is exported:
    per-layer comparison (`edgeport.checks.layers`) measures where the error enters — the noise
    each quantized layer adds to what its inputs carried — and the layer adding the most moves to
    float (a float override on its ONNX node), then 1-2 run again;
+   (several at once when the goal asks to remove more noise than the worst layer adds: the
+   noisiest layers whose shares of the added noise cover it, at most `MAX_BATCH` per step);
 3. it stops when the goals hold, when no quantized layer is left, or when the next move would
    leave more than `MAX_FLOAT_WEIGHTS` of the weights in float (then the budgets report what the
    final plan reaches).
@@ -42,7 +44,8 @@ GOALS = {  # budget -> (parity value, how it is said)
 MAX_FLOAT_WEIGHTS = 0.10  # share of the quantizable weights a fallback may leave in float
 TUNE_SAMPLES = 64  # calibration samples the goal is measured on
 LAYER_SAMPLES = 16  # samples the per-layer comparison holds in memory (every intermediate)
-MAX_MOVES = 64
+MAX_MOVES = 64  # steps (each moves one to MAX_BATCH layers)
+MAX_BATCH = 8
 
 
 @dataclass
@@ -107,7 +110,7 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
                 if result.met:
                     break
                 if step == MAX_MOVES:
-                    result.stopped = f"{MAX_MOVES} layers moved"
+                    result.stopped = f"{MAX_MOVES} steps taken"
                     break
                 small = {k: v[:LAYER_SAMPLES] for k, v in data.feeds.items()}
                 rows = compare_onnx(float_graph, artifact, small, model.layers)
@@ -121,15 +124,48 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
                     result.stopped = (f"moving any other layer would leave more than {100 * MAX_FLOAT_WEIGHTS:.0f}% "
                                       "of the weights in float")
                     break
-                pick = fits[0]
-                result.moved.append({"node": pick["node"], "op": pick["op"], "layer": pick["layer"],
-                                     "sqnr_db": pick["sqnr_db"], "error_share": pick["error_share"],
-                                     "why": f"added {100 * pick['error_share']:.0f}% of the quantization noise "
-                                            f"(its output at {pick['sqnr_db']:.1f} dB SQNR)"})
                 layer = dict(recipe.overrides.layer)
-                layer[pick["node"]] = "float"
+                for pick in _batch(fits, _noise_to_remove(metrics, goals), plan.float_nodes, float_graph, totals):
+                    result.moved.append({"node": pick["node"], "op": pick["op"], "layer": pick["layer"],
+                                         "sqnr_db": pick["sqnr_db"], "error_share": pick["error_share"], "step": step + 1,
+                                         "why": f"added {100 * pick['error_share']:.0f}% of the quantization noise "
+                                                f"(its output at {pick['sqnr_db']:.1f} dB SQNR)"})
+                    layer[pick["node"]] = "float"
                 recipe = replace(recipe, overrides=Overrides(recipe.overrides.op_type, tuple(layer.items())))
     return recipe, plan, result
+
+
+def _noise_to_remove(metrics: dict, goals: dict[str, float]) -> float:
+    """The share of the output's noise power the goals ask to remove (cosine ~ 1 - NSR/2 for small
+    noise); 0 when it cannot be told (top-1 agreement), and then one layer moves per step."""
+    needed = 0.0
+    for goal, limit in goals.items():
+        value = metrics.get(GOALS[goal][0])
+        if value is None or not math.isfinite(value):
+            continue
+        if goal == "min_sqnr":
+            now, wanted = 10 ** (-value / 10), 10 ** (-limit / 10)
+        elif goal == "min_cosine":
+            now, wanted = 2 * (1 - value), 2 * (1 - limit)
+        else:
+            continue
+        if now > 0:
+            needed = max(needed, 1 - wanted / now)
+    return min(max(needed, 0.0), 1.0)
+
+
+def _batch(fits: list[dict], needed: float, floated, graph, totals) -> list[dict]:
+    """The noisiest layers whose added noise together covers `needed` of it (at least one, at
+    most MAX_BATCH), within the float-weight limit: fewer steps for a deep model, each re-measured."""
+    chosen, covered = [], 0.0
+    for row in fits:
+        if chosen and (covered >= needed or len(chosen) >= MAX_BATCH):
+            break
+        if _share([*floated, *(r["node"] for r in chosen), row["node"]], graph, totals) > MAX_FLOAT_WEIGHTS:
+            continue
+        chosen.append(row)
+        covered += row["error_share"]
+    return chosen
 
 
 def _quantized_by_noise(rows: list[dict], plan) -> list[dict]:
