@@ -59,6 +59,9 @@ def reshape(c: _Converter, node) -> None:
                  for i, d in enumerate(shape)]
         if shape and (shape[0] in (-1, 1) or (in_shape and shape[0] == in_shape[0])) and -1 not in shape[1:]:
             shape[0] = -1  # keep the batch dim free
+        out = c.shapes.get(node.output[0], [])
+        if shape.count(-1) > 1 and len(out) == len(shape) and all(d > 0 for d in out[1:]):
+            shape = [-1] + list(out[1:])  # a 0 copied a dynamic batch dim: take the other dims as inferred
     _reshape(c, node, src, shape)
 
 
