@@ -189,7 +189,8 @@ CONVERTERS = {(op, version): convert_recurrent for op, versions in RECURRENT_VER
 def pad_by_slices(x, pads: list[int], mode: str):
     """ONNX Pad in 'reflect' or 'edge' mode (`pads`: all begins, then all ends, non-negative) as
     slices, flips and a concatenation per padded axis. `F.pad` lowers these modes to index
-    arithmetic on int32 (ABS, GATHER_ND) that LiteRT's runtime cannot load."""
+    arithmetic on int32 (ABS, GATHER_ND) that LiteRT's runtime cannot load; plain slices (not
+    `narrow`, which coremltools cannot convert here) convert everywhere."""
     import torch
 
     rank = len(pads) // 2
@@ -197,13 +198,16 @@ def pad_by_slices(x, pads: list[int], mode: str):
         begin, end = pads[axis], pads[axis + rank]
         if not begin and not end:
             continue
-        size, parts = x.shape[axis], []
+        size = x.shape[axis]
+
+        def part(start: int, stop: int):
+            return x[(slice(None),) * axis + (slice(start, stop),)]
+
         if mode == "reflect":
-            head = x.narrow(axis, 1, begin).flip(axis) if begin else None
-            tail = x.narrow(axis, size - 1 - end, end).flip(axis) if end else None
+            head = part(1, begin + 1).flip(axis) if begin else None
+            tail = part(size - 1 - end, size - 1).flip(axis) if end else None
         else:  # edge
-            head = torch.cat([x.narrow(axis, 0, 1)] * begin, axis) if begin else None
-            tail = torch.cat([x.narrow(axis, size - 1, 1)] * end, axis) if end else None
-        parts = [p for p in (head, x, tail) if p is not None]
-        x = torch.cat(parts, axis)
+            head = torch.cat([part(0, 1)] * begin, axis) if begin else None
+            tail = torch.cat([part(size - 1, size)] * end, axis) if end else None
+        x = torch.cat([p for p in (head, x, tail) if p is not None], axis)
     return x
