@@ -11,6 +11,8 @@ The plan is tuned on the calibration data before any target is exported:
    float (a float override on its ONNX node), then 1-2 run again;
    (several at once when the goal asks to remove more noise than the worst layer adds: the
    noisiest layers whose shares of the added noise cover it, at most `MAX_BATCH` per step);
+   A step that makes the output worse is undone (a float ReLU, for one, splits its convolution's
+   fused output range) and its layers are not tried again;
 3. it stops when the goals hold, when no quantized layer is left, or when the next move would
    leave more than `MAX_FLOAT_WEIGHTS` of the weights in float (then the budgets report what the
    final plan reaches).
@@ -46,6 +48,11 @@ TUNE_SAMPLES = 64  # calibration samples the goal is measured on
 LAYER_SAMPLES = 16  # samples the per-layer comparison holds in memory (every intermediate)
 MAX_MOVES = 64  # steps (each moves one to MAX_BATCH layers)
 MAX_BATCH = 8
+# Ops never moved: they pass values through (their output's grid is their input's, re-measured)
+# or, in QDQ graphs, share the output range of the op before them (a ReLU or clip fused into a
+# convolution): floating them removes no rounding, and un-fusing a ReLU adds some.
+NOT_MOVED = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Concat", "Split", "Gather",
+             "Identity", "Relu", "Clip", "MaxPool"}
 
 
 @dataclass
@@ -95,7 +102,10 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
     names = [o.name for o in float_graph.graph.output]
     totals = _weight_sizes(float_graph)
     result = Fallback(goals)
-    plan = None
+    small = {k: v[:LAYER_SAMPLES] for k, v in data.feeds.items()}
+    best = None  # (score, recipe, plan, artifact, metrics) of the best plan measured so far
+    tried: set[str] = set()  # nodes whose move made things worse (not tried again)
+    pending: list[dict] = []  # the moves of the step being measured
     with tempfile.TemporaryDirectory(prefix="edgeport-fallback-") as tmp:
         for step in range(MAX_MOVES + 1):
             with stage(f"fallback auto: step {step + 1}"):
@@ -103,20 +113,32 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
                 artifact = onnx.load(str(export_onnx(recipe, plan, Path(tmp) / f"step{step}")))
                 outputs = _run(artifact, data.feeds)
                 metrics = all_outputs_parity([reference[n] for n in names], [outputs[n] for n in names], names)
+                score = _score(metrics, goals)
+                entry = {"float_nodes": len(plan.float_nodes),
+                         "float_weight_share": round(_share(plan.float_nodes, float_graph, totals), 4),
+                         **{GOALS[g][0]: metrics.get(GOALS[g][0]) for g in goals}}
+                if best is not None and not score > best[0]:
+                    # moving these made the output worse (e.g. a float ReLU un-fuses its conv's
+                    # output range): undo, never try them again, go on one layer at a time
+                    tried.update(m["node"] for m in pending)
+                    result.steps.append({**entry, "reverted": [m["node"] for m in pending]})
+                    score, recipe, plan, artifact, metrics = best
+                else:
+                    result.moved += pending
+                    result.steps.append(entry)
+                    best = (score, recipe, plan, artifact, metrics)
+                pending = []
                 result.float_weights = _share(plan.float_nodes, float_graph, totals)
-                result.steps.append({"float_nodes": len(plan.float_nodes), "float_weight_share": round(result.float_weights, 4),
-                                     **{GOALS[g][0]: metrics.get(GOALS[g][0]) for g in goals}})
                 result.met = all(_holds(metrics.get(GOALS[g][0]), limit) for g, limit in goals.items())
                 if result.met:
                     break
                 if step == MAX_MOVES:
                     result.stopped = f"{MAX_MOVES} steps taken"
                     break
-                small = {k: v[:LAYER_SAMPLES] for k, v in data.feeds.items()}
                 rows = compare_onnx(float_graph, artifact, small, model.layers)
-                candidates = _quantized_by_noise(rows, plan)
+                candidates = [r for r in _quantized_by_noise(rows, plan) if r["node"] not in tried]
                 if not candidates:
-                    result.stopped = "no quantized layer left to move"
+                    result.stopped = "no quantized layer left whose move helps"
                     break
                 fits = [r for r in candidates if _share([*plan.float_nodes, r["node"]], float_graph, totals)
                         <= MAX_FLOAT_WEIGHTS]
@@ -124,15 +146,32 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
                     result.stopped = (f"moving any other layer would leave more than {100 * MAX_FLOAT_WEIGHTS:.0f}% "
                                       "of the weights in float")
                     break
+                needed = 0.0 if tried else _noise_to_remove(metrics, goals)
                 layer = dict(recipe.overrides.layer)
-                for pick in _batch(fits, _noise_to_remove(metrics, goals), plan.float_nodes, float_graph, totals):
-                    result.moved.append({"node": pick["node"], "op": pick["op"], "layer": pick["layer"],
-                                         "sqnr_db": pick["sqnr_db"], "error_share": pick["error_share"], "step": step + 1,
-                                         "why": f"added {100 * pick['error_share']:.0f}% of the quantization noise "
-                                                f"(its output at {pick['sqnr_db']:.1f} dB SQNR)"})
+                for pick in _batch(fits, needed, plan.float_nodes, float_graph, totals):
+                    pending.append({"node": pick["node"], "op": pick["op"], "layer": pick["layer"],
+                                    "sqnr_db": pick["sqnr_db"], "error_share": pick["error_share"], "step": step + 1,
+                                    "why": f"added {100 * pick['error_share']:.0f}% of the quantization noise "
+                                           f"(its output at {pick['sqnr_db']:.1f} dB SQNR)"})
                     layer[pick["node"]] = "float"
                 recipe = replace(recipe, overrides=Overrides(recipe.overrides.op_type, tuple(layer.items())))
     return recipe, plan, result
+
+
+def _score(metrics: dict, goals: dict[str, float]) -> float:
+    """How far the worst goal is from its limit, comparable across steps (dB for SQNR and cosine,
+    whose noise 2(1 - cosine) is put in dB; points for agreement): higher is better."""
+    margins = []
+    for goal, limit in goals.items():
+        value = metrics.get(GOALS[goal][0])
+        if value is None or not math.isfinite(value):
+            return -math.inf
+        if goal == "min_cosine":
+            value, limit = (-10 * math.log10(max(1 - v, 1e-12)) for v in (value, limit))
+        elif goal == "min_agreement":
+            value, limit = 100 * value, 100 * limit
+        margins.append(value - limit)
+    return min(margins)
 
 
 def _noise_to_remove(metrics: dict, goals: dict[str, float]) -> float:
@@ -173,7 +212,7 @@ def _quantized_by_noise(rows: list[dict], plan) -> list[dict]:
     floated = set(plan.float_nodes)
     ops = set(plan.quantized_ops)
     candidates = [r for r in rows if r["added_noise"] > 0 and r["node"] and r["node"] not in floated
-                  and (not ops or r["op"] in ops)]
+                  and (not ops or r["op"] in ops) and r["op"] not in NOT_MOVED]
     return sorted(candidates, key=lambda r: r["added_noise"], reverse=True)
 
 
