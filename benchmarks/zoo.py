@@ -84,6 +84,44 @@ def run_cell(spec: dict) -> dict:
     return cell
 
 
+def run_group(spec: dict) -> list[dict]:
+    """`--grouped`: one export of (model, recipe) to all of `spec["targets"]` with keep_going (the
+    model is loaded, converted to ONNX, calibrated and run in float once); one cell per target,
+    as `run_cell` would record it (a failed target: refused when edgeport calls it bad input or an
+    op the format cannot take, failed when internal). `seconds` is the group's wall time shared
+    equally by its cells."""
+    import edgeport
+    from edgeport.errors import InputError
+    from edgeport.guard import failed_stage
+
+    out = Path(tempfile.mkdtemp(prefix="zoo-group-")) / "out"
+    started = time.perf_counter()
+    base = {"model": spec["model"], "recipe": spec["recipe"]}
+    try:
+        report = edgeport.export(
+            spec["source"], targets=spec["targets"], recipe=edgeport.Recipe(quantize=spec["recipe"]), out=str(out),
+            calib=spec["data"], input_shapes=spec.get("input_shapes"), input_dtype=spec.get("input_dtype", "float32"),
+            settings=edgeport.CheckSettings(runs=spec["runs"], warmup=1, threads=1), allow_mismatch=True,
+            keep_going=True)
+    except Exception as exc:  # noqa: BLE001 - the whole group failed before any target (loading, calibration)
+        status = "refused" if isinstance(exc, InputError) else "failed"
+        cells = [{**base, "target": t, "status": status, "error": type(exc).__name__, "message": _one_line(exc),
+                  "stage": failed_stage(exc)} for t in spec["targets"]]
+    else:
+        cells = []
+        for target in report.targets:
+            cell = {**base, "target": target.target}
+            if target.status == "failed":
+                cell.update(status="refused" if target.failure == "bad-input" else "failed",
+                            error="InputError" if target.failure == "bad-input" else "internal",
+                            message=target.reason[:300])
+            else:
+                cell.update(_measurements(target, out))
+            cells.append(cell)
+    seconds = round((time.perf_counter() - started) / max(1, len(cells)), 2)
+    return [{**c, "seconds": seconds, "grouped": True} for c in cells]
+
+
 def _measurements(target, out: Path) -> dict:
     parity, size, latency = target.values("parity"), target.values("size"), target.values("latency")
     values = {"status": "exported" if parity else "unchecked", "notes": target.notes,
@@ -159,6 +197,42 @@ def write_data(entries, folder: Path, adapt: bool) -> dict[str, Path]:
             continue
         paths[entry.name] = entry.write_data(folder, SAMPLES, positional=adapt)
     return paths
+
+
+def run_groups(cells: list[dict], workers: int, timeout: float, on_done) -> None:
+    """`--grouped`: the cells to run, one export per (model, recipe) with all its targets."""
+    todo = [c for c in cells if "source" in c and "status" not in c]
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for cell in todo:
+        groups[(cell["model"], cell["recipe"])].append(cell)
+
+    def one(members):
+        first = members[0]
+        spec = {k: first[k] for k in ("model", "recipe", "source", "data", "runs", "input_shapes", "input_dtype")
+                if k in first}
+        spec["targets"] = [c["target"] for c in members]
+        started = time.perf_counter()
+        by_target = {c["target"]: c for c in members}
+        try:
+            done = subprocess.run([sys.executable, __file__, "--group", json.dumps(spec)], capture_output=True,
+                                  text=True, timeout=timeout * len(members), cwd=ROOT)
+            lines = [ln for ln in done.stdout.splitlines() if ln.startswith(CELL_MARK)]
+            results = json.loads(lines[-1][len(CELL_MARK):]) if lines else []
+            for result in results:
+                by_target[result["target"]].update(result)
+            tail = [ln for ln in (done.stderr or "").splitlines() if ln.strip()][-1:] or ["no output"]
+            for cell in members:
+                if "status" not in cell:
+                    cell.update(status="failed", error=f"exit {done.returncode}", message=tail[0][:300])
+        except subprocess.TimeoutExpired:
+            for cell in members:
+                cell.update(status="timeout", message=f"no result after {timeout * len(members):.0f} s (group)",
+                            seconds=round((time.perf_counter() - started) / len(members), 2))
+        for cell in members:
+            on_done(cell)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, list(groups.values())))
 
 
 def run_cells(cells: list[dict], workers: int, timeout: float, on_done) -> None:
@@ -303,7 +377,11 @@ def parse_args(argv=None):
     parser.add_argument("--adapt-inputs", action="store_true", help="work around today's source limits")
     parser.add_argument("--summarize", action="store_true",
                         help="print the matrix of the cells in --json (an interrupted run too) without exporting")
+    parser.add_argument("--grouped", action="store_true",
+                        help="one export per model and recipe with all its targets (--keep-going): several times "
+                             "faster; a cell's time is then its share of the group's")
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: run one cell, print its JSON
+    parser.add_argument("--group", help=argparse.SUPPRESS)  # internal: run one group, print its cells' JSON
     return parser.parse_args(argv)
 
 
@@ -311,6 +389,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.cell:
         print(CELL_MARK + json.dumps(run_cell(json.loads(args.cell))), flush=True)
+        return 0
+    if args.group:
+        print(CELL_MARK + json.dumps(run_group(json.loads(args.group))), flush=True)
         return 0
     from benchmarks import zoo
 
@@ -349,7 +430,7 @@ def main(argv=None) -> int:
 
     print(f"{len(entries)} models, {total} cells to export ({args.workers} worker(s), {args.timeout:.0f} s each at most)",
           flush=True)
-    run_cells(cells, args.workers, args.timeout, on_done)
+    (run_groups if args.grouped else run_cells)(cells, args.workers, args.timeout, on_done)
     print_all(cells, [e.name for e in entries], targets, recipes, meta)
     if args.json:
         Path(args.json).write_text(json.dumps({**meta, "cells": cells}, indent=1))
