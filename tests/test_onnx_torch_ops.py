@@ -153,8 +153,19 @@ def test_gate_reordering_is_a_permutation_of_blocks():
     assert reorder_gates(np.arange(3)[:, None], GRU_GATES).ravel().tolist() == [1, 0, 2]  # torch r, z, n
 
 
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+@pytest.mark.parametrize("layout", [0, 1])
+def test_gru_with_the_reset_gate_before_the_product_matches_the_reference(direction, layout):
+    """linear_before_reset=0 (tf2onnx's GRU), which torch's GRU does not compute: unrolled."""
+    from onnx.reference import ReferenceEvaluator
+
+    model, feeds = _rnn("GRU", direction, ("h0",), layout=layout, outputs=2, linear_before_reset=0)
+    want = ReferenceEvaluator(model).run(None, feeds) if layout else _reference(model, feeds)
+    for g, w in zip(_run(_torch_module(model), model, feeds), want):
+        np.testing.assert_allclose(g, w, atol=RNN_ATOL, rtol=0)
+
+
 @pytest.mark.parametrize("attrs, why", [
-    ({"linear_before_reset": 0}, "linear_before_reset=0"),
     ({"clip": 3.0}, "clip"),
     ({"direction": "reverse"}, "reverse"),
     ({"activations": ["Relu", "Tanh"]}, "activations"),

@@ -4,8 +4,9 @@ layers LSTM and GRU.
 Each becomes a `torch.nn.LSTM` / `torch.nn.GRU` holding the node's weights, its gates reordered
 from ONNX's order to torch's (`LSTM_GATES`, `GRU_GATES`): litert-torch and coremltools both
 convert those modules to their own recurrent ops, and the weights stay in one tensor per
-direction. The forms torch's layers do not compute (other activations, `clip`, `input_forget`,
-peepholes, `sequence_lens`, a GRU with `linear_before_reset=0`, weights computed in the graph)
+direction. A GRU with `linear_before_reset=0`, which torch's GRU does not compute, is unrolled
+over its (static) sequence instead. The other forms torch's layers do not compute (other
+activations, `clip`, `input_forget`, peepholes, `sequence_lens`, weights computed in the graph)
 are refused before any work by `unsupported_form`, naming what is not read.
 
 `onnx_torch._extend` registers `CONVERTERS` in onnx2torch's table.
@@ -111,8 +112,6 @@ def unsupported_form(node, constants: set[str]) -> str | None:
         return "with clip"
     if attrs.get("input_forget", 0):
         return "with input_forget=1"
-    if op == "GRU" and not attrs.get("linear_before_reset", 0):
-        return "with linear_before_reset=0 (torch's GRU applies the reset gate after the recurrent product)"
     if any(name and name not in constants for name in inputs[1:4]):
         return "when W, R or B is computed in the graph, not a constant"
     if inputs[4]:
@@ -132,14 +131,56 @@ def convert_recurrent(node, graph):
     w, r = (graph.initializers[names[i]].to_numpy() for i in (1, 2))
     b = graph.initializers[names[3]].to_numpy() if names[3] else None
     hidden, directions = int(attrs["hidden_size"]), w.shape[0]
-    layer = (torch.nn.LSTM if op == "LSTM" else torch.nn.GRU)(
-        w.shape[2], hidden, bidirectional=directions == 2, batch_first=bool(attrs.get("layout", 0)))
-    state = torch_rnn_weights(op, w, r, b)
-    layer.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v, np.float32)) for k, v in state.items()})
+    batch_first = bool(attrs.get("layout", 0))
+    if op == "GRU" and not attrs.get("linear_before_reset", 0):
+        layer = gru_reset_before_class()(w, r, b, hidden, batch_first)
+    else:
+        layer = (torch.nn.LSTM if op == "LSTM" else torch.nn.GRU)(
+            w.shape[2], hidden, bidirectional=directions == 2, batch_first=batch_first)
+        state = torch_rnn_weights(op, w, r, b)
+        layer.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v, np.float32)) for k, v in state.items()})
     given = tuple(bool(names[i]) for i in STATE_INPUTS[op])
     module = recurrent_layer_class()(layer, given, len(node.output_values))
     inputs = (names[0],) + tuple(names[i] for i, g in zip(STATE_INPUTS[op], given) if g)
     return OperationConverterResult(torch_module=module, onnx_mapping=OnnxMapping(inputs, node.output_values))
+
+
+@functools.cache
+def gru_reset_before_class():
+    """The module computing an ONNX GRU with linear_before_reset=0 (the reset gate applied to the
+    state before the recurrent product, which torch's GRU does not compute), unrolled over the
+    sequence (its length is static in an export); called as `torch.nn.GRU` is."""
+    import torch
+
+    class GRUResetBefore(torch.nn.Module):
+        def __init__(self, w: np.ndarray, r: np.ndarray, b: np.ndarray | None, hidden: int, batch_first: bool):
+            super().__init__()
+            b = np.zeros((w.shape[0], 6 * hidden), np.float32) if b is None else b
+            self.weight, self.recurrence, self.bias = (torch.nn.Parameter(torch.from_numpy(np.array(a, np.float32)))
+                                                       for a in (w, r, b))
+            self.hidden_size, self.batch_first, self.bidirectional = hidden, batch_first, w.shape[0] == 2
+
+        def forward(self, x, h0):
+            x = x.transpose(0, 1) if self.batch_first else x
+            size, outputs, finals = self.hidden_size, [], []
+            for direction in range(self.weight.shape[0]):
+                w, r, b = self.weight[direction], self.recurrence[direction], self.bias[direction]
+                projected = torch.matmul(x, w.t()) + b[:3 * size]  # z, r, h of every step at once
+                h, steps = h0[direction], [None] * x.shape[0]
+                for t in (range(x.shape[0]) if direction == 0 else reversed(range(x.shape[0]))):
+                    gates = torch.matmul(h, r[:2 * size].t()) + b[3 * size:5 * size]
+                    update = torch.sigmoid(projected[t, :, :size] + gates[:, :size])
+                    reset = torch.sigmoid(projected[t, :, size:2 * size] + gates[:, size:])
+                    candidate = torch.tanh(projected[t, :, 2 * size:] + torch.matmul(reset * h, r[2 * size:].t())
+                                           + b[5 * size:])
+                    h = (1 - update) * candidate + update * h
+                    steps[t] = h
+                outputs.append(torch.stack(steps))
+                finals.append(h)
+            y = torch.cat(outputs, -1)
+            return (y.transpose(0, 1) if self.batch_first else y), torch.stack(finals)
+
+    return GRUResetBefore
 
 
 @functools.cache
