@@ -170,6 +170,14 @@ def _grouped_conv(rng):
     return _model([conv, node], [_x()], [_y()], inits)
 
 
+def _many_groups_conv(rng):
+    """More groups than a block-diagonal filter is worth: a channel split, one conv per group."""
+    conv, inits = _conv_first(rng, channels=24)
+    inits.update(gw=_w(rng, 36, 2, 3, 3), gb=_w(rng, 36))
+    node = helper.make_node("Conv", ["c", "gw", "gb"], ["y"], group=12, pads=[1, 1, 1, 1], name="grouped")
+    return _model([conv, node], [_x()], [_y()], inits)
+
+
 def _max_pool_ceil(rng):
     conv, inits = _conv_first(rng)
     node = helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1, name="pool")
@@ -219,7 +227,7 @@ OP_GRAPHS = {
     "MatMul+Softmax+Where+Expand": _attention, "math": _math, "Cast": _cast,
     "Resize-nearest": _resize("nearest", "asymmetric"), "Resize-bilinear": _resize("linear", "half_pixel"),
     "Resize-align-corners": _resize("linear", "align_corners"),
-    "ConvTranspose": _conv_transpose, "Conv-group2": _grouped_conv, "MaxPool-ceil": _max_pool_ceil,
+    "ConvTranspose": _conv_transpose, "Conv-group2": _grouped_conv, "Conv-group12": _many_groups_conv, "MaxPool-ceil": _max_pool_ceil,
     "Shape-chain": _dynamic_batch_shape_chain,
     "Conv1d+GRU": _rnn("GRU", "forward", 1), "Conv1d+GRU-reset-after": _rnn("GRU", "reverse", 0),
     "Conv1d+LSTM-bidirectional": _rnn("LSTM", "bidirectional"),

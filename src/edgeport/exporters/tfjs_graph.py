@@ -263,6 +263,17 @@ def block_diagonal(weight: np.ndarray, group: int) -> np.ndarray:
     return dense
 
 
+def _grouped_conv(c: _Converter, node, x: str, w: np.ndarray, group: int, attrs: dict) -> str:
+    per_out, per_in = w.shape[0] // group, w.shape[1]
+    split = c.op("SplitV", f"{node.name}/groups", [x, c.const(f"{node.name}/group_sizes", np.array([per_in] * group)),
+                                                   c.const(f"{node.name}/group_axis", np.array(3))],
+                 num_split={"i": str(group)}, Tlen=a_type("DT_INT32"))
+    parts = [c.op("Conv2D", f"{node.name}/g{g}", [f"{split}:{g}" if g else split, c.const(
+        f"{node.name}/filter{g}", w[g * per_out:(g + 1) * per_out].transpose(2, 3, 1, 0))], **attrs) for g in range(group)]
+    return c.op("ConcatV2", node.name, [*parts, c.const(f"{node.name}/concat_axis", np.array(3))],
+                N={"i": str(group)}, Tidx=a_type("DT_INT32"))
+
+
 @TFJS_OPS.register("Conv")
 def conv(c: _Converter, node) -> None:
     """2-D convolution in NHWC; a 1-D one ([N, C, L]) runs as a 2-D one of height 1."""
@@ -293,16 +304,21 @@ def conv(c: _Converter, node) -> None:
         op, to_tf = "Conv2D", (lambda a: lift(a).transpose(2, 3, 1, 0))
     elif in_per_group == 1:  # depthwise, channel multiplier out_ch / group
         op, to_tf = "DepthwiseConv2dNative", (lambda a: lift(a).reshape(group, -1, kh, kw).transpose(2, 3, 0, 1))
-    elif group <= MAX_DENSE_GROUPS:  # TF.js has no grouped kernel: one Conv2D with a block-diagonal filter
+    elif group <= MAX_DENSE_GROUPS or node.input[1] in c.plan_weights:
+        # TF.js has no grouped kernel: one Conv2D with a block-diagonal filter (int8 plan weights
+        # always: the plan's weight stays one tensor)
         op, to_tf = "Conv2D", (lambda a: block_diagonal(lift(a), group).transpose(2, 3, 1, 0))
     else:
-        raise UnsupportedOpError("Conv", node.name, f"grouped convolution (group={group} > {MAX_DENSE_GROUPS}) "
-                                 "has no TF.js kernel")
-    filt, scales = c.weight(node.input[1], to_tf, 0, f"{node.name}/filter", node)
+        op, to_tf = "Conv2D", None
     attrs = {"strides": a_ints([1, *strides, 1]), "padding": a_str(padding), "data_format": a_str("NHWC"),
              "dilations": a_ints([1, *dilations, 1])}
     bias = c.constant(node.input[2], node) if len(node.input) > 2 and node.input[2] else None
-    y = _bias_and_scale(c, node, c.op(op, node.name, [x, filt], **attrs), bias, scales)
+    if to_tf is None:  # many groups: one Conv2D per group on a channel split, concatenated
+        y, scales = _grouped_conv(c, node, x, lift(w), group, attrs), None
+    else:
+        filt, scales = c.weight(node.input[1], to_tf, 0, f"{node.name}/filter", node)
+        y = c.op(op, node.name, [x, filt], **attrs)
+    y = _bias_and_scale(c, node, y, bias, scales)
     if one_d:  # [N, 1, L', O] -> [N, O, L']
         out = c.shapes.get(node.output[0], [])
         if len(out) != 3 or min(out[1:]) <= 0:
