@@ -219,6 +219,43 @@ def test_gather_nd():
     close(batched, np.stack([x[0, [1]], x[1, [0]], x[2, [3]]]), rtol=0, atol=0)
 
 
+def _mil_gates(weight: torch.Tensor) -> np.ndarray:
+    """PyTorch stores LSTM gates [input, forget, cell, output]; MIL [input, forget, output, cell]."""
+    i, f, g, o = weight.detach().numpy().reshape(4, -1, *weight.shape[1:])
+    return np.concatenate([i, f, o, g])
+
+
+@needs_coremltools
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_lstm(bidirectional):
+    torch.manual_seed(0)
+    layer = torch.nn.LSTM(6, 5, bidirectional=bidirectional)
+    x, directions = rand(7, 2, 6), 1 + bidirectional
+    h0, c0 = rand(directions, 2, 5, seed=1), rand(directions, 2, 5, seed=2)
+    want, (want_h, want_c) = layer(torch.from_numpy(x), (torch.from_numpy(h0), torch.from_numpy(c0)))
+    params = {}
+    for suffix, key in (("", ""), ("_reverse", "_back")):
+        if suffix and not bidirectional:
+            continue
+        params[f"weight_ih{key}"] = _mil_gates(getattr(layer, f"weight_ih_l0{suffix}"))
+        params[f"weight_hh{key}"] = _mil_gates(getattr(layer, f"weight_hh_l0{suffix}"))
+        params[f"bias{key}"] = _mil_gates(getattr(layer, f"bias_ih_l0{suffix}") + getattr(layer, f"bias_hh_l0{suffix}"))
+    states = [np.concatenate(list(s), axis=-1) for s in (h0, c0)]  # [b, directions * H]
+    out, h, c = mil("lstm")(x, *states, direction="bidirectional" if bidirectional else "forward",
+                            output_sequence=True, **params)
+    close(out, want, atol=1e-5)
+    close(h, torch.cat(list(want_h), dim=-1), atol=1e-5)
+    close(c, torch.cat(list(want_c), dim=-1), atol=1e-5)
+    last, _, _ = mil("lstm")(x, *states, direction="bidirectional" if bidirectional else "forward", **params)
+    close(last[0], torch.cat(list(want_h), dim=-1), atol=1e-5)
+
+
+@needs_coremltools
+def test_reverse():
+    x = rand(2, 3, 4)
+    close(mil("reverse")(x, np.int32([1, -1])), torch.from_numpy(x).flip(1, 2), rtol=0, atol=0)
+
+
 @needs_coremltools
 def test_unknown_modes_are_named_not_guessed():
     with pytest.raises(NotImplementedError, match="pad mode 'circular'"):

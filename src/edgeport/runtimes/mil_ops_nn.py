@@ -299,3 +299,61 @@ def _window(x: np.ndarray, axis: int, begin: int, size: int) -> np.ndarray:
         widths[axis] = (0, missing)
         part = np.pad(part, widths)
     return part
+
+
+_RECURRENT_ACTIVATIONS = {"sigmoid": sigmoid, "tanh": np.tanh, "relu": lambda v: np.maximum(v, 0),
+                          "linear": lambda v: v, "hard_sigmoid": lambda v: np.clip(0.2 * v + 0.5, 0, 1)}
+
+
+def _lstm_direction(x, h, c, weight_ih, weight_hh, bias, peephole, acts, clip, reverse: bool):
+    """One direction over x [s, b, I]: the hidden states [s, b, H] in time order, final h and c.
+    Gates are stored [input, forget, output, cell]."""
+    gate, cell_act, out_act = acts
+    steps = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
+    hidden = [None] * x.shape[0]
+    p_i, p_f, p_o = np.split(peephole, 3) if peephole is not None else (0.0, 0.0, 0.0)
+    for t in steps:
+        i, f, o, z = np.split(x[t] @ weight_ih.T + h @ weight_hh.T + bias, 4, axis=-1)
+        i, f = gate(i + p_i * c), gate(f + p_f * c)
+        z = cell_act(z)
+        c = f * c + i * z
+        if clip is not None:
+            c = np.clip(c, -clip, clip)
+        h = gate(o + p_o * c) * out_act(c)
+        hidden[t] = h
+    return np.stack(hidden), h, c
+
+
+@NN_OPS.register("lstm")
+def lstm(x, initial_h, initial_c, weight_ih, weight_hh, bias=None, peephole=None, weight_ih_back=None,
+         weight_hh_back=None, bias_back=None, peephole_back=None, direction="forward", output_sequence=False,
+         recurrent_activation="sigmoid", cell_activation="tanh", activation="tanh", clip=None):
+    """MIL lstm (iOS15): x [s, b, I]; states [b, directions * H]; outputs (hidden states [s or 1, b,
+    directions * H], final h, final c), the backward direction's after the forward one's."""
+    names = (recurrent_activation, cell_activation, activation)
+    if any(n not in _RECURRENT_ACTIVATIONS for n in names):
+        raise NotImplementedError(f"lstm activations {names}")
+    acts = tuple(_RECURRENT_ACTIVATIONS[n] for n in names)
+    x64 = np.asarray(x, dtype=np.float64)
+    hidden = weight_hh.shape[1]
+    zero_bias = np.zeros(4 * hidden)
+
+    def run(h, c, w_ih, w_hh, b, p, reverse):
+        b = zero_bias if b is None else np.asarray(b, np.float64)
+        p = None if p is None else np.asarray(p, np.float64)
+        return _lstm_direction(x64, np.asarray(h, np.float64), np.asarray(c, np.float64), np.asarray(w_ih, np.float64),
+                               np.asarray(w_hh, np.float64), b, p, acts, clip, reverse)
+
+    if direction == "bidirectional":
+        forward = run(initial_h[:, :hidden], initial_c[:, :hidden], weight_ih, weight_hh, bias, peephole, False)
+        backward = run(initial_h[:, hidden:], initial_c[:, hidden:], weight_ih_back, weight_hh_back, bias_back,
+                       peephole_back, True)
+        sequence, h, c = (np.concatenate(parts, axis=-1) for parts in zip(forward, backward))
+        last = np.concatenate([forward[0][-1], backward[0][0]], axis=-1)  # each direction's final step
+    elif direction in ("forward", "reverse"):
+        sequence, h, c = run(initial_h, initial_c, weight_ih, weight_hh, bias, peephole, direction == "reverse")
+        last = h
+    else:
+        raise NotImplementedError(f"lstm direction '{direction}'")
+    out = sequence if output_sequence else last[None]
+    return out.astype(np.float32), h.astype(np.float32), c.astype(np.float32)

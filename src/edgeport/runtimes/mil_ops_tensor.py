@@ -214,3 +214,9 @@ def gather_nd(x, indices, batch_dims=0, validate_indices=False):
     flat_i = indices.reshape(-1, *indices.shape[batch_dims:])
     parts = [flat_x[b][tuple(np.moveaxis(flat_i[b], -1, 0))] for b in range(flat_x.shape[0])]
     return np.stack(parts).reshape(*batch, *parts[0].shape)
+
+
+@TENSOR_OPS.register("reverse")
+def reverse(x, axes=None):
+    """Flip along `axes` (every axis when absent)."""
+    return np.flip(x, axis=None if axes is None else tuple(int(a) for a in np.atleast_1d(axes)))
