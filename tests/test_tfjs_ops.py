@@ -178,6 +178,13 @@ def _many_groups_conv(rng):
     return _model([conv, node], [_x()], [_y()], inits)
 
 
+def _edge_pad(rng):
+    conv, inits = _conv_first(rng)
+    inits["pads"] = np.array([0, 0, 2, 1, 0, 0, 1, 3])
+    node = helper.make_node("Pad", ["c", "pads"], ["y"], mode="edge", name="pad")
+    return _model([conv, node], [_x()], [_y()], inits)
+
+
 def _max_pool_ceil(rng):
     conv, inits = _conv_first(rng)
     node = helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1, name="pool")
@@ -227,7 +234,7 @@ OP_GRAPHS = {
     "MatMul+Softmax+Where+Expand": _attention, "math": _math, "Cast": _cast,
     "Resize-nearest": _resize("nearest", "asymmetric"), "Resize-bilinear": _resize("linear", "half_pixel"),
     "Resize-align-corners": _resize("linear", "align_corners"),
-    "ConvTranspose": _conv_transpose, "Conv-group2": _grouped_conv, "Conv-group12": _many_groups_conv, "MaxPool-ceil": _max_pool_ceil,
+    "ConvTranspose": _conv_transpose, "Conv-group2": _grouped_conv, "Conv-group12": _many_groups_conv, "MaxPool-ceil": _max_pool_ceil, "Pad-edge": _edge_pad,
     "Shape-chain": _dynamic_batch_shape_chain,
     "Conv1d+GRU": _rnn("GRU", "forward", 1), "Conv1d+GRU-reset-after": _rnn("GRU", "reverse", 0),
     "Conv1d+LSTM-bidirectional": _rnn("LSTM", "bidirectional"),

@@ -208,8 +208,8 @@ def pad(c: _Converter, node) -> None:
     at = c.attrs(node)
     mode = at.get("mode", b"constant")
     mode = mode.decode() if isinstance(mode, bytes) else mode
-    if mode not in ("constant", "reflect"):
-        raise UnsupportedOpError("Pad", node.name, f"pad mode '{mode}' (constant and reflect only)")
+    if mode not in ("constant", "reflect", "edge"):
+        raise UnsupportedOpError("Pad", node.name, f"pad mode '{mode}' (constant, reflect and edge only)")
     pads = _const_input(c, node, 1) if len(node.input) > 1 else list(at["pads"])
     value = float(c.constant(node.input[2], node)) if len(node.input) > 2 and node.input[2] else 0.0
     rank = c.rank(node.input[0])
@@ -221,13 +221,46 @@ def pad(c: _Converter, node) -> None:
     if layout == "nhwc":
         pairs = pairs[list(NCHW_TO_NHWC)]
     inputs = [c.tensor(node.input[0], layout), c.const(f"{node.name}/paddings", pairs)]
-    if mode == "reflect":
+    if mode == "edge":
+        y = _edge_pad(c, node, inputs[0], pairs)
+    elif mode == "reflect":
         y = c.op("MirrorPad", node.name, inputs, mode=a_str("REFLECT"), Tpaddings=a_type("DT_INT32"))
     else:
         if value:
             inputs.append(c.const(f"{node.name}/value", np.array(value, np.float32)))
         y = c.op("PadV2" if value else "Pad", node.name, inputs, Tpaddings=a_type("DT_INT32"))
     c.hold(node.output[0], y, layout)
+
+
+def _edge_pad(c: _Converter, node, x: str, pairs: np.ndarray) -> str:
+    """Edge padding (TF.js's MirrorPad has no such mode): per padded axis, the first and last slices
+    tiled and concatenated around the tensor."""
+    rank = len(pairs)
+    for axis, (before, after) in enumerate(pairs):
+        if not before and not after:
+            continue
+        tag = f"{node.name}/axis{axis}"
+        parts = []
+        for side, count in (("first", before), ("last", after)):
+            if not count:
+                continue
+            begin = np.zeros(rank, np.int64)
+            begin[axis] = 0 if side == "first" else -1
+            end = np.zeros(rank, np.int64)
+            end[axis] = 1 if side == "first" else 0
+            mask = ((1 << rank) - 1) & ~(1 << axis)
+            edge = c.op("StridedSlice", f"{tag}/{side}", [x, c.const(f"{tag}/{side}_begin", begin), c.const(
+                f"{tag}/{side}_end", end), c.const(f"{tag}/{side}_strides", np.ones(rank, np.int64))],
+                begin_mask={"i": str(mask)}, end_mask={"i": str(mask | (1 << axis) if side == "last" else mask)},
+                ellipsis_mask={"i": "0"}, new_axis_mask={"i": "0"}, shrink_axis_mask={"i": "0"}, Index=a_type("DT_INT32"))
+            reps = np.ones(rank, np.int64)
+            reps[axis] = count
+            parts.append((side, c.op("Tile", f"{tag}/{side}_tiled", [edge, c.const(f"{tag}/{side}_reps", reps)],
+                                     Tmultiples=a_type("DT_INT32"))))
+        pieces = [t for side, t in parts if side == "first"] + [x] + [t for side, t in parts if side == "last"]
+        x = c.op("ConcatV2", tag if axis < rank - 1 else node.name, [*pieces, c.const(f"{tag}/concat_axis", np.array(axis))],
+                 N={"i": str(len(pieces))}, Tidx=a_type("DT_INT32"))
+    return x
 
 
 @TFJS_OPS.register("Gemm")
