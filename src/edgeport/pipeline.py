@@ -90,8 +90,8 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
     output = output_folder(out, source, force)
     output.check_entries([t.name for t in chosen] + [REPORT_NAME, PARAMS_NAME])
     data_specs = None
-    if not input_shapes and (calib or eval) and not source.endswith((".onnx", ".tflite")):
-        with stage("reading the data"):  # named arrays give a PyTorch model's input shapes and dtypes
+    if not input_shapes and (calib or eval) and not source.endswith(".tflite"):
+        with stage("reading the data"):  # named arrays give a model's input shapes (and PyTorch's dtypes)
             data_specs = sample_specs(calib or eval, "calibration data" if calib else "eval data")
 
     with stage(f"loading {source}"):

@@ -116,6 +116,11 @@ def load_tflite(path: Path) -> FloatModel:
                       reference_kind="LiteRT reference kernels", source=str(path), tflite_bytes=data)
 
 
+# input types of a float model: a quantized (int8 / uint8) or half (float16) input means the model
+# is already converted, and gets `edgeport check` instead
+FLOAT_MODEL_INPUTS = ("float32", "int64", "int32", "bool")
+
+
 def _trial_run(run, inputs: list[TensorSpec], path: Path, runtime: str) -> list[np.ndarray]:
     """One inference on zeros (batch 1): a model that loads but cannot run is bad input."""
     feeds = {spec.name: np.zeros(tuple(1 if d is None else d for d in spec.shape), dtype=spec.dtype)
@@ -319,7 +324,7 @@ def load_onnx(path: Path, input_shapes: list[tuple[int, ...]] | None = None,
     elif data_specs:
         inputs = [_dims_from_data(spec, data_specs.get(spec.name)) for spec in inputs]
     for spec in inputs:
-        if spec.dtype != "float32":
+        if spec.dtype not in FLOAT_MODEL_INPUTS:  # token ids, masks and indices are integers in float models too
             raise InputError(f"{path}: input '{spec.name}' is {spec.dtype}; export needs a float32 model "
                              "(use 'edgeport check' for an already-quantized model)")
         check_tensor(f"{path}: input '{spec.name}'", spec.shape, spec.dtype)  # before anything is allocated
