@@ -36,6 +36,26 @@ def test_named_int64_inputs_from_the_data(tmp_path, text_data, quantize):
 
 
 @pytest.mark.e2e
+def test_onnx_source_with_int64_inputs_and_dims_from_the_data(tmp_path, text_data):
+    """An .onnx text model (int64 ids and mask, sequence length left dynamic) exports to ONNX
+    Runtime targets with the data keyed by input name, no --input-shape."""
+    first = tmp_path / "first"
+    assert run_cli("export", TEXT, "--target", "onnx", "--calib", str(text_data), "--out", str(first),
+                   "--runs", "2", "--warmup", "0").returncode == 0
+    source = onnx.load(str(first / "onnx" / "text.onnx"))
+    for value in source.graph.input:  # as exporters write them: batch and sequence dynamic
+        value.type.tensor_type.shape.dim[1].dim_param = "sequence"
+    model = tmp_path / "text.onnx"
+    onnx.save(source, str(model))
+    out = tmp_path / "out"
+    result = run_cli("export", str(model), "--target", "onnx,browser-ort", "--quantize", "dynamic-int8",
+                     "--calib", str(text_data), "--out", str(out), "--runs", "2", "--warmup", "0")
+    assert result.returncode == 0, result.stderr
+    for target in load_report(out)["targets"]:
+        assert target["checks"]["parity"]["cosine"] >= 0.99, target["target"]
+
+
+@pytest.mark.e2e
 def test_shapes_and_dtypes_by_name_from_flags(tmp_path, text_data):
     out = tmp_path / "out"
     result = run_cli("export", TEXT, "--target", "onnx", "--input-shape", "1,12", "--input-shape", "1,12",
