@@ -134,7 +134,9 @@ def _math(rng):
              helper.make_node("Exp", ["x"], ["e"]), helper.make_node("Log", ["e"], ["l"]),
              helper.make_node("Neg", ["l"], ["n"]), helper.make_node("Sum", ["n", "r", "sq", "cube"], ["s"]),
              helper.make_node("Max", ["s", "x"], ["m"]),
-             helper.make_node("ReduceSum", ["m", "axes"], ["y"], keepdims=1)]
+             helper.make_node("ReduceSum", ["m", "axes"], ["rs"], keepdims=1),
+             helper.make_node("ReduceL2", ["x", "axes"], ["l2"], keepdims=1),
+             helper.make_node("Add", ["rs", "l2"], ["y"])]
     return _model(nodes, [x], [_y()], inits)
 
 

@@ -243,9 +243,11 @@ def batch_norm(c: _Converter, node) -> None:
 @TFJS_OPS.register("ReduceMin")
 @TFJS_OPS.register("ReduceSum")
 @TFJS_OPS.register("ReduceProd")
+@TFJS_OPS.register("ReduceL2")
+@TFJS_OPS.register("ReduceSumSquare")
 def reduce(c: _Converter, node) -> None:
     at = c.attrs(node)
-    tf_op = {"GlobalAveragePool": "Mean", "ReduceMean": "Mean", "ReduceMin": "Min", "ReduceSum": "Sum",
+    tf_op = {"GlobalAveragePool": "Mean", "ReduceMean": "Mean", "ReduceMin": "Min", "ReduceSum": "Sum", "ReduceL2": "Sum", "ReduceSumSquare": "Sum",
              "ReduceProd": "Prod"}.get(node.op_type, "Max")
     rank = c.rank(node.input[0])
     if node.op_type.startswith("Global"):
@@ -264,8 +266,13 @@ def reduce(c: _Converter, node) -> None:
         else:
             axes = sorted(AXIS_NCHW_TO_NHWC[a] for a in axes)
     x = c.tensor(node.input[0], layout)
-    y = c.op(tf_op, node.name, [x, c.const(f"{node.name}/axes", np.array(axes))], keep_dims={"b": bool(keep)},
+    if node.op_type in ("ReduceL2", "ReduceSumSquare"):
+        x = c.op("Square", f"{node.name}/square", [x])
+    y = c.op(tf_op, node.name if not node.op_type == "ReduceL2" else f"{node.name}/sum",
+             [x, c.const(f"{node.name}/axes", np.array(axes))], keep_dims={"b": bool(keep)},
              Tidx=a_type("DT_INT32"))
+    if node.op_type == "ReduceL2":
+        y = c.op("Sqrt", node.name, [y])
     c.hold(node.output[0], y, layout if keep else "plain")
 
 
