@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -73,7 +74,8 @@ def run_cell(spec: dict) -> dict:
         report = edgeport.export(
             spec["source"], targets=[spec["target"]], recipe=edgeport.Recipe(quantize=spec["recipe"]), out=str(out),
             calib=spec["data"], input_shapes=spec.get("input_shapes"), input_dtype=spec.get("input_dtype", "float32"),
-            settings=edgeport.CheckSettings(runs=spec["runs"], warmup=1, threads=1), allow_mismatch=True)
+            settings=edgeport.CheckSettings(runs=spec["runs"], warmup=1, threads=1), allow_mismatch=True,
+            target_options=_options(spec["recipe"]))
     except InputError as exc:
         cell.update(status="refused", error=type(exc).__name__, message=_one_line(exc), stage=failed_stage(exc))
     except Exception as exc:  # noqa: BLE001 - every converter / runtime failure is a finding
@@ -81,7 +83,13 @@ def run_cell(spec: dict) -> dict:
     else:
         cell.update(_measurements(report.targets[0], out))
     cell["seconds"] = round(time.perf_counter() - started, 2)
+    shutil.rmtree(out.parent, ignore_errors=True)
     return cell
+
+
+def _options(recipe: str) -> dict:
+    """Target options of a cell: recipe none is fp32 everywhere (Core ML computes in fp16 unless asked)."""
+    return {"ios": {"precision": "fp32"}} if recipe == "none" else {}
 
 
 def run_group(spec: dict) -> list[dict]:
@@ -102,7 +110,7 @@ def run_group(spec: dict) -> list[dict]:
             spec["source"], targets=spec["targets"], recipe=edgeport.Recipe(quantize=spec["recipe"]), out=str(out),
             calib=spec["data"], input_shapes=spec.get("input_shapes"), input_dtype=spec.get("input_dtype", "float32"),
             settings=edgeport.CheckSettings(runs=spec["runs"], warmup=1, threads=1), allow_mismatch=True,
-            keep_going=True)
+            keep_going=True, target_options=_options(spec["recipe"]))
     except Exception as exc:  # noqa: BLE001 - the whole group failed before any target (loading, calibration)
         status = "refused" if isinstance(exc, InputError) else "failed"
         cells = [{**base, "target": t, "status": status, "error": type(exc).__name__, "message": _one_line(exc),
@@ -119,6 +127,7 @@ def run_group(spec: dict) -> list[dict]:
                 cell.update(_measurements(target, out))
             cells.append(cell)
     seconds = round((time.perf_counter() - started) / max(1, len(cells)), 2)
+    shutil.rmtree(out.parent, ignore_errors=True)
     return [{**c, "seconds": seconds, "grouped": True} for c in cells]
 
 
@@ -407,8 +416,11 @@ def main(argv=None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="zoo-data-"))
     cells = plan_cells(entries, recipes, targets, write_data(entries, folder, args.adapt_inputs),
                        args.adapt_inputs, args.runs)
+    others = []  # cells of the JSON this run does not plan (other models, recipes, targets): kept as they are
     if args.resume and args.json and Path(args.json).is_file():
         earlier = {(c["model"], c["recipe"], c["target"]): c for c in json.loads(Path(args.json).read_text())["cells"]}
+        planned = {(c["model"], c["recipe"], c["target"]) for c in cells}
+        others = [c for key, c in earlier.items() if key not in planned]
         for cell in cells:
             old = earlier.get((cell["model"], cell["recipe"], cell["target"]))
             if old and old.get("status") not in (None, "timeout") and "Cancelled" not in old.get("error", ""):
@@ -426,14 +438,17 @@ def main(argv=None) -> int:
               f"{cell['status']:<9} {cell.get('seconds', 0):>6.1f}s {extra}", flush=True)
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps({**meta, "cells": cells}, indent=1))
+            Path(args.json).write_text(json.dumps({**meta, "cells": cells + others}, indent=1))
 
     print(f"{len(entries)} models, {total} cells to export ({args.workers} worker(s), {args.timeout:.0f} s each at most)",
           flush=True)
-    (run_groups if args.grouped else run_cells)(cells, args.workers, args.timeout, on_done)
+    try:
+        (run_groups if args.grouped else run_cells)(cells, args.workers, args.timeout, on_done)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     print_all(cells, [e.name for e in entries], targets, recipes, meta)
     if args.json:
-        Path(args.json).write_text(json.dumps({**meta, "cells": cells}, indent=1))
+        Path(args.json).write_text(json.dumps({**meta, "cells": cells + others}, indent=1))
     return 0
 
 
