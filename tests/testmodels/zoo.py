@@ -71,20 +71,21 @@ def build_zoo() -> Zoo:
     return Zoo().eval()
 
 
-class Gelu(nn.Module):
-    """A layer whose ONNX graph has an op (Gelu) that edgeport's TF.js conversion lacks."""
+class Bilinear(nn.Module):
+    """A layer whose ONNX graph has an op (Einsum) that edgeport's TF.js conversion lacks."""
 
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(8, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.gelu(self.fc(x))
+        y = self.fc(x)
+        return torch.einsum("bi,bj->bij", y, y).flatten(1)
 
 
-def build_gelu() -> Gelu:
+def build_einsum() -> Bilinear:
     torch.manual_seed(0)
-    return Gelu().eval()
+    return Bilinear().eval()
 
 
 class Wide(nn.Module):
