@@ -260,7 +260,7 @@ def check_convertible(path, target: str) -> None:
     line naming the op, the node and the target."""
     from pathlib import Path
 
-    from edgeport.sources import read_onnx
+    from edgeport.onnx_file import read_onnx
 
     try:
         onnx2torch()

@@ -202,7 +202,7 @@ def check(model_path: str | os.PathLike, target: str, eval: str | None = None, r
     destination = Path(report_path) if report_path else default_check_report(path)
     check_report_file(destination, force)
     if chosen.format == "onnx":
-        from edgeport.sources import check_standard_ops, read_onnx
+        from edgeport.onnx_file import check_standard_ops, read_onnx
 
         check_standard_ops(read_onnx(path))
     with stage(f"loading {path}"):
