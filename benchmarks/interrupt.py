@@ -318,6 +318,8 @@ def main() -> int:
         print(f"edgeport export --config {args.config} --quiet: T = {T:.1f} s "
               f"({'a second, warm run; the first took ' + format(cold, '.1f') + ' s' if args.warm else 'the first run'}"
               f", exit {first['exit']}), {files} files, {size / 1e3:.1f} KB in the output folder")
+        if first["exit"] == 1:  # a budget or self-check failed: say which, the export itself is complete
+            print("  exit 1: " + "; ".join(ln.strip() for ln in first["stderr"].splitlines() if ln.strip())[:500])
         print(f"SIG{args.signal} to the {'process group' if to_group else 'edgeport process'} at k*T/{args.moments + 1}, "
               f"{recipe}; expect exit {expected}, one line, output unchanged, nothing left, no stray process")
         if args.keep:
