@@ -291,8 +291,30 @@ def test_a_static_shape_chain_on_a_dynamic_batch_folds_away_with_the_batch_pinne
     graph = convert(cleaned, {}, False)
     ops = {node["op"] for node in graph.nodes}
     assert "Shape" not in ops and "Fill" not in ops
-    assert notes and notes[0].startswith("batch dim fixed to 1 in the TF.js model")
+    assert notes and notes[0].startswith("input dims fixed in the TF.js model (x[0]=1)")
     assert graph.inputs[0][1] == [1, 4, 6, 6]
+
+
+def test_dynamic_image_dims_are_pinned_to_the_data_shapes_not_to_one():
+    """An .onnx source declared [batch, 4, h, w]: the TF.js graph takes the data's 6 x 6 (the model's
+    input spec), the batch stays dynamic when nothing reads shapes and is pinned to 1 when something does."""
+    from edgeport.tensors import TensorSpec
+
+    specs = [TensorSpec("x", (None, 4, 6, 6), "float32")]
+    for chain, expected in ((True, ["x[0]=1", "x[2]=6", "x[3]=6"]), (False, ["x[2]=6", "x[3]=6"])):
+        model = _dynamic_batch_shape_chain(np.random.default_rng(RNG_SEED))
+        dims = model.graph.input[0].type.tensor_type.shape.dim
+        dims[2].dim_param, dims[3].dim_param = "h", "w"
+        if not chain:  # keep only the conv: nothing reads a shape
+            conv = model.graph.node[0]
+            del model.graph.node[:]
+            model.graph.node.extend([conv, helper.make_node("Relu", ["c"], ["y"])])
+            del model.graph.output[:]
+            model.graph.output.extend([helper.make_tensor_value_info("y", F, None)])
+        cleaned, notes = _cleaned(model, specs)
+        assert notes and f"({', '.join(expected)})" in notes[0]
+        graph = convert(cleaned, {}, False)
+        assert list(graph.inputs[0][1])[1:] == [4, 6, 6]
 
 
 def test_int64_inputs_become_int32_placeholders_in_the_signature(tmp_path):

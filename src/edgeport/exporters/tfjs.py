@@ -122,7 +122,7 @@ class TFJSExporter(Exporter):
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         storage = self.options(job.options, target).tfjs_weights or self.handler(job.recipe)
-        onnx_model, cleanup_notes = _cleaned(job.model.onnx_model())
+        onnx_model, cleanup_notes = _cleaned(job.model.onnx_model(), job.model.inputs)
         graph = convert(onnx_model, job.plan.weights, int8_weights=storage == "int8")
         metadata = {"recipe": job.recipe.describe(), "weights": storage, "source": source_label(job.model.source),
                     "planned_weights": graph.planned}
@@ -139,7 +139,7 @@ class TFJSExporter(Exporter):
         # the float build: α and δ compare with TF.js float32 on the same backend, not with ONNX
         baseline = Path(tempfile.mkdtemp(prefix=".baseline-", dir=path.parent.parent)) / path.name
         baseline.mkdir()
-        float_graph = convert(_cleaned((job.original or job.uncompressed).onnx_model())[0]
+        float_graph = convert(_cleaned((job.original or job.uncompressed).onnx_model(), job.model.inputs)[0]
                               if job.original or job.uncompressed else onnx_model, {}, False)
         write_graph_model(float_graph, baseline, "float32", {"recipe": "fp32 baseline", "weights": "float32"})
         return Artifact(target.name, self.format, path, job.recipe.describe(), notes=notes, baseline=baseline)
@@ -187,14 +187,15 @@ class TFJSExporter(Exporter):
                 "storage": "int8 integers in TF.js's uint8 format (q + 128)"}
 
 
-def _cleaned(onnx_model) -> tuple[object, list[str]]:
+def _cleaned(onnx_model, specs=()) -> tuple[object, list[str]]:
     """The graph after edgeport's clean-up (`edgeport.graph_cleanup`: static shape chains folded,
     identities removed; weights keep their names, so the plan still finds them), and a note when
     the clean-up's package is not installed.
 
     A graph that still reads the shape of a tensor (`Shape`, typically of the dynamic batch dim:
     attention heads reshaped to [batch, tokens, heads, dim]) or holds an RNN (unrolled over a known
-    sequence length) gets its unknown input dims pinned to 1
+    sequence length) gets its unknown input dims pinned: the batch to 1, any other dim to the
+    model's input spec (`specs`: the data's shapes for an `.onnx` source with dynamic image sizes)
     and is cleaned again, until nothing more folds: a TF.js graph model of one sample then, rather
     than shape arithmetic on int32 tensors in the page."""
     from edgeport.errors import MissingDependencyError
@@ -205,9 +206,11 @@ def _cleaned(onnx_model) -> tuple[object, list[str]]:
     except MissingDependencyError as exc:
         return onnx_model, [f"graph converted as given, without clean-up: {exc}"]
     notes = []
-    if _reads_shapes(cleaned) and _pin_unknown_dims(cleaned):
-        notes.append("batch dim fixed to 1 in the TF.js model: the graph computes shapes from it "
-                     "or unrolls an RNN")
+    pinned = _pin_unknown_dims(cleaned, {spec.name: spec.shape for spec in specs}, all_dims=_reads_shapes(cleaned))
+    if pinned:
+        notes.append(f"input dims fixed in the TF.js model ({', '.join(pinned)}): the sizes of the check's "
+                     "data; TF.js graphs take static sizes for image resizes, shape arithmetic and unrolled RNNs")
+        cleaned = clean(cleaned)
     for _ in range(MAX_CLEANUPS):  # one clean-up can leave chains that the next one folds
         if not any(node.op_type in ("Shape", "Size") for node in cleaned.graph.node):
             break
@@ -227,15 +230,19 @@ def _reads_shapes(onnx_model) -> bool:
     return any(node.op_type in SHAPE_READERS for node in onnx_model.graph.node)
 
 
-def _pin_unknown_dims(onnx_model) -> bool:
-    """Set every unknown input dim to 1 (in place) and forget the inferred shapes that depended on
-    it; True when a dim was pinned."""
-    pinned = False
+def _pin_unknown_dims(onnx_model, shapes: dict[str, tuple], all_dims: bool) -> list[str]:
+    """Set unknown input dims (in place) to their size in `shapes` (input name -> dims, `None` for
+    the dynamic batch) and, with `all_dims`, every other unknown dim (the batch) to 1; forget the
+    inferred shapes that depended on them. One "name[axis]=size" per pinned dim."""
+    pinned = []
     for value in onnx_model.graph.input:
-        for dim in value.type.tensor_type.shape.dim:
-            if not dim.HasField("dim_value"):
-                dim.dim_value = 1
-                pinned = True
+        known = shapes.get(value.name, ())
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            size = known[axis] if axis < len(known) else None
+            if dim.HasField("dim_value") or not (size or all_dims):
+                continue
+            dim.dim_value = size or 1
+            pinned.append(f"{value.name}[{axis}]={size or 1}")
     if pinned:
         for value in onnx_model.graph.output:
             for dim in value.type.tensor_type.shape.dim:

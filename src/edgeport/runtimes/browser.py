@@ -302,11 +302,11 @@ class BrowserSession:
             self.load_ms: float = info["load_ms"]
             self.threads: int = info["threads"]
             self._specs(info)
-            zeros = {s.name: np.zeros(s.concrete_shape(1), s.dtype) for s in self.inputs}
-            ms, outputs = self._run(zeros)
-            self.first_run_ms: float = ms
-            self.outputs = [s if s.shape or o.ndim == 0 else TensorSpec(s.name, o.shape, str(o.dtype))
-                            for s, o in zip(self.outputs, outputs)]
+            # the first inference, timed: on zeros now when every size but the batch is known, else
+            # on the first real feed (an image model of any size: zeros of size 1 may not even run)
+            self.first_run_ms: float | None = None
+            if all(d is not None for spec in self.inputs for d in spec.shape[1:]):
+                self._run({s.name: np.zeros(s.concrete_shape(1), s.dtype) for s in self.inputs})
         except BaseException:
             self.close()
             raise
@@ -355,7 +355,12 @@ class BrowserSession:
 
     def _run(self, feeds: dict[str, np.ndarray]) -> tuple[float, list[np.ndarray]]:
         reply = self._call("run", {"feeds": self._feeds(feeds), "outputs": self._output_keys})
-        return reply["ms"], [_decode(t) for t in reply["outputs"]]
+        outputs = [_decode(t) for t in reply["outputs"]]
+        if self.first_run_ms is None:
+            self.first_run_ms = reply["ms"]
+            self.outputs = [s if s.shape or o.ndim == 0 else TensorSpec(s.name, o.shape, str(o.dtype))
+                            for s, o in zip(self.outputs, outputs)]
+        return reply["ms"], outputs
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run once; outputs in the order of `self.outputs`."""
@@ -364,6 +369,8 @@ class BrowserSession:
     def time_runs(self, feeds: dict[str, np.ndarray], runs: int, warmup: int) -> list[float]:
         """Seconds per inference, timed in the page with performance.now() around one inference
         including reading its outputs back; `warmup` untimed runs first."""
+        if self.first_run_ms is None:
+            self._run(feeds)
         times = self._call("time", {"feeds": self._feeds(feeds), "outputs": self._output_keys,
                                     "runs": runs, "warmup": warmup})
         return [ms / 1000 for ms in times]
