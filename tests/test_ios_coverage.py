@@ -372,6 +372,22 @@ class PReLU1d(torch.nn.Module):
         return self.act(self.conv(x))
 
 
+class ConvGru(torch.nn.Module):
+    """Conv1d then a GRU: coremltools writes the GRU's unused zeros as a const named like the conv
+    weight before it (the evaluator binds consts in program order)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Sequential(torch.nn.Conv1d(8, 6, 3, stride=2, padding=1), torch.nn.BatchNorm1d(6),
+                                        torch.nn.ReLU(), torch.nn.Conv1d(6, 6, 3, stride=2, padding=1))
+        self.gru = torch.nn.GRU(6, 5, batch_first=True)
+        self.classifier = torch.nn.Linear(5, 3)
+
+    def forward(self, x):
+        steps, _ = self.gru(self.conv(x).transpose(1, 2))
+        return self.classifier(steps[:, -1])
+
+
 class Step(torch.nn.Module):
     """torch.heaviside: ONNX gets PyTorch's decomposition, coremltools has no conversion for it."""
 
@@ -395,8 +411,8 @@ def _seeded(cls):
     return factory
 
 
-channel_shuffle, masked_mean, prelu_1d, with_step = (_seeded(c) for c in (ChannelShuffle, MaskedMean, PReLU1d,
-                                                                          WithStep))
+channel_shuffle, masked_mean, prelu_1d, with_step, conv_gru = (
+    _seeded(c) for c in (ChannelShuffle, MaskedMean, PReLU1d, WithStep, ConvGru))
 
 
 def _export_ios(tmp_path, factory: str, shape):
@@ -414,7 +430,7 @@ def _export_ios(tmp_path, factory: str, shape):
 @needs_coremltools
 @pytest.mark.e2e
 @pytest.mark.parametrize("factory, shape", [("channel_shuffle", (1, 4, 6, 6)), ("masked_mean", (1, 5, 8)),
-                                            ("prelu_1d", (1, 3, 16))])
+                                            ("prelu_1d", (1, 3, 16)), ("conv_gru", (1, 8, 12))])
 def test_rewritten_ops_convert_and_match_pytorch(tmp_path, factory, shape):
     target = _export_ios(tmp_path, factory, shape)
     parity = target.values("parity")

@@ -82,11 +82,12 @@ class _Block:
     def __init__(self, block, unsupported: list):
         inputs = block.inputs.values() if isinstance(block.inputs, dict) else block.inputs  # a function's are named
         self.inputs = [v.name for v in inputs]
-        self.consts = {}
         self.plan = []
         for op in block.operations:
             if op.op_type == "const":
-                self.consts[op.outputs[0].name] = op.outputs[0].val
+                # bound in program order, as a step: coremltools can write two consts of the same
+                # name (a GRU's unused zeros after a weight), and the later must not shadow the earlier
+                self.plan.append(("const", op.name, op.outputs[0].val, [(op.outputs[0].name, None)], []))
             elif op.op_type in CONTROL_FLOW:
                 self.plan.append(_compile(op, [_Block(b, unsupported) for b in op.blocks]))
             elif op.op_type in MIL_OPS:
@@ -106,8 +107,11 @@ def _compile(op, blocks: list[_Block]):
 
 def _run_block(block: _Block, env: dict[str, np.ndarray], inputs=()) -> list[np.ndarray]:
     """Run `block` in a scope that sees `env` (the enclosing values) and binds its inputs; its outputs."""
-    scope = {**env, **block.consts, **dict(zip(block.inputs, inputs))}
+    scope = {**env, **dict(zip(block.inputs, inputs))}
     for op_type, name, params, outputs, blocks in block.plan:
+        if op_type == "const":
+            scope[outputs[0][0]] = params
+            continue
         args = {k: ([scope[n] for n in v] if isinstance(v, list) else scope[v]) for k, v in params.items()}
         if blocks:
             results = CONTROL_FLOW[op_type](blocks, scope, **args)
