@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from conftest import CALIB, DIGITS, EVAL, needs_torch, run_cli
+from conftest import CALIB, DIGITS, EVAL, ROOT, needs_torch, run_cli
 
 
 @pytest.fixture
@@ -168,10 +168,17 @@ def test_bad_options(out, float_onnx, args, message):
     assert_clean_failure(run_cli("export", str(float_onnx), "--out", str(out), *args), message, before, out)
 
 
-def test_source_a_target_cannot_start_from_is_refused_with_reason(out, float_onnx):
+def test_source_a_target_cannot_start_from_is_refused_with_reason(out):
+    before = _snapshot(out)
+    tflite = ROOT / "tests" / "data" / "mlperf-tiny" / "kws_ref_model.tflite"
+    result = run_cli("export", str(tflite), "--target", "android", "--out", str(out))
+    assert_clean_failure(result, "an existing .tflite file exports to Cortex-M targets only", before, out)
+
+
+def test_a_float_recipe_for_the_c_library_is_refused_with_reason(out, float_onnx):
     before = _snapshot(out)
     result = run_cli("export", str(float_onnx), "--target", "cortex-m4", "--out", str(out))
-    assert_clean_failure(result, "cortex-m4: the C library starts from an int8 TFLite model", before, out)
+    assert_clean_failure(result, "cortex-m4: the C library runs int8 kernels", before, out)
 
 
 @pytest.mark.parametrize("source,message", [

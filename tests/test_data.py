@@ -64,3 +64,29 @@ def test_ort_missing_kernel_is_named_with_its_node(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == ("edgeport: error: unsupported op 'Acosh' at node 'acosh_node': "
                                      "onnxruntime has no kernel for it")
+
+
+STATEFUL = [TensorSpec("input", (None, 16), "float32"), TensorSpec("state", (2, None, 4), "float32"),
+            TensorSpec("sr", (), "int64")]
+
+
+def test_inputs_without_a_batch_axis_first_are_given_whole_per_sample(tmp_path):
+    """A recurrent state [2, batch, 4] and a scalar sample rate (silero-vad's inputs): their arrays
+    are [N, *shape], one whole tensor per sample, next to a batched [N, 16] input."""
+    from edgeport.tensors import fit_feeds
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "vad.npz", input=rng.random((3, 16)), state=rng.random((3, 2, 1, 4)), sr=np.full(3, 16000))
+    data = load_dataset(str(tmp_path / "vad.npz"), STATEFUL)
+    assert len(data) == 3 and data.feeds["sr"].dtype == np.int64
+    one = fit_feeds(next(data.batches(1)), STATEFUL)
+    assert one["input"].shape == (1, 16) and one["state"].shape == (2, 1, 4) and one["sr"].shape == ()
+    assert isinstance(one["sr"], np.ndarray)  # a 0-d array (runtimes refuse NumPy scalars)
+
+
+def test_a_whole_input_of_the_wrong_shape_names_the_shape_it_needs(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "vad.npz", input=rng.random((3, 16)), state=rng.random((3, 1, 4)), sr=np.full(3, 16000))
+    with pytest.raises(InputError, match=r"array for input 'state' has shape \[3, 1, 4\], model expects "
+                                         r"\[N,2,\?,4\] \(input shape \[2, None, 4\] has no batch axis first"):
+        load_dataset(str(tmp_path / "vad.npz"), STATEFUL)

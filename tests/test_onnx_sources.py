@@ -246,3 +246,59 @@ def test_an_lstm_onnx_source_exports_to_android(tmp_path):
     assert result.returncode == 0, result.stderr
     target = load_report(out)["targets"][0]
     assert target["status"] == "exported" and target["checks"]["parity"]["cosine"] >= MIN_COSINE["none"], target
+
+
+@pytest.fixture(scope="module")
+def stateful_onnx(tmp_path_factory):
+    """A streaming model shaped like silero-vad's: a chunk [batch, 16], a recurrent state
+    [2, batch, 4] (batch on axis 1) and a scalar int64 sample rate in; a score and the next state
+    out. Data: a few chunks with the state the model itself carries between them."""
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj, self.head = nn.Linear(16, 4), nn.Linear(4, 1)
+
+        def forward(self, input, state, sr):
+            h = torch.tanh(self.proj(input * (sr.float() / 16000.0)))
+            new = torch.tanh(state + h.unsqueeze(0))
+            return torch.sigmoid(self.head(new.sum(0))), new
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    folder = tmp_path_factory.mktemp("stateful")
+    path = folder / "stateful.onnx"
+    sr = torch.tensor(16000)
+    torch.onnx.export(net, (torch.randn(1, 16), torch.zeros(2, 1, 4), sr), str(path), dynamo=False, opset_version=17,
+                      input_names=["input", "state", "sr"], output_names=["output", "stateN"],
+                      dynamic_axes={"input": {0: "batch"}, "state": {1: "batch"}})
+    chunks = torch.randn(12, 1, 16)
+    states, state = [], torch.zeros(2, 1, 4)
+    with torch.no_grad():
+        for chunk in chunks:
+            states.append(state.numpy())
+            state = net(chunk, state, sr)[1]
+    calib = folder / "calib.npz"
+    np.savez(calib, input=chunks[:, 0].numpy(), state=np.stack(states), sr=np.full(len(chunks), 16000, np.int64))
+    return path, calib
+
+
+@pytest.mark.e2e
+def test_a_state_and_a_scalar_input_reach_every_target(stateful_onnx, tmp_path):
+    """Inputs without a batch axis first are fed whole per sample everywhere: the float reference,
+    ONNX Runtime, LiteRT, the MIL evaluator (Core ML takes the scalar as [1] and renames 'state',
+    a reserved MIL name) and both browser runtimes."""
+    path, calib = stateful_onnx
+    out = tmp_path / "out"
+    targets = "onnx,android,ios,browser-tfjs,browser-ort"
+    result = run_cli("export", str(path), "--target", targets, "--calib", str(calib), "--ios-precision", "fp32",
+                     "--runs", "2", "--warmup", "1", "--out", str(out), cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    report = {t["target"]: t for t in load_report(out)["targets"]}
+    assert set(report) == set(targets.split(","))
+    for name, target in report.items():
+        assert target["checks"]["parity"]["cosine"] >= MIN_COSINE["none"], (name, target["checks"]["parity"])
+    notes = " ".join(report["ios"]["notes"])
+    assert "state -> state_workaround" in notes and "scalar input(s) sr take shape [1]" in notes

@@ -60,7 +60,7 @@ def random_dataset(inputs: list[TensorSpec], count: int, seed: int = 0) -> Datas
     rng = np.random.default_rng(seed)
     feeds = {}
     for spec in inputs:
-        shape = (count, *spec.concrete_shape(1)[1:])
+        shape = (count, *(spec.concrete_shape(1)[1:] if spec.batched else spec.concrete_shape(1)))
         if np.issubdtype(np.dtype(spec.dtype), np.integer):
             info = np.iinfo(spec.dtype)
             feeds[spec.name] = rng.integers(info.min, info.max + 1, shape).astype(spec.dtype)
@@ -139,15 +139,15 @@ def _match_inputs(raw: dict[str, np.ndarray], inputs: list[TensorSpec], spec: st
         raise InputError(f"{what} {spec}: arrays {sorted(raw)} do not match the model inputs ({names})")
     feeds = {}
     for s in inputs:
-        if s.shape and s.shape[0] not in (None, 1):
-            raise InputError(f"{what} {spec}: model input '{s.name}' has a fixed batch of {s.shape[0]}; edgeport "
-                             "runs one sample at a time: give a model with batch 1 or a dynamic batch")
         array = np.asarray(chosen[s.name])
-        want = s.shape[1:]
-        if array.ndim != len(s.shape) or any(d is not None and d != a for d, a in zip(want, array.shape[1:])):
-            shape = "[N," + ",".join("?" if d is None else str(d) for d in want) + "]"
+        # a batched input's array is [N, *shape[1:]]; one taken whole per sample (a scalar, or a
+        # state whose batch axis is not first) is [N, *shape]
+        want = s.shape[1:] if s.batched else s.shape
+        if array.ndim != len(want) + 1 or any(d is not None and d != a for d, a in zip(want, array.shape[1:])):
+            shape = "[N" + "".join("," + ("?" if d is None else str(d)) for d in want) + "]"
+            whole = "" if s.batched else f" (input shape {list(s.shape)} has no batch axis first: one whole array per sample)"
             raise InputError(f"{what} {spec}: array for input '{s.name}' has shape {list(array.shape)}, "
-                             f"model expects {shape}")
+                             f"model expects {shape}{whole}")
         if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
             raise InputError(f"{what} {spec}: array for input '{s.name}' has dtype {array.dtype}, not numeric")
         feeds[s.name] = np.ascontiguousarray(array, dtype=np.dtype(s.dtype))

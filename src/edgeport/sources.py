@@ -30,7 +30,7 @@ from edgeport.model import FloatModel
 from edgeport.onnx_file import read_onnx
 from edgeport.params import ParamMap
 from edgeport.quiet import quiet_python
-from edgeport.tensors import TensorSpec
+from edgeport.tensors import TensorSpec, fit_feeds
 
 _NUMPY_OF_ONNX = {1: "float32", 10: "float16", 11: "float64", 3: "int8", 2: "uint8", 6: "int32", 7: "int64"}
 _FACTORY_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -178,7 +178,7 @@ def load_onnx(path: Path, input_shapes: list[tuple[int, ...]] | None = None,
     onnx_bytes = model.SerializeToString()  # external data inlined: the model as validated
     session = OrtSession(str(path), threads=1, model_bytes=onnx_bytes)
     _trial_run(session.run, inputs, path, "onnxruntime")
-    fixed_batch = any(spec.shape and spec.shape[0] == 1 for spec in inputs)
+    fixed_batch = any(not spec.batched or spec.shape[0] == 1 for spec in inputs)
     return FloatModel(
         name=path.stem, onnx_bytes=onnx_bytes, inputs=inputs, outputs=outputs,
         reference=_one_at_a_time(session.run) if fixed_batch else session.run, reference_kind="onnxruntime fp32",
@@ -420,8 +420,9 @@ def _from_torch(module, ref: str, name: str, input_shapes, input_dtypes: list[st
     inits = {i.name for i in model.graph.initializer}
 
     def run_torch(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        feeds = fit_feeds(feeds, inputs)
         with torch.no_grad():
-            out = module(*(torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in inputs))
+            out = module(*(torch.from_numpy(np.array(feeds[s.name], order="C")) for s in inputs))
         outs = out if isinstance(out, (tuple, list)) else [out]
         return [o.detach().numpy() for o in outs]
 
@@ -432,9 +433,8 @@ def _from_torch(module, ref: str, name: str, input_shapes, input_dtypes: list[st
         parts = [run_torch({k: v[i:i + 1] for k, v in feeds.items()}) for i in range(count)]
         return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
 
-    batched = _accepts_batch(module, examples)
-
     inputs = _specs(model.graph.input, inits)
+    batched = all(spec.batched for spec in inputs) and _accepts_batch(module, examples)
     return FloatModel(name=name, onnx_bytes=onnx_bytes, inputs=inputs, outputs=_specs(model.graph.output),
                       reference=reference, reference_kind="pytorch", layers=layers, source=ref,
                       torch_module=module, example_inputs=examples, learned_qparams=_learned_qparams(module, ref),

@@ -23,6 +23,25 @@ class TensorSpec:
     def concrete_shape(self, batch: int = 1) -> tuple[int, ...]:
         return tuple(batch if d is None else d for d in self.shape)
 
+    @property
+    def batched(self) -> bool:
+        """Axis 0 is the sample axis (dynamic or 1). Otherwise the input is taken whole per sample: a
+        scalar (a sample rate) or a tensor whose batch is elsewhere (a recurrent state [2, batch, 128]),
+        and data gives it as [N, *shape]."""
+        return bool(self.shape) and self.shape[0] in (None, 1)
+
+
+def fit_feeds(feeds: dict[str, np.ndarray], specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+    """`feeds` as a session takes them. Data carries a leading sample axis on every input; for one
+    sample of an input taken whole (not `batched`) that axis is dropped, so [1, 2, 1, 128] feeds a
+    [2, 1, 128] state and [1] a scalar."""
+    fitted = dict(feeds)
+    for spec in specs:
+        value = fitted.get(spec.name)
+        if value is not None and np.ndim(value) == len(spec.shape) + 1 and np.shape(value)[0] == 1:
+            fitted[spec.name] = np.asarray(value)[0, ...]  # a 0-d array, not a NumPy scalar
+    return fitted
+
 
 Timing = Literal["wall", "self", "estimate"]
 

@@ -61,16 +61,13 @@ class CExporter(Exporter):
     format = "c"
     suffix = ""
     takes_tflite = True
+    # an .onnx source becomes a PyTorch module first, as for android (the int8 .tflite comes from there)
+    needs_torch_source = True
     options_type = McuOptions
     float_layers = False  # int8 kernels only
     # the int8 model is made by the android exporter's int8 path; every other scheme is refused
     schemes = {cls: Refuse(INT8_ONLY.format(cls.name)) for cls in SCHEMES if cls is not Int8Static}
     schemes[Int8Static] = "int8"
-
-    def check_source(self, source: str, target: Target, recipe: Recipe | None = None) -> None:
-        if source.endswith(".onnx"):
-            raise InputError(f"{target.name}: the C library starts from an int8 TFLite model, made from the "
-                             "PyTorch model; give a module:factory or .pt2 source, or an int8 .tflite file")
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         from edgeport.mcu.compiler.codegen import generate_c_array, generate_library

@@ -247,7 +247,9 @@ class CoreMLExporter(Exporter):
             job = torch_job(job)
             model = job.model
             # the uncompressed module: Core ML stores pruning and palettes in its own compressed formats
-            traced = _trace((job.uncompressed or model).torch_module, model.example_inputs)
+            module, examples, shapes = _rank_one_scalars((job.uncompressed or model).torch_module,
+                                                         model.example_inputs, model.inputs)
+            traced = _trace(module, examples)
             settings = dict(convert_to="mlprogram", skip_model_load=True,
                             minimum_deployment_target=getattr(ct.target, options.deployment_target),
                             compute_precision=ct.precision.FLOAT16 if options.precision == "fp16"
@@ -255,12 +257,19 @@ class CoreMLExporter(Exporter):
             io_dtype = {"outputs": [ct.TensorType(name=s.name, dtype=np.float32) for s in model.outputs]} \
                 if options.ios_version >= 16 else {}
             try:
-                mlmodel = ct.convert(traced, inputs=[ct.TensorType(name=s.name, shape=s.concrete_shape(1),
-                                                                   dtype=np.float32) for s in model.inputs],
+                mlmodel = ct.convert(traced, inputs=[ct.TensorType(name=s.name, shape=shape, dtype=np.float32)
+                                                     for s, shape in zip(model.inputs, shapes)],
                                      **io_dtype, **settings)
             except Exception as exc:  # noqa: BLE001 - the converter's errors name the torch op
                 _raise_conversion_error(exc, traced)
             notes = [f"deployment target {options.deployment_target}, compute precision {options.precision}"]
+            renamed = [f"{s.name} -> {f.name}" for s, f in zip(model.inputs, mlmodel.get_spec().description.input)
+                       if s.name != f.name]
+            if renamed:
+                notes.append(f"inputs renamed by coremltools (reserved or invalid MIL names): {', '.join(renamed)}")
+            scalars = [s.name for s in model.inputs if not s.shape]
+            if scalars:
+                notes.append(f"scalar input(s) {', '.join(scalars)} take shape [1] (Core ML has no rank-0 inputs)")
             program = mlmodel._mil_program
             calibrated = None
             if row.w8a8:  # calibrate the float graph before touching weights
@@ -365,6 +374,27 @@ def _stored_bytes(var, value: np.ndarray) -> int:
     if types.is_tensor(var.sym_type) and types.is_sub_byte(var.dtype):
         return -(-value.size * var.dtype.get_bitwidth() // 8)
     return value.nbytes
+
+
+def _rank_one_scalars(module, examples, specs):
+    """Core ML inputs have rank 1 or more: a module whose scalar inputs (a sample rate) are taken
+    as shape [1] and read back as scalars; its example inputs and the Core ML input shapes."""
+    import torch
+
+    shapes = [s.concrete_shape(1) or (1,) for s in specs]
+    scalar = [not s.shape for s in specs]
+    if not any(scalar):
+        return module, examples, shapes
+
+    class RankOneScalars(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = module
+
+        def forward(self, *xs):
+            return self.model(*(x.reshape(()) if flag else x for x, flag in zip(xs, scalar)))
+
+    return RankOneScalars().eval(), tuple(x.reshape(1) if flag else x for x, flag in zip(examples, scalar)), shapes
 
 
 def _trace(module, example_inputs):

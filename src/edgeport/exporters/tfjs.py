@@ -206,7 +206,11 @@ def _cleaned(onnx_model, specs=()) -> tuple[object, list[str]]:
     except MissingDependencyError as exc:
         return onnx_model, [f"graph converted as given, without clean-up: {exc}"]
     notes = []
-    pinned = _pin_unknown_dims(cleaned, {spec.name: spec.shape for spec in specs}, all_dims=_reads_shapes(cleaned))
+    # an input taken whole per sample (a recurrent state [2, batch, 128]) makes the model run one
+    # sample at a time anyway: every batch dim is 1 then
+    whole = any(not spec.batched for spec in specs)
+    pinned = _pin_unknown_dims(cleaned, {spec.name: spec.shape if spec.batched else spec.concrete_shape(1)
+                                         for spec in specs}, all_dims=whole or _reads_shapes(cleaned))
     if pinned:
         notes.append(f"input dims fixed in the TF.js model ({', '.join(pinned)}): the sizes of the check's "
                      "data; TF.js graphs take static sizes for image resizes, shape arithmetic and unrolled RNNs")

@@ -31,6 +31,7 @@ from edgeport.quantizers.plan import QuantPlan, WeightParams
 from edgeport.quiet import quiet
 from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt8
 from edgeport.targets import Target
+from edgeport.tensors import fit_feeds
 from edgeport.targets.options import AndroidOptions
 
 
@@ -241,10 +242,12 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
     program = torch.export.export(model.torch_module, model.example_inputs)
     explicit_channel_broadcasts(program)
     prepared = prepare_pt2e(program.module(), quantizer)
+    _drop_integer_observers(prepared)
     data = job.calib.take(job.recipe.calib_samples)
     with torch.no_grad():
         for i in range(len(data)):  # the exported program is fixed at batch 1
-            prepared(*(torch.from_numpy(v[i:i + 1]) for v in data.feeds.values()))
+            sample = fit_feeds({k: v[i:i + 1] for k, v in data.feeds.items()}, model.inputs)
+            prepared(*(torch.from_numpy(np.array(v, order="C")) for v in sample.values()))
     counts = _override_observers(prepared, job.plan, _weights_by_name(prepared, model.params, job.plan),
                                  planned_weights_by_rule(model.onnx_model(), job.plan))
     converted = convert_pt2e(prepared, fold_quantize=False)
@@ -254,6 +257,27 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
              + (f", {counts['activations_rule']} by its rule (range not in the plan)" if counts["activations_rule"] else ""),
              "int8 input and output (scale and zero point in the model's I/O tensors)"]
     return _convert(converted, model.example_inputs, QuantConfig(pt2e_quantizer=quantizer)), notes
+
+
+def _drop_integer_observers(prepared) -> int:
+    """Remove, in place, the observers PT2E puts on integer tensors (an int64 sample rate that an
+    op reads): an integer is not quantized, and the histogram observer cannot take one."""
+    import torch
+
+    graph, dropped = prepared.graph, 0
+    for node in list(graph.nodes):
+        if node.op != "call_module" or not node.args or not isinstance(node.args[0], torch.fx.Node):
+            continue
+        if "activation_post_process" not in str(node.target):
+            continue
+        value = node.args[0].meta.get("val")
+        if isinstance(value, torch.Tensor) and not value.dtype.is_floating_point:
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+            dropped += 1
+    if dropped:
+        prepared.recompile()
+    return dropped
 
 
 def _aeq_static(job: ExportJob, float_model: bytes, float_io: bool) -> tuple[bytes, list[str]]:
@@ -274,7 +298,8 @@ def _aeq_static(job: ExportJob, float_model: bytes, float_io: bool) -> tuple[byt
     key = next(iter(signatures))
     names = signatures[key]["inputs"]
     data = job.calib.take(job.recipe.calib_samples)
-    samples = [{n: v[i:i + 1] for n, v in zip(names, data.feeds.values())} for i in range(len(data))]
+    samples = [{n: v for n, v in zip(names, fit_feeds({k: a[i:i + 1] for k, a in data.feeds.items()}, job.model.inputs).values())}
+               for i in range(len(data))]
     qt = quantizer.Quantizer(float_model)
     qt.load_quantization_recipe(config)
     ranges = qt.calibrate({key: samples})  # gives the tensors it quantizes; its ranges are averaged

@@ -33,7 +33,7 @@ from typing import Self
 import numpy as np
 
 from edgeport.errors import InputError, RuntimeGap
-from edgeport.tensors import TensorSpec
+from edgeport.tensors import TensorSpec, fit_feeds
 
 BACKENDS = ("tfjs-cpu", "tfjs-wasm", "ort-wasm")
 
@@ -246,7 +246,8 @@ def shared_browser():
 
 
 def _encode(array: np.ndarray, dtype: str) -> dict:
-    data = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<"))
+    # np.array, not np.ascontiguousarray: that makes a scalar (a sample rate) an array of shape [1]
+    data = np.array(array, dtype=np.dtype(dtype).newbyteorder("<"), order="C")
     return {"dtype": dtype, "shape": list(data.shape), "b64": base64.b64encode(data.tobytes()).decode("ascii")}
 
 
@@ -351,6 +352,7 @@ class BrowserSession:
         missing = [s.name for s in self.inputs if s.name not in feeds]
         if missing:
             raise InputError(f"missing input(s) {', '.join(missing)} (the model takes: {', '.join(s.name for s in self.inputs)})")
+        feeds = fit_feeds(feeds, self.inputs)
         return {key: _encode(feeds[s.name], s.dtype) for key, s in zip(self._input_keys, self.inputs)}
 
     def _run(self, feeds: dict[str, np.ndarray]) -> tuple[float, list[np.ndarray]]:

@@ -15,7 +15,7 @@ import platform
 import numpy as np
 
 from edgeport.errors import InputError, RuntimeGap
-from edgeport.tensors import TensorSpec
+from edgeport.tensors import TensorSpec, fit_feeds
 from edgeport.quiet import quiet
 from edgeport.registry import Registry
 from edgeport.runtimes.mil_ops import OPS
@@ -181,6 +181,11 @@ class MilSession:
             names = ", ".join(f"'{t}' (node '{n}')" for t, n in self.unsupported[:5])
             raise RuntimeGap(f"the MIL evaluator does not support op {names}")
         env = {}
+        names = [spec.name for spec in self.inputs]
+        if any(n not in feeds for n in names) and len(feeds) == len(names):
+            # coremltools renames inputs that are not valid MIL names ('state', 'input.1'): by position
+            feeds = dict(zip(names, feeds.values()))
+        feeds = fit_feeds(feeds, self.inputs)
         for spec in self.inputs:
             dtype = _NUMPY.get(self._input_dtypes.get(spec.name) or "", np.float32)
             env[spec.name] = np.asarray(feeds[spec.name]).astype(dtype)

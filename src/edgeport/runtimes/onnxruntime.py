@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 
 from edgeport.errors import InputError, UnsupportedOpError
-from edgeport.tensors import TensorSpec
+from edgeport.tensors import TensorSpec, fit_feeds
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -66,7 +66,7 @@ class OrtSession:
         self._options.log_severity_level = 4
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self._session.run(None, feeds, self._options)
+        return self._session.run(None, fit_feeds(feeds, self.inputs), self._options)
 
 
 class OnnxRuntime:

@@ -231,7 +231,8 @@ def _check_int8(graph: Graph) -> None:
             dtypes = {graph.tensors[i].dtype for i in op.inputs[:2] if i >= 0}
             if "float32" in dtypes or "float16" in dtypes:
                 raise InputError(f"{graph.source} is a float model: the C library needs an int8 model — "
-                                 "export with --quantize int8 or give an int8 .tflite")
+                                 "export with --quantize int8 or give an int8 .tflite "
+                                 f"(op #{op.index} {op.name} reads {'/'.join(sorted(dtypes))})")
 
 
 def _interface(graph: Graph) -> _Interface:
