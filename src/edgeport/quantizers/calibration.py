@@ -72,8 +72,8 @@ def _calibrate(model, data: Dataset, method: str, percentile: float, batch_size:
     out_names = [s.name for s in session.outputs]
     index = {n: out_names.index(n) for n in names}
     passes = 1 if method == "minmax" else 2
-    if not all(spec.batched for spec in session.inputs):
-        batch_size = 1  # an input taken whole per sample (a scalar, a recurrent state): one at a time
+    if not all(spec.shape and spec.shape[0] is None for spec in session.inputs):
+        batch_size = 1  # a fixed batch of 1, or an input taken whole per sample (a state): one at a time
     batches = max(1, -(-len(data) // batch_size))
 
     lo = {n: np.inf for n in names}
