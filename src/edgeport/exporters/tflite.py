@@ -237,11 +237,37 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
 
     job = torch_job(job)  # the C library's int8 file comes here directly
     model = job.model
-    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=job.recipe.per_channel))
+    float_modules = {model.layers.get(node, node): node for node in job.plan.float_nodes}
+    seen: set[str] = set()  # module paths of the graph PT2E annotated
+    kept_float: set[str] = set()
+
+    class Quantizer(PT2EQuantizer):
+        """litert-torch's quantizer, leaving the plan's float layers unannotated: their ops read the
+        dequantized int8 values of the layer before and compute in float. (Its own
+        `set_module_name(name, None)` matches module paths with '_' read as '.', so it misses
+        'layer_1'; the plan's layers are matched here by the exact module path instead.)"""
+
+        def annotate(self, graph_module):
+            graph_module = super().annotate(graph_module)
+            for node in graph_module.graph.nodes:
+                path = _module_path(node)
+                seen.add(path)
+                if path in float_modules and node.meta.pop("quantization_annotation", None) is not None:
+                    kept_float.add(path)
+            return graph_module
+
+    quantizer = Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=job.recipe.per_channel))
 
     program = torch.export.export(model.torch_module, model.example_inputs)
     explicit_channel_broadcasts(program)
+    folded = _float_batch_norms_to_convs(program.graph_module, float_modules)
     prepared = prepare_pt2e(program.module(), quantizer)
+    # a float layer absent from the annotated graph was folded away (a BatchNorm into its conv:
+    # then the conv is float, `folded`); one present but never annotated is float already
+    missing = sorted(node for path, node in float_modules.items() if path not in seen and path not in folded)
+    if missing:
+        raise InputError(f"{len(missing)} float layer(s) of the plan not found in the PyTorch graph, so not "
+                         f"kept float in the int8 .tflite: {', '.join(missing[:5])}")
     _drop_integer_observers(prepared)
     data = job.calib.take(job.recipe.calib_samples)
     with torch.no_grad():
@@ -251,12 +277,46 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
     counts = _override_observers(prepared, job.plan, _weights_by_name(prepared, model.params, job.plan),
                                  planned_weights_by_rule(model.onnx_model(), job.plan))
     converted = convert_pt2e(prepared, fold_quantize=False)
-    notes = [f"int8 weights: {counts['weights']} with the recipe's scales"
+    notes = [f"kept in float: {', '.join(f'{float_modules[p]} ({p})' for p in sorted(kept_float))}"] if kept_float else []
+    notes += [f"int8 weights: {counts['weights']} with the recipe's scales"
              + (f", {counts['weights_rule']} by its rule" if counts["weights_rule"] else ""),
              f"int8 activations: {counts['activations']} observers with the recipe's numbers"
              + (f", {counts['activations_rule']} by its rule (range not in the plan)" if counts["activations_rule"] else ""),
              "int8 input and output (scale and zero point in the model's I/O tensors)"]
-    return _convert(converted, model.example_inputs, QuantConfig(pt2e_quantizer=quantizer)), notes
+    try:
+        return _convert(converted, model.example_inputs, QuantConfig(pt2e_quantizer=quantizer)), notes
+    except InputError as exc:
+        if not kept_float:
+            raise
+        # litert-torch's layout pass can fail on float ops between int8 ones (seen: an element-wise
+        # mul of a dequantized and a float tensor, transposed on one side only)
+        raise InputError(f"the int8 .tflite with {len(kept_float)} layer(s) kept in float (fallback / keep_float) "
+                         f"did not convert: {exc}") from None
+
+
+def _module_path(node) -> str:
+    """The innermost module path of an FX node ('features.3'), '' for nodes outside any module."""
+    stack = list(node.meta.get("nn_module_stack", {}).values())
+    return str(stack[-1][0]).removeprefix("L['self'].") if stack else ""
+
+
+BATCH_NORMS = ("batch_norm", "_native_batch_norm_legit")
+
+
+def _float_batch_norms_to_convs(graph_module, float_modules: dict[str, str]) -> set[str]:
+    """PT2E folds a BatchNorm into the convolution before it: for each float BatchNorm layer, its
+    convolution's module joins `float_modules` (in place), so the fused op stays float. The
+    BatchNorm module paths so handled."""
+    folded = set()
+    for node in graph_module.graph.nodes:
+        path = _module_path(node)
+        if path not in float_modules or not any(b in str(node.target) for b in BATCH_NORMS):
+            continue
+        source = node.args[0] if node.args else None
+        if source is not None and hasattr(source, "meta") and "conv" in str(source.target):
+            float_modules.setdefault(_module_path(source), float_modules[path])
+            folded.add(path)
+    return folded
 
 
 def _drop_integer_observers(prepared) -> int:
@@ -352,9 +412,10 @@ class TFLiteExporter(Exporter):
     schemes = {Float32: _fp32, Fp16: _fp16, DynamicInt8: _dynamic_int8, WeightOnlyInt8: _weight_only_int8,
                Int8Static: _static, Int16x8: _static}
     refusals = (
-        Refusal(lambda recipe, options: recipe.float_overrides and recipe.scheme.calibrated,
-                "keep_float is not written to TFLite by this edgeport version "
-                "(litert-torch's PT2E quantizer cannot leave a module float)"),
+        Refusal(lambda recipe, options: recipe.float_overrides and recipe.scheme.calibrated
+                and (recipe.scheme.activation_bits != 8 or options.io == "float"),
+                "float layers (keep_float, --fallback auto) are written to TFLite by the int8 path with "
+                "integer I/O (PT2E) only, not with float I/O or int16 activations (ai-edge-quantizer)"),
     )
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
