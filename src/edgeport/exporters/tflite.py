@@ -240,6 +240,7 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
     float_modules = {model.layers.get(node, node): node for node in job.plan.float_nodes}
     seen: set[str] = set()  # module paths of the graph PT2E annotated
     kept_float: set[str] = set()
+    gru_float: list[str] = []
 
     class Quantizer(PT2EQuantizer):
         """litert-torch's quantizer, leaving the plan's float layers unannotated: their ops read the
@@ -248,7 +249,16 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
         'layer_1'; the plan's layers are matched here by the exact module path instead.)"""
 
         def annotate(self, graph_module):
-            graph_module = super().annotate(graph_module)
+            try:
+                graph_module = super().annotate(graph_module)
+            except IndexError:
+                if "gru_io_only" not in self.STATIC_OPS:
+                    raise
+                # litert-torch's GRU annotator reads an initial state (`gru(x, h0)`) that a call
+                # `gru(x)` does not pass: annotate again without it, the GRU then computes in float
+                self.STATIC_OPS = [op for op in self.STATIC_OPS if op != "gru_io_only"]
+                gru_float.append("GRU kept in float (litert-torch annotates GRUs called with an initial state only)")
+                graph_module = super().annotate(graph_module)
             for node in graph_module.graph.nodes:
                 path = _module_path(node)
                 seen.add(path)
@@ -278,6 +288,7 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
                                  planned_weights_by_rule(model.onnx_model(), job.plan))
     converted = convert_pt2e(prepared, fold_quantize=False)
     notes = [f"kept in float: {', '.join(f'{float_modules[p]} ({p})' for p in sorted(kept_float))}"] if kept_float else []
+    notes += gru_float
     notes += [f"int8 weights: {counts['weights']} with the recipe's scales"
              + (f", {counts['weights_rule']} by its rule" if counts["weights_rule"] else ""),
              f"int8 activations: {counts['activations']} observers with the recipe's numbers"
@@ -330,7 +341,12 @@ def _drop_integer_observers(prepared) -> int:
             continue
         if "activation_post_process" not in str(node.target):
             continue
-        value = node.args[0].meta.get("val")
+        source = node.args[0]
+        value = source.meta.get("val")
+        if value is None and source.op == "get_attr":  # a buffer (an int64 index table)
+            value = prepared
+            for part in str(source.target).split("."):
+                value = getattr(value, part, None)
         if isinstance(value, torch.Tensor) and not value.dtype.is_floating_point:
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)

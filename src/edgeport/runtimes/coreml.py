@@ -72,8 +72,8 @@ def _dtype_name(var) -> str | None:
         return None
 
 
-_NUMPY = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "int8": np.int8, "uint8": np.uint8,
-          "bool": np.bool_}
+_NUMPY = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "int16": np.int16, "uint16": np.uint16,
+          "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}
 
 
 class _Block:

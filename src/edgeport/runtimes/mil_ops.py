@@ -221,8 +221,8 @@ def constexpr_sparse_to_dense(nonzero_data, mask, shape=None):
     return dense.reshape([int(s) for s in shape])
 
 
-_DTYPES = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "int8": np.int8, "uint8": np.uint8,
-           "bool": np.bool_, "int64": np.int64}
+_DTYPES = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "int16": np.int16, "uint16": np.uint16,
+           "int8": np.int8, "uint8": np.uint8, "bool": np.bool_, "int64": np.int64}
 
 
 @OPS.register("cast")
