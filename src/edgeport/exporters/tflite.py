@@ -177,6 +177,8 @@ def _override_observers(prepared, plan: QuantPlan, by_name: dict[str, WeightPara
 
     counts = {"weights": 0, "weights_rule": 0, "activations": 0, "activations_rule": 0}
     for module_name, observer in prepared.named_modules():
+        if "FixedQParams" in type(observer).__name__:
+            continue  # LOGISTIC / TANH outputs: LiteRT's kernels require their fixed scale (1/256, 1/128)
         if not hasattr(observer, "min_val") or observer.min_val.numel() == 0:
             continue
         lo, hi = observer.min_val.detach().numpy(), observer.max_val.detach().numpy()
@@ -286,9 +288,13 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
             prepared(*(torch.from_numpy(np.array(v, order="C")) for v in sample.values()))
     counts = _override_observers(prepared, job.plan, _weights_by_name(prepared, model.params, job.plan),
                                  planned_weights_by_rule(model.onnx_model(), job.plan))
+    fixed = _fixed_output_qparams(prepared)
     converted = convert_pt2e(prepared, fold_quantize=False)
     notes = [f"kept in float: {', '.join(f'{float_modules[p]} ({p})' for p in sorted(kept_float))}"] if kept_float else []
     notes += gru_float
+    if fixed:
+        notes.append(f"{fixed} softmax / sigmoid / tanh output(s) at the fixed int8 scale LiteRT's kernels "
+                     "require (not the plan's range)")
     notes += [f"int8 weights: {counts['weights']} with the recipe's scales"
              + (f", {counts['weights_rule']} by its rule" if counts["weights_rule"] else ""),
              f"int8 activations: {counts['activations']} observers with the recipe's numbers"
@@ -303,6 +309,32 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
         # mul of a dequantized and a float tensor, transposed on one side only)
         raise InputError(f"the int8 .tflite with {len(kept_float)} layer(s) kept in float (fallback / keep_float) "
                          f"did not convert: {exc}") from None
+
+
+# Output (scale, zero point) LiteRT's int8 kernels require (the model does not load otherwise)
+FIXED_OUTPUT_QPARAMS = {"softmax": (1 / 256, -128), "sigmoid": (1 / 256, -128), "tanh": (1 / 128, 0)}
+
+
+def _fixed_output_qparams(prepared) -> int:
+    """Make the observers of softmax / sigmoid / tanh outputs report the scale and zero point
+    LiteRT's int8 kernels require (`FIXED_OUTPUT_QPARAMS`), not the plan's range: PT2E does not
+    always annotate these ops, and then their output is observed by the op that reads it. The
+    count set."""
+    import torch
+
+    count = 0
+    for node in prepared.graph.nodes:
+        source = node.args[0] if node.op == "call_module" and node.args else None
+        if not isinstance(source, torch.fx.Node) or source.op != "call_function":
+            continue
+        name = str(source.target).split(".")[1] if "." in str(source.target) else str(source.target)
+        fixed = FIXED_OUTPUT_QPARAMS.get(name.lstrip("_"))
+        observer = getattr(prepared, str(node.target), None)
+        if fixed is not None and observer is not None and hasattr(observer, "calculate_qparams"):
+            observer.calculate_qparams = lambda s=fixed[0], z=fixed[1]: (
+                torch.tensor([s], dtype=torch.float32), torch.tensor([z], dtype=torch.int32))
+            count += 1
+    return count
 
 
 def _module_path(node) -> str:
