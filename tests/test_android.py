@@ -161,11 +161,14 @@ def test_unknown_android_io_is_refused(tmp_path):
     assert result.stderr.strip() == "edgeport: error: android: io must be 'int' (integer input/output) or 'float'"
 
 
-def test_keep_float_is_refused_before_any_work(tmp_path):
+def test_keep_float_with_float_io_is_refused_before_any_work(tmp_path):
+    """Float layers are honored on the int8 path with integer I/O (PT2E); ai-edge-quantizer's
+    float-I/O path is not told them, so that combination is refused before any work."""
     result = run_cli("export", DIGITS, "--target", "android", "--quantize", "int8", "--keep-float", "classifier.3",
-                     "--calib", CALIB, "--out", str(tmp_path / "out"))
+                     "--android-io", "float", "--calib", CALIB, "--out", str(tmp_path / "out"))
     assert result.returncode == 2 and not (tmp_path / "out").exists()
-    assert result.stderr.startswith("edgeport: error: android: keep_float is not written to TFLite")
+    assert result.stderr.startswith("edgeport: error: android: float layers (keep_float, --fallback auto) are "
+                                    "written to TFLite by the int8 path with integer I/O")
 
 
 @pytest.mark.e2e
