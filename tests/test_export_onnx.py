@@ -173,3 +173,26 @@ def test_check_command_on_existing_artifact(digits_exports, float_onnx, tmp_path
     checks = json.loads(report_path.read_text())["targets"][0]["checks"]
     assert checks["parity"]["top1_agreement"] >= 0.99 and checks["size"]["alpha"] > 3
     assert checks["accuracy"]["accuracy_drop_points"] <= 0.5
+
+
+def test_fp16_keeps_constants_beyond_float16_range_in_float32(tmp_path):
+    """A BatchNorm whose running variance is 1e7 (PP-OCRv4 det has such): clamped to float16 the
+    output is far off (cosine 0.74 there); the node and its constants stay float32 instead."""
+    import edgeport
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    consts = {"scale": rng.uniform(0.5, 1.5, 4), "bias": rng.uniform(-1, 1, 4), "mean": rng.uniform(-300, 300, 4),
+              "var": rng.uniform(1e7, 1e8, 4)}
+    nodes = [helper.make_node("Constant", [], [k], name=f"const_{k}",
+                              value=numpy_helper.from_array(v.astype(np.float32), k)) for k, v in consts.items()]
+    nodes.append(helper.make_node("BatchNormalization", ["x", *consts], ["y"], name="bn", epsilon=1e-5))
+    graph = helper.make_graph(nodes, "bn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, 6])])
+    path = tmp_path / "bn.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    np.savez(tmp_path / "data.npz", x=(rng.standard_normal((8, 4, 6)) * 3000).astype(np.float32))
+    report = edgeport.export(str(path), targets=["onnx"], recipe=edgeport.Recipe(quantize="fp16"),
+                             calib=str(tmp_path / "data.npz"), out=str(tmp_path / "out"),
+                             settings=edgeport.CheckSettings(runs=2, warmup=1))
+    assert report.target("onnx").values("parity")["cosine"] >= 0.9999

@@ -118,9 +118,35 @@ def _fp16(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: str
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
+    graph = onnx.load(src)
+    blocked = list(plan.float_nodes) + [n for n in _out_of_fp16_range(graph) if n not in plan.float_nodes]
     with quiet_python():
-        half = convert_float_to_float16(onnx.load(src), keep_io_types=True, node_block_list=plan.float_nodes or None)
+        half = convert_float_to_float16(graph, keep_io_types=True, node_block_list=blocked or None,
+                                        max_finite_val=FP16_LIMIT)
     onnx.save(half, dst)
+
+
+FP16_LIMIT = 65504.0  # the largest finite float16 (the converter's default clamp, 1e4, is lower)
+
+
+def _out_of_fp16_range(graph) -> list[str]:
+    """Nodes that must stay float32 for fp16 to keep the model's numbers: a Constant (or the
+    reader of an initializer) holding values beyond float16's range, and every node reading it.
+    Seen: PP-OCRv4 det's BatchNorm variances of 1e7, clamped, made its output cosine 0.74."""
+    from onnx import numpy_helper
+
+    def too_large(tensor) -> bool:
+        values = numpy_helper.to_array(tensor)
+        return values.dtype == np.float32 and values.size > 0 and float(np.abs(values).max()) > FP16_LIMIT
+
+    large = {i.name for i in graph.graph.initializer if too_large(i)}
+    blocked = []
+    for node in graph.graph.node:
+        if node.op_type == "Constant" and any(a.name == "value" and too_large(a.t) for a in node.attribute):
+            large.update(node.output)
+            blocked.append(node.name)
+    blocked += [node.name for node in graph.graph.node if node.op_type != "Constant" and large & set(node.input)]
+    return [name for name in blocked if name]
 
 
 def _fp32(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: str) -> None:
