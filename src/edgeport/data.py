@@ -28,7 +28,7 @@ import numpy as np
 
 from edgeport.errors import InputError
 from edgeport.limits import available_memory
-from edgeport.tensors import TensorSpec
+from edgeport.tensors import TensorSpec, fit_feeds
 
 _INPUT_KEYS = ("x", "inputs", "input", "data")
 _LABEL_KEYS = ("y", "labels", "label")
@@ -49,6 +49,12 @@ class Dataset:
         """Yield feed dicts of at most `size` samples."""
         for start in range(0, len(self), size):
             yield {k: v[start:start + size] for k, v in self.feeds.items()}
+
+    def samples(self, specs: list[TensorSpec]):
+        """Yield one sample's feed dict at a time, as a session with `specs` inputs takes it
+        (`fit_feeds`: an input taken whole loses the sample axis)."""
+        for i in range(len(self)):
+            yield fit_feeds({k: v[i:i + 1] for k, v in self.feeds.items()}, specs)
 
     def take(self, count: int) -> "Dataset":
         labels = None if self.labels is None else self.labels[:count]

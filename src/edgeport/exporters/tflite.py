@@ -31,7 +31,6 @@ from edgeport.quantizers.plan import QuantPlan, WeightParams
 from edgeport.quiet import quiet
 from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt8
 from edgeport.targets import Target
-from edgeport.tensors import fit_feeds
 from edgeport.targets.options import AndroidOptions
 
 
@@ -283,8 +282,7 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
     _drop_integer_observers(prepared)
     data = job.calib.take(job.recipe.calib_samples)
     with torch.no_grad():
-        for i in range(len(data)):  # the exported program is fixed at batch 1
-            sample = fit_feeds({k: v[i:i + 1] for k, v in data.feeds.items()}, model.inputs)
+        for sample in data.samples(model.inputs):  # the exported program is fixed at batch 1
             prepared(*(torch.from_numpy(np.array(v, order="C")) for v in sample.values()))
     counts = _override_observers(prepared, job.plan, _weights_by_name(prepared, model.params, job.plan),
                                  planned_weights_by_rule(model.onnx_model(), job.plan))
@@ -406,8 +404,7 @@ def _aeq_static(job: ExportJob, float_model: bytes, float_io: bool) -> tuple[byt
     key = next(iter(signatures))
     names = signatures[key]["inputs"]
     data = job.calib.take(job.recipe.calib_samples)
-    samples = [{n: v for n, v in zip(names, fit_feeds({k: a[i:i + 1] for k, a in data.feeds.items()}, job.model.inputs).values())}
-               for i in range(len(data))]
+    samples = [dict(zip(names, sample.values())) for sample in data.samples(job.model.inputs)]
     qt = quantizer.Quantizer(float_model)
     qt.load_quantization_recipe(config)
     ranges = qt.calibrate({key: samples})  # gives the tensors it quantizes; its ranges are averaged
