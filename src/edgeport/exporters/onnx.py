@@ -17,7 +17,7 @@ from edgeport.exporters import Artifact, Exporter, ExportJob
 from edgeport.errors import InputError
 from edgeport.exporters.reproducible import canonical_ort, source_label
 from edgeport.model import FloatModel
-from edgeport.quantizers.plan import QuantPlan
+from edgeport.quantizers.plan import QuantPlan, embedding_note
 from edgeport.quiet import quiet_python
 from edgeport.recipe import Recipe
 from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt8
@@ -184,6 +184,68 @@ def _weight_only(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, d
     onnx.save(graph, dst)
 
 
+def row_quantized_embeddings(graph, plan: QuantPlan) -> list[str]:
+    """Store each planned embedding table as int8 rows and a float scale per row, looked up
+    together: Gather(int8 table) -> Cast -> Mul(Gather(row scales)), the Mul keeping the Gather's
+    name and output. Only the looked-up rows are converted, so the lookup costs what it did in
+    float (a DequantizeLinear on the table would convert all of it on every call); standard ops
+    that every ONNX runtime has. Returns the names of the nodes written (quantizers leave them
+    alone, as they do other lookups in float constants). Written here: onnxruntime's quantizers
+    give a Gather one scale per table."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeport.quantizers import qmath
+
+    inits = {i.name: i for i in graph.graph.initializer}
+    written, stored, nodes = [], set(), []
+    for node in graph.graph.node:
+        name = node.input[0] if node.op_type == "Gather" and node.input else None
+        if name not in plan.embeddings or name not in inits:
+            nodes.append(node)
+            if name in inits and inits[name].data_type == TensorProto.FLOAT:
+                # another lookup in a float constant (ids known ahead, a small table): it stays
+                # float, its output quantized by its consumers with the plan's numbers
+                # (onnxruntime would give the output the table's scale, not the plan's)
+                written.append(node.name)
+            continue
+        params = plan.embeddings[name]
+        if name not in stored:
+            stored.add(name)
+            table, scales = numpy_helper.to_array(inits[name]), params.scale_array()
+            q = qmath.quantize(table, scales, np.zeros(len(scales), dtype=np.int32), axis=0).astype(np.int8)
+            graph.graph.initializer.extend([numpy_helper.from_array(q, f"{name}_quantized"),
+                                            numpy_helper.from_array(scales.reshape(-1, 1), f"{name}_row_scale")])
+        ids, out, base = node.input[1], node.output[0], node.name or out
+        part = [helper.make_node("Gather", [f"{name}_quantized", ids], [f"{out}_rows"], name=f"{base}_rows"),
+                helper.make_node("Cast", [f"{out}_rows"], [f"{out}_int"], name=f"{base}_cast", to=TensorProto.FLOAT),
+                helper.make_node("Gather", [f"{name}_row_scale", ids], [f"{out}_row_scale"], name=f"{base}_scales"),
+                helper.make_node("Mul", [f"{out}_int", f"{out}_row_scale"], [out], name=base)]
+        nodes += part
+        written += [n.name for n in part]
+    still_read = {i for n in nodes for i in n.input}
+    for name in stored:
+        if name not in still_read:
+            graph.graph.initializer.remove(inits[name])
+    del graph.graph.node[:]
+    graph.graph.node.extend(nodes)
+    return written
+
+
+def _with_embeddings(src: str, plan: QuantPlan) -> QuantPlan:
+    """Rewrite `src` with int8 embedding rows; the plan the scheme's handler then applies, with
+    the lookup's nodes left as written."""
+    import dataclasses
+
+    import onnx
+
+    graph = onnx.load(src)
+    written = row_quantized_embeddings(graph, plan)
+    if not written:
+        return plan
+    onnx.save(graph, src)
+    return dataclasses.replace(plan, float_nodes=list(plan.float_nodes) + written)
+
+
 # recipe scheme config -> transformation of the float ONNX file into the artifact, and the note
 # the report shows for it
 _SCHEMES = {
@@ -204,7 +266,7 @@ def build_onnx(model: FloatModel, recipe: Recipe, plan: QuantPlan) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = str(Path(tmp, "float.onnx")), str(Path(tmp, "out.onnx"))
         Path(src).write_bytes(_with_per_axis_opset(model.onnx_bytes) if recipe.scheme.int8_weights else model.onnx_bytes)
-        _SCHEMES[type(recipe.scheme)][0](model, recipe, plan, src, dst)
+        _SCHEMES[type(recipe.scheme)][0](model, recipe, _with_embeddings(src, plan), src, dst)
         result = onnx.load(dst)
     result.producer_name = "edgeport"
     onnx.helper.set_model_props(result, {"edgeport.recipe": recipe.describe(),
@@ -278,6 +340,10 @@ def honored_params(onnx_bytes: bytes, plan: QuantPlan) -> dict:
             if name not in found and key in inits and zkey in inits:
                 found[name] = (inits[key], inits[zkey])
 
+    for name in plan.embeddings:  # int8 rows and a scale per row, without a DQ node
+        if f"{name}_row_scale" in inits and f"{name}_quantized" in inits:
+            found[name] = (inits[f"{name}_row_scale"], np.zeros(len(plan.embeddings[name].scale), dtype=np.int8))
+
     expected = {n: (np.float32([a.scale]), np.int8([a.zero_point])) for n, a in plan.activations.items()}
     producer: dict[str, str] = {}  # float tensor name -> the node computing it (not the DQ that restores a name)
     for node in model.graph.node:
@@ -288,7 +354,8 @@ def honored_params(onnx_bytes: bytes, plan: QuantPlan) -> dict:
         if producer.get(name) in plan.precisions:
             mine, other = other, mine
         expected[name], expected[name + CONVERTED] = mine, other
-    expected.update({n: (w.scale_array(), np.asarray(w.zero_point, dtype=np.int8)) for n, w in plan.weights.items()})
+    expected.update({n: (w.scale_array(), np.asarray(w.zero_point, dtype=np.int8))
+                     for n, w in {**plan.weights, **plan.embeddings}.items()})
     checked = [n for n in expected if n in found]
     differ = [n for n in checked
               if not (np.array_equal(np.ravel(found[n][0]).astype(np.float32), np.ravel(expected[n][0]))
@@ -296,7 +363,8 @@ def honored_params(onnx_bytes: bytes, plan: QuantPlan) -> dict:
     unplanned = [n for n in found if n not in expected]
     return {"tensors_checked": len(checked), "exact": len(checked) - len(differ), "differ": differ,
             "unplanned": unplanned, "weights": sum(n in plan.weights for n in checked),
-            "activations": sum(n in plan.activations for n in checked), "int32_biases": biases}
+            "activations": sum(n in plan.activations for n in checked), "int32_biases": biases,
+            **({"embeddings": sum(n in plan.embeddings for n in checked)} if plan.embeddings else {})}
 
 
 class OnnxExporter(Exporter):
@@ -356,6 +424,8 @@ def _notes(recipe: Recipe, plan: QuantPlan) -> list[str]:
     notes = []
     if plan.float_nodes:
         notes.append(f"kept in float: {', '.join(plan.float_nodes)}")
+    if plan.embeddings:
+        notes.append(embedding_note(plan))
     scheme_note = _SCHEMES[type(recipe.scheme)][1]
     if scheme_note:
         notes.append(scheme_note)

@@ -24,7 +24,7 @@ from edgeport import __version__
 from edgeport.exporters import Artifact, Exporter, ExportJob, Refusal
 from edgeport.exporters.reproducible import source_label
 from edgeport.exporters.tfjs_graph import TfGraph, TfWeight, convert
-from edgeport.quantizers.plan import QuantPlan
+from edgeport.quantizers.plan import QuantPlan, embedding_note
 from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt8
 from edgeport.targets import Target
 from edgeport.targets.options import BrowserOptions
@@ -123,7 +123,7 @@ class TFJSExporter(Exporter):
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         storage = self.options(job.options, target).tfjs_weights or self.handler(job.recipe)
         onnx_model, cleanup_notes = _cleaned(job.model.onnx_model(), job.model.inputs)
-        graph = convert(onnx_model, job.plan.weights, int8_weights=storage == "int8")
+        graph = convert(onnx_model, {**job.plan.weights, **job.plan.embeddings}, int8_weights=storage == "int8")
         metadata = {"recipe": job.recipe.describe(), "weights": storage, "source": source_label(job.model.source),
                     "planned_weights": graph.planned}
         path.mkdir()
@@ -132,6 +132,8 @@ class TFJSExporter(Exporter):
         if storage == "int8":
             notes.append("TF.js runs float32 kernels: the plan's int8 weights are stored as integers "
                          "(uint8 format, q + 128) and dequantized at load; activations stay float32")
+            if job.plan.embeddings:
+                notes.append(embedding_note(job.plan))
         elif storage in ("uint8", "uint16"):
             notes.append(f"weights in TF.js's per-tensor affine {storage} format")
         if job.plan.compression:
@@ -168,11 +170,11 @@ class TFJSExporter(Exporter):
         weights = read_weights(path)
         differ, checked = [], 0
         for name, entry in planned.items():
-            params = plan.weights.get(name)
+            params = plan.weights.get(name) or plan.embeddings.get(name)
             if params is None:
                 differ.append(f"{name}: not in the plan")
                 continue
-            scales = weights[entry["scale_const"]] if entry["scale_const"] else None
+            scales = weights[entry["scale_const"]].ravel() if entry["scale_const"] else None
             per_tensor_scale = _stored_scale(model, entry["const"]) if scales is None else 1.0
             values = weights[entry["const"]].astype(np.float64) / (per_tensor_scale or 1.0)
             q = np.rint(values)

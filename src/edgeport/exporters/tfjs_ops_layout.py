@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeport.errors import UnsupportedOpError
+from edgeport.quantizers import qmath
 from edgeport.exporters.tfjs_graph import (AXIS_NCHW_TO_NHWC, NCHW_TO_NHWC, TFJS_OPS, _bias_and_scale, _Converter,
                                            _spatial_padding, a_ints, a_str, a_type)
 
@@ -156,6 +157,9 @@ def gather(c: _Converter, node) -> None:
     data, indices = node.input[:2]
     rank = c.rank(data)
     axis = c.attrs(node).get("axis", 0) % rank
+    if data in c.plan_weights and axis == 0 and indices not in c.consts:
+        _int8_rows(c, node, data, c.tensor(indices, "plain"))
+        return
     if data in c.consts:  # an embedding table looked up by computed ids
         table = c.consts[data]
         x = c.const(f"{node.name}/table", table.astype(np.int32 if table.dtype.kind in "iu" else np.float32))
@@ -173,6 +177,24 @@ def gather(c: _Converter, node) -> None:
     y = c.op("GatherV2", node.name, [x, idx_name, c.const(f"{node.name}/axis", np.array(tf_axis))],
              batch_dims={"i": "0"}, Tindices=a_type("DT_INT32"), Taxis=a_type("DT_INT32"))
     c.hold(node.output[0], y, layout)
+
+
+def _int8_rows(c, node, data: str, ids: str) -> None:
+    """A planned embedding table: its int8 rows (TF.js's uint8 format) and a float scale per row,
+    both looked up by the ids, then multiplied: only the returned rows are scaled."""
+    params = c.plan_weights[data]
+    scales = params.scale_array()
+    q = qmath.quantize(c.consts[data], scales, 0, 0).astype(np.float32)
+    rows = c.const(f"{node.name}/table", q, "int8", scale=1.0, min=-128.0)
+    row_scales = c.const(f"{node.name}/row_scale", scales.reshape(-1, 1))
+    c.graph.planned[data] = {"const": rows, "axis": 0, "scale_const": row_scales}
+
+    def lookup(table: str, tag: str) -> str:
+        return c.op("GatherV2", f"{node.name}/{tag}", [table, ids, c.const(f"{node.name}/{tag}_axis", np.array(0))],
+                    batch_dims={"i": "0"}, Tindices=a_type("DT_INT32"), Taxis=a_type("DT_INT32"))
+
+    y = c.op("Mul", node.name, [lookup(rows, "rows"), lookup(row_scales, "scales")])
+    c.hold(node.output[0], y, "plain")
 
 
 @TFJS_OPS.register("GatherND")

@@ -73,6 +73,42 @@ def weight_inputs(onnx_model, op_types: tuple[str, ...], skip: set[str]):
             yield node, name, w
 
 
+EMBEDDING_MIN_ELEMENTS = 1024  # smaller Gather tables are lookup constants, not embeddings
+
+
+def embedding_tables(onnx_model, skip: set[str]):
+    """Yield (node, initializer name, float32 array) for each embedding table: the rank-2 float32
+    initializer a Gather (axis 0, not in `skip`) looks rows up in by ids computed at run time."""
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in onnx_model.graph.initializer}
+    seen = set()
+    for node in onnx_model.graph.node:
+        if node.op_type != "Gather" or node.name in skip or len(node.input) < 2:
+            continue
+        name, ids = node.input[:2]
+        axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
+        if name not in inits or ids in inits or axis != 0 or name in seen:
+            continue
+        seen.add(name)
+        table = numpy_helper.to_array(inits[name])
+        if table.dtype == np.float32 and table.ndim == 2 and table.size >= EMBEDDING_MIN_ELEMENTS:
+            yield node, name, table
+
+
+def plan_embeddings(model: FloatModel, onnx_model, skip: set[str], taken) -> dict[str, WeightParams]:
+    """Symmetric int8 scales of each embedding table, one per row (max|row| / 127): a lookup
+    returns rows, so a row is the table's channel. Tables also used as a layer weight (`taken`,
+    tied embeddings) keep the layer's numbers."""
+    tables = {}
+    for node, name, table in embedding_tables(onnx_model, skip):
+        if name not in taken:
+            scales = qmath.weight_scales(table, 0)
+            tables[name] = WeightParams(scale=scales.tolist(), zero_point=[0] * len(scales), axis=0,
+                                        layer=model.layers.get(node.name, node.name))
+    return tables
+
+
 def plan_weights(model: FloatModel, recipe: Recipe, op_types: tuple[str, ...], onnx_model,
                  skip: set[str], origin: dict[str, str] | None = None) -> dict[str, WeightParams]:
     """Symmetric int8 scales of each weight of `op_types` (not in `skip`): max|w| / 127.
@@ -142,6 +178,7 @@ def _plan_weights_only(model: FloatModel, recipe: Recipe, op_types: tuple[str, .
         notes.append(f"QAT: {recipe.scheme.name} quantizes weights by its rule (max|w| / 127, as ai-edge-quantizer "
                      "does for TFLite), not with the learned numbers; the int8 recipe uses them")
     return QuantPlan(scheme=recipe.scheme.name, weights=weights, quantized_ops=list(op_types), float_nodes=kept,
+                     embeddings=plan_embeddings(model, onnx_model, set(kept), weights),
                      notes=notes)
 
 
@@ -188,6 +225,7 @@ def _plan_static(model: FloatModel, recipe: Recipe, calib: Dataset, activation_q
     weights = plan_weights(model, recipe, STATIC_OPS, onnx_model, set(kept), origin)
     plan = QuantPlan(
         scheme=recipe.scheme.name, activations=activations, weights=weights,
+        embeddings=plan_embeddings(model, onnx_model, set(kept), weights),
         quantized_ops=sorted({n.op_type for n in onnx_model.graph.node}),
         float_nodes=kept, precisions=mixed, mixed_activations=_mixed_activations(onnx_model, activations, mixed),
         origin=origin,

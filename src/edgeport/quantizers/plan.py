@@ -43,6 +43,9 @@ class QuantPlan:
         scheme: Recipe scheme (`none`, `fp16`, `dynamic-int8`, `int8`).
         activations: Tensor name -> int8 scale / zero point (static int8 only).
         weights: Initializer name -> symmetric int8 scales along `axis` (None = per tensor).
+        embeddings: Initializer name of an embedding table (the float data a Gather looks rows
+            up in) -> symmetric int8 scales, one per row (`axis` 0): every int8-weight scheme
+            stores these tables as int8 rows and scales the looked-up rows back to float.
         quantized_ops: ONNX op types the scheme quantizes.
         float_nodes: Node names kept in float by the recipe's float overrides (and `keep_float`).
         precisions: Node name -> activation precision ("int8" / "int16") where an override asks
@@ -65,6 +68,7 @@ class QuantPlan:
     scheme: str
     activations: dict[str, ActivationParams] = field(default_factory=dict)
     weights: dict[str, WeightParams] = field(default_factory=dict)
+    embeddings: dict[str, WeightParams] = field(default_factory=dict)
     quantized_ops: list[str] = field(default_factory=list)
     float_nodes: list[str] = field(default_factory=list)
     precisions: dict[str, str] = field(default_factory=dict)
@@ -109,8 +113,8 @@ class QuantPlan:
             "notes": self.notes,
             **({"fallback": self.fallback} if self.fallback else {}),
             "activations": {k: _activation_json(v) for k, v in self.activations.items()},
-            "weights": {k: {"axis": v.axis, "layer": v.layer, "scale": [float(s) for s in v.scale],
-                            "zero_point": [int(z) for z in v.zero_point]} for k, v in self.weights.items()},
+            "weights": {k: _weight_json(v) for k, v in self.weights.items()},
+            **({"embeddings": {k: _weight_json(v) for k, v in self.embeddings.items()}} if self.embeddings else {}),
         }
         return json.dumps(data, indent=1)
 
@@ -124,8 +128,17 @@ class QuantPlan:
             fallback=data.get("fallback", {}),
             activations={k: _activation_params(v) for k, v in data["activations"].items()},
             mixed_activations={k: _activation_params(v) for k, v in data.get("mixed_activations", {}).items()},
-            weights={k: WeightParams(v["scale"], v["zero_point"], v["axis"], v["layer"])
-                     for k, v in data["weights"].items()})
+            weights={k: _weight_params(v) for k, v in data["weights"].items()},
+            embeddings={k: _weight_params(v) for k, v in data.get("embeddings", {}).items()})
+
+
+def _weight_json(params: WeightParams) -> dict:
+    return {"axis": params.axis, "layer": params.layer, "scale": [float(s) for s in params.scale],
+            "zero_point": [int(z) for z in params.zero_point]}
+
+
+def _weight_params(data: dict) -> WeightParams:
+    return WeightParams(data["scale"], data["zero_point"], data["axis"], data["layer"])
 
 
 def _activation_json(params: ActivationParams) -> dict:
@@ -137,3 +150,11 @@ def _activation_json(params: ActivationParams) -> dict:
 def _activation_params(data: dict) -> ActivationParams:
     return ActivationParams(data["scale"], data["zero_point"], tuple(data["range"]),
                             tuple(data["observed"]) if data.get("observed") else None)
+
+
+def embedding_note(plan: QuantPlan) -> str:
+    """The report line for the plan's int8 embedding tables."""
+    rows = sum(len(w.scale) for w in plan.embeddings.values())
+    names = ", ".join(sorted({w.layer for w in plan.embeddings.values()}))
+    return (f"embedding tables int8, one scale per row ({len(plan.embeddings)} tables, {rows} rows: {names}); "
+            "a lookup scales only the rows it returns")
