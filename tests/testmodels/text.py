@@ -22,3 +22,9 @@ class MaskedMeanClassifier(nn.Module):
 def build() -> nn.Module:
     torch.manual_seed(0)
     return MaskedMeanClassifier()
+
+
+def build_large() -> nn.Module:
+    """Most of its weights in the embedding table (4000 x 64), as in a real text model."""
+    torch.manual_seed(0)
+    return MaskedMeanClassifier(vocab=4000, width=64)

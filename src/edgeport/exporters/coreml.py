@@ -29,7 +29,7 @@ from edgeport.exporters.coreml_torch_ops import register as register_torch_ops
 from edgeport.exporters.reproducible import canonical_mlpackage
 from edgeport.params import normalized
 from edgeport.quantizers import compress, qmath
-from edgeport.quantizers.plan import QuantPlan
+from edgeport.quantizers.plan import QuantPlan, embedding_note
 from edgeport.quiet import quiet
 from edgeport.recipe import Recipe
 from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt8
@@ -219,6 +219,42 @@ def compress_program(program, job: ExportJob, ios_version: int) -> tuple[list[st
     return notes, rewritten
 
 
+def quantize_embeddings(program, job: ExportJob, ios_version: int) -> list[str]:
+    """Store the plan's embedding tables (the const a `gather` looks rows up in) as int8 rows with
+    a scale per row (`constexpr_affine_dequantize` on axis 0); returns the report's notes. A table
+    is found by its parameter's name, else by its shape among the plan's tables."""
+    from onnx import numpy_helper
+
+    if not job.plan.embeddings:
+        return []
+    if ios_version < 16:
+        return ["embedding tables stay float: int8 tables need --ios-target iOS16 or later (constexpr ops)"]
+    model = job.uncompressed or job.model
+    tables = {i.name: numpy_helper.to_array(i) for i in model.onnx_model().graph.initializer
+              if i.name in job.plan.embeddings}
+    block = program.functions["main"]
+    done = set()
+    for op in list(block.operations):
+        if op.op_type != "gather" or op.x.op is None or op.x.op.op_type != "const" or op.x.val is None:
+            continue
+        entry = model.params.by_spelling(op.x.name)
+        name = entry.onnx if entry is not None and entry.onnx in tables else None
+        if name is None:
+            same = [n for n, t in tables.items() if t.shape == op.x.val.shape]
+            name = same[0] if len(same) == 1 else None
+        if name is None or tables[name].shape != op.x.val.shape:
+            continue
+        build, _ = _int8_weight(tables[name], job.plan.embeddings[name], job.recipe, op.x.val.dtype, op,
+                                f"{normalized(name)}_int8")
+        replace_weight(block, op, build, old=op.x)
+        done.add(name)
+    missing = sorted(job.plan.embeddings[n].layer for n in job.plan.embeddings if n not in done)
+    notes = [embedding_note(job.plan)] if done else []
+    if missing:
+        notes.append(f"embedding tables not found in the Core ML program, left float: {', '.join(missing)}")
+    return notes
+
+
 def _relative_error(stored: np.ndarray, exact: np.ndarray) -> float:
     return float(np.max(np.abs(stored - exact) / np.maximum(np.abs(exact), np.finfo(np.float32).tiny)))
 
@@ -275,8 +311,9 @@ class CoreMLExporter(Exporter):
             if row.w8a8:  # calibrate the float graph before touching weights
                 calibrated = calibrate(mlmodel, activation_inputs(program), job)
             compress_notes, rewritten = compress_program(program, job, options.ios_version)
-            notes += compress_notes
-            if rewritten or calibrated is not None:
+            embedding_notes = quantize_embeddings(program, job, options.ios_version)
+            notes += compress_notes + embedding_notes
+            if rewritten or calibrated is not None or embedding_notes:
                 if calibrated is not None:  # W8A8: activations only where the weights are int8 (not kept-float layers)
                     notes += quantize_activations(program, calibrated, job, rewritten)
                 PASS_REGISTRY["common::dead_code_elimination"](program)
@@ -332,7 +369,8 @@ class CoreMLExporter(Exporter):
         ops = list(program.functions["main"].operations)
         consumers = consumers_of(ops)
         # `compress_program` names each rewritten weight `<normalized plan name>_<kind>`
-        by_key = {normalized(n): n for n in plan.weights}
+        planned = {**plan.weights, **plan.embeddings}
+        by_key = {normalized(n): n for n in planned}
         checked, differ, palettes = 0, [], 0
         for op in ops:
             if op.op_type == "constexpr_affine_dequantize":
@@ -348,7 +386,7 @@ class CoreMLExporter(Exporter):
             if stored is None:
                 continue
             checked += 1
-            if not np.array_equal(stored, plan.weights[name].scale_array().astype(stored.dtype)):
+            if not np.array_equal(stored, planned[name].scale_array().astype(stored.dtype)):
                 differ.append(name)
         values = {"tensors_checked": checked, "exact": checked - len(differ), "differ": differ,
                   "storage": "scales compared after rounding to the package's scale dtype"}

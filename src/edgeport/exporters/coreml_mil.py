@@ -14,10 +14,12 @@ def scope_of(op):
                       if k != ScopeSource.COREMLTOOLS_GRAPH_PASS])
 
 
-def replace_weight(block, op, build):
-    """Swap `op.weight` for the var that `build()` creates, in `op`'s scope."""
+def replace_weight(block, op, build, old=None):
+    """Swap `op.weight` (or the const var `old` it reads) for the var that `build()` creates, in
+    `op`'s scope."""
     from coremltools.converters.mil import Builder as mb
 
     with block, scope_of(op):
         new = build(mb)
-    block.replace_uses_of_var_after_op(anchor_op=new.op, old_var=op.weight, new_var=new, no_check_var_types=True)
+    block.replace_uses_of_var_after_op(anchor_op=new.op, old_var=op.weight if old is None else old, new_var=new,
+                                      no_check_var_types=True)

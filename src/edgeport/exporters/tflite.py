@@ -27,7 +27,7 @@ import numpy as np
 from edgeport.errors import InputError, UnsupportedOpError
 from edgeport.exporters import Artifact, Exporter, ExportJob, Refusal, torch_job
 from edgeport.params import ParamMap, fingerprint
-from edgeport.quantizers.plan import QuantPlan, WeightParams
+from edgeport.quantizers.plan import QuantPlan, WeightParams, embedding_note
 from edgeport.quiet import quiet
 from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt8
 from edgeport.targets import Target
@@ -143,6 +143,20 @@ def _weight_only_int8(job: ExportJob, float_model: bytes, options: AndroidOption
         ["weight-only int8 (ai-edge-quantizer): int8 weights dequantized before float kernels; activations fp32"]
 
 
+def _with_int8_embeddings(job: ExportJob) -> tuple[ExportJob, list[str]]:
+    """`job` with the plan's embedding tables as int8 rows in its module (`edgeport.quantizers.
+    embeddings`), and the report's notes. The C library starts from `job` as it is."""
+    from dataclasses import replace
+
+    from edgeport.quantizers.embeddings import with_int8_embeddings
+
+    module, done, missing = with_int8_embeddings(job.model.torch_module, job.model.params, job.plan)
+    notes = [embedding_note(job.plan)] if done else []
+    if missing:
+        notes.append(f"embedding tables left float (not an nn.Embedding of the PyTorch module): {', '.join(missing)}")
+    return (replace(job, model=replace(job.model, torch_module=module)) if done else job), notes
+
+
 def _weights_by_name(prepared, params: ParamMap, plan: QuantPlan) -> dict[str, WeightParams]:
     """Observer module name -> the plan's entry of the weight it observes: the observer's input is
     a `get_attr` of the PyTorch parameter path, which `params` pairs with the plan's initializer.
@@ -239,6 +253,8 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
     job = torch_job(job)  # the C library's int8 file comes here directly
     model = job.model
     float_modules = {model.layers.get(node, node): node for node in job.plan.float_nodes}
+    # int8 embedding rows (`_with_int8_embeddings`) are scaled in float: PT2E leaves them alone
+    row_tables = {path for path, m in model.torch_module.named_modules() if type(m).__name__ == "Int8RowEmbedding"}
     seen: set[str] = set()  # module paths of the graph PT2E annotated
     kept_float: set[str] = set()
     gru_float: list[str] = []
@@ -265,6 +281,8 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
                 seen.add(path)
                 if path in float_modules and node.meta.pop("quantization_annotation", None) is not None:
                     kept_float.add(path)
+                elif path in row_tables:
+                    node.meta.pop("quantization_annotation", None)
             return graph_module
 
     quantizer = Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=job.recipe.per_channel))
@@ -468,7 +486,10 @@ class TFLiteExporter(Exporter):
         with quiet():
             job = torch_job(job)
             float_model = _float(job)  # converted once: the artifact's starting point and the baseline
-            data, notes = self.handler(job.recipe)(job, float_model, options)
+            quantized, embedding_notes = _with_int8_embeddings(job)
+            data, notes = self.handler(job.recipe)(quantized, float_model if quantized is job else _float(quantized),
+                                                   options)
+            notes += embedding_notes
             baseline = path.parent.parent / f".baseline-{target.name}" / path.name
             baseline.parent.mkdir(parents=True, exist_ok=True)
             # the float baseline (α, δ) is the model as given, also when structured pruning shrank it

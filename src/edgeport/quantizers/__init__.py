@@ -109,6 +109,25 @@ def plan_embeddings(model: FloatModel, onnx_model, skip: set[str], taken) -> dic
     return tables
 
 
+def _with_int8_rows(onnx_model, embeddings: dict[str, WeightParams]):
+    """A copy of `onnx_model` whose embedding tables hold their int8 rows scaled back to float."""
+    from onnx import numpy_helper
+
+    if not embeddings:
+        return onnx_model
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(onnx_model)
+    for init in copy.graph.initializer:
+        if init.name in embeddings:
+            scales = embeddings[init.name].scale_array()
+            zeros = np.zeros(len(scales), dtype=np.int32)
+            rows = qmath.dequantize(qmath.quantize(numpy_helper.to_array(init), scales, zeros, axis=0), scales, zeros, 0)
+            init.CopyFrom(numpy_helper.from_array(rows.astype(np.float32), init.name))
+    return copy
+
+
 def plan_weights(model: FloatModel, recipe: Recipe, op_types: tuple[str, ...], onnx_model,
                  skip: set[str], origin: dict[str, str] | None = None) -> dict[str, WeightParams]:
     """Symmetric int8 scales of each weight of `op_types` (not in `skip`): max|w| / 127.
@@ -203,12 +222,16 @@ def _plan_static(model: FloatModel, recipe: Recipe, calib: Dataset, activation_q
     kept = [n for n, p in precisions.items() if p == "float"]
     mixed = {n: p for n, p in precisions.items() if p != "float"}
     data = calib.take(recipe.calib_samples)
-    ranges, observed = activation_ranges(onnx_model, data, recipe.calibration, recipe.percentile)
+    origin: dict[str, str] = {}
+    weights = plan_weights(model, recipe, STATIC_OPS, onnx_model, set(kept), origin)
+    embeddings = plan_embeddings(model, onnx_model, set(kept), weights)
+    # calibrated on the values every target looks up: the tables' int8 rows, scaled back
+    ranges, observed = activation_ranges(_with_int8_rows(onnx_model, embeddings), data, recipe.calibration,
+                                         recipe.percentile)
     activations = {}
     for name, (lo, hi) in ranges.items():
         scale, zero_point = activation_qparams(lo, hi)
         activations[name] = ActivationParams(float(scale), int(zero_point), (lo, hi), observed[name])
-    origin: dict[str, str] = {}
     learned_ranges = (model.learned_qparams or {}).get("activations", {})
     unused_ranges = list(learned_ranges)
     if learned_ranges and recipe.scheme.activation_bits == 8:
@@ -222,10 +245,8 @@ def _plan_static(model: FloatModel, recipe: Recipe, calib: Dataset, activation_q
                     activations[out] = activations[node.input[0]]
                     if node.input[0] in origin:
                         origin[out] = origin[node.input[0]]
-    weights = plan_weights(model, recipe, STATIC_OPS, onnx_model, set(kept), origin)
     plan = QuantPlan(
-        scheme=recipe.scheme.name, activations=activations, weights=weights,
-        embeddings=plan_embeddings(model, onnx_model, set(kept), weights),
+        scheme=recipe.scheme.name, activations=activations, weights=weights, embeddings=embeddings,
         quantized_ops=sorted({n.op_type for n in onnx_model.graph.node}),
         float_nodes=kept, precisions=mixed, mixed_activations=_mixed_activations(onnx_model, activations, mixed),
         origin=origin,

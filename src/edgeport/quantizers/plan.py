@@ -157,4 +157,4 @@ def embedding_note(plan: QuantPlan) -> str:
     rows = sum(len(w.scale) for w in plan.embeddings.values())
     names = ", ".join(sorted({w.layer for w in plan.embeddings.values()}))
     return (f"embedding tables int8, one scale per row ({len(plan.embeddings)} tables, {rows} rows: {names}); "
-            "a lookup scales only the rows it returns")
+            "stored on every target")
