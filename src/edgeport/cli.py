@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="one weight scale per tensor instead of per output channel")
     rg.add_argument("--calibration", metavar="METHOD", help="minmax | percentile | mse (default minmax)")
     rg.add_argument("--percentile", type=float, metavar="P", help="mass kept by percentile calibration (default 99.99)")
+    rg.add_argument("--block-size", type=int, metavar="N", help="weight-only-int4: weights per scale along a linear "
+                    "layer's input (32, 64, 128, 256; 0 = per output channel; default 32)")
     rg.add_argument("--keep-float", dest="keep_float", action="append", metavar="NAME",
                     help="keep a layer (module path, node name or op type) in float; repeatable")
     rg.add_argument("--override", dest="override", action="append", metavar="LAYER=PRECISION",
@@ -303,7 +305,7 @@ def cmd_export(args) -> int:
     if not source:
         raise InputError("export: give a SOURCE (module:factory, .pt2 or .onnx) or --config with [export] source")
     recipe_values = {**cfg["recipe"], **{k: getattr(args, k) for k in ("quantize", "per_channel", "calibration",
-                                                                       "percentile", "keep_float", "calib_samples",
+                                                                       "percentile", "block_size", "keep_float", "calib_samples",
                                                                        "palettize", "prune", "prune_channels", "fallback")
                                          if getattr(args, k) is not None}}
     overrides = _overrides(args.override, recipe_values.pop("overrides", None))

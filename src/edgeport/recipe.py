@@ -88,6 +88,8 @@ class Recipe:
         per_channel: int8 weight scales per output channel (default) or one per tensor.
         calibration: How activation ranges are chosen: `minmax`, `percentile` or `mse`.
         percentile: Central mass kept by `percentile` calibration, in percent.
+        block_size: int4 weights (`weight-only-int4`): weights per scale along a linear layer's
+            input dimension (32, 64, 128, 256; 0 = one scale per output channel).
         keep_float: Shorthand for float overrides: PyTorch module paths (`classifier.2`), ONNX
             node names, or ONNX op types (`Softmax`).
         overrides: Per-layer precisions by op type and layer name (`Overrides`, or a mapping
@@ -109,6 +111,7 @@ class Recipe:
     per_channel: bool = True
     calibration: str = "minmax"
     percentile: float = 99.99
+    block_size: int = 32
     keep_float: tuple[str, ...] = field(default_factory=tuple)
     calib_samples: int = 1000
     palettize: int | None = None
@@ -140,7 +143,7 @@ class Recipe:
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
         object.__setattr__(self, "overrides", Overrides.parse(self.overrides))
         object.__setattr__(self, "scheme", make_scheme(self.quantize, self.per_channel, self.calibration,
-                                                       self.percentile))
+                                                       self.percentile, self.block_size))
         if self.fallback != "none" and self.scheme.weight_bits > 8:
             raise InputError(f"--fallback {self.fallback} moves quantized layers back to float: the "
                              f"'{self.quantize}' recipe quantizes nothing (use int8, int16x8, dynamic-int8, ...)")

@@ -107,6 +107,41 @@ class WeightOnlyInt8(Scheme):
         return f"weight-only int8 ({self.granularity()} weights, float activations)"
 
 
+INT4_BLOCK_SIZES = (0, 32, 64, 128, 256)  # 0: one scale per output channel
+
+
+@dataclass(frozen=True)
+class WeightOnlyInt4(Scheme):
+    """int4 weights, symmetric in [-7, 7], with float activations.
+
+    Attributes:
+        block_size: Linear layers (MatMul / Gemm) get one scale per `block_size` consecutive
+            weights along their input dimension (0: one per output channel); convolutions get
+            one per output channel (no target has blocked int4 convolutions).
+    """
+
+    name: ClassVar[str] = "weight-only-int4"
+    summary: ClassVar[str] = "int4 weights (blocks of 32 in linear layers), float activations"
+    weight_bits: ClassVar[int] = 4
+    parity_floor: ClassVar[float] = 0.8
+
+    block_size: int = 32
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.block_size not in INT4_BLOCK_SIZES:
+            raise InputError(f"block_size must be one of {', '.join(map(str, INT4_BLOCK_SIZES))} "
+                             f"(0: per output channel), got {self.block_size!r}")
+
+    @property
+    def int8_weights(self) -> bool:
+        return True  # integer weights: the plan's numbers, embedding tables int8 per row
+
+    def describe(self) -> str:
+        blocks = f"blocks of {self.block_size}" if self.block_size else "per-channel"
+        return f"weight-only int4 ({blocks} in linear layers, per-channel convs, float activations)"
+
+
 @dataclass(frozen=True)
 class Int8Static(Scheme):
     """Static int8: int8 weights and activations, activation ranges from calibration.
@@ -148,16 +183,18 @@ class Int16x8(Int8Static):
 
 
 SCHEMES: Registry[type[Scheme]] = Registry("recipe")
-for _scheme in (Float32, Fp16, DynamicInt8, Int8Static, Int16x8, WeightOnlyInt8):
+for _scheme in (Float32, Fp16, DynamicInt8, Int8Static, Int16x8, WeightOnlyInt8, WeightOnlyInt4):
     SCHEMES.add(_scheme.name, _scheme)
 
 
 def make_scheme(name: str, per_channel: bool = True, calibration: str = "minmax",
-                percentile: float = 99.99) -> Scheme:
+                percentile: float = 99.99, block_size: int = 32) -> Scheme:
     """The scheme config named `name` with the given settings (those it does not take are ignored)."""
     cls = SCHEMES.get(name)
     if issubclass(cls, Int8Static):
         return cls(per_channel=per_channel, calibration=calibration, percentile=percentile)
+    if cls is WeightOnlyInt4:
+        return cls(per_channel=per_channel, block_size=block_size)
     return cls(per_channel=per_channel)
 
 

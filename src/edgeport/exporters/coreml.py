@@ -32,7 +32,7 @@ from edgeport.quantizers import compress, qmath
 from edgeport.quantizers.plan import QuantPlan, embedding_note
 from edgeport.quiet import quiet
 from edgeport.recipe import Recipe
-from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt8
+from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt4, WeightOnlyInt8
 from edgeport.targets import Target
 from edgeport.targets.options import IosOptions
 
@@ -48,6 +48,7 @@ class CoreMLScheme:
     that quantize every conv / linear weight) or stays float (dynamic int8: MatMul/Gemm only)."""
 
     int8_weights: bool = False
+    int4: bool = False  # the integer weights are int4 (constexpr_blockwise_shift_scale, iOS18)
     w8a8: bool = False
     precision: str | None = None
     rule_for_unplanned: bool = False
@@ -63,6 +64,7 @@ SCHEMES = {
     Fp16: CoreMLScheme(precision="fp16"),
     DynamicInt8: CoreMLScheme(int8_weights=True),
     WeightOnlyInt8: CoreMLScheme(int8_weights=True, rule_for_unplanned=True),
+    WeightOnlyInt4: CoreMLScheme(int8_weights=True, int4=True, rule_for_unplanned=True),
     Int8Static: CoreMLScheme(int8_weights=True, w8a8=True, rule_for_unplanned=True),
     Int16x8: Refuse("Core ML has no int16 activations; use --quantize int8 (W8A8, iOS17+)"),
 }
@@ -72,6 +74,8 @@ REFUSALS = (
     Refusal(lambda recipe, options: isinstance(recipe.scheme, Int8Static) and options.ios_version < 17,
             "the int8 recipe (W8A8: int8 activations) needs --ios-target iOS17 or later; "
             "--quantize dynamic-int8 gives int8 weights from iOS16"),
+    Refusal(lambda recipe, options: isinstance(recipe.scheme, WeightOnlyInt4) and options.ios_version < 18,
+            "int4 weights need --ios-target iOS18 or later (constexpr_blockwise_shift_scale)"),
     Refusal(lambda recipe, options: len(_compressions(recipe)) > 1,
             lambda recipe, options: f"{' + '.join(_compressions(recipe))} together need iOS18 combined constexpr "
                                     "ops, which this edgeport version does not write; choose one"),
@@ -99,19 +103,39 @@ class _WeightSource:
         model = job.uncompressed or job.model
         self.params = model.params
         self.float_weights = {name: w for _, name, w in weight_inputs(model.onnx_model(), STATIC_OPS, set())}
+        self.transposed: set[str] = set()
 
     def lookup(self, const_name: str, value: np.ndarray) -> str | None:
+        """The ONNX weight holding Core ML's const `value`; one an ONNX MatMul holds as [in, out]
+        (Core ML's linear takes [out, in]) is recorded in `transposed`."""
         entry = self.params.by_spelling(const_name)
         name = entry.onnx if entry is not None else None
-        if name in self.float_weights and self.float_weights[name].shape == value.shape:
-            return name
-        # by value only for what the map cannot name: a conv weight Core ML fused with BatchNorm
         value = value.astype(np.float32)
         tolerance = 2e-3 * float(np.abs(value).max(initial=0.0)) + 1e-8  # fp16 rounding of the largest weight
+
+        def same(weight: np.ndarray) -> bool:
+            return weight.shape == value.shape and np.allclose(weight, value, rtol=1e-3, atol=tolerance)
+
+        if name in self.float_weights:
+            weight = self.float_weights[name]
+            if same(weight):
+                return name
+            if weight.ndim == 2 and same(weight.T):
+                self.transposed.add(name)
+                return name
+        # by value only for what the map cannot name: a conv weight Core ML fused with BatchNorm
         for candidate, weight in self.float_weights.items():
-            if weight.shape == value.shape and np.allclose(weight, value, rtol=1e-3, atol=tolerance):
+            if same(weight):
+                return candidate
+            if weight.ndim == 2 and same(weight.T):
+                self.transposed.add(candidate)
                 return candidate
         return None
+
+    def exact(self, name: str) -> np.ndarray:
+        """The recipe's float weight `name` in Core ML's layout."""
+        weight = self.float_weights[name]
+        return weight.T if name in self.transposed else weight
 
 
 def _int8_weight(exact: np.ndarray, planned, recipe: Recipe, dtype, op, label: str):
@@ -128,6 +152,33 @@ def _int8_weight(exact: np.ndarray, planned, recipe: Recipe, dtype, op, label: s
     return (lambda mb: mb.constexpr_affine_dequantize(
         quantized_data=q, zero_point=np.int8(0), scale=stored if axis is not None else stored[0],
         axis=0, before_op=op, name=label)), rounding
+
+
+def _int4_weight(exact: np.ndarray, planned, transposed: bool, dtype, op, label: str):
+    """Builder for int4 weights (`constexpr_blockwise_shift_scale`): the plan's scales (blocks
+    along a linear layer's input, or one per output channel), or for a weight without counterpart
+    in the plan the rule per output channel. `exact` is in Core ML's layout; the plan's scales are
+    laid out as the ONNX weight, which is Core ML's transposed when `transposed`."""
+    from coremltools.converters.mil.mil import types
+
+    if planned is None:
+        w, axis, block, transposed = exact, 0, None, False
+        scale = qmath.int4_scales(w, 0, None)
+    else:
+        w, axis, block = (exact.T if transposed else exact), planned.axis, planned.block
+        scale = planned.scale_array()
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    if block is not None:
+        shape = list(w.shape)
+        shape[axis] //= block
+    scale = scale.reshape(shape)
+    q = qmath.quantize_int4(w, scale, axis, block)
+    if transposed:
+        q, scale = q.T, scale.T
+    int4 = types.nptype_from_builtin(types.int4)
+    return lambda mb: mb.constexpr_blockwise_shift_scale(data=q.astype(int4), scale=scale.astype(dtype),
+                                                        before_op=op, name=label)
 
 
 def _sparse_weight(exact: np.ndarray, sparsity: float, dtype, ios_version: int, op, label: str):
@@ -168,7 +219,7 @@ def compress_program(program, job: ExportJob, ios_version: int) -> tuple[list[st
             continue
         w = op.weight.val
         name = source.lookup(op.weight.name, w)
-        exact = source.float_weights[name] if name is not None else w.astype(np.float32)
+        exact = source.exact(name) if name is not None else w.astype(np.float32)
         # named after the recipe's weight when there is one, so `read_params` can find it again
         key = normalized(name) if name else op.weight.name
         low = find_lowbit(exact, name, job)
@@ -186,7 +237,11 @@ def compress_program(program, job: ExportJob, ios_version: int) -> tuple[list[st
             planned = job.plan.weights.get(name) if name is not None else None
             if planned is None and (name is not None or not row.rule_for_unplanned):
                 continue  # the recipe leaves this layer float (kept float, or convs under dynamic int8)
-            build, rounding = _int8_weight(exact, planned, recipe, w.dtype, op, label)
+            if row.int4:
+                build, rounding = _int4_weight(exact, planned, name in source.transposed, w.dtype, op,
+                                               f"{key}_int4"), 0.0
+            else:
+                build, rounding = _int8_weight(exact, planned, recipe, w.dtype, op, label)
             scale_rounding = max(scale_rounding, rounding)
             from_plan = planned is not None
         elif not (recipe.palettize or recipe.prune):
@@ -205,7 +260,7 @@ def compress_program(program, job: ExportJob, ios_version: int) -> tuple[list[st
         counts["plan" if from_plan else "rule"] += 1
     notes = []
     if counts["plan"] or counts["rule"]:
-        what = "int8 weights" if int8 else \
+        what = ("int4 weights" if row.int4 else "int8 weights") if int8 else \
             (f"{recipe.prune:.0%} sparse weights" if recipe.prune else f"{recipe.palettize}-bit palettes")
         notes.append(f"{what}: {counts['plan']} tensors with the recipe's numbers"
                      + (f", {counts['rule']} by the recipe's rule on Core ML's fused weights" if counts["rule"] else ""))
@@ -376,6 +431,14 @@ class CoreMLExporter(Exporter):
             if op.op_type == "constexpr_affine_dequantize":
                 name = by_key.get(normalized(op.name.removesuffix("_int8").removesuffix("_to_fp16")))
                 stored = None if name is None else np.atleast_1d(np.asarray(op.inputs["scale"].val))
+            elif op.op_type == "constexpr_blockwise_shift_scale":  # int4: Core ML's layout may be the
+                name = by_key.get(normalized(op.name.removesuffix("_int4")))  # plan's transposed: as sets
+                stored = None if name is None else np.sort(np.asarray(op.inputs["scale"].val).ravel())
+                if stored is not None:
+                    checked += 1
+                    if not np.array_equal(stored, np.sort(planned[name].scale_array().astype(stored.dtype))):
+                        differ.append(name)
+                continue
             elif op.op_type == "constexpr_lut_to_dense":
                 name = by_key.get(normalized(op.name.removesuffix("_binary").removesuffix("_ternary")))
                 alpha = None if name is None else stored_alpha(op, consumers)

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.exporters import Artifact, Exporter, ExportJob
+from edgeport.exporters import Artifact, Exporter, ExportJob, Refuse
 from edgeport.errors import InputError
 from edgeport.exporters.reproducible import canonical_ort, source_label
 from edgeport.model import FloatModel
 from edgeport.quantizers.plan import QuantPlan, embedding_note
 from edgeport.quiet import quiet_python
 from edgeport.recipe import Recipe
-from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt8
+from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt4, WeightOnlyInt8
 from edgeport.targets import Target
 
 
@@ -184,6 +184,40 @@ def _weight_only(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, d
     onnx.save(graph, dst)
 
 
+def _weight_only_int4(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: str) -> None:
+    """int4 weights behind a DequantizeLinear (opset 21): blocked along a linear layer's input
+    axis, per output channel for convolutions; activations and compute stay float. onnxruntime
+    fuses a blocked DequantizeLinear -> MatMul into MatMulNBits (int8 activations at run time, its
+    default accuracy level 4); other layers dequantize their weights on every call. Written here:
+    onnxruntime's MatMulNBits quantizer covers MatMul only and writes a contrib op."""
+    import ml_dtypes
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from edgeport.quantizers import qmath
+
+    graph = onnx.load(src)
+    inits = {i.name: i for i in graph.graph.initializer}
+    dequantize = []
+    for name, w in plan.weights.items():
+        values = numpy_helper.to_array(inits[name])
+        shape = list(values.shape)
+        if w.block is not None:
+            shape[w.axis] = -(-shape[w.axis] // w.block)
+        scale = w.scale_array().reshape(shape if w.block is not None else [-1])
+        q = qmath.quantize_int4(values, scale, w.axis, w.block)
+        graph.graph.initializer.remove(inits[name])
+        graph.graph.initializer.extend([numpy_helper.from_array(q.astype(ml_dtypes.int4), f"{name}_quantized"),
+                                        numpy_helper.from_array(scale, f"{name}_scale")])
+        attrs = {"axis": w.axis, **({"block_size": w.block} if w.block is not None else {})}
+        dequantize.append(helper.make_node("DequantizeLinear", [f"{name}_quantized", f"{name}_scale"], [name],
+                                           name=f"{name}_DequantizeLinear", **attrs))
+    for node in reversed(dequantize):  # before every consumer: graph order stays topological
+        graph.graph.node.insert(0, node)
+    graph.ir_version = max(graph.ir_version, INT4_IR_VERSION)
+    onnx.save(graph, dst)
+
+
 def row_quantized_embeddings(graph, plan: QuantPlan) -> list[str]:
     """Store each planned embedding table as int8 rows and a float scale per row, looked up
     together: Gather(int8 table) -> Cast -> Mul(Gather(row scales)), the Mul keeping the Gather's
@@ -254,6 +288,9 @@ _SCHEMES = {
     DynamicInt8: (_int8_dynamic, "dynamic int8 quantizes MatMul/Gemm weights; other layers stay fp32"),
     WeightOnlyInt8: (_weight_only, "weight-only int8: Conv/Gemm/MatMul weights stored int8 behind DequantizeLinear; "
                                    "activations and compute stay fp32"),
+    WeightOnlyInt4: (_weight_only_int4, "weight-only int4: Conv/Gemm/MatMul weights stored int4 behind "
+                                        "DequantizeLinear (opset 21); onnxruntime runs a blocked int4 MatMul as "
+                                        "MatMulNBits, quantizing its input to int8 at run time"),
     Int8Static: (_static, None),
     Int16x8: (_static, None),
 }
@@ -265,7 +302,8 @@ def build_onnx(model: FloatModel, recipe: Recipe, plan: QuantPlan) -> bytes:
 
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = str(Path(tmp, "float.onnx")), str(Path(tmp, "out.onnx"))
-        Path(src).write_bytes(_with_per_axis_opset(model.onnx_bytes) if recipe.scheme.int8_weights else model.onnx_bytes)
+        opset = INT4_OPSET if recipe.scheme.weight_bits == 4 else PER_AXIS_OPSET if recipe.scheme.int8_weights else None
+        Path(src).write_bytes(_with_opset(model.onnx_bytes, opset) if opset else model.onnx_bytes)
         _SCHEMES[type(recipe.scheme)][0](model, recipe, _with_embeddings(src, plan), src, dst)
         result = onnx.load(dst)
     result.producer_name = "edgeport"
@@ -275,23 +313,26 @@ def build_onnx(model: FloatModel, recipe: Recipe, plan: QuantPlan) -> bytes:
 
 
 PER_AXIS_OPSET = 13  # DequantizeLinear's `axis` (per-channel weights) exists from opset 13
+INT4_OPSET, INT4_IR_VERSION = 21, 10  # int4 tensors and blocked DequantizeLinear
 
 
-def _with_per_axis_opset(onnx_bytes: bytes) -> bytes:
-    """The graph at opset >= 13 (`onnx.version_converter`), so integer weights can be written with a
-    scale per channel: models exported at older opsets (paddle2onnx writes 10-12) would otherwise
-    get a DequantizeLinear attribute their opset lacks, which no runtime loads."""
+def _with_opset(onnx_bytes: bytes, minimum: int) -> bytes:
+    """The graph at opset >= `minimum` (`onnx.version_converter`), so integer weights can be written
+    with a scale per channel (13) or int4 in blocks (21): models exported at older opsets
+    (paddle2onnx writes 10-12) would otherwise get a DequantizeLinear their opset lacks, which no
+    runtime loads."""
     import onnx
     from onnx import version_converter
 
     graph = onnx.load_from_string(onnx_bytes)
-    opset = next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), PER_AXIS_OPSET)
-    if opset >= PER_AXIS_OPSET:
+    opset = next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), minimum)
+    if opset >= minimum:
         return onnx_bytes
     try:
-        return version_converter.convert_version(graph, PER_AXIS_OPSET).SerializeToString()
+        return version_converter.convert_version(graph, minimum).SerializeToString()
     except Exception as exc:  # noqa: BLE001 - the converter's own failure, said in one line
-        raise InputError(f"the model is at ONNX opset {opset}; int8 weights need opset {PER_AXIS_OPSET} and "
+        what = "int4 weights" if minimum == INT4_OPSET else "int8 weights"
+        raise InputError(f"the model is at ONNX opset {opset}; {what} need opset {minimum} and "
                          f"onnx's version converter could not upgrade it ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
 
@@ -313,9 +354,11 @@ def honored_params(onnx_bytes: bytes, plan: QuantPlan) -> dict:
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     biases = 0
     for node in model.graph.node:
-        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 2:
             continue
-        scale, zero = inits.get(node.input[1]), inits.get(node.input[2])
+        scale = inits.get(node.input[1])
+        zero = inits.get(node.input[2]) if len(node.input) > 2 else \
+            None if scale is None else np.zeros(scale.shape, dtype=np.int8)  # int4 weights: no zero point
         src = node.input[0]
         if scale is None or zero is None or src in quantized_outputs:  # a Q->DQ pair shares its params
             continue
@@ -401,7 +444,8 @@ class OrtExporter(Exporter):
 
     format = "ort"
     suffix = ".ort"
-    schemes = _SCHEMES
+    schemes = {**_SCHEMES, WeightOnlyInt4: Refuse("the ORT format of onnxruntime 1.32 cannot hold int4 tensors "
+                                                  "(the session refuses the file); the onnx target takes int4")}
     mixed_precision = True
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from edgeport import __version__
-from edgeport.exporters import Artifact, Exporter, ExportJob, Refusal
+from edgeport.exporters import Artifact, Exporter, ExportJob, Refusal, Refuse
 from edgeport.exporters.reproducible import source_label
 from edgeport.exporters.tfjs_graph import TfGraph, TfWeight, convert
 from edgeport.quantizers.plan import QuantPlan, embedding_note
-from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt8
+from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt4, WeightOnlyInt8
 from edgeport.targets import Target
 from edgeport.targets.options import BrowserOptions
 
@@ -112,7 +112,9 @@ class TFJSExporter(Exporter):
     # scheme config -> weight storage: float32 / float16, or "int8" (the plan's integers). TF.js
     # has float kernels only, so every int8 scheme stores int8 weights and computes in float32.
     schemes = {Float32: "float32", Fp16: "float16", DynamicInt8: "int8", WeightOnlyInt8: "int8",
-               Int8Static: "int8", Int16x8: "int8"}
+               Int8Static: "int8", Int16x8: "int8",
+               WeightOnlyInt4: Refuse("TF.js stores weights as float32, float16, uint8 or uint16, not int4; "
+                                      "browser-ort takes weight-only-int4")}
     refusals = (
         Refusal(lambda recipe, options: options.tfjs_weights not in (None, "float32")
                 and not isinstance(recipe.scheme, Float32),

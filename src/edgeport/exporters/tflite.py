@@ -29,7 +29,7 @@ from edgeport.exporters import Artifact, Exporter, ExportJob, Refusal, torch_job
 from edgeport.params import ParamMap, fingerprint
 from edgeport.quantizers.plan import QuantPlan, WeightParams, embedding_note
 from edgeport.quiet import quiet
-from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt8
+from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt4, WeightOnlyInt8
 from edgeport.targets import Target
 from edgeport.targets.options import AndroidOptions
 
@@ -141,6 +141,27 @@ def _dynamic_int8(job: ExportJob, float_model: bytes, options: AndroidOptions) -
 def _weight_only_int8(job: ExportJob, float_model: bytes, options: AndroidOptions) -> tuple[bytes, list[str]]:
     return _int8_weights(job, float_model, "add_weight_only_config", "ALL_SUPPORTED"), \
         ["weight-only int8 (ai-edge-quantizer): int8 weights dequantized before float kernels; activations fp32"]
+
+
+def _weight_only_int4(job: ExportJob, float_model: bytes, options: AndroidOptions) -> tuple[bytes, list[str]]:
+    """ai-edge-quantizer's int4 weights: per output channel, dequantized before float kernels; with
+    blocks, FULLY_CONNECTED weights in blocks along the input (its blockwise int4 is a dynamic
+    config: LiteRT quantizes the layer's input to int8 at run time, as onnxruntime's MatMulNBits
+    does)."""
+    from ai_edge_quantizer import quantizer, recipe
+
+    qt = quantizer.Quantizer(float_model)
+    qt.add_weight_only_config(".*", recipe.TFLOperationName.ALL_SUPPORTED, num_bits=4,
+                              granularity=recipe.QuantGranularity.CHANNELWISE)
+    block = job.recipe.scheme.block_size
+    notes = ["weight-only int4 (ai-edge-quantizer): int4 weights per output channel, dequantized before float "
+             "kernels"]
+    if block:
+        qt.add_dynamic_config(".*", recipe.TFLOperationName.FULLY_CONNECTED, num_bits=4,
+                              granularity=getattr(recipe.QuantGranularity, f"BLOCKWISE_{block}"))
+        notes.append(f"FULLY_CONNECTED weights int4 in blocks of {block}, its input quantized to int8 at run time "
+                     "(LiteRT's blockwise int4 kernel)")
+    return bytes(qt.quantize().quantized_model), notes
 
 
 def _with_int8_embeddings(job: ExportJob) -> tuple[ExportJob, list[str]]:
@@ -473,7 +494,7 @@ class TFLiteExporter(Exporter):
     options_type = AndroidOptions
     # scheme config -> (job, float .tflite, options) -> (model, notes)
     schemes = {Float32: _fp32, Fp16: _fp16, DynamicInt8: _dynamic_int8, WeightOnlyInt8: _weight_only_int8,
-               Int8Static: _static, Int16x8: _static}
+               WeightOnlyInt4: _weight_only_int4, Int8Static: _static, Int16x8: _static}
     refusals = (
         Refusal(lambda recipe, options: recipe.float_overrides and recipe.scheme.calibrated
                 and (recipe.scheme.activation_bits != 8 or options.io == "float"),

@@ -21,7 +21,7 @@ from edgeport.quantizers.overrides import float_nodes, resolve_precisions
 from edgeport.quantizers.plan import ActivationParams, QuantPlan, WeightParams
 from edgeport.recipe import Recipe
 from edgeport.registry import Registry
-from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt8
+from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt4, WeightOnlyInt8
 
 Planner = Callable[[FloatModel, Recipe, "Dataset | None"], QuantPlan]
 PLANNERS: Registry[Planner] = Registry("planner")
@@ -185,6 +185,30 @@ def plan_dynamic_int8(model: FloatModel, recipe: Recipe, calib: Dataset | None) 
 @PLANNERS.register(WeightOnlyInt8)
 def plan_weight_only_int8(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> QuantPlan:
     return _plan_weights_only(model, recipe, STATIC_OPS)
+
+
+@PLANNERS.register(WeightOnlyInt4)
+def plan_weight_only_int4(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> QuantPlan:
+    """int4 weights by the rule (max|w| / 7): linear layers in blocks along their input dimension,
+    convolutions per output channel; embedding tables int8 per row (no target looks rows up in an
+    int4 table)."""
+    onnx_model = model.onnx_model()
+    kept = float_nodes(onnx_model, model.layers, recipe)
+    block = recipe.scheme.block_size or None
+    weights = {}
+    for node, name, w in weight_inputs(onnx_model, STATIC_OPS, set(kept)):
+        out_axis = weight_axis(node, w.ndim)
+        # blocks along a linear layer's input axis (the other one); an input size that is not a
+        # multiple of the block (Core ML's blocks divide the axis) gets one scale per output channel
+        blocked = block is not None and w.ndim == 2 and node.op_type in ("MatMul", "Gemm") \
+            and w.shape[1 - out_axis] % block == 0
+        axis = 1 - out_axis if blocked else out_axis
+        scales = qmath.int4_scales(w, axis, block if blocked else None)
+        weights[name] = WeightParams(scale=scales.ravel().tolist(), zero_point=[0] * scales.size, axis=axis,
+                                     layer=model.layers.get(node.name, node.name), bits=4,
+                                     block=block if blocked else None)
+    return QuantPlan(scheme=recipe.scheme.name, weights=weights, quantized_ops=list(STATIC_OPS), float_nodes=kept,
+                     embeddings=plan_embeddings(model, onnx_model, set(kept), weights))
 
 
 def _plan_weights_only(model: FloatModel, recipe: Recipe, op_types: tuple[str, ...]) -> QuantPlan:

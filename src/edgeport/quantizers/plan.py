@@ -26,10 +26,16 @@ class ActivationParams:
 
 @dataclass
 class WeightParams:
+    """Symmetric integer weight scales: one per slice along `axis` (None: one for the tensor), or
+    with `block`, one per `block` values along `axis` (`scale` is then the flattened array of the
+    weight's shape with `axis` shrunk to its block count, ONNX's blocked layout). `bits`: 8 or 4."""
+
     scale: list[float]
     zero_point: list[int]
     axis: int | None
     layer: str
+    bits: int = 8
+    block: int | None = None
 
     def scale_array(self) -> np.ndarray:
         return np.asarray(self.scale, dtype=np.float32)
@@ -133,12 +139,14 @@ class QuantPlan:
 
 
 def _weight_json(params: WeightParams) -> dict:
-    return {"axis": params.axis, "layer": params.layer, "scale": [float(s) for s in params.scale],
+    extra = {"bits": params.bits, "block": params.block} if params.bits != 8 else {}
+    return {"axis": params.axis, "layer": params.layer, **extra, "scale": [float(s) for s in params.scale],
             "zero_point": [int(z) for z in params.zero_point]}
 
 
 def _weight_params(data: dict) -> WeightParams:
-    return WeightParams(data["scale"], data["zero_point"], data["axis"], data["layer"])
+    return WeightParams(data["scale"], data["zero_point"], data["axis"], data["layer"], data.get("bits", 8),
+                        data.get("block"))
 
 
 def _activation_json(params: ActivationParams) -> dict:

@@ -44,6 +44,44 @@ def weight_scales(weight: np.ndarray, axis: int | None) -> np.ndarray:
     return scales
 
 
+INT4_MAX = 7  # int4 weights are symmetric in [-7, 7], as int8 ones in [-127, 127]
+
+
+def int4_scales(weight: np.ndarray, axis: int | None, block: int | None) -> np.ndarray:
+    """Symmetric int4 scales (max |w| / 7): one per slice along `axis` when `block` is None,
+    else one per `block` consecutive values along `axis` (the last block may be shorter). The
+    scales have the weight's shape with `axis` shrunk to its number of blocks, as ONNX's blocked
+    DequantizeLinear takes them. A zero block gets scale 1.0."""
+    w = np.abs(np.asarray(weight, dtype=np.float32))
+    if block is None:
+        peak = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1).max(axis=1)
+    else:
+        size = w.shape[axis]
+        pad = [(0, 0)] * w.ndim
+        pad[axis] = (0, -size % block)
+        padded = np.moveaxis(np.pad(w, pad), axis, 0)
+        peak = padded.reshape(-1, block, *padded.shape[1:]).max(axis=1)
+        peak = np.moveaxis(peak, 0, axis)
+    scales = (peak / np.float32(INT4_MAX)).astype(np.float32)
+    scales[scales == 0] = 1.0
+    return scales
+
+
+def expand_blocks(scales: np.ndarray, axis: int, block: int, size: int) -> np.ndarray:
+    """Blocked scales repeated to one per weight along `axis` (cut to the weight's `size`)."""
+    return np.take(np.repeat(scales, block, axis=axis), np.arange(size), axis=axis)
+
+
+def quantize_int4(weight: np.ndarray, scales: np.ndarray, axis: int, block: int | None) -> np.ndarray:
+    """int4 integers (held in int8) of `weight` with `int4_scales`' scales."""
+    w = np.asarray(weight, dtype=np.float32)
+    if block is None:
+        full = scales.reshape([-1 if d == axis else 1 for d in range(w.ndim)])
+    else:
+        full = expand_blocks(scales, axis, block, w.shape[axis])
+    return np.clip(np.rint(w / full), -INT4_MAX, INT4_MAX).astype(np.int8)
+
+
 def lowbit_scales(weight: np.ndarray, axis: int | None) -> tuple[np.ndarray, str] | None:
     """(α per slice along `axis`, kind) when every slice holds one magnitude α besides zeros.
 

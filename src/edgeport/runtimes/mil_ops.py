@@ -188,6 +188,19 @@ def constexpr_affine_dequantize(quantized_data, zero_point, scale, axis):
         np.asarray(scale).dtype)
 
 
+@OPS.register("constexpr_blockwise_shift_scale")
+def constexpr_blockwise_shift_scale(data, scale, offset=None):
+    """iOS18: scale * (data - offset), each scale (offset) covering a block of data.shape /
+    scale.shape values along every axis."""
+    def expand(values):
+        for axis, (n, blocks) in enumerate(zip(data.shape, np.shape(values))):
+            values = np.repeat(values, n // blocks, axis=axis)
+        return values.astype(np.float32)
+
+    values = data.astype(np.float32) - (expand(offset) if offset is not None else 0.0)
+    return (values * expand(scale)).astype(np.asarray(scale).dtype)
+
+
 @OPS.register("constexpr_lut_to_dense")
 def constexpr_lut_to_dense(indices, lut, shape=None, vector_axis=None):
     """iOS16 form (`shape` given): bit-packed indices into one LUT. iOS18 form: indices shaped
