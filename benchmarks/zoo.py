@@ -89,10 +89,12 @@ def run_cell(spec: dict) -> dict:
 
 def _options(recipe: str) -> dict:
     """Target options of a cell: recipe none is fp32 everywhere (Core ML computes in fp16 unless
-    asked); int8 (W8A8) on ios needs iOS 17, as a user of that recipe would ask (`--ios-target iOS17`)."""
+    asked); int8 (W8A8) on ios needs iOS 17 and int4 weights iOS 18, as a user of those recipes would
+    ask (`--ios-target iOS17`)."""
     if recipe == "none":
         return {"ios": {"precision": "fp32"}}
-    return {"ios": {"deployment_target": "iOS17"}} if recipe == "int8" else {}
+    needs = {"int8": "iOS17", "weight-only-int4": "iOS18"}
+    return {"ios": {"deployment_target": needs[recipe]}} if recipe in needs else {}
 
 
 def run_group(spec: dict) -> list[dict]:

@@ -20,7 +20,8 @@ from edgeport.targets import TARGETS
 
 
 def test_schemes_are_typed_validated_configs():
-    assert SCHEMES.names() == ["none", "fp16", "dynamic-int8", "int8", "int16x8", "weight-only-int8"]
+    assert SCHEMES.names() == ["none", "fp16", "dynamic-int8", "int8", "int16x8", "weight-only-int8",
+                               "weight-only-int4"]
     assert isinstance(Recipe().scheme, Float32)
     scheme = Recipe(quantize="int16x8", per_channel=False, calibration="mse").scheme
     assert isinstance(scheme, Int16x8) and isinstance(scheme, Int8Static)
@@ -33,6 +34,9 @@ def test_schemes_are_typed_validated_configs():
         DynamicInt8(per_channel="yes")
     assert make_scheme("int8", calibration="percentile", percentile=99.9).percentile == 99.9
     assert Recipe(quantize="weight-only-int8").describe() == "weight-only int8 (per-channel weights, float activations)"
+    assert Recipe(quantize="weight-only-int4", block_size=64).scheme.block_size == 64
+    with pytest.raises(InputError, match="block_size must be one of 0, 32, 64, 128, 256"):
+        Recipe(quantize="weight-only-int4", block_size=48)
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "ort", "tflite", "mlpackage", "tfjs", "c"])
@@ -51,6 +55,10 @@ def test_every_exporter_has_a_row_for_every_scheme(fmt):
     ("android", Recipe(quantize="int16x8", overrides={"op_type": {"Gemm": None}}),
      "android: float layers .* are written to TFLite by the int8 path with integer I/O"),
     ("cortex-m4", Recipe(quantize="int8", keep_float=("Gemm",)), "cortex-m4: the c format cannot leave layers in float"),
+    ("ios", Recipe(quantize="weight-only-int4"), "ios: int4 weights need --ios-target iOS18"),
+    ("onnx-mobile", Recipe(quantize="weight-only-int4"), "onnx-mobile: the ORT format .* cannot hold int4"),
+    ("browser-tfjs", Recipe(quantize="weight-only-int4"), "browser-tfjs: TF.js stores weights as .* not int4"),
+    ("cortex-m4", Recipe(quantize="weight-only-int4"), "cortex-m4: the C library runs int8 kernels"),
 ])
 def test_refusals_come_from_the_tables_before_any_work(target, recipe, message):
     spec = TARGETS.get(target)
