@@ -11,10 +11,15 @@ through.
 ONNX Runtime artifacts (`.onnx`: the onnx and browser-ort targets) can expose intermediates this
 way. Exposing a tensor keeps ORT from fusing the Q/DQ pair around it, so the values are those of
 the same arithmetic unfused (within one rounding of the shipped kernels); the final outputs are
-compared by the parity check as shipped. Other formats say why they cannot here.
+compared by the parity check as shipped. LiteRT artifacts (`.tflite`, android) run with every
+tensor preserved next to the float `.tflite` the exporter converted from the same module: the
+tensors carry the module-scoped names litert-torch gives them, so both files name the same
+layer's output alike. Other formats say why they cannot here.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -91,30 +96,92 @@ def compare_onnx(float_model, artifact_model, feeds: dict[str, np.ndarray], laye
     reference, got = _run_all(float_model, feeds), _run_all(artifact_model, feeds)
     producers = {out: node for node in artifact_model.graph.node for out in node.output}
     seen = _as_seen_downstream(artifact_model)
-    float_inputs = {out: [i for i in node.input if i] for node in float_model.graph.node for out in node.output}
-    rows, nsr_of = [], {}
+    steps = []
     for node in float_model.graph.node:
         for name in node.output:
-            ref, val = reference.get(name), got.get(seen.get(name, name))
-            if ref is None or val is None or ref.shape != val.shape or not np.issubdtype(ref.dtype, np.floating):
-                continue
-            if name not in producers:
-                continue
-            sqnr = sqnr_db(ref, val.astype(np.float32))
-            nsr = 10.0 ** (-sqnr / 10.0) if np.isfinite(sqnr) else (0.0 if sqnr > 0 else 1.0)
-            nsr_of[name] = nsr
-            incoming = max((nsr_of[i] for i in float_inputs.get(name, []) if i in nsr_of), default=0.0)
-            rows.append({"tensor": name, "node": node.name, "op": node.op_type, "artifact_op": producers[name].op_type,
-                         "layer": (layers or {}).get(node.name, ""),
-                         "sqnr_db": round(sqnr, 2) if np.isfinite(sqnr) else (999.0 if sqnr > 0 else -999.0),
-                         "cosine": round(_cosine(ref, val), 6),
-                         "max_abs_err": float(np.max(np.abs(ref.astype(np.float64) - val.astype(np.float64)))),
-                         "added_noise": max(nsr - incoming, 0.0)})
+            if name in producers:
+                steps.append(Step(name, seen.get(name, name), node.name, node.op_type, producers[name].op_type,
+                                  (layers or {}).get(node.name, ""), [i for i in node.input if i]))
+    return _rows(steps, reference, got)
+
+
+@dataclass
+class Step:
+    """One tensor both graphs compute: its name in the float graph (`tensor`) and in the artifact
+    (`seen`), the node and op computing it, its layer, and the tensors it is computed from."""
+
+    tensor: str
+    seen: str
+    node: str
+    op: str
+    artifact_op: str
+    layer: str
+    inputs: list[str]
+
+
+def _rows(steps: list[Step], reference: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> list[dict]:
+    """Per step in graph order: SQNR, cosine and max error of the artifact's tensor against the float
+    one, and the noise the step adds to the largest its inputs carried (a step whose tensor is not
+    compared passes its inputs' noise on)."""
+    rows, nsr_of = [], {}
+    for step in steps:
+        ref, val = reference.get(step.tensor), got.get(step.seen)
+        incoming = max((nsr_of[i] for i in step.inputs if i in nsr_of), default=0.0)
+        if ref is None or val is None or ref.shape != val.shape or not np.issubdtype(ref.dtype, np.floating):
+            nsr_of[step.tensor] = incoming
+            continue
+        sqnr = sqnr_db(ref, val.astype(np.float32))
+        nsr = 10.0 ** (-sqnr / 10.0) if np.isfinite(sqnr) else (0.0 if sqnr > 0 else 1.0)
+        nsr_of[step.tensor] = nsr
+        rows.append({"tensor": step.tensor, "node": step.node, "op": step.op, "artifact_op": step.artifact_op,
+                     "layer": step.layer,
+                     "sqnr_db": round(sqnr, 2) if np.isfinite(sqnr) else (999.0 if sqnr > 0 else -999.0),
+                     "cosine": round(_cosine(ref, val), 6),
+                     "max_abs_err": float(np.max(np.abs(ref.astype(np.float64) - val.astype(np.float64)))),
+                     "added_noise": max(nsr - incoming, 0.0)})
     total = sum(r["added_noise"] for r in rows) or 1.0
     for r in rows:
         r["error_share"] = round(r["added_noise"] / total, 4)
         r["added_noise"] = float(f"{r['added_noise']:.4g}")
     return rows
+
+
+def compare_tflite(float_path: str, artifact_path: str, samples) -> list[dict]:
+    """One row per op output of the artifact that the float .tflite (converted from the same
+    PyTorch module, so its tensors carry the same module-scoped names) also computes, in execution
+    order; both run with every tensor preserved, one sample at a time."""
+    from edgeport.runtimes.litert import LiteRTSession
+
+    # reference kernels: a delegate (XNNPACK) would replace the ops by one node and hide their
+    # outputs; LiteRT's int8 reference kernels compute the same integers (the reference_kernels check)
+    float_session = LiteRTSession(float_path, 1, reference_kernels=True, preserve_all=True)
+    artifact = LiteRTSession(artifact_path, 1, reference_kernels=True, preserve_all=True)
+    reference: dict[str, list] = {}
+    got: dict[str, list] = {}
+    for feeds in samples:
+        for session, into in ((float_session, reference), (artifact, got)):
+            session.run(feeds)
+            for name, value in session.intermediates().items():
+                into.setdefault(name, []).append(value)
+    stacked = [{k: np.concatenate([np.asarray(v).reshape(1, -1) for v in vs]) for k, vs in d.items()}
+               for d in (reference, got)]
+    steps = [Step(out, out, _short(out), op, op, _module_path(out), inputs)
+             for op, inputs, outputs in artifact.steps() for out in outputs]
+    return _rows(steps, *stacked)
+
+
+def _short(tensor: str) -> str:
+    """A tensor's name without its scopes (`Conv2d_0`), for the table."""
+    return tensor.split(";")[0].rsplit("/", 1)[-1].rsplit(".", 1)[-1] or tensor
+
+
+def _module_path(tensor: str) -> str:
+    """The PyTorch module path litert-torch scopes a tensor name with:
+    `pkg.Net/torch.nn.modules.container.Sequential_features/torch.nn.modules.conv.Conv2d_0;1`
+    -> `features.0` (each scope is `<class>_<attribute>`; '' when the name has no scopes)."""
+    scopes = tensor.split(";")[0].split("/")[1:]
+    parts = [scope.rsplit(".", 1)[-1].partition("_")[2] for scope in scopes]
+    return ".".join(p for p in parts if p)
 
 
 def worst(rows: list[dict], count: int = WORST) -> list[dict]:
@@ -129,9 +196,28 @@ GAPS = {
 }
 
 
+def _check_tflite(ctx: CheckContext) -> CheckResult:
+    baseline = ctx.artifact.baseline
+    if baseline is None or not baseline.exists():
+        return CheckResult.not_run("layers", "no float .tflite of the same module to compare with (export the "
+                                             "android target with --layers)")
+    data = ctx.refs.data.take(SAMPLES)
+    specs = ctx.refs.model.inputs if ctx.refs.model is not None else ctx.session.inputs
+    rows = compare_tflite(str(baseline), str(ctx.artifact.path), data.samples(specs))
+    if not rows:
+        return CheckResult.not_run("layers", "the .tflite computes none of the float .tflite's tensors under "
+                                             "their names")
+    return CheckResult("layers", MEASURED, {
+        "samples": len(data), "compared": len(rows), "worst": [r["tensor"] for r in worst(rows)], "layers": rows,
+        "how": "LiteRT's reference kernels with every tensor preserved, against the float .tflite converted "
+               "from the same module (tensors matched by name and shape)"})
+
+
 def check_layers(ctx: CheckContext) -> CheckResult:
     import onnx
 
+    if ctx.artifact.format == "tflite" and ctx.refs.data is not None:
+        return _check_tflite(ctx)
     if ctx.artifact.format != "onnx":
         return CheckResult.not_run("layers", GAPS.get(ctx.artifact.format, f"per-layer numerics of "
                                    f"'{ctx.artifact.format}' artifacts are not exposed in this version"))

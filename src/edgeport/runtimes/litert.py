@@ -65,7 +65,7 @@ def _probe(path: str, threads: int, resolver) -> None:
 class LiteRTSession:
     timing = "wall"
 
-    def __init__(self, path: str, threads: int, reference_kernels: bool = False):
+    def __init__(self, path: str, threads: int, reference_kernels: bool = False, preserve_all: bool = False):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         from edgeport.mcu.compiler.tflite_ir import validate_tflite
@@ -81,7 +81,8 @@ class LiteRTSession:
         try:
             with quiet_native():  # TFLite logs its delegate creation to stderr
                 self._interpreter = Interpreter(model_path=path, num_threads=threads,
-                                                experimental_op_resolver_type=resolver)
+                                                experimental_op_resolver_type=resolver,
+                                                experimental_preserve_all_tensors=preserve_all)
                 self._interpreter.allocate_tensors()
             self._in = self._interpreter.get_input_details()
             self._out = self._interpreter.get_output_details()
@@ -109,6 +110,27 @@ class LiteRTSession:
                 value = (value.astype(np.float32) - zero_point) * np.float32(scale)
             outputs.append(value.astype(np.float32))
         return outputs
+
+    def steps(self) -> list[tuple[str, list[str], list[str]]]:
+        """The graph's ops in execution order: (op name, input tensor names, output tensor names)."""
+        names = {t["index"]: t["name"] for t in self._interpreter.get_tensor_details()}
+        return [(op["op_name"], [names[i] for i in op["inputs"] if i >= 0], [names[i] for i in op["outputs"]])
+                for op in self._interpreter._get_ops_details()]
+
+    def intermediates(self) -> dict[str, np.ndarray]:
+        """Every op output of the last run, dequantized (a session made with `preserve_all`)."""
+        details = {t["index"]: t for t in self._interpreter.get_tensor_details()}
+        values = {}
+        for op in self._interpreter._get_ops_details():
+            for index in op["outputs"]:
+                detail = details[index]
+                value = self._interpreter.get_tensor(index)
+                scales = detail["quantization_parameters"]["scales"]
+                if value.dtype.kind in "iu" and len(scales) == 1:
+                    zero = detail["quantization_parameters"]["zero_points"][0]
+                    value = (value.astype(np.float32) - zero) * np.float32(scales[0])
+                values[detail["name"]] = np.array(value)
+        return values
 
     def run_raw(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Outputs as stored (int8 stays int8), for bit-level comparisons."""
