@@ -105,6 +105,29 @@ def test_fallback_moves_the_noisiest_layer_until_the_goal_holds(tmp_path):
 
 
 @pytest.mark.e2e
+def test_fallback_and_layers_on_a_graph_fixed_at_batch_one(tmp_path):
+    """Exporters pin the batch of some graphs (torch's attention at batch 1): the fallback's and
+    --layers' runs take the calibration data one sample at a time there (all at once crashed)."""
+    import onnx
+
+    first = tmp_path / "first"
+    edgeport.export(DIGITS, targets=["onnx"], recipe=Recipe(), calib=CALIB, out=str(first),
+                    settings=edgeport.CheckSettings(runs=2, warmup=0))
+    model = onnx.load(str(first / "onnx" / "digits.onnx"))
+    for value in [*model.graph.input, *model.graph.output]:
+        value.type.tensor_type.shape.dim[0].dim_value = 1
+    source = tmp_path / "fixed.onnx"
+    onnx.save(model, str(source))
+    out = tmp_path / "out"
+    report = edgeport.export(str(source), targets=["onnx"], recipe=Recipe(quantize="int8", fallback="auto"),
+                             calib=CALIB, eval=EVAL, budgets={"min_sqnr": 45}, out=str(out),
+                             settings=edgeport.CheckSettings(runs=2, warmup=0, layers=True))
+    fallback = json.loads((out / "quant_params.json").read_text())["fallback"]
+    assert fallback["met"] and fallback["moved"], fallback
+    assert report.target("onnx").values("layers")["compared"] >= 5
+
+
+@pytest.mark.e2e
 def test_android_keeps_the_moved_layers_in_float(tmp_path):
     """The plan tuned on ONNX is honored by LiteRT's int8 path: the moved layers' ops stay float
     (unannotated for PT2E) and the android SQNR rises with it (digits: about 38 -> 44 dB; int8

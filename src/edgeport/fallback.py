@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.checks.layers import compare_onnx
+from edgeport.checks.layers import compare_onnx, run_onnx
 from edgeport.checks.numerics import all_outputs_parity
 from edgeport.errors import InputError
 from edgeport.guard import stage
@@ -98,7 +98,7 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
 
     data = calib.take(min(len(calib), TUNE_SAMPLES))
     float_graph = onnx.load_from_string(model.onnx_bytes)
-    reference = _run(float_graph, data.feeds)
+    reference = run_onnx(float_graph, data.feeds)
     names = [o.name for o in float_graph.graph.output]
     totals = _weight_sizes(float_graph)
     result = Fallback(goals)
@@ -111,7 +111,7 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
             with stage(f"fallback auto: step {step + 1}"):
                 plan = make_plan(recipe)
                 artifact = onnx.load(str(export_onnx(recipe, plan, Path(tmp) / f"step{step}")))
-                outputs = _run(artifact, data.feeds)
+                outputs = run_onnx(artifact, data.feeds)
                 metrics = all_outputs_parity([reference[n] for n in names], [outputs[n] for n in names], names)
                 score = _score(metrics, goals)
                 entry = {"float_nodes": len(plan.float_nodes),
@@ -222,18 +222,6 @@ def _holds(value, limit: float) -> bool:
 
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4g}"
-
-
-def _run(graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 4
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    wanted = {i.name for i in session.get_inputs()}
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(None, {k: v for k, v in feeds.items() if k in wanted})))
 
 
 def _weight_sizes(graph) -> tuple[dict[str, int], dict[str, set[str]]]:

@@ -19,6 +19,7 @@ layer's output alike. Other formats say why they cannot here.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,15 +63,30 @@ def _with_all_outputs(model):
 
 
 def _run_all(model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return run_onnx(_with_all_outputs(model), feeds)
+
+
+def run_onnx(model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every output of `model` on `feeds` (one sample per row), by name: in one call, or one sample
+    at a time when the graph fixes a batch size the feeds do not have (an exporter pinned it, or an
+    input has no batch axis), the results stacked."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 4
-    exposed = _with_all_outputs(model)
-    session = ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    wanted = {i.name for i in session.get_inputs()}
-    return dict(zip(names, session.run(None, {k: v for k, v in feeds.items() if k in wanted})))
+    inputs = [i for i in session.get_inputs() if i.name in feeds]
+    feeds = {i.name: feeds[i.name] for i in inputs}
+    count = len(next(iter(feeds.values()))) if feeds else 1
+    fixed = any(i.shape and isinstance(i.shape[0], int) and i.shape[0] != count for i in inputs)
+    if not fixed:
+        return dict(zip(names, session.run(None, feeds)))
+    ranks = {i.name: len(i.shape) for i in inputs}  # an input without a sample axis takes one sample whole
+    runs = [session.run(None, {k: v[j] if ranks[k] == v.ndim - 1 else v[j:j + 1] for k, v in feeds.items()})
+            for j in range(count)]
+    return {name: np.concatenate([np.atleast_1d(run[i]) for run in runs]) for i, name in enumerate(names)}
 
 
 def _as_seen_downstream(model) -> dict[str, str]:
@@ -165,9 +181,17 @@ def compare_tflite(float_path: str, artifact_path: str, samples) -> list[dict]:
                 into.setdefault(name, []).append(value)
     stacked = [{k: np.concatenate([np.asarray(v).reshape(1, -1) for v in vs]) for k, vs in d.items()}
                for d in (reference, got)]
-    steps = [Step(out, out, _short(out), op, op, _module_path(out), inputs)
+    # a name is compared when one op computes it in each file; (de)quantize ops carry the scope of
+    # the layer they feed, not its output, and pass their input's noise on
+    counts = [Counter(out for _, _, outputs in session.steps() for out in outputs)
+              for session in (float_session, artifact)]
+    steps = [Step(out, out if op not in CONVERSIONS and counts[0][out] == counts[1][out] == 1 else "",
+                  _short(out), op, op, _module_path(out), inputs)
              for op, inputs, outputs in artifact.steps() for out in outputs]
     return _rows(steps, *stacked)
+
+
+CONVERSIONS = ("QUANTIZE", "DEQUANTIZE", "CAST")
 
 
 def _short(tensor: str) -> str:

@@ -237,7 +237,8 @@ def compress_program(program, job: ExportJob, ios_version: int) -> tuple[list[st
             planned = job.plan.weights.get(name) if name is not None else None
             if planned is None and (name is not None or not row.rule_for_unplanned):
                 continue  # the recipe leaves this layer float (kept float, or convs under dynamic int8)
-            if row.int4:
+            depthwise = planned is None and w.ndim >= 3 and w.shape[1] == 1  # one input channel per kernel
+            if row.int4 and (planned.bits == 4 if planned is not None else not depthwise):
                 build, rounding = _int4_weight(exact, planned, name in source.transposed, w.dtype, op,
                                                f"{key}_int4"), 0.0
             else:
@@ -260,7 +261,7 @@ def compress_program(program, job: ExportJob, ios_version: int) -> tuple[list[st
         counts["plan" if from_plan else "rule"] += 1
     notes = []
     if counts["plan"] or counts["rule"]:
-        what = ("int4 weights" if row.int4 else "int8 weights") if int8 else \
+        what = ("int4 weights (int8 in depthwise convs)" if row.int4 else "int8 weights") if int8 else \
             (f"{recipe.prune:.0%} sparse weights" if recipe.prune else f"{recipe.palettize}-bit palettes")
         notes.append(f"{what}: {counts['plan']} tensors with the recipe's numbers"
                      + (f", {counts['rule']} by the recipe's rule on Core ML's fused weights" if counts["rule"] else ""))

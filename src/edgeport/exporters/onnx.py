@@ -205,9 +205,12 @@ def _weight_only_int4(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: s
         if w.block is not None:
             shape[w.axis] = -(-shape[w.axis] // w.block)
         scale = w.scale_array().reshape(shape if w.block is not None else [-1])
-        q = qmath.quantize_int4(values, scale, w.axis, w.block)
+        if w.bits == 4:
+            q = qmath.quantize_int4(values, scale, w.axis, w.block).astype(ml_dtypes.int4)
+        else:  # depthwise kernels stay int8
+            q = qmath.quantize(values, scale, np.zeros(len(scale), dtype=np.int32), axis=w.axis).astype(np.int8)
         graph.graph.initializer.remove(inits[name])
-        graph.graph.initializer.extend([numpy_helper.from_array(q.astype(ml_dtypes.int4), f"{name}_quantized"),
+        graph.graph.initializer.extend([numpy_helper.from_array(q, f"{name}_quantized"),
                                         numpy_helper.from_array(scale, f"{name}_scale")])
         attrs = {"axis": w.axis, **({"block_size": w.block} if w.block is not None else {})}
         dequantize.append(helper.make_node("DequantizeLinear", [f"{name}_quantized", f"{name}_scale"], [name],

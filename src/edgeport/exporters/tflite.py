@@ -130,7 +130,7 @@ def _int8_weights(job: ExportJob, float_model: bytes, add_config: str, op: str) 
     getattr(qt, add_config)(".*", getattr(recipe.TFLOperationName, op), num_bits=8,
                             granularity=recipe.QuantGranularity.CHANNELWISE if job.recipe.per_channel
                             else recipe.QuantGranularity.TENSORWISE)
-    return bytes(qt.quantize().quantized_model)
+    return _quantized(qt, f"int8 weights ({add_config.removeprefix('add_').removesuffix('_config')})")
 
 
 def _dynamic_int8(job: ExportJob, float_model: bytes, options: AndroidOptions) -> tuple[bytes, list[str]]:
@@ -153,15 +153,26 @@ def _weight_only_int4(job: ExportJob, float_model: bytes, options: AndroidOption
     qt = quantizer.Quantizer(float_model)
     qt.add_weight_only_config(".*", recipe.TFLOperationName.ALL_SUPPORTED, num_bits=4,
                               granularity=recipe.QuantGranularity.CHANNELWISE)
+    qt.add_weight_only_config(".*", recipe.TFLOperationName.DEPTHWISE_CONV_2D, num_bits=8,
+                              granularity=recipe.QuantGranularity.CHANNELWISE)  # as the plan: int8
     block = job.recipe.scheme.block_size
-    notes = ["weight-only int4 (ai-edge-quantizer): int4 weights per output channel, dequantized before float "
-             "kernels"]
+    notes = ["weight-only int4 (ai-edge-quantizer): int4 weights per output channel (int8 in depthwise convs), "
+             "dequantized before float kernels"]
     if block:
         qt.add_dynamic_config(".*", recipe.TFLOperationName.FULLY_CONNECTED, num_bits=4,
                               granularity=getattr(recipe.QuantGranularity, f"BLOCKWISE_{block}"))
         notes.append(f"FULLY_CONNECTED weights int4 in blocks of {block}, its input quantized to int8 at run time "
                      "(LiteRT's blockwise int4 kernel)")
-    return bytes(qt.quantize().quantized_model), notes
+    return _quantized(qt, "weight-only int4"), notes
+
+
+def _quantized(qt, what: str) -> bytes:
+    """ai-edge-quantizer's result, or one line naming what it could not do."""
+    try:
+        return bytes(qt.quantize().quantized_model)
+    except (ValueError, KeyError, RuntimeError, NotImplementedError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"ai-edge-quantizer cannot write {what} for this model: {first[:300]}") from None
 
 
 def _with_int8_embeddings(job: ExportJob) -> tuple[ExportJob, list[str]]:

@@ -190,14 +190,19 @@ def plan_weight_only_int8(model: FloatModel, recipe: Recipe, calib: Dataset | No
 @PLANNERS.register(WeightOnlyInt4)
 def plan_weight_only_int4(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> QuantPlan:
     """int4 weights by the rule (max|w| / 7): linear layers in blocks along their input dimension,
-    convolutions per output channel; embedding tables int8 per row (no target looks rows up in an
-    int4 table)."""
+    convolutions per output channel; depthwise convolutions and embedding tables int8 (per
+    channel / per row: no target looks rows up in an int4 table)."""
     onnx_model = model.onnx_model()
     kept = float_nodes(onnx_model, model.layers, recipe)
     block = recipe.scheme.block_size or None
     weights = {}
     for node, name, w in weight_inputs(onnx_model, STATIC_OPS, set(kept)):
         out_axis = weight_axis(node, w.ndim)
+        if _depthwise(node, w):  # a few taps per channel: int4 would cost most of the error, save little
+            scales = qmath.weight_scales(w, out_axis)
+            weights[name] = WeightParams(scale=scales.tolist(), zero_point=[0] * len(scales), axis=out_axis,
+                                         layer=model.layers.get(node.name, node.name))
+            continue
         # blocks along a linear layer's input axis (the other one); an input size that is not a
         # multiple of the block (Core ML's blocks divide the axis) gets one scale per output channel
         blocked = block is not None and w.ndim == 2 and node.op_type in ("MatMul", "Gemm") \
@@ -209,6 +214,12 @@ def plan_weight_only_int4(model: FloatModel, recipe: Recipe, calib: Dataset | No
                                      block=block if blocked else None)
     return QuantPlan(scheme=recipe.scheme.name, weights=weights, quantized_ops=list(STATIC_OPS), float_nodes=kept,
                      embeddings=plan_embeddings(model, onnx_model, set(kept), weights))
+
+
+def _depthwise(node, weight: np.ndarray) -> bool:
+    """A Conv with one input channel per group: one small kernel per channel."""
+    return node.op_type == "Conv" and weight.ndim >= 3 and weight.shape[1] == 1 and \
+        any(a.name == "group" and a.i > 1 for a in node.attribute)
 
 
 def _plan_weights_only(model: FloatModel, recipe: Recipe, op_types: tuple[str, ...]) -> QuantPlan:
