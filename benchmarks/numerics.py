@@ -21,7 +21,7 @@ Models (all trained; nothing is downloaded at run time):
 
 Variants (one `edgeport export` of the model per variant, with all its targets, `--keep-going`):
 `int8` (minmax calibration), `int8-percentile` (`--calibration percentile`), `int8-mse`
-(`--calibration mse`), `int8-fallback` (`--fallback auto --min-cosine 0.99`), `weight-only-int4`,
+(`--calibration mse`), `int8-auto` (`--calibration auto`: the method measuring best), `int8-fallback` (`--fallback auto --min-cosine 0.99`), `weight-only-int4`,
 `dynamic-int8`.
 
 Targets: `onnx` and `android` for every model; C library targets (`cortex-m7` by default) for
@@ -67,6 +67,7 @@ VARIANTS = {  # name -> edgeport export flags of the recipe
     "int8": ["--quantize", "int8"],
     "int8-percentile": ["--quantize", "int8", "--calibration", "percentile"],
     "int8-mse": ["--quantize", "int8", "--calibration", "mse"],
+    "int8-auto": ["--quantize", "int8", "--calibration", "auto"],
     "int8-fallback": ["--quantize", "int8", "--fallback", "auto", "--min-cosine", "0.99"],
     "weight-only-int4": ["--quantize", "weight-only-int4"],
     "dynamic-int8": ["--quantize", "dynamic-int8"],

@@ -142,3 +142,17 @@ def test_android_keeps_the_moved_layers_in_float(tmp_path):
     assert moved and any(n.startswith("kept in float: ") and moved[0] in n for n in target.notes), target.notes
     before, after = plain.target("android").values("parity")["sqnr_db"], target.values("parity")["sqnr_db"]
     assert after >= before + 3.0, (before, after)
+
+
+@pytest.mark.e2e
+def test_calibration_auto_picks_the_method_that_measures_best(tmp_path):
+    out = tmp_path / "out"
+    report = edgeport.export(DIGITS, targets=["onnx"], recipe=Recipe(quantize="int8", calibration="auto"),
+                             calib=CALIB, eval=EVAL, out=str(out), settings=edgeport.CheckSettings(runs=2, warmup=0))
+    plan = json.loads((out / "quant_params.json").read_text())
+    auto = plan["calibration"]["auto"]
+    assert set(auto["measured"]) == {"minmax", "percentile", "mse"}
+    best = max(auto["measured"], key=lambda m: auto["measured"][m]["sqnr_db"])
+    assert auto["chose"] == best == plan["calibration"]["method"]
+    assert f"{best} calibration" in report.target("onnx").recipe
+    assert any(n.startswith(f"calibration auto: {best} chosen") for n in report.notes)

@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "; ".join(f"{cls.name}: {cls.summary}" for cls in SCHEMES))
     rg.add_argument("--per-tensor", dest="per_channel", action="store_const", const=False,
                     help="one weight scale per tensor instead of per output channel")
-    rg.add_argument("--calibration", metavar="METHOD", help="minmax | percentile | mse (default minmax)")
+    rg.add_argument("--calibration", metavar="METHOD", help="minmax | percentile | mse | auto (the one whose "
+                    "int8 model measures best on the calibration data; default minmax)")
     rg.add_argument("--percentile", type=float, metavar="P", help="mass kept by percentile calibration (default 99.99)")
     rg.add_argument("--block-size", type=int, metavar="N", help="weight-only-int4: weights per scale along a linear "
                     "layer's input (32, 64, 128, 256; 0 = per output channel; default 32)")

@@ -83,6 +83,42 @@ class Fallback:
                 f"weights): {names}; {said} on the calibration data; {verdict}")
 
 
+CHOICES = ("minmax", "percentile", "mse")  # what `--calibration auto` chooses among
+
+
+def choose_calibration(model, recipe: Recipe, calib, make_plan, export_onnx) -> tuple[Recipe, object, dict]:
+    """`--calibration auto`: the calibration method whose ONNX artifact's worst output has the best
+    SQNR against the float model on the calibration data (each measured, not guessed). Returns the
+    recipe with that method, its plan, and the measurements."""
+    import onnx
+
+    data = calib.take(min(len(calib), TUNE_SAMPLES))
+    float_graph = onnx.load_from_string(model.onnx_bytes)
+    reference = run_onnx(float_graph, data.feeds)
+    names = [o.name for o in float_graph.graph.output]
+    measured, best = {}, None
+    with tempfile.TemporaryDirectory(prefix="edgeport-calibration-") as tmp:
+        for method in CHOICES:
+            with stage(f"calibration auto: {method}"):
+                candidate = replace(recipe, calibration=method)
+                plan = make_plan(candidate)
+                artifact = onnx.load(str(export_onnx(candidate, plan, Path(tmp) / method)))
+                outputs = run_onnx(artifact, data.feeds)
+                metrics = all_outputs_parity([reference[n] for n in names], [outputs[n] for n in names], names)
+                sqnr = metrics.get("sqnr_db")
+                measured[method] = {"sqnr_db": sqnr, "cosine": metrics.get("cosine")}
+                score = sqnr if sqnr is not None and math.isfinite(sqnr) else -math.inf
+                if best is None or score > best[0]:
+                    best = (score, candidate, plan)
+    _, chosen, plan = best
+    record = {"chose": chosen.calibration, "measured": measured, "samples": len(data)}
+    plan.calibration["auto"] = record
+    said = ", ".join(f"{m} {_fmt(v['sqnr_db'])} dB" for m, v in measured.items())
+    plan.notes.append(f"calibration auto: {chosen.calibration} chosen by the output SQNR on the calibration data "
+                      f"({said})")
+    return chosen, plan, record
+
+
 def goals_from(budgets: dict[str, float]) -> dict[str, float]:
     goals = {name: budgets[name] for name in GOALS if name in budgets}
     if not goals:

@@ -106,10 +106,13 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         model, structure = prune_structure(model, recipe)
         uncompressed = model
         model, compression = compress_weights(model, recipe)
-    with stage("calibration" if recipe.scheme.calibrated else "quantization planning"):
-        plan = make_plan(model, recipe, calib_data)
+    if recipe.scheme.calibrated and recipe.calibration == "auto" and calib_data is not None:
+        recipe, plan = _tuned(model, recipe, calib_data, compression, "calibration")
+    else:
+        with stage("calibration" if recipe.scheme.calibrated else "quantization planning"):
+            plan = make_plan(model, recipe, calib_data)
     if recipe.fallback == "auto":
-        recipe, plan = _fallback(model, recipe, plan, calib_data, limits, compression)
+        recipe, plan = _tuned(model, recipe, calib_data, compression, "fallback", plan, limits)
     plan.compression = compression
     plan.structure = structure
     job = ExportJob(model, recipe, plan, calib_data, target_options or {},
@@ -227,8 +230,9 @@ def check(model_path: str | os.PathLike, target: str, eval: str | None = None, r
     return report
 
 
-def _fallback(model, recipe: Recipe, plan, calib_data, limits: dict, compression):
-    """`--fallback auto` (`edgeport.fallback`): the recipe with the layers it moved to float, and its plan."""
+def _tuned(model, recipe: Recipe, calib_data, compression, what: str, plan=None, limits: dict | None = None):
+    """The recipe and plan tuned on the calibration data by measuring ONNX artifacts
+    (`edgeport.fallback`): `--calibration auto` picks the method, `--fallback auto` moves layers."""
     from edgeport import fallback
 
     onnx_target = next(t for t in TARGETS if t.format == "onnx")
@@ -238,8 +242,13 @@ def _fallback(model, recipe: Recipe, plan, calib_data, limits: dict, compression
         job = ExportJob(model, candidate, candidate_plan, calib_data, {})
         return plugins.exporters().get("onnx").export(job, onnx_target, folder).path
 
-    recipe, plan, result = fallback.tune(model, recipe, calib_data, fallback.goals_from(limits),
-                                         lambda r: make_plan(model, r, calib_data), export_onnx)
+    def plan_for(candidate: Recipe):
+        return make_plan(model, candidate, calib_data)
+
+    if what == "calibration":
+        recipe, plan, _ = fallback.choose_calibration(model, recipe, calib_data, plan_for, export_onnx)
+        return recipe, plan
+    recipe, plan, result = fallback.tune(model, recipe, calib_data, fallback.goals_from(limits), plan_for, export_onnx)
     plan.fallback = result.to_dict()
     plan.notes.append(result.note())
     return recipe, plan

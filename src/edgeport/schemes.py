@@ -20,7 +20,7 @@ from typing import ClassVar
 from edgeport.errors import InputError
 from edgeport.registry import Registry
 
-CALIBRATION_METHODS = ("minmax", "percentile", "mse")
+CALIBRATION_METHODS = ("minmax", "percentile", "mse", "auto")  # auto: the one whose model measures best
 
 
 @dataclass(frozen=True)
