@@ -11,7 +11,7 @@ Models (all trained; nothing is downloaded at run time):
   accuracy is measured).
 - `tiny_transformer`: a 2-layer transformer encoder classifier trained here on a synthetic
   counting task (`benchmarks/zoo/tiny_transformer.py`; the first build trains it in a few
-  seconds and caches the weights under `out/benchmarks/`), 64 calibration and 256 labeled eval
+  seconds and caches the weights in the system temporary folder), 64 calibration and 256 labeled eval
   sequences from their own seeds.
 - `ppocr_v4_rec`, `ppocr_v4_det`, `nudenet_320n`, `silero_vad_16k`: the conformance zoo's trained
   ONNX models, read from installed wheels (`benchmarks/zoo/trained.py`), with the zoo's realistic

@@ -155,7 +155,7 @@ def test_unreadable_calibration_or_eval_data(tmp_path, out, float_onnx, kind):
     (["--target", "gameboy"], "unknown target 'gameboy' (known: android, browser-ort, browser-tfjs, "
                               "cortex-m0, cortex-m3, cortex-m33, cortex-m4, cortex-m55, cortex-m7, ios, "
                               "nrf52840, onnx, onnx-mobile, rp2040, stm32f746, stm32l4r5; groups: browser)"),
-    (["--quantize", "int4"], "unknown recipe 'int4' (known: none, fp16, dynamic-int8, int8, int16x8, weight-only-int8)"),
+    (["--quantize", "int3"], "unknown recipe 'int3' (known: none, fp16, dynamic-int8, int8, int16x8, weight-only-int8, weight-only-int4)"),
     (["--quantize", "int8", "--calibration", "entropy", "--calib", CALIB], "unknown calibration method 'entropy'"),
     (["--quantize", "int8"], "recipe 'int8' needs calibration data (--calib FILE)"),
     (["--max-size", "huge"], "max_size: cannot read 'huge'"),

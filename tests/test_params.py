@@ -166,7 +166,7 @@ def test_compression_writes_through_the_map_and_refreshes_it():
 @needs_torch
 @needs_onnx
 def test_core_ml_weight_source_names_by_map_and_falls_back_to_value_for_fused_weights():
-    from edgeport.exporters.coreml import _WeightSource
+    from edgeport.exporters.coreml_weights import _WeightSource
 
     module = _module()
     w0, w2 = _value(module, "features.0.weight"), _value(module, "features.2.weight")

@@ -21,7 +21,8 @@ Training: Adam on `TRAIN_SAMPLES` fresh sequences, seeded (`SEED`), on the CPU w
 thread; it stops when the held-out accuracy reaches `TARGET_ACCURACY` after an epoch, after
 `EPOCHS` epochs, or after `TIME_LIMIT_S` seconds (the last only on a machine much slower than
 expected: the result then depends on the machine's speed, and `train` says so). The trained
-state dict is cached in `CACHE_DIR` (`out/benchmarks/`, ignored by git), keyed by the seed and a
+state dict is cached in `CACHE_DIR` (in the system's temporary folder, outside the repository:
+`out/` is edgeport's default output folder), keyed by the seed and a
 hash of this file, so every build after the first (the benchmark's export subprocesses) loads it
 instead of retraining. `python -m benchmarks.zoo.tiny_transformer` trains (or loads) and prints
 the held-out accuracy.
@@ -57,7 +58,7 @@ TIME_LIMIT_S = 60.0
 INPUT = "input_ids"  # forward()'s argument; data arrays are named after it
 
 ROOT = Path(__file__).resolve().parents[2]
-CACHE_DIR = ROOT / "out" / "benchmarks"
+CACHE_DIR = Path(tempfile.gettempdir()) / "edgeport-benchmarks"
 
 # data seeds, distinct from training (SEED + 0) and validation (SEED + 1)
 CALIB_SEED_OFFSET, EVAL_SEED_OFFSET = 2, 3
