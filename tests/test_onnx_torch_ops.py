@@ -361,3 +361,28 @@ def test_lstm_weights_reordered_in_the_graph_are_folded():
     feeds = {"X": rng.standard_normal((3, 1, features)).astype(np.float32)}
     np.testing.assert_allclose(_run(_torch_module(model), model, feeds)[0], _reference(model, feeds)[0],
                                atol=RNN_ATOL, rtol=0)
+
+
+def test_a_matmul_by_a_constant_becomes_a_linear_layer(tmp_path):
+    """The quantizers give int8 weights to torch.nn.Linear: a MatMul by a constant [K, N] (shared by
+    two MatMuls here) is converted to one, with the same numbers, and mapped to its initializer."""
+    import onnxruntime as ort
+    import torch
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((8, 5)).astype(np.float32)
+    model = _model([helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+                    helper.make_node("Relu", ["h"], ["r"]),
+                    helper.make_node("MatMul", ["x", "w"], ["h2"], name="mm2"),
+                    helper.make_node("Add", ["r", "h2"], ["y"])],
+                   [_value("x", [1, 3, 8])], [_value("y", [1, 3, 5])], [numpy_helper.from_array(weight, "w")])
+    converted = _save_and_load(tmp_path, model)
+    linears = [m for m in converted.torch_module.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 2 and all(tuple(m.weight.shape) == (5, 8) for m in linears)
+    x = rng.standard_normal((1, 3, 8)).astype(np.float32)
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = converted.torch_module(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    paired = [p for p in converted.params if p.onnx == "w"]
+    assert paired and paired[0].path.endswith(".weight")
