@@ -249,7 +249,7 @@ def row_quantized_embeddings(graph, plan: QuantPlan) -> list[str]:
         if name not in stored:
             stored.add(name)
             table, scales = numpy_helper.to_array(inits[name]), params.scale_array()
-            q = qmath.quantize(table, scales, np.zeros(len(scales), dtype=np.int32), axis=0).astype(np.int8)
+            q = qmath.quantize_rows(table, scales)
             graph.graph.initializer.extend([numpy_helper.from_array(q, f"{name}_quantized"),
                                             numpy_helper.from_array(scales.reshape(-1, 1), f"{name}_row_scale")])
         ids, out, base = node.input[1], node.output[0], node.name or out

@@ -184,7 +184,7 @@ def _int8_rows(c, node, data: str, ids: str) -> None:
     both looked up by the ids, then multiplied: only the returned rows are scaled."""
     params = c.plan_weights[data]
     scales = params.scale_array()
-    q = qmath.quantize(c.consts[data], scales, 0, 0).astype(np.float32)
+    q = qmath.quantize_rows(c.consts[data], scales).astype(np.float32)
     rows = c.const(f"{node.name}/table", q, "int8", scale=1.0, min=-128.0)
     row_scales = c.const(f"{node.name}/row_scale", scales.reshape(-1, 1))
     c.graph.planned[data] = {"const": rows, "axis": 0, "scale_const": row_scales}

@@ -122,8 +122,7 @@ def _with_int8_rows(onnx_model, embeddings: dict[str, WeightParams]):
     for init in copy.graph.initializer:
         if init.name in embeddings:
             scales = embeddings[init.name].scale_array()
-            zeros = np.zeros(len(scales), dtype=np.int32)
-            rows = qmath.dequantize(qmath.quantize(numpy_helper.to_array(init), scales, zeros, axis=0), scales, zeros, 0)
+            rows = qmath.dequantize(qmath.quantize_rows(numpy_helper.to_array(init), scales), scales, 0, 0)
             init.CopyFrom(numpy_helper.from_array(rows.astype(np.float32), init.name))
     return copy
 

@@ -63,7 +63,7 @@ def with_int8_embeddings(module, params, plan: QuantPlan):
     for owner, weights in found.items():
         table = copied.get_submodule(owner).weight.detach().cpu().numpy().astype(np.float32)
         scales = weights.scale_array()
-        rows = qmath.quantize(table, scales, np.zeros(len(scales), dtype=np.int32), axis=0)
+        rows = qmath.quantize_rows(table, scales)
         parent, _, leaf = owner.rpartition(".")
         setattr(copied.get_submodule(parent) if parent else copied, leaf, cls(rows, scales))
     return copied.eval(), sorted(found), missing

@@ -44,6 +44,11 @@ def weight_scales(weight: np.ndarray, axis: int | None) -> np.ndarray:
     return scales
 
 
+def quantize_rows(table: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """An embedding table's int8 rows: row i quantized symmetrically with scales[i]."""
+    return quantize(table, scales, np.zeros(len(scales), dtype=np.int32), axis=0)
+
+
 INT4_MAX = 7  # int4 weights are symmetric in [-7, 7], as int8 ones in [-127, 127]
 
 
