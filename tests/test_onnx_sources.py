@@ -122,6 +122,114 @@ def test_cleanup_keeps_numbers_and_initializer_names(request, which):
     assert relative_difference(model, cleaned, feeds) <= 1e-6
 
 
+def _conv_bn_hard_swish(rng, opset=14, shared_weight=False):
+    """x -> Conv (no bias) -> BatchNormalization -> x * clip(x + 3, 0, 6) / 6 (Paddle's layout),
+    with a second Conv reading the same weight when `shared_weight`."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    channels = 4
+    arrays = {"w": rng.standard_normal((channels, 3, 3, 3)).astype(np.float32),
+              "gamma": rng.uniform(0.5, 2, channels).astype(np.float32),
+              "beta": rng.standard_normal(channels).astype(np.float32),
+              "mean": rng.standard_normal(channels).astype(np.float32),
+              "var": rng.uniform(0.1, 3, channels).astype(np.float32),
+              "three": np.array(3, np.float32), "zero": np.array(0, np.float32),
+              "six": np.array(6, np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["b"], name="bn",
+                              epsilon=1e-3),
+             helper.make_node("Add", ["b", "three"], ["a"], name="add"),
+             helper.make_node("Clip", ["a", "zero", "six"], ["k"], name="clip"),
+             helper.make_node("Mul", ["b", "k"], ["m"], name="mul"),
+             helper.make_node("Div", ["m", "six"], ["y"], name="div")]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, 8, 8])]
+    if shared_weight:
+        nodes.append(helper.make_node("Conv", ["x", "w"], ["z"], name="other", pads=[1, 1, 1, 1]))
+        outputs.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, channels, 8, 8]))
+    return _graph(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])], outputs,
+                  [numpy_helper.from_array(v, k) for k, v in arrays.items()], opset=opset)
+
+
+@pytest.mark.parametrize("shared_weight", [False, True])
+def test_batch_norm_folds_into_its_conv_and_hard_swish_becomes_one_op(shared_weight):
+    """Paddle writes Conv -> BatchNormalization and hard-swish as four ops: quantized as written,
+    one int8 scale covers the conv's raw channels before the batch norm rescales them. Both are
+    rewritten once, before the plan, with the same numbers (float32 rounding)."""
+    import copy
+
+    from edgeport.graph_cleanup import fold_batch_norms, fuse_hard_swish, relative_difference
+
+    rng = np.random.default_rng(3)
+    model = _conv_bn_hard_swish(rng, shared_weight=shared_weight)
+    rewritten = copy.deepcopy(model)
+    assert fold_batch_norms(rewritten) == 1
+    assert fuse_hard_swish(rewritten) == 1
+    ops = [n.op_type for n in rewritten.graph.node]
+    assert ops == ["Conv", "HardSwish"] + (["Conv"] if shared_weight else []), ops
+    names = {i.name for i in rewritten.graph.initializer}
+    assert not names & {"gamma", "beta", "mean", "var", "three", "zero"}, names
+    # a weight another node reads is left to it as it was; the folded conv gets its own copy
+    assert ("conv_folded_weight" in names) == shared_weight
+    if shared_weight:
+        from onnx import numpy_helper
+
+        kept = next(i for i in rewritten.graph.initializer if i.name == "w")
+        original = next(i for i in model.graph.initializer if i.name == "w")
+        assert np.array_equal(numpy_helper.to_array(kept), numpy_helper.to_array(original))
+    feeds = {"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)}
+    assert relative_difference(model, rewritten, feeds) <= 1e-5
+
+
+def test_old_opset_is_upgraded_before_the_plan():
+    """A Softmax at opset 11 becomes Shape -> Flatten -> Softmax -> Reshape at 13: upgraded at
+    load, the plan calibrates every tensor the int8 artifact holds (upgraded at export, the new
+    tensors got no calibrated range and PP-OCR's classifier came out at cosine 0.76)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeport.sources import MIN_OPSET, _at_least_opset
+
+    rng = np.random.default_rng(4)
+    model = _graph([helper.make_node("MatMul", ["x", "w"], ["l"], name="fc"),
+                    helper.make_node("Softmax", ["l"], ["y"], name="softmax", axis=1)],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+                   [numpy_helper.from_array(rng.standard_normal((8, 2)).astype(np.float32), "w")], opset=11)
+    upgraded = _at_least_opset(model, MIN_OPSET)
+    assert upgraded.opset_import[0].version == MIN_OPSET >= 14
+    assert _at_least_opset(upgraded, MIN_OPSET) is upgraded
+
+
+def test_an_int8_onnx_source_plans_every_tensor_its_artifact_quantizes(tmp_path):
+    """End to end through `load_onnx` and the ONNX exporter: every activation the int8 artifact
+    quantizes has the plan's numbers (none calibrated by onnxruntime on its placeholder sample)."""
+    import json
+
+    import onnx
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(5)
+    model = _conv_bn_hard_swish(rng, opset=11 + 1)
+    source = tmp_path / "paddle_like.onnx"
+    onnx.save(model, str(source))
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=rng.standard_normal((16, 3, 8, 8)).astype(np.float32))
+    out = tmp_path / "out"
+    result = run_cli("export", str(source), "--target", "onnx", "--quantize", "int8", "--calib", str(calib),
+                     "--eval", str(calib), "--out", str(out), "--runs", "2", "--warmup", "0")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads((out / "quant_params.json").read_text())
+    artifact = onnx.load(str(out / "onnx" / "paddle_like.onnx"))
+    inits = {i.name: numpy_helper.to_array(i) for i in artifact.graph.initializer}
+    # onnxruntime renames a graph output's float tensor `<name>_QuantizeLinear_Input`
+    quantized = {n.input[0].removesuffix("_QuantizeLinear_Input"): float(inits[n.input[1]])
+                 for n in artifact.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in plan["weights"]}
+    assert quantized and set(quantized) <= set(plan["activations"]), set(quantized) - set(plan["activations"])
+    for name, scale in quantized.items():
+        assert scale == pytest.approx(plan["activations"][name]["scale"], rel=1e-6), name
+    assert [n.op_type for n in artifact.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")] \
+        == ["Conv", "HardSwish"]
+
+
 # ------------------------------------------------------------------ ONNX -> PyTorch
 
 @pytest.mark.parametrize("which", ["digits_onnx", "prelu_onnx"])

@@ -155,11 +155,14 @@ def load_onnx(path: Path, input_shapes: list[tuple[int, ...]] | None = None,
     from edgeport.limits import check_tensor
     from edgeport.runtimes.onnxruntime import OrtSession
 
-    from edgeport.graph_cleanup import clean
+    from edgeport.graph_cleanup import clean, fold_batch_norms, fuse_hard_swish
 
     model = read_onnx(path)  # parsed and validated (edgeport.onnx_file)
     _negative_dims_dynamic(model)
+    model = _at_least_opset(model, MIN_OPSET)
     model = clean(model)  # once, before the plan: every converter sees the simplest graph
+    fold_batch_norms(model)  # Conv -> BatchNormalization as one convolution, as every converter does
+    fuse_hard_swish(model)  # x * clip(x + 3, 0, 6) / 6 as one op
     inits = {i.name for i in model.graph.initializer}
     inputs, outputs = _specs(model.graph.input, inits), _specs(model.graph.output)
     if not inputs:
@@ -184,6 +187,30 @@ def load_onnx(path: Path, input_shapes: list[tuple[int, ...]] | None = None,
         reference=_one_at_a_time(session.run) if fixed_batch else session.run, reference_kind="onnxruntime fp32",
         layers={n.name: n.name for n in model.graph.node},
         source=str(path), params=ParamMap.build(model))
+
+
+# per-channel DequantizeLinear (13) and HardSwish (14): older graphs are upgraded once, before the plan
+MIN_OPSET = 14
+
+
+def _at_least_opset(model, minimum: int):
+    """`model` upgraded to ONNX opset `minimum` when it is older (paddle2onnx writes 10-12).
+
+    Int8 weights per channel need a DequantizeLinear with `axis` (opset 13); a hard-swish written
+    as four ops becomes one HardSwish (14, `graph_cleanup.fuse_hard_swish`). Upgrading here, before
+    the plan, means the plan calibrates the graph the exporters write: the upgrade rewrites some ops
+    with new tensors (a Softmax before opset 13 becomes Shape -> Flatten -> Softmax -> Reshape), and
+    a tensor the plan never saw would be quantized without calibrated numbers. A graph the version
+    converter cannot upgrade stays as it is (the exporters then say why int8 weights need 13)."""
+    from onnx import version_converter
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), minimum)
+    if opset >= minimum:
+        return model
+    try:
+        return version_converter.convert_version(model, minimum)
+    except Exception:  # noqa: BLE001 - kept as written; exporters that need 13 say so in one line
+        return model
 
 
 def _one_at_a_time(run):
