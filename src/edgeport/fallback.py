@@ -13,9 +13,15 @@ The plan is tuned on the calibration data before any target is exported:
    noisiest layers whose shares of the added noise cover it, at most `MAX_BATCH` per step);
    A step that makes the output worse is undone (a float ReLU, for one, splits its convolution's
    fused output range) and its layers are not tried again;
-3. it stops when the goals hold, when no quantized layer is left, or when the next move would
-   leave more than `MAX_FLOAT_WEIGHTS` of the weights in float (then the budgets report what the
-   final plan reaches).
+3. it stops when the goals hold with `HEADROOM_DB` to spare, when no quantized layer is left, or
+   when the next move would leave more than `MAX_FLOAT_WEIGHTS` of the weights in float (then the
+   budgets report what the final plan reaches).
+
+The headroom: the goal is measured on a few calibration samples, and the budget is then checked on
+other data. The noise of a quantized output is heavy-tailed across samples (a classifier's
+uncertain inputs carry most of it), so a plan that just meets the goal on the calibration data
+often misses it on the eval data (PP-OCR's classifier: cosine 0.998 on 16 calibration samples,
+0.965 on 16 others). Aiming at half the noise the goal allows (3 dB) costs a few more float layers.
 
 Float, not int16 activations: float layers are what every target that takes the plan can write
 (targets that cannot leave a layer float refuse `--fallback auto` before any work). The moved
@@ -48,6 +54,7 @@ TUNE_SAMPLES = 64  # calibration samples the goal is measured on
 LAYER_SAMPLES = 16  # samples the per-layer comparison holds in memory (every intermediate)
 MAX_MOVES = 64  # steps (each moves one to MAX_BATCH layers)
 MAX_BATCH = 8
+HEADROOM_DB = 3.0  # the tuner aims this much below the noise the goals allow (see above)
 # Ops never moved: they pass values through (their output's grid is their input's, re-measured)
 # or, in QDQ graphs, share the output range of the op before them (a ReLU or clip fused into a
 # convolution): floating them removes no rounding, and un-fusing a ReLU adds some.
@@ -60,6 +67,7 @@ class Fallback:
     """What `--fallback auto` did: the goals, each step's measurement, the layers moved."""
 
     goals: dict[str, float]
+    aimed_at: dict[str, float] = field(default_factory=dict)
     steps: list[dict] = field(default_factory=list)
     moved: list[dict] = field(default_factory=list)
     met: bool = False
@@ -67,7 +75,7 @@ class Fallback:
     stopped: str = ""
 
     def to_dict(self) -> dict:
-        return {"goals": self.goals, "met": self.met, "stopped": self.stopped,
+        return {"goals": self.goals, "aimed_at": self.aimed_at, "met": self.met, "stopped": self.stopped,
                 "float_weight_share": round(self.float_weights, 4), "moved": self.moved, "steps": self.steps,
                 "measured_on": "calibration data"}
 
@@ -78,7 +86,9 @@ class Fallback:
         if not self.moved:
             return f"fallback auto: no layer moved ({said} on the calibration data)"
         names = ", ".join(m["node"] for m in self.moved[:6]) + (" ..." if len(self.moved) > 6 else "")
-        verdict = "goal met" if self.met else f"goal NOT met ({self.stopped})"
+        verdict = (f"goal NOT met ({self.stopped})" if not self.met else
+                   f"goal met, without its {HEADROOM_DB:.0f} dB headroom ({self.stopped})" if self.stopped else
+                   f"goal met with {HEADROOM_DB:.0f} dB headroom")
         return (f"fallback auto: {len(self.moved)} layer(s) moved to float ({100 * self.float_weights:.1f}% of the "
                 f"weights): {names}; {said} on the calibration data; {verdict}")
 
@@ -137,7 +147,8 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
     reference = run_onnx(float_graph, data.feeds)
     names = [o.name for o in float_graph.graph.output]
     totals = _weight_sizes(float_graph)
-    result = Fallback(goals)
+    aim = with_headroom(goals)
+    result = Fallback(goals, aim)
     small = {k: v[:LAYER_SAMPLES] for k, v in data.feeds.items()}
     best = None  # (score, recipe, plan, artifact, metrics) of the best plan measured so far
     tried: set[str] = set()  # nodes whose move made things worse (not tried again)
@@ -149,7 +160,7 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
                 artifact = onnx.load(str(export_onnx(recipe, plan, Path(tmp) / f"step{step}")))
                 outputs = run_onnx(artifact, data.feeds)
                 metrics = all_outputs_parity([reference[n] for n in names], [outputs[n] for n in names], names)
-                score = _score(metrics, goals)
+                score = _score(metrics, aim)
                 entry = {"float_nodes": len(plan.float_nodes),
                          "float_weight_share": round(_share(plan.float_nodes, float_graph, totals), 4),
                          **{GOALS[g][0]: metrics.get(GOALS[g][0]) for g in goals}}
@@ -166,7 +177,7 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
                 pending = []
                 result.float_weights = _share(plan.float_nodes, float_graph, totals)
                 result.met = all(_holds(metrics.get(GOALS[g][0]), limit) for g, limit in goals.items())
-                if result.met:
+                if all(_holds(metrics.get(GOALS[g][0]), limit) for g, limit in aim.items()):
                     break
                 if step == MAX_MOVES:
                     result.stopped = f"{MAX_MOVES} steps taken"
@@ -182,7 +193,7 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
                     result.stopped = (f"moving any other layer would leave more than {100 * MAX_FLOAT_WEIGHTS:.0f}% "
                                       "of the weights in float")
                     break
-                needed = 0.0 if tried else _noise_to_remove(metrics, goals)
+                needed = 0.0 if tried else _noise_to_remove(metrics, aim)
                 layer = dict(recipe.overrides.layer)
                 for pick in _batch(fits, needed, plan.float_nodes, float_graph, totals):
                     pending.append({"node": pick["node"], "op": pick["op"], "layer": pick["layer"],
@@ -192,6 +203,21 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
                     layer[pick["node"]] = "float"
                 recipe = replace(recipe, overrides=Overrides(recipe.overrides.op_type, tuple(layer.items())))
     return recipe, plan, result
+
+
+def with_headroom(goals: dict[str, float]) -> dict[str, float]:
+    """The goals with `HEADROOM_DB` less noise: cosine's 1 - c and SQNR's noise power scaled by
+    10^(-HEADROOM_DB / 10); top-1 agreement as given (it has no noise to scale)."""
+    factor = 10 ** (-HEADROOM_DB / 10)
+    aim = {}
+    for goal, limit in goals.items():
+        if goal == "min_cosine":
+            aim[goal] = 1 - (1 - limit) * factor
+        elif goal == "min_sqnr":
+            aim[goal] = limit + HEADROOM_DB
+        else:
+            aim[goal] = limit
+    return aim
 
 
 def _score(metrics: dict, goals: dict[str, float]) -> float:

@@ -28,7 +28,8 @@ from edgeport.checks import MEASURED, CheckContext, CheckResult, CheckSpec, Chec
 from edgeport.errors import RuntimeGap
 
 SAMPLES = 32  # inputs compared (every intermediate of every sample is held in memory)
-WORST = 5  # layers named in the table
+COVERED = 0.8  # the layers named are those adding this share of the noise (the noisiest first)
+SHOWN = 8  # of which the table prints at most this many (the JSON report has them all)
 
 
 def sqnr_db(reference: np.ndarray, value: np.ndarray) -> float:
@@ -208,10 +209,17 @@ def _module_path(tensor: str) -> str:
     return ".".join(p for p in parts if p)
 
 
-def worst(rows: list[dict], count: int = WORST) -> list[dict]:
+def worst(rows: list[dict], covered: float = COVERED) -> list[dict]:
     """The layers that add the most noise (relative noise power the layer adds to what its inputs
-    already carried): where the error enters, not where it flows through."""
-    return sorted((r for r in rows if r["added_noise"] > 0), key=lambda r: r["added_noise"], reverse=True)[:count]
+    already carried), the noisiest first, until together they add `covered` of it: where the error
+    enters, not where it flows through."""
+    chosen, total = [], 0.0
+    for row in sorted((r for r in rows if r["added_noise"] > 0), key=lambda r: r["added_noise"], reverse=True):
+        if total >= covered:
+            break
+        chosen.append(row)
+        total += row["error_share"]
+    return chosen
 
 
 GAPS = {
@@ -269,13 +277,20 @@ def check_layers(ctx: CheckContext) -> CheckResult:
 def layers_lines(values: dict) -> list[str]:
     rows = {r["tensor"]: r for r in values["layers"]}
     lowest = min(values["layers"], key=lambda r: r["sqnr_db"])
+    named = [rows[name] for name in values["worst"]]
+    share = sum(r["error_share"] for r in named)
     lines = [f"layers: {values['compared']} tensors compared on {values['samples']} samples; lowest SQNR "
-             f"{lowest['sqnr_db']:.1f} dB at {lowest['tensor']} ({lowest['op']}); where the error enters:"]
-    for name in values["worst"]:
+             f"{lowest['sqnr_db']:.1f} dB at {lowest['tensor']} ({lowest['op']}); {len(named)} layer(s) add "
+             f"{100 * share:.0f}% of the noise, where the error enters:"]
+    for name in values["worst"][:SHOWN]:
         r = rows[name]
         where = f", {r['layer']}" if r["layer"] else ""
         lines.append(f"  {100 * r['error_share']:.0f}% of the added noise: {r['node']} ({r['op']}{where}) -> "
                      f"{r['sqnr_db']:.1f} dB, cosine {r['cosine']:.4f}")
+    if len(named) > SHOWN:
+        rest = sum(r["error_share"] for r in named[SHOWN:])
+        lines.append(f"  ... {len(named) - SHOWN} more layer(s) adding {100 * rest:.0f}% (all in the JSON report: "
+                     "checks.layers.worst)")
     return lines
 
 
