@@ -104,6 +104,25 @@ def test_fallback_moves_the_noisiest_layer_until_the_goal_holds(tmp_path):
     assert report.budgets[0].budget == "min_sqnr"
 
 
+def test_run_onnx_takes_a_scalar_input_one_sample_at_a_time():
+    """A streaming model with a scalar input (silero's sample rate) and a batch fixed at 1: each
+    sample's scalar goes in as a 0-d array (a numpy scalar made the fallback crash)."""
+    from onnx import TensorProto, helper
+
+    from edgeport.checks.layers import run_onnx
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["s"], ["f"], to=TensorProto.FLOAT), helper.make_node("Mul", ["x", "f"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+              helper.make_tensor_value_info("s", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    scale = np.array([1, 2, 3], dtype=np.int64)
+    out = run_onnx(model, {"x": x, "s": scale})
+    np.testing.assert_array_equal(out["y"], x * scale[:, None])
+
+
 @pytest.mark.e2e
 def test_fallback_and_layers_on_a_graph_fixed_at_batch_one(tmp_path):
     """Exporters pin the batch of some graphs (torch's attention at batch 1): the fallback's and

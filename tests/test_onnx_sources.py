@@ -410,3 +410,40 @@ def test_a_state_and_a_scalar_input_reach_every_target(stateful_onnx, tmp_path):
         assert target["checks"]["parity"]["cosine"] >= MIN_COSINE["none"], (name, target["checks"]["parity"])
     notes = " ".join(report["ios"]["notes"])
     assert "state -> state_workaround" in notes and "scalar input(s) sr take shape [1]" in notes
+
+
+@pytest.mark.e2e
+def test_a_sigmoid_concatenated_with_boxes_loads_in_litert_at_int8(tmp_path):
+    """A YOLOv8 head concatenates sigmoid class scores with boxes: the quantizer shared the
+    concatenation's scale with the sigmoid, and LiteRT refuses a LOGISTIC whose output scale is
+    not 1/256 ("LiteRT cannot load it"). The sigmoid now keeps its own scale."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(6)
+    # as in YOLOv8's head: one tensor sliced into boxes and class logits (a slice is never
+    # annotated, so neither is a sigmoid reading one), the boxes scaled, both concatenated
+    arrays = {"head_w": rng.standard_normal((6, 3, 3, 3)).astype(np.float32),
+              "starts_boxes": np.array([0], np.int64), "ends_boxes": np.array([4], np.int64),
+              "starts_scores": np.array([4], np.int64), "ends_scores": np.array([6], np.int64),
+              "axis": np.array([1], np.int64), "stride": np.array(8.0, np.float32)}
+    model = _graph([helper.make_node("Conv", ["x", "head_w"], ["head"], name="head", pads=[1, 1, 1, 1]),
+                    helper.make_node("Slice", ["head", "starts_boxes", "ends_boxes", "axis"], ["raw"], name="box"),
+                    helper.make_node("Mul", ["raw", "stride"], ["boxes"], name="scale"),
+                    helper.make_node("Slice", ["head", "starts_scores", "ends_scores", "axis"], ["logits"],
+                                     name="cls"),
+                    helper.make_node("Sigmoid", ["logits"], ["probs"], name="sigmoid"),
+                    helper.make_node("Concat", ["boxes", "probs"], ["y"], name="out", axis=1)],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 8, 8])],
+                   [numpy_helper.from_array(v, k) for k, v in arrays.items()], opset=17)
+    source = tmp_path / "head.onnx"
+    onnx.save(model, str(source))
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=rng.standard_normal((16, 3, 8, 8)).astype(np.float32))
+    out = tmp_path / "out"
+    result = run_cli("export", str(source), "--target", "android", "--quantize", "int8", "--calib", str(calib),
+                     "--out", str(out), "--runs", "2", "--warmup", "0")
+    assert result.returncode == 0, result.stderr
+    parity = load_report(out)["targets"][0]["checks"]["parity"]
+    assert parity["status"] == "measured" and parity["cosine"] >= 0.99, parity

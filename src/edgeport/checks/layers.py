@@ -85,7 +85,8 @@ def run_onnx(model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if not fixed:
         return dict(zip(names, session.run(None, feeds)))
     ranks = {i.name: len(i.shape) for i in inputs}  # an input without a sample axis takes one sample whole
-    runs = [session.run(None, {k: v[j] if ranks[k] == v.ndim - 1 else v[j:j + 1] for k, v in feeds.items()})
+    # (np.asarray: one sample of a scalar input is a numpy scalar, which onnxruntime refuses)
+    runs = [session.run(None, {k: np.asarray(v[j]) if ranks[k] == v.ndim - 1 else v[j:j + 1] for k, v in feeds.items()})
             for j in range(count)]
     return {name: np.concatenate([np.atleast_1d(run[i]) for run in runs]) for i, name in enumerate(names)}
 

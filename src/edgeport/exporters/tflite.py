@@ -213,6 +213,34 @@ def _weights_by_name(prepared, params: ParamMap, plan: QuantPlan) -> dict[str, W
     return found
 
 
+FIXED_OUTPUT_OPS = ("aten.sigmoid.default", "aten.tanh.default")  # LOGISTIC / TANH: fixed output scale
+
+
+def _unshare_fixed_outputs(graph_module, config) -> None:
+    """Leave float a concatenation that reads a sigmoid or tanh (a YOLOv8 head concatenates its
+    class scores with its boxes), and give that sigmoid its own int8 output. The quantizer gives a
+    concatenation one scale for its inputs and output, shared with the sigmoid's output, but
+    LiteRT's LOGISTIC kernel only takes an output scale of 1/256 (TANH 1/128) and refuses to load
+    the file otherwise; and it annotates a sigmoid only when its input is annotated."""
+    import torch
+    from litert_torch.quantize.pt2e_quantizer_utils import get_fixed_qparams_qspec, get_input_act_qspec
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function" or "cat" not in str(node.target):
+            continue
+        inputs = node.args[0] if node.args and isinstance(node.args[0], (list, tuple)) else []
+        fixed = [i for i in inputs if isinstance(i, torch.fx.Node) and str(i.target) in FIXED_OUTPUT_OPS]
+        if not fixed or config is None:
+            continue
+        node.meta.pop("quantization_annotation", None)
+        for op in fixed:
+            source = op.args[0]
+            op.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map={source: get_input_act_qspec(config)} if isinstance(source, torch.fx.Node) else {},
+                output_qspec=get_fixed_qparams_qspec(config), _annotated=True)
+
+
 def _override_observers(prepared, plan: QuantPlan, by_name: dict[str, WeightParams], weight_scales: dict) -> dict:
     """Make each observer report the plan's parameters; count what matched. `by_name` maps weight
     observers to the plan's entry (`_weights_by_name`); `weight_scales` maps the rule's scales of
@@ -315,6 +343,7 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
                     kept_float.add(path)
                 elif path in row_tables:
                     node.meta.pop("quantization_annotation", None)
+            _unshare_fixed_outputs(graph_module, self.global_config)
             return graph_module
 
     quantizer = Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=job.recipe.per_channel))
