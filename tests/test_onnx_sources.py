@@ -447,3 +447,31 @@ def test_a_sigmoid_concatenated_with_boxes_loads_in_litert_at_int8(tmp_path):
     assert result.returncode == 0, result.stderr
     parity = load_report(out)["targets"][0]["checks"]["parity"]
     assert parity["status"] == "measured" and parity["cosine"] >= 0.99, parity
+
+
+@pytest.mark.e2e
+def test_a_float_layer_of_a_dotted_node_name_stays_float_on_android(tmp_path):
+    """paddle2onnx names nodes 'p2o.Conv.3'; onnx2torch names that node's module 'p2o/Conv/3'.
+    A layer kept float (by --keep-float or --fallback auto) is found under that module path (it
+    was refused as "not found in the PyTorch graph")."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    weights = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w0"),
+               numpy_helper.from_array(rng.standard_normal((4, 4, 3, 3)).astype(np.float32), "w1")]
+    model = _graph([helper.make_node("Conv", ["x", "w0"], ["a"], name="p2o.Conv.0", pads=[1, 1, 1, 1]),
+                    helper.make_node("Relu", ["a"], ["r"], name="p2o.Relu.0"),
+                    helper.make_node("Conv", ["r", "w1"], ["y"], name="p2o.Conv.1", pads=[1, 1, 1, 1])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], weights, opset=17)
+    source = tmp_path / "dotted.onnx"
+    onnx.save(model, str(source))
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=rng.standard_normal((16, 3, 8, 8)).astype(np.float32))
+    out = tmp_path / "out"
+    result = run_cli("export", str(source), "--target", "android", "--quantize", "int8", "--keep-float",
+                     "p2o.Conv.1", "--calib", str(calib), "--out", str(out), "--runs", "2", "--warmup", "0")
+    assert result.returncode == 0, result.stderr
+    notes = load_report(out)["targets"][0]["notes"]
+    assert any(n.startswith("kept in float: p2o.Conv.1 (p2o/Conv/1)") for n in notes), notes

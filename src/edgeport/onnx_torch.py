@@ -297,7 +297,10 @@ def to_torch(model: FloatModel) -> FloatModel:
     ops = {unique: node.operation_type for unique, node in onnx_graph.nodes.items()}
     module = _linear_matmuls(_specialize(_one_output_per_value(module.eval(), onnx_graph), examples, ops), ops)
     params = _param_map(module, graph, onnx.load_from_string(model.onnx_bytes))
-    return replace(model, torch_module=module, example_inputs=examples, params=params)
+    # each node's module path: onnx2torch names a node's module by its name with '.' read as '/'
+    # ('p2o.Conv.3' -> 'p2o/Conv/3'); exporters find the plan's float layers by it
+    layers = {**model.layers, **{node.name: path for path, node in onnx_graph.nodes.items() if node.name}}
+    return replace(model, torch_module=module, example_inputs=examples, params=params, layers=layers)
 
 
 def _linear_matmuls(module, ops: dict[str, str]):
