@@ -123,8 +123,9 @@ def test_cleanup_keeps_numbers_and_initializer_names(request, which):
 
 
 def _conv_bn_hard_swish(rng, opset=14, shared_weight=False):
-    """x -> Conv (no bias) -> BatchNormalization -> x * clip(x + 3, 0, 6) / 6 (Paddle's layout),
-    with a second Conv reading the same weight when `shared_weight`."""
+    """x -> Conv (no bias) -> BatchNormalization -> Mul by a scale per channel -> Add a scalar
+    (PP-LCNet's affine block) -> x * clip(x + 3, 0, 6) / 6 (Paddle's hard-swish), with a second
+    Conv reading the same weight when `shared_weight`."""
     from onnx import TensorProto, helper, numpy_helper
 
     channels = 4
@@ -133,11 +134,15 @@ def _conv_bn_hard_swish(rng, opset=14, shared_weight=False):
               "beta": rng.standard_normal(channels).astype(np.float32),
               "mean": rng.standard_normal(channels).astype(np.float32),
               "var": rng.uniform(0.1, 3, channels).astype(np.float32),
+              "lab_scale": rng.uniform(0.5, 2, (channels, 1, 1)).astype(np.float32),
+              "lab_bias": np.array([0.25], np.float32),
               "three": np.array(3, np.float32), "zero": np.array(0, np.float32),
               "six": np.array(6, np.float32)}
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-             helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["b"], name="bn",
+             helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["bn"], name="bn",
                               epsilon=1e-3),
+             helper.make_node("Mul", ["bn", "lab_scale"], ["s"], name="lab_mul"),
+             helper.make_node("Add", ["lab_bias", "s"], ["b"], name="lab_add"),
              helper.make_node("Add", ["b", "three"], ["a"], name="add"),
              helper.make_node("Clip", ["a", "zero", "six"], ["k"], name="clip"),
              helper.make_node("Mul", ["b", "k"], ["m"], name="mul"),
@@ -151,23 +156,23 @@ def _conv_bn_hard_swish(rng, opset=14, shared_weight=False):
 
 
 @pytest.mark.parametrize("shared_weight", [False, True])
-def test_batch_norm_folds_into_its_conv_and_hard_swish_becomes_one_op(shared_weight):
+def test_batch_norm_and_affine_fold_into_their_conv_and_hard_swish_becomes_one_op(shared_weight):
     """Paddle writes Conv -> BatchNormalization and hard-swish as four ops: quantized as written,
     one int8 scale covers the conv's raw channels before the batch norm rescales them. Both are
     rewritten once, before the plan, with the same numbers (float32 rounding)."""
     import copy
 
-    from edgeport.graph_cleanup import fold_batch_norms, fuse_hard_swish, relative_difference
+    from edgeport.graph_cleanup import fold_into_convs, fuse_hard_swish, relative_difference
 
     rng = np.random.default_rng(3)
     model = _conv_bn_hard_swish(rng, shared_weight=shared_weight)
     rewritten = copy.deepcopy(model)
-    assert fold_batch_norms(rewritten) == 1
+    assert fold_into_convs(rewritten) == 3  # the batch norm, the scale, the bias
     assert fuse_hard_swish(rewritten) == 1
     ops = [n.op_type for n in rewritten.graph.node]
     assert ops == ["Conv", "HardSwish"] + (["Conv"] if shared_weight else []), ops
     names = {i.name for i in rewritten.graph.initializer}
-    assert not names & {"gamma", "beta", "mean", "var", "three", "zero"}, names
+    assert not names & {"gamma", "beta", "mean", "var", "lab_scale", "lab_bias", "three", "zero"}, names
     # a weight another node reads is left to it as it was; the folded conv gets its own copy
     assert ("conv_folded_weight" in names) == shared_weight
     if shared_weight:

@@ -108,24 +108,33 @@ def relative_difference(before, after, feeds: dict[str, np.ndarray]) -> float:
     return worst
 
 
-def fold_batch_norms(model) -> int:
-    """Fold each inference BatchNormalization that follows a convolution into that convolution's
-    weight and bias, in place; returns how many were folded.
+def fold_into_convs(model) -> int:
+    """Fold each per-channel affine step that follows a convolution into that convolution's weight
+    and bias, in place; returns how many were folded: an inference BatchNormalization, and a Mul
+    or Add by a constant that is a scalar or one value per output channel (PP-LCNet's learnable
+    affine blocks: Conv -> Mul(scale) -> Add(bias)).
 
-    A `.onnx` source written by Paddle or an older exporter keeps `Conv -> BatchNormalization`
-    apart. Quantized as written, the convolution's raw output gets one int8 scale for all its
-    channels before the batch norm rescales each of them, so the channels with a small raw range
-    are lost (PP-OCR's MobileNetV3 classifier: cosine 0.77 at int8). Every converter folds these
-    (PyTorch's ONNX export, the TFLite converter); edgeport does it once, before the plan, so every
-    target quantizes the folded convolution. Hand-written: onnxslim's `FusionConvBN` exists but
-    renames the weights it rewrites, and the plan names weights by initializer.
+    A `.onnx` source written by Paddle or an older exporter keeps these apart. Quantized as
+    written, each one is another int8 rounding of the same values, and the convolution's raw
+    output gets one int8 scale for all its channels before the batch norm rescales each of them.
+    Every converter folds batch norms (PyTorch's ONNX export, the TFLite converter); edgeport folds
+    these steps once, before the plan, so every target quantizes the folded convolution.
+    Hand-written: onnxslim's `FusionConvBN` / `FusionConvMul` exist but rename the weights they
+    rewrite, and the plan names weights by initializer.
 
     A weight or bias read by another node too is written under a new name (the other node keeps
-    the original); the convolution's output takes the batch norm's output name.
+    the original); the convolution's output takes the folded step's output name.
     """
+    count = 0
+    while _fold_one(model.graph):
+        count += 1
+    return count
+
+
+def _fold_one(graph) -> bool:
+    """Fold the first foldable step after a convolution; False when there is none."""
     from onnx import numpy_helper
 
-    graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     readers: dict[str, int] = {}
     for node in _all_nodes(graph):  # sub-graphs (If, Loop bodies) read outer names too
@@ -133,68 +142,107 @@ def fold_batch_norms(model) -> int:
             readers[name] = readers.get(name, 0) + 1
     outputs = {o.name for o in graph.output}
     producer = {out: node for node in graph.node for out in node.output}
-    folded, rewritten = [], []
-    for bn in graph.node:
-        if bn.op_type != "BatchNormalization" or bn.domain not in ("", "ai.onnx") or len(bn.input) != 5:
+    for step in graph.node:
+        if step.domain not in ("", "ai.onnx") or step.op_type not in ("BatchNormalization", "Mul", "Add"):
             continue
-        attrs = {a.name: a for a in bn.attribute}
-        if "training_mode" in attrs and attrs["training_mode"].i:
+        found = _conv_before(step, producer, readers, outputs, inits)
+        if found is None:
             continue
-        if len([o for o in bn.output if o]) != 1 or not all(name in inits for name in bn.input[1:]):
-            continue
-        conv = producer.get(bn.input[0])
-        if conv is None or conv.op_type not in ("Conv", "ConvTranspose") or conv.domain not in ("", "ai.onnx"):
-            continue
-        group = next((a.i for a in conv.attribute if a.name == "group"), 1)
-        if (readers.get(bn.input[0], 0) != 1 or bn.input[0] in outputs or len(conv.input) < 2
-                or conv.input[1] not in inits or (len(conv.input) > 2 and conv.input[2] and conv.input[2] not in inits)
-                or (conv.op_type == "ConvTranspose" and group != 1)):
-            continue
-        scale, beta, mean, var = (numpy_helper.to_array(inits[n]).astype(np.float64) for n in bn.input[1:])
+        conv, data = found
         weight = numpy_helper.to_array(inits[conv.input[1]])
-        if weight.dtype != np.float32 or not all(np.isfinite(a).all() for a in (scale, beta, mean, var)):
-            continue
-        eps = attrs["epsilon"].f if "epsilon" in attrs else 1e-5
-        factor = scale / np.sqrt(var + eps)
         axis = 1 if conv.op_type == "ConvTranspose" else 0
-        if weight.shape[axis] != factor.size:
+        affine = _affine(step, data, inits, weight.shape[axis], weight.ndim)
+        if weight.dtype != np.float32 or affine is None:
             continue
+        factor, shift = affine
         shape = [1] * weight.ndim
         shape[axis] = -1
         has_bias = len(conv.input) > 2 and conv.input[2]
         bias = numpy_helper.to_array(inits[conv.input[2]]).astype(np.float64) if has_bias else np.zeros(factor.size)
         new_weight = (weight.astype(np.float64) * factor.reshape(shape)).astype(np.float32)
-        new_bias = ((bias - mean) * factor + beta).astype(np.float32)
-        weight_name = _writable(conv.input[1], readers, inits, f"{conv.name or conv.output[0]}_folded_weight")
-        bias_name = (_writable(conv.input[2], readers, inits, f"{conv.name or conv.output[0]}_folded_bias")
-                     if has_bias else f"{conv.name or conv.output[0]}_folded_bias")
+        new_bias = (bias * factor + shift).astype(np.float32)
+        stem = conv.name or conv.output[0]
+        weight_name = _writable(conv.input[1], readers, inits, f"{stem}_folded_weight")
+        bias_name = _writable(conv.input[2], readers, inits, f"{stem}_folded_bias") if has_bias \
+            else _writable("", readers, inits, f"{stem}_folded_bias")
         for name, value in ((weight_name, new_weight), (bias_name, new_bias)):
-            if name in inits:
-                inits[name].CopyFrom(numpy_helper.from_array(value, name))
-            else:
+            if name not in inits:
                 inits[name] = graph.initializer.add()
-                inits[name].CopyFrom(numpy_helper.from_array(value, name))
-        rewritten.extend(conv.input[1:])
+            inits[name].CopyFrom(numpy_helper.from_array(value, name))
+        replaced = [*conv.input[1:], *(name for name in step.input if name != data)]
+        stale = conv.output[0]
         del conv.input[1:]
         conv.input.extend([weight_name, bias_name])
-        conv.output[0] = bn.output[0]
-        folded.append(bn)
-    for bn in folded:
-        graph.node.remove(bn)
-    if folded:
+        conv.output[0] = step.output[0]
+        graph.node.remove(step)
         read = {name for node in _all_nodes(graph) for name in node.input} | outputs
-        replaced = {name for bn in folded for name in bn.input[1:]} | set(rewritten)
         for init in [i for i in graph.initializer if i.name in replaced and i.name not in read]:
-            graph.initializer.remove(init)  # the batch norms' parameters, the weights rewritten
-        stale = {bn.input[0] for bn in folded}
-        for info in [v for v in graph.value_info if v.name in stale]:
+            graph.initializer.remove(init)  # the step's parameters, the weights rewritten
+        for info in [v for v in graph.value_info if v.name == stale]:
             graph.value_info.remove(info)
-    return len(folded)
+        return True
+    return False
+
+
+def _conv_before(step, producer, readers, outputs, inits):
+    """(the convolution, its output name) when `step` reads the output of a convolution with a
+    constant weight (and bias) that nothing else reads; else None."""
+    for data in step.input[:1] if step.op_type == "BatchNormalization" else step.input:
+        conv = producer.get(data)
+        if conv is None or conv.op_type not in ("Conv", "ConvTranspose") or conv.domain not in ("", "ai.onnx"):
+            continue
+        group = next((a.i for a in conv.attribute if a.name == "group"), 1)
+        if (readers.get(data, 0) != 1 or data in outputs or len(conv.input) < 2 or conv.input[1] not in inits
+                or (len(conv.input) > 2 and conv.input[2] and conv.input[2] not in inits)
+                or (conv.op_type == "ConvTranspose" and group != 1)):
+            continue
+        return conv, data
+    return None
+
+
+def _affine(step, data: str, inits: dict, channels: int, rank: int):
+    """(factor, shift) per output channel with step(x) = factor * x + shift, or None when `step`
+    is not such a step (a parameter not constant, not finite, or not one value per channel)."""
+    from onnx import numpy_helper
+
+    params = [name for name in step.input if name != data]
+    if not params or not all(name in inits for name in params):
+        return None
+    values = [numpy_helper.to_array(inits[name]).astype(np.float64) for name in params]
+    if not all(np.isfinite(v).all() for v in values):
+        return None
+    if step.op_type == "BatchNormalization":
+        attrs = {a.name: a for a in step.attribute}
+        if len(step.input) != 5 or ("training_mode" in attrs and attrs["training_mode"].i) \
+                or len([o for o in step.output if o]) != 1:
+            return None
+        scale, beta, mean, var = values
+        if scale.shape != (channels,):
+            return None
+        factor = scale / np.sqrt(var + (attrs["epsilon"].f if "epsilon" in attrs else 1e-5))
+        return factor, beta - mean * factor
+    if len(step.input) != 2:
+        return None
+    per_channel = _per_channel(values[0], channels, rank)
+    if per_channel is None:
+        return None
+    return (per_channel, np.zeros(channels)) if step.op_type == "Mul" else (np.ones(channels), per_channel)
+
+
+def _per_channel(value: np.ndarray, channels: int, rank: int) -> np.ndarray | None:
+    """`value` as one number per channel of an NC... tensor of `rank`, when it broadcasts as one
+    (a scalar, or shape (C, 1, 1) / (1, C, 1, 1)); else None."""
+    if value.ndim > rank:
+        return None
+    shape = (1,) * (rank - value.ndim) + value.shape
+    if any(d != 1 for i, d in enumerate(shape) if i != 1) or shape[1] not in (1, channels):
+        return None
+    return np.broadcast_to(value.reshape(-1), (channels,)).astype(np.float64)
 
 
 def _writable(name: str, readers: dict[str, int], inits: dict, fresh: str) -> str:
     """`name` when only the node being folded reads it, else a new initializer name."""
-    if readers.get(name, 0) == 1:
+    if name and readers.get(name, 0) == 1:
         return name
     while fresh in inits:
         fresh += "_"

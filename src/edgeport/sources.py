@@ -155,13 +155,13 @@ def load_onnx(path: Path, input_shapes: list[tuple[int, ...]] | None = None,
     from edgeport.limits import check_tensor
     from edgeport.runtimes.onnxruntime import OrtSession
 
-    from edgeport.graph_cleanup import clean, fold_batch_norms, fuse_hard_swish
+    from edgeport.graph_cleanup import clean, fold_into_convs, fuse_hard_swish
 
     model = read_onnx(path)  # parsed and validated (edgeport.onnx_file)
     _negative_dims_dynamic(model)
     model = _at_least_opset(model, MIN_OPSET)
     model = clean(model)  # once, before the plan: every converter sees the simplest graph
-    fold_batch_norms(model)  # Conv -> BatchNormalization as one convolution, as every converter does
+    fold_into_convs(model)  # Conv -> BatchNormalization / Mul / Add by constants as one convolution
     fuse_hard_swish(model)  # x * clip(x + 3, 0, 6) / 6 as one op
     inits = {i.name for i in model.graph.initializer}
     inputs, outputs = _specs(model.graph.input, inits), _specs(model.graph.output)

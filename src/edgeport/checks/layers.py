@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+import re
+
 import numpy as np
 
 from edgeport.checks import MEASURED, CheckContext, CheckResult, CheckSpec, CheckSettings
@@ -196,17 +198,24 @@ def compare_tflite(float_path: str, artifact_path: str, samples) -> list[dict]:
 CONVERSIONS = ("QUANTIZE", "DEQUANTIZE", "CAST")
 
 
+def _scopes(tensor: str) -> list[str]:
+    """The `<qualified class>_<attribute>` scopes of a litert-torch tensor name, split at each '/'
+    that starts a qualified class name (an attribute may hold '/' itself: onnx2torch names a
+    module 'p2o/Conv/3')."""
+    return re.split(r"/(?=[A-Za-z_]\w*(?:\.\w+)+_)", tensor.split(";")[0])[1:]
+
+
 def _short(tensor: str) -> str:
     """A tensor's name without its scopes (`Conv2d_0`), for the table."""
-    return tensor.split(";")[0].rsplit("/", 1)[-1].rsplit(".", 1)[-1] or tensor
+    scopes = _scopes(tensor)
+    return scopes[-1].rsplit(".", 1)[-1] if scopes else tensor.split(";")[0].rsplit("/", 1)[-1] or tensor
 
 
 def _module_path(tensor: str) -> str:
     """The PyTorch module path litert-torch scopes a tensor name with:
     `pkg.Net/torch.nn.modules.container.Sequential_features/torch.nn.modules.conv.Conv2d_0;1`
     -> `features.0` (each scope is `<class>_<attribute>`; '' when the name has no scopes)."""
-    scopes = tensor.split(";")[0].split("/")[1:]
-    parts = [scope.rsplit(".", 1)[-1].partition("_")[2] for scope in scopes]
+    parts = [scope.rsplit(".", 1)[-1].partition("_")[2] for scope in _scopes(tensor)]
     return ".".join(p for p in parts if p)
 
 
@@ -281,7 +290,7 @@ def layers_lines(values: dict) -> list[str]:
     named = [rows[name] for name in values["worst"]]
     share = sum(r["error_share"] for r in named)
     lines = [f"layers: {values['compared']} tensors compared on {values['samples']} samples; lowest SQNR "
-             f"{lowest['sqnr_db']:.1f} dB at {lowest['tensor']} ({lowest['op']}); {len(named)} layer(s) add "
+             f"{lowest['sqnr_db']:.1f} dB at {lowest['node'] or lowest['tensor']} ({lowest['op']}); {len(named)} layer(s) add "
              f"{100 * share:.0f}% of the noise, where the error enters:"]
     for name in values["worst"][:SHOWN]:
         r = rows[name]
