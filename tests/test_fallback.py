@@ -123,6 +123,35 @@ def test_run_onnx_takes_a_scalar_input_one_sample_at_a_time():
     np.testing.assert_array_equal(out["y"], x * scale[:, None])
 
 
+def test_a_moved_layer_takes_its_readers_without_weights_along():
+    """A float layer whose output an int8 op reads is still rounded there: its readers without
+    weights move with it (also one reading it inside an If branch), up to the next layer with
+    weights; shape reads are not followed."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeport.fallback import _followers, _weight_sizes
+
+    weight = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    branch = helper.make_graph([helper.make_node("Identity", ["probs"], ["picked"], name="inner")], "then", [],
+                               [helper.make_tensor_value_info("picked", TensorProto.FLOAT, [1, 4])])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["kept"], name="inner2")], "else", [],
+                              [helper.make_tensor_value_info("kept", TensorProto.FLOAT, [1, 4])])
+    graph = helper.make_graph(
+        [helper.make_node("Sigmoid", ["x"], ["probs"], name="sigmoid"),
+         helper.make_node("Shape", ["probs"], ["shape"], name="shape"),
+         helper.make_node("Squeeze", ["probs"], ["flat"], name="squeeze"),
+         helper.make_node("MatMul", ["flat", "w"], ["y"], name="fc"),
+         helper.make_node("If", ["flag"], ["chosen"], name="if", then_branch=branch, else_branch=other),
+         helper.make_node("ReduceMean", ["chosen"], ["mean"], name="mean")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+              helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("mean", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("shape", TensorProto.INT64, None)], [weight])
+    model = helper.make_model(graph)
+    assert _followers(model, "sigmoid", _weight_sizes(model)) == ["squeeze", "if", "mean"]
+
+
 @pytest.mark.e2e
 def test_fallback_and_layers_on_a_graph_fixed_at_batch_one(tmp_path):
     """Exporters pin the batch of some graphs (torch's attention at batch 1): the fallback's and

@@ -60,6 +60,12 @@ HEADROOM_DB = 3.0  # the tuner aims this much below the noise the goals allow (s
 # convolution): floating them removes no rounding, and un-fusing a ReLU adds some.
 NOT_MOVED = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Concat", "Split", "Gather",
              "Identity", "Relu", "Clip", "MaxPool"}
+# A moved layer's output is still rounded when an op reading it is quantized (its input is). So its
+# readers without weights move with it, and theirs, up to MAX_FOLLOWERS nodes: the rounding then
+# happens where the next layer with weights reads the value (int8 kernels need int8 inputs).
+# Shape-like readers are not followed (their outputs are integers, not the layer's values).
+MAX_FOLLOWERS = 16
+NOT_FOLLOWED = {"Shape", "Size"}
 
 
 @dataclass
@@ -196,11 +202,15 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
                 needed = 0.0 if tried else _noise_to_remove(metrics, aim)
                 layer = dict(recipe.overrides.layer)
                 for pick in _batch(fits, needed, plan.float_nodes, float_graph, totals):
+                    followers = [n for n in _followers(float_graph, pick["node"], totals)
+                                 if n not in layer and n not in plan.float_nodes]
                     pending.append({"node": pick["node"], "op": pick["op"], "layer": pick["layer"],
                                     "sqnr_db": pick["sqnr_db"], "error_share": pick["error_share"], "step": step + 1,
                                     "why": f"added {100 * pick['error_share']:.0f}% of the quantization noise "
-                                           f"(its output at {pick['sqnr_db']:.1f} dB SQNR)"})
+                                           f"(its output at {pick['sqnr_db']:.1f} dB SQNR)",
+                                    **({"with": followers} if followers else {})})
                     layer[pick["node"]] = "float"
+                    layer.update((name, "float") for name in followers)
                 recipe = replace(recipe, overrides=Overrides(recipe.overrides.op_type, tuple(layer.items())))
     return recipe, plan, result
 
@@ -276,6 +286,39 @@ def _quantized_by_noise(rows: list[dict], plan) -> list[dict]:
     candidates = [r for r in rows if r["added_noise"] > 0 and r["node"] and r["node"] not in floated
                   and (not ops or r["op"] in ops) and r["op"] not in NOT_MOVED]
     return sorted(candidates, key=lambda r: r["added_noise"], reverse=True)
+
+
+def _followers(graph, node: str, weights) -> list[str]:
+    """The nodes that move with `node` (see MAX_FOLLOWERS): its readers without weights, theirs,
+    breadth first. A node reads a value also through its sub-graphs (an If branch reading a tensor
+    of the outer graph)."""
+    _, reads = weights
+    readers: dict[str, list] = {}
+    for candidate in graph.graph.node:
+        for name in {*candidate.input, *_subgraph_reads(candidate)}:
+            readers.setdefault(name, []).append(candidate)
+    by_name = {n.name: n for n in graph.graph.node}
+    found, queue = [], list(by_name[node].output) if node in by_name else []
+    while queue and len(found) < MAX_FOLLOWERS:
+        for reader in readers.get(queue.pop(0), []):
+            if (reader.name in found or reader.name == node or not reader.name or reads.get(reader.name)
+                    or reader.op_type in NOT_FOLLOWED):
+                continue
+            found.append(reader.name)
+            queue.extend(reader.output)
+            if len(found) >= MAX_FOLLOWERS:
+                break
+    return found
+
+
+def _subgraph_reads(node) -> set[str]:
+    names = set()
+    for attr in node.attribute:
+        for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+            for inner in sub.node:
+                names.update(inner.input)
+                names.update(_subgraph_reads(inner))
+    return names
 
 
 def _holds(value, limit: float) -> bool:

@@ -213,6 +213,13 @@ def _weights_by_name(prepared, params: ParamMap, plan: QuantPlan) -> dict[str, W
     return found
 
 
+# ONNX ops the ONNX -> PyTorch conversion may resolve at conversion time (`onnx_torch._specialize`:
+# an If to its branch, a Resize to a static interpolate call) or leave as views of their input: a
+# float layer of the plan among them may have no module path of its own in the PyTorch graph. None
+# of them is an op litert-torch's quantizer annotates (a view is rounded where an int8 op reads it;
+# an interpolate computes on dequantized values), so they are float in the .tflite as the plan says.
+SPECIALIZED_AWAY = {"If", "Pad", "Shape", "Size", "Identity", "Constant", "ConstantOfShape", "Equal", "Not",
+                    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Resize", "Upsample"}
 FIXED_OUTPUT_OPS = ("aten.sigmoid.default", "aten.tanh.default")  # LOGISTIC / TANH: fixed output scale
 
 
@@ -355,6 +362,9 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
     # a float layer absent from the annotated graph was folded away (a BatchNorm into its conv:
     # then the conv is float, `folded`); one present but never annotated is float already
     missing = sorted(node for path, node in float_modules.items() if path not in seen and path not in folded)
+    ops = {n.name: n.op_type for n in model.onnx_model().graph.node} if missing else {}
+    absent = [node for node in missing if ops.get(node) in SPECIALIZED_AWAY]
+    missing = [node for node in missing if node not in absent]
     if missing:
         raise InputError(f"{len(missing)} float layer(s) of the plan not found in the PyTorch graph, so not "
                          f"kept float in the int8 .tflite: {', '.join(missing[:5])}")
@@ -368,6 +378,10 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
     fixed = _fixed_output_qparams(prepared)
     converted = convert_pt2e(prepared, fold_quantize=False)
     notes = [f"kept in float: {', '.join(f'{float_modules[p]} ({p})' for p in sorted(kept_float))}"] if kept_float else []
+    if absent:
+        notes.append(f"float in the plan, without a module path of their own in the PyTorch graph (the conversion "
+                     f"resolved them; litert-torch's quantizer never annotates these ops): {', '.join(absent[:5])}"
+                     + (" ..." if len(absent) > 5 else ""))
     notes += gru_float
     if fixed:
         notes.append(f"{fixed} softmax / sigmoid / tanh output(s) at the fixed int8 scale LiteRT's kernels "
