@@ -15,7 +15,7 @@ Models (all trained; nothing is downloaded at run time):
   sequences from their own seeds.
 - `ppocr_v4_rec`, `ppocr_v4_det`, `nudenet_320n`, `silero_vad_16k`: the conformance zoo's trained
   ONNX models, read from installed wheels (`benchmarks/zoo/trained.py`), with the zoo's realistic
-  inputs (`Entry.write_data`, the code `benchmarks/zoo.py` uses): `--zoo-samples` (16, at most 32)
+  inputs (`Entry.write_data`, the code `benchmarks/zoo.py` uses): `--zoo-samples` (16, at most 128)
   calibration samples and as many eval samples from another seed, unlabeled (parity only). Any
   other zoo entry name works too.
 
@@ -75,7 +75,7 @@ VARIANTS = {  # name -> edgeport export flags of the recipe
 DEFAULT_TARGETS = ("onnx", "android", "cortex-m7")
 C_MODELS = {"digits"}  # models exported to the C library targets
 LATENCY_FLAGS = ["--runs", "2", "--warmup", "0", "--threads", "1"]  # tiny: latency is not a figure here
-ZOO_SAMPLES, ZOO_SAMPLES_MAX = 16, 32
+ZOO_SAMPLES, ZOO_SAMPLES_MAX = 16, 128
 TINY_CALIB, TINY_EVAL = 64, 256
 TIMEOUT_S = 1800.0
 
