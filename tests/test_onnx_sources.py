@@ -204,6 +204,22 @@ def test_old_opset_is_upgraded_before_the_plan():
     assert _at_least_opset(upgraded, MIN_OPSET) is upgraded
 
 
+def _export_int8(tmp_path, model, rng, target: str, *flags: str):
+    """Save `model` and 16 random calibration samples of its 1x3x8x8 input `x`, export it to
+    `target` at int8 (must exit 0); the output folder."""
+    import onnx
+
+    source = tmp_path / f"{model.graph.name}.onnx"
+    onnx.save(model, str(source))
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=rng.standard_normal((16, 3, 8, 8)).astype(np.float32))
+    out = tmp_path / "out"
+    result = run_cli("export", str(source), "--target", target, "--quantize", "int8", "--calib", str(calib),
+                     *flags, "--out", str(out), "--runs", "2", "--warmup", "0")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
 def test_an_int8_onnx_source_plans_every_tensor_its_artifact_quantizes(tmp_path):
     """End to end through `load_onnx` and the ONNX exporter: every activation the int8 artifact
     quantizes has the plan's numbers (none calibrated by onnxruntime on its placeholder sample)."""
@@ -214,16 +230,9 @@ def test_an_int8_onnx_source_plans_every_tensor_its_artifact_quantizes(tmp_path)
 
     rng = np.random.default_rng(5)
     model = _conv_bn_hard_swish(rng, opset=11 + 1)
-    source = tmp_path / "paddle_like.onnx"
-    onnx.save(model, str(source))
-    calib = tmp_path / "calib.npz"
-    np.savez(calib, x=rng.standard_normal((16, 3, 8, 8)).astype(np.float32))
-    out = tmp_path / "out"
-    result = run_cli("export", str(source), "--target", "onnx", "--quantize", "int8", "--calib", str(calib),
-                     "--eval", str(calib), "--out", str(out), "--runs", "2", "--warmup", "0")
-    assert result.returncode == 0, result.stderr
+    out = _export_int8(tmp_path, model, rng, "onnx")
     plan = json.loads((out / "quant_params.json").read_text())
-    artifact = onnx.load(str(out / "onnx" / "paddle_like.onnx"))
+    artifact = onnx.load(str(out / "onnx" / f"{model.graph.name}.onnx"))
     inits = {i.name: numpy_helper.to_array(i) for i in artifact.graph.initializer}
     # onnxruntime renames a graph output's float tensor `<name>_QuantizeLinear_Input`
     quantized = {n.input[0].removesuffix("_QuantizeLinear_Input"): float(inits[n.input[1]])
@@ -422,7 +431,6 @@ def test_a_sigmoid_concatenated_with_boxes_loads_in_litert_at_int8(tmp_path):
     """A YOLOv8 head concatenates sigmoid class scores with boxes: the quantizer shared the
     concatenation's scale with the sigmoid, and LiteRT refuses a LOGISTIC whose output scale is
     not 1/256 ("LiteRT cannot load it"). The sigmoid now keeps its own scale."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(6)
@@ -442,14 +450,7 @@ def test_a_sigmoid_concatenated_with_boxes_loads_in_litert_at_int8(tmp_path):
                    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 8, 8])],
                    [numpy_helper.from_array(v, k) for k, v in arrays.items()], opset=17)
-    source = tmp_path / "head.onnx"
-    onnx.save(model, str(source))
-    calib = tmp_path / "calib.npz"
-    np.savez(calib, x=rng.standard_normal((16, 3, 8, 8)).astype(np.float32))
-    out = tmp_path / "out"
-    result = run_cli("export", str(source), "--target", "android", "--quantize", "int8", "--calib", str(calib),
-                     "--out", str(out), "--runs", "2", "--warmup", "0")
-    assert result.returncode == 0, result.stderr
+    out = _export_int8(tmp_path, model, rng, "android")
     parity = load_report(out)["targets"][0]["checks"]["parity"]
     assert parity["status"] == "measured" and parity["cosine"] >= 0.99, parity
 
@@ -459,7 +460,6 @@ def test_a_float_layer_of_a_dotted_node_name_stays_float_on_android(tmp_path):
     """paddle2onnx names nodes 'p2o.Conv.3'; onnx2torch names that node's module 'p2o/Conv/3'.
     A layer kept float (by --keep-float or --fallback auto) is found under that module path (it
     was refused as "not found in the PyTorch graph")."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(7)
@@ -470,13 +470,6 @@ def test_a_float_layer_of_a_dotted_node_name_stays_float_on_android(tmp_path):
                     helper.make_node("Conv", ["r", "w1"], ["y"], name="p2o.Conv.1", pads=[1, 1, 1, 1])],
                    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], weights, opset=17)
-    source = tmp_path / "dotted.onnx"
-    onnx.save(model, str(source))
-    calib = tmp_path / "calib.npz"
-    np.savez(calib, x=rng.standard_normal((16, 3, 8, 8)).astype(np.float32))
-    out = tmp_path / "out"
-    result = run_cli("export", str(source), "--target", "android", "--quantize", "int8", "--keep-float",
-                     "p2o.Conv.1", "--calib", str(calib), "--out", str(out), "--runs", "2", "--warmup", "0")
-    assert result.returncode == 0, result.stderr
+    out = _export_int8(tmp_path, model, rng, "android", "--keep-float", "p2o.Conv.1")
     notes = load_report(out)["targets"][0]["notes"]
     assert any(n.startswith("kept in float: p2o.Conv.1 (p2o/Conv/1)") for n in notes), notes
