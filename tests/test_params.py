@@ -186,7 +186,7 @@ def test_observers_take_the_plan_by_name_first_and_by_rule_scales_only_as_fallba
     import torch
     from torch import nn
 
-    from edgeport.exporters.tflite import _override_observers
+    from edgeport.exporters.tflite_pt2e import _override_observers
     from edgeport.quantizers.plan import QuantPlan, WeightParams
 
     class Observer(nn.Module):
@@ -252,7 +252,7 @@ def test_pt2e_weight_observers_are_found_by_parameter_path(source, shape, by_nam
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
     from edgeport.data import load_dataset, random_dataset
-    from edgeport.exporters.tflite import _weights_by_name
+    from edgeport.exporters.tflite_pt2e import _weights_by_name
     from edgeport.quantizers import make_plan
     from edgeport.recipe import Recipe
     from edgeport.sources import load_source

@@ -26,8 +26,10 @@ import numpy as np
 
 from edgeport.errors import InputError, UnsupportedOpError
 from edgeport.exporters import Artifact, Exporter, ExportJob, Refusal, torch_job
-from edgeport.params import ParamMap, fingerprint
-from edgeport.quantizers.plan import QuantPlan, WeightParams, embedding_note
+from edgeport.exporters.tflite_pt2e import (_drop_integer_observers, _fixed_output_qparams,
+                                            _float_batch_norms_to_convs, _module_path, _override_observers,
+                                            _unshare_fixed_outputs, _weights_by_name)
+from edgeport.quantizers.plan import QuantPlan, embedding_note
 from edgeport.quiet import quiet
 from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt4, WeightOnlyInt8
 from edgeport.targets import Target
@@ -189,30 +191,6 @@ def _with_int8_embeddings(job: ExportJob) -> tuple[ExportJob, list[str]]:
     return (replace(job, model=replace(job.model, torch_module=module)) if done else job), notes
 
 
-def _weights_by_name(prepared, params: ParamMap, plan: QuantPlan) -> dict[str, WeightParams]:
-    """Observer module name -> the plan's entry of the weight it observes: the observer's input is
-    a `get_attr` of the PyTorch parameter path, which `params` pairs with the plan's initializer.
-    Only where PT2E holds the initializer's very values (same fingerprint): a weight prepare_pt2e
-    rewrote (BatchNorm folded into a conv) is not the plan's weight by name."""
-    import torch
-
-    found = {}
-    for node in prepared.graph.nodes:
-        source = node.args[0] if node.op == "call_module" and node.args else None
-        if not isinstance(source, torch.fx.Node) or source.op != "get_attr":
-            continue
-        entry = params.by_path(source.target)
-        planned = plan.weights.get(entry.onnx) if entry is not None and entry.onnx is not None else None
-        if planned is None:
-            continue
-        value = prepared
-        for part in source.target.split("."):
-            value = getattr(value, part)
-        if fingerprint(value.detach().cpu().numpy()) == entry.fingerprint:
-            found[node.target] = planned
-    return found
-
-
 # ONNX ops the ONNX -> PyTorch conversion may resolve at conversion time (`onnx_torch._specialize`:
 # an If to its branch, a Resize to a static interpolate call) or leave as views of their input: a
 # float layer of the plan among them may have no module path of its own in the PyTorch graph. None
@@ -220,85 +198,6 @@ def _weights_by_name(prepared, params: ParamMap, plan: QuantPlan) -> dict[str, W
 # an interpolate computes on dequantized values), so they are float in the .tflite as the plan says.
 SPECIALIZED_AWAY = {"If", "Pad", "Shape", "Size", "Identity", "Constant", "ConstantOfShape", "Equal", "Not",
                     "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Resize", "Upsample"}
-FIXED_OUTPUT_OPS = ("aten.sigmoid.default", "aten.tanh.default")  # LOGISTIC / TANH: fixed output scale
-
-
-def _unshare_fixed_outputs(graph_module, config) -> None:
-    """Leave float a concatenation that reads a sigmoid or tanh (a YOLOv8 head concatenates its
-    class scores with its boxes), and give that sigmoid its own int8 output. The quantizer gives a
-    concatenation one scale for its inputs and output, shared with the sigmoid's output, but
-    LiteRT's LOGISTIC kernel only takes an output scale of 1/256 (TANH 1/128) and refuses to load
-    the file otherwise; and it annotates a sigmoid only when its input is annotated."""
-    import torch
-    from litert_torch.quantize.pt2e_quantizer_utils import get_fixed_qparams_qspec, get_input_act_qspec
-    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
-
-    for node in graph_module.graph.nodes:
-        if node.op != "call_function" or "cat" not in str(node.target):
-            continue
-        inputs = node.args[0] if node.args and isinstance(node.args[0], (list, tuple)) else []
-        fixed = [i for i in inputs if isinstance(i, torch.fx.Node) and str(i.target) in FIXED_OUTPUT_OPS]
-        if not fixed or config is None:
-            continue
-        node.meta.pop("quantization_annotation", None)
-        for op in fixed:
-            source = op.args[0]
-            op.meta["quantization_annotation"] = QuantizationAnnotation(
-                input_qspec_map={source: get_input_act_qspec(config)} if isinstance(source, torch.fx.Node) else {},
-                output_qspec=get_fixed_qparams_qspec(config), _annotated=True)
-
-
-def _override_observers(prepared, plan: QuantPlan, by_name: dict[str, WeightParams], weight_scales: dict) -> dict:
-    """Make each observer report the plan's parameters; count what matched. `by_name` maps weight
-    observers to the plan's entry (`_weights_by_name`); `weight_scales` maps the rule's scales of
-    each planned weight (what its observer computes) to the plan's entry, the fallback for a
-    weight observer `by_name` does not know."""
-    import torch
-
-    counts = {"weights": 0, "weights_rule": 0, "activations": 0, "activations_rule": 0}
-    for module_name, observer in prepared.named_modules():
-        if "FixedQParams" in type(observer).__name__:
-            continue  # LOGISTIC / TANH outputs: LiteRT's kernels require their fixed scale (1/256, 1/128)
-        if not hasattr(observer, "min_val") or observer.min_val.numel() == 0:
-            continue
-        lo, hi = observer.min_val.detach().numpy(), observer.max_val.detach().numpy()
-        named = by_name.get(module_name)
-        if getattr(observer, "ch_axis", None) is not None and lo.size > 1 or "PerChannel" in type(observer).__name__:
-            rule = (np.maximum(np.abs(lo), np.abs(hi)) / np.float32(127)).astype(np.float32)
-            rule[rule == 0] = 1.0
-            planned = named if named is not None and len(named.scale) == rule.size \
-                else weight_scales.get(tuple(rule.tolist()))
-            counts["weights" if planned else "weights_rule"] += 1
-            scales = torch.from_numpy(planned.scale_array() if planned else rule)
-            observer.calculate_qparams = lambda s=scales: (s, torch.zeros(len(s), dtype=torch.int32))
-            continue
-        if named is not None and named.axis is None:  # a per-tensor weight observer, known by name
-            counts["weights"] += 1
-            observer.calculate_qparams = lambda s=float(named.scale[0]): (
-                torch.tensor([s], dtype=torch.float32), torch.tensor([0], dtype=torch.int32))
-            continue
-        planned = plan.activation_matching(float(lo.min()), float(hi.max()), by="observed")
-        if planned is None:  # a per-tensor weight observer looks like an activation's: find it by its scale
-            peak = np.float32(max(abs(float(lo.min())), abs(float(hi.max()))) / np.float32(127))
-            weight = weight_scales.get((float(peak),))
-            if weight is not None and weight.axis is None:
-                counts["weights"] += 1
-                observer.calculate_qparams = lambda s=float(weight.scale[0]): (
-                    torch.tensor([s], dtype=torch.float32), torch.tensor([0], dtype=torch.int32))
-                continue
-        if planned is None:
-            from edgeport.quantizers import qmath
-
-            scale, zero_point = qmath.activation_qparams(float(lo.min()), float(hi.max()))
-            counts["activations_rule"] += 1
-        else:
-            scale, zero_point = np.float32(planned.scale), int(planned.zero_point)
-            counts["activations"] += 1
-        observer.calculate_qparams = lambda s=float(scale), z=int(zero_point): (
-            torch.tensor([s], dtype=torch.float32), torch.tensor([z], dtype=torch.int32))
-    return counts
-
-
 def _static(job: ExportJob, float_model: bytes, options: AndroidOptions) -> tuple[bytes, list[str]]:
     """Static schemes: int8 with integer I/O through PT2E (the plan's numbers in the observers);
     float I/O, and int16 activations, through ai-edge-quantizer's static recipes."""
@@ -400,83 +299,6 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
         # mul of a dequantized and a float tensor, transposed on one side only)
         raise InputError(f"the int8 .tflite with {len(kept_float)} layer(s) kept in float (fallback / keep_float) "
                          f"did not convert: {exc}") from None
-
-
-# Output (scale, zero point) LiteRT's int8 kernels require (the model does not load otherwise)
-FIXED_OUTPUT_QPARAMS = {"softmax": (1 / 256, -128), "sigmoid": (1 / 256, -128), "tanh": (1 / 128, 0)}
-
-
-def _fixed_output_qparams(prepared) -> int:
-    """Make the observers of softmax / sigmoid / tanh outputs report the scale and zero point
-    LiteRT's int8 kernels require (`FIXED_OUTPUT_QPARAMS`), not the plan's range: PT2E does not
-    always annotate these ops, and then their output is observed by the op that reads it. The
-    count set."""
-    import torch
-
-    count = 0
-    for node in prepared.graph.nodes:
-        source = node.args[0] if node.op == "call_module" and node.args else None
-        if not isinstance(source, torch.fx.Node) or source.op != "call_function":
-            continue
-        name = str(source.target).split(".")[1] if "." in str(source.target) else str(source.target)
-        fixed = FIXED_OUTPUT_QPARAMS.get(name.lstrip("_"))
-        observer = getattr(prepared, str(node.target), None)
-        if fixed is not None and observer is not None and hasattr(observer, "calculate_qparams"):
-            observer.calculate_qparams = lambda s=fixed[0], z=fixed[1]: (
-                torch.tensor([s], dtype=torch.float32), torch.tensor([z], dtype=torch.int32))
-            count += 1
-    return count
-
-
-def _module_path(node) -> str:
-    """The innermost module path of an FX node ('features.3'), '' for nodes outside any module."""
-    stack = list(node.meta.get("nn_module_stack", {}).values())
-    return str(stack[-1][0]).removeprefix("L['self'].") if stack else ""
-
-
-BATCH_NORMS = ("batch_norm", "_native_batch_norm_legit")
-
-
-def _float_batch_norms_to_convs(graph_module, float_modules: dict[str, str]) -> set[str]:
-    """PT2E folds a BatchNorm into the convolution before it: for each float BatchNorm layer, its
-    convolution's module joins `float_modules` (in place), so the fused op stays float. The
-    BatchNorm module paths so handled."""
-    folded = set()
-    for node in graph_module.graph.nodes:
-        path = _module_path(node)
-        if path not in float_modules or not any(b in str(node.target) for b in BATCH_NORMS):
-            continue
-        source = node.args[0] if node.args else None
-        if source is not None and hasattr(source, "meta") and "conv" in str(source.target):
-            float_modules.setdefault(_module_path(source), float_modules[path])
-            folded.add(path)
-    return folded
-
-
-def _drop_integer_observers(prepared) -> int:
-    """Remove, in place, the observers PT2E puts on integer tensors (an int64 sample rate that an
-    op reads): an integer is not quantized, and the histogram observer cannot take one."""
-    import torch
-
-    graph, dropped = prepared.graph, 0
-    for node in list(graph.nodes):
-        if node.op != "call_module" or not node.args or not isinstance(node.args[0], torch.fx.Node):
-            continue
-        if "activation_post_process" not in str(node.target):
-            continue
-        source = node.args[0]
-        value = source.meta.get("val")
-        if value is None and source.op == "get_attr":  # a buffer (an int64 index table)
-            value = prepared
-            for part in str(source.target).split("."):
-                value = getattr(value, part, None)
-        if isinstance(value, torch.Tensor) and not value.dtype.is_floating_point:
-            node.replace_all_uses_with(node.args[0])
-            graph.erase_node(node)
-            dropped += 1
-    if dropped:
-        prepared.recompile()
-    return dropped
 
 
 def _aeq_static(job: ExportJob, float_model: bytes, float_io: bool) -> tuple[bytes, list[str]]:
