@@ -312,13 +312,10 @@ def _followers(graph, node: str, weights) -> list[str]:
 
 
 def _subgraph_reads(node) -> set[str]:
-    names = set()
-    for attr in node.attribute:
-        for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-            for inner in sub.node:
-                names.update(inner.input)
-                names.update(_subgraph_reads(inner))
-    return names
+    from edgeport.graph_cleanup import all_nodes
+
+    subgraphs = [a.g for a in node.attribute if a.HasField("g")] + [g for a in node.attribute for g in a.graphs]
+    return {name for sub in subgraphs for inner in all_nodes(sub) for name in inner.input}
 
 
 def _holds(value, limit: float) -> bool:

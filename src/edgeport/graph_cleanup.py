@@ -136,10 +136,7 @@ def _fold_one(graph) -> bool:
     from onnx import numpy_helper
 
     inits = {i.name: i for i in graph.initializer}
-    readers: dict[str, int] = {}
-    for node in _all_nodes(graph):  # sub-graphs (If, Loop bodies) read outer names too
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
+    readers = _read_counts(graph)
     outputs = {o.name for o in graph.output}
     producer = {out: node for node in graph.node for out in node.output}
     for step in graph.node:
@@ -175,7 +172,7 @@ def _fold_one(graph) -> bool:
         conv.input.extend([weight_name, bias_name])
         conv.output[0] = step.output[0]
         graph.node.remove(step)
-        read = {name for node in _all_nodes(graph) for name in node.input} | outputs
+        read = {name for node in all_nodes(graph) for name in node.input} | outputs
         for init in [i for i in graph.initializer if i.name in replaced and i.name not in read]:
             graph.initializer.remove(init)  # the step's parameters, the weights rewritten
         for info in [v for v in graph.value_info if v.name == stale]:
@@ -249,12 +246,23 @@ def _writable(name: str, readers: dict[str, int], inits: dict, fresh: str) -> st
     return fresh
 
 
-def _all_nodes(graph):
+def _read_counts(graph) -> dict[str, int]:
+    """How many reads each value name has, sub-graphs (If, Loop bodies) included: they read outer
+    names too."""
+    readers: dict[str, int] = {}
+    for node in all_nodes(graph):
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    return readers
+
+
+def all_nodes(graph):
+    """Every node of `graph` and of its sub-graphs (If branches, Loop bodies), depth first."""
     for node in graph.node:
         yield node
         for attr in node.attribute:
             for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                yield from _all_nodes(sub)
+                yield from all_nodes(sub)
 
 
 def fuse_hard_swish(model) -> int:
@@ -274,10 +282,7 @@ def fuse_hard_swish(model) -> int:
         return 0
     consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer if len(i.dims) == 0 or
               (len(i.dims) == 1 and i.dims[0] == 1)}
-    readers: dict[str, int] = {}
-    for node in _all_nodes(graph):
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
+    readers = _read_counts(graph)
     outputs = {o.name for o in graph.output}
     producer = {out: node for node in graph.node for out in node.output}
 
@@ -313,7 +318,7 @@ def fuse_hard_swish(model) -> int:
             graph.node.remove(node)
         graph.node.insert(position, helper.make_node("HardSwish", [x], [div.output[0]], name=mul.name or div.name))
     if fused:
-        read = {name for node in _all_nodes(graph) for name in node.input}
+        read = {name for node in all_nodes(graph) for name in node.input}
         gone = {name for _, mul, clip, add, _ in fused for name in (*clip.input[1:], *add.input)}
         for init in [i for i in graph.initializer if i.name in gone and i.name not in read]:
             graph.initializer.remove(init)
