@@ -23,9 +23,13 @@ uncertain inputs carry most of it), so a plan that just meets the goal on the ca
 often misses it on the eval data (PP-OCR's classifier: cosine 0.998 on 16 calibration samples,
 0.965 on 16 others). Aiming at half the noise the goal allows (3 dB) costs a few more float layers.
 
-Float, not int16 activations: float layers are what every target that takes the plan can write
-(targets that cannot leave a layer float refuse `--fallback auto` before any work). The moved
-layers, the measurement that moved each and the goal reached are written to `quant_params.json`
+Where a layer goes: int16 activations first when every target of the run writes per-layer int16
+(the ONNX formats: int16 QDQ around the node, its weights stay int8, so the move costs no weight
+bits and is not counted in `MAX_FLOAT_WEIGHTS`); a layer already at int16 that is still among the
+noisiest then moves to float, within the limit. Otherwise (android, Core ML, the C library in the
+run) straight to float: float layers are what every target that takes the plan can write (targets
+that cannot leave a layer float refuse `--fallback auto` before any work). The moved layers, where
+each went, the measurement that moved it and the goal reached are written to `quant_params.json`
 and the report; the budgets are then checked on every target as usual, on the eval data.
 """
 
@@ -86,17 +90,25 @@ class Fallback:
                 "measured_on": "calibration data"}
 
     def note(self) -> str:
-        first, last = self.steps[0], self.steps[-1]
+        first = self.steps[0]
+        last = next(s for s in reversed(self.steps) if "reverted" not in s)  # the plan kept
         said = ", ".join(f"{GOALS[g][1]} {_fmt(first.get(GOALS[g][0]))} -> {_fmt(last.get(GOALS[g][0]))}"
                          for g in self.goals)
         if not self.moved:
             return f"fallback auto: no layer moved ({said} on the calibration data)"
-        names = ", ".join(m["node"] for m in self.moved[:6]) + (" ..." if len(self.moved) > 6 else "")
+        final = self.final_precisions()
+        names = ", ".join(list(final)[:6]) + (" ..." if len(final) > 6 else "")
         verdict = (f"goal NOT met ({self.stopped})" if not self.met else
                    f"goal met, without its {HEADROOM_DB:.0f} dB headroom ({self.stopped})" if self.stopped else
                    f"goal met with {HEADROOM_DB:.0f} dB headroom")
-        return (f"fallback auto: {len(self.moved)} layer(s) moved to float ({100 * self.float_weights:.1f}% of the "
-                f"weights): {names}; {said} on the calibration data; {verdict}")
+        to_int16 = sum(p == "int16" for p in final.values())
+        moves = (f"{to_int16} to int16 activations, " if to_int16 else "") + \
+            f"{len(final) - to_int16} to float ({100 * self.float_weights:.1f}% of the weights)"
+        return f"fallback auto: {len(final)} layer(s) moved, {moves}: {names}; {said} on the calibration data; {verdict}"
+
+    def final_precisions(self) -> dict[str, str]:
+        """Moved node -> where it ended ("int16" or "float": a later move may take it further)."""
+        return {m["node"]: m["to"] for m in self.moved}
 
 
 CHOICES = ("minmax", "percentile", "mse")  # what `--calibration auto` chooses among
@@ -143,9 +155,11 @@ def goals_from(budgets: dict[str, float]) -> dict[str, float]:
     return goals
 
 
-def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, export_onnx) -> tuple[Recipe, object, Fallback]:
-    """The recipe (with the float overrides it needed) and its plan. `make_plan(recipe)` plans a
-    recipe; `export_onnx(recipe, plan, folder)` writes its ONNX artifact and returns the path."""
+def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, export_onnx,
+         int16: bool = False) -> tuple[Recipe, object, Fallback]:
+    """The recipe (with the overrides it needed) and its plan. `make_plan(recipe)` plans a recipe;
+    `export_onnx(recipe, plan, folder)` writes its ONNX artifact and returns the path. `int16`:
+    every target of the run writes per-layer int16 activations, so layers move there first."""
     import onnx
 
     data = calib.take(min(len(calib), TUNE_SAMPLES))
@@ -167,13 +181,13 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
                 outputs = run_onnx(artifact, data.feeds)
                 metrics = all_outputs_parity([reference[n] for n in names], [outputs[n] for n in names], names)
                 score = _score(metrics, aim)
-                entry = {"float_nodes": len(plan.float_nodes),
+                entry = {"float_nodes": len(plan.float_nodes), "int16_nodes": len(plan.precisions),
                          "float_weight_share": round(_share(plan.float_nodes, float_graph, totals), 4),
                          **{GOALS[g][0]: metrics.get(GOALS[g][0]) for g in goals}}
                 if best is not None and not score > best[0]:
                     # moving these made the output worse (e.g. a float ReLU un-fuses its conv's
                     # output range): undo, never try them again, go on one layer at a time
-                    tried.update(m["node"] for m in pending)
+                    tried.update(_move_key(m["node"], m["to"]) for m in pending)
                     result.steps.append({**entry, "reverted": [m["node"] for m in pending]})
                     score, recipe, plan, artifact, metrics = best
                 else:
@@ -189,12 +203,14 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
                     result.stopped = f"{MAX_MOVES} steps taken"
                     break
                 rows = compare_onnx(float_graph, artifact, small, model.layers)
-                candidates = [r for r in _quantized_by_noise(rows, plan) if r["node"] not in tried]
+                candidates = [{**r, "to": _next_precision(r["node"], plan, int16)}
+                              for r in _quantized_by_noise(rows, plan)]
+                candidates = [r for r in candidates if _move_key(r["node"], r["to"]) not in tried]
                 if not candidates:
                     result.stopped = "no quantized layer left whose move helps"
                     break
-                fits = [r for r in candidates if _share([*plan.float_nodes, r["node"]], float_graph, totals)
-                        <= MAX_FLOAT_WEIGHTS]
+                fits = [r for r in candidates if r["to"] != "float"
+                        or _share([*plan.float_nodes, r["node"]], float_graph, totals) <= MAX_FLOAT_WEIGHTS]
                 if not fits:
                     result.stopped = (f"moving any other layer would leave more than {100 * MAX_FLOAT_WEIGHTS:.0f}% "
                                       "of the weights in float")
@@ -202,15 +218,17 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
                 needed = 0.0 if tried else _noise_to_remove(metrics, aim)
                 layer = dict(recipe.overrides.layer)
                 for pick in _batch(fits, needed, plan.float_nodes, float_graph, totals):
+                    to = pick["to"]
                     followers = [n for n in _followers(float_graph, pick["node"], totals)
-                                 if n not in layer and n not in plan.float_nodes]
-                    pending.append({"node": pick["node"], "op": pick["op"], "layer": pick["layer"],
+                                 if n not in plan.float_nodes and layer.get(n) != to
+                                 and not (to == "int16" and n in layer)]
+                    pending.append({"node": pick["node"], "op": pick["op"], "layer": pick["layer"], "to": to,
                                     "sqnr_db": pick["sqnr_db"], "error_share": pick["error_share"], "step": step + 1,
                                     "why": f"added {100 * pick['error_share']:.0f}% of the quantization noise "
                                            f"(its output at {pick['sqnr_db']:.1f} dB SQNR)",
                                     **({"with": followers} if followers else {})})
-                    layer[pick["node"]] = "float"
-                    layer.update((name, "float") for name in followers)
+                    layer[pick["node"]] = to
+                    layer.update((name, to) for name in followers)
                 recipe = replace(recipe, overrides=Overrides(recipe.overrides.op_type, tuple(layer.items())))
     return recipe, plan, result
 
@@ -272,7 +290,8 @@ def _batch(fits: list[dict], needed: float, floated, graph, totals) -> list[dict
     for row in fits:
         if chosen and (covered >= needed or len(chosen) >= MAX_BATCH):
             break
-        if _share([*floated, *(r["node"] for r in chosen), row["node"]], graph, totals) > MAX_FLOAT_WEIGHTS:
+        to_float = [r["node"] for r in (*chosen, row) if r["to"] == "float"]
+        if row["to"] == "float" and _share([*floated, *to_float], graph, totals) > MAX_FLOAT_WEIGHTS:
             continue
         chosen.append(row)
         covered += row["error_share"]
@@ -286,6 +305,16 @@ def _quantized_by_noise(rows: list[dict], plan) -> list[dict]:
     candidates = [r for r in rows if r["added_noise"] > 0 and r["node"] and r["node"] not in floated
                   and (not ops or r["op"] in ops) and r["op"] not in NOT_MOVED]
     return sorted(candidates, key=lambda r: r["added_noise"], reverse=True)
+
+
+def _next_precision(node: str, plan, int16: bool) -> str:
+    """Where a quantized node moves: int16 activations when the run's targets write them and it is
+    not there yet, else float."""
+    return "int16" if int16 and plan.precisions.get(node) != "int16" else "float"
+
+
+def _move_key(node: str, to: str) -> str:
+    return f"{node} -> {to}"
 
 
 def _followers(graph, node: str, weights) -> list[str]:

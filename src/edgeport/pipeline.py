@@ -112,7 +112,8 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         with stage("calibration" if recipe.scheme.calibrated else "quantization planning"):
             plan = make_plan(model, recipe, calib_data)
     if recipe.fallback == "auto":
-        recipe, plan = _tuned(model, recipe, calib_data, compression, "fallback", plan, limits)
+        recipe, plan = _tuned(model, recipe, calib_data, compression, "fallback", plan, limits,
+                              int16=_int16_everywhere(recipe, chosen))
     plan.compression = compression
     plan.structure = structure
     job = ExportJob(model, recipe, plan, calib_data, target_options or {},
@@ -230,7 +231,16 @@ def check(model_path: str | os.PathLike, target: str, eval: str | None = None, r
     return report
 
 
-def _tuned(model, recipe: Recipe, calib_data, compression, what: str, plan=None, limits: dict | None = None):
+def _int16_everywhere(recipe: Recipe, targets: list[Target]) -> bool:
+    """Whether `--fallback auto` may move layers to int16 activations: an int8 recipe, and every
+    target of the run writes per-layer int16 (the others take float layers only)."""
+    exporters = plugins.exporters()
+    return recipe.scheme.calibrated and recipe.scheme.activation_bits == 8 and \
+        all(t.format in exporters and exporters.get(t.format).mixed_precision for t in targets)
+
+
+def _tuned(model, recipe: Recipe, calib_data, compression, what: str, plan=None, limits: dict | None = None,
+           int16: bool = False):
     """The recipe and plan tuned on the calibration data by measuring ONNX artifacts
     (`edgeport.fallback`): `--calibration auto` picks the method, `--fallback auto` moves layers."""
     from edgeport import fallback
@@ -248,7 +258,8 @@ def _tuned(model, recipe: Recipe, calib_data, compression, what: str, plan=None,
     if what == "calibration":
         recipe, plan, _ = fallback.choose_calibration(model, recipe, calib_data, plan_for, export_onnx)
         return recipe, plan
-    recipe, plan, result = fallback.tune(model, recipe, calib_data, fallback.goals_from(limits), plan_for, export_onnx)
+    recipe, plan, result = fallback.tune(model, recipe, calib_data, fallback.goals_from(limits), plan_for, export_onnx,
+                                         int16)
     plan.fallback = result.to_dict()
     plan.notes.append(result.note())
     return recipe, plan

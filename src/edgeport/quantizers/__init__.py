@@ -294,7 +294,12 @@ def _mixed_activations(onnx_model, activations: dict[str, ActivationParams],
                        precisions: dict[str, str]) -> dict[str, ActivationParams]:
     """The inputs and outputs of the nodes an override gives another activation precision, in that
     precision (int16: symmetric, int8: asymmetric, from the same calibrated range): a tensor
-    between an int8 and an int16 node is converted from one to the other."""
+    between an int8 and an int16 node is converted from one to the other.
+
+    One exception: the int16 output of a Relu or Clip is asymmetric, its zero point at -32768.
+    onnxruntime's QDQ quantizer drops such an op and lets its output grid do the clipping, which
+    a symmetric grid does not (negatives came through: digits fell to 9 dB SQNR). Only ONNX
+    writes per-layer int16, and ONNX's int16 QDQ takes any zero point."""
     rules = {"int8": qmath.activation_qparams, "int16": qmath.activation_qparams_int16}
     mixed: dict[str, ActivationParams] = {}
     for node in onnx_model.graph.node:
@@ -304,7 +309,9 @@ def _mixed_activations(onnx_model, activations: dict[str, ActivationParams],
         for name in (*node.input, *node.output):
             if name in activations:
                 params = activations[name]
-                scale, zero_point = rules[precision](*params.range)
+                clipped = precision == "int16" and node.op_type in ("Relu", "Clip") and name in node.output
+                rule = qmath.activation_qparams_uint16_grid if clipped else rules[precision]
+                scale, zero_point = rule(*params.range)
                 mixed[name] = ActivationParams(float(scale), int(zero_point), params.range, params.observed)
     return mixed
 

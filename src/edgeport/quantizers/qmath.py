@@ -29,6 +29,17 @@ def activation_qparams_int16(lo: float, hi: float) -> tuple[np.float32, np.int16
     return (np.float32(peak / 32767.0) if peak > 1e-12 else np.float32(1.0)), np.int16(0)
 
 
+def activation_qparams_uint16_grid(lo: float, hi: float) -> tuple[np.float32, np.int16]:
+    """int16 asymmetric over [lo, hi] widened to contain 0 (a clipped output, [0, hi]: zero point
+    -32768, so the grid's lowest step is 0)."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if hi - lo < 1e-12:
+        return np.float32(1.0), np.int16(0)
+    scale = np.float32((hi - lo) / 65535.0)
+    zero_point = int(np.clip(np.round(-32768 - lo / float(scale)), -32768, 32767))
+    return scale, np.int16(zero_point)
+
+
 def weight_scales(weight: np.ndarray, axis: int | None) -> np.ndarray:
     """Symmetric int8 scales (max |w| / 127), one per slice along `axis`, or one for the tensor.
 
