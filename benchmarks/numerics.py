@@ -314,11 +314,14 @@ def _notes(cell: dict) -> list[str]:
     notes = []
     fallback = cell.get("fallback")
     if fallback:
-        moved = [m.get("layer") or m["node"] for m in fallback["moved"]]  # module path where known
+        final = {m["node"]: (m.get("layer") or m["node"], m.get("to", "float")) for m in fallback["moved"]}
+        moved = [layer for layer, _ in final.values()]  # module path where known
+        to_int16 = sum(to == "int16" for _, to in final.values())
         share = fallback.get("float_weight_share") or 0.0
         listed = f" ({', '.join(moved[:4])}{' ...' if len(moved) > 4 else ''})" if moved else ""
         verdict = "met" if fallback.get("met") else f"NOT met ({fallback.get('stopped') or '?'})"
-        notes.append(f"{len(moved)} layer(s) to float{listed}, {100 * share:.1f}% of weights above 8 bits; "
+        notes.append(f"{len(moved)} layer(s) moved{listed}: {to_int16} to int16 activations, "
+                     f"{len(moved) - to_int16} to float, {100 * share:.1f}% of weights above 8 bits; "
                      f"goal {verdict} on calib")
     elif cell["variant"] == "int8-fallback":
         notes.append("no fallback record in quant_params.json")

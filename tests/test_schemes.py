@@ -50,10 +50,8 @@ def test_every_exporter_has_a_row_for_every_scheme(fmt):
 @pytest.mark.parametrize(("target", "recipe", "message"), [
     ("cortex-m4", Recipe(quantize="weight-only-int8"), "cortex-m4: the C library runs int8 kernels"),
     ("ios", Recipe(quantize="int16x8"), "ios: Core ML has no int16 activations"),
-    ("android", Recipe(quantize="int8", overrides={"layer": {"features.3": "int16"}}),
-     "android: per-layer int16 overrides inside a int8 model are not written to tflite"),
-    ("android", Recipe(quantize="int16x8", overrides={"op_type": {"Gemm": None}}),
-     "android: float layers .* are written to TFLite by the int8 path with integer I/O"),
+    ("ios", Recipe(quantize="int8", overrides={"layer": {"features.3": "int16"}}),
+     "ios: per-layer int16 overrides inside a int8 model are not written to mlpackage"),
     ("cortex-m4", Recipe(quantize="int8", keep_float=("Gemm",)), "cortex-m4: the c format cannot leave layers in float"),
     ("ios", Recipe(quantize="weight-only-int4"), "ios: int4 weights need --ios-target iOS18"),
     ("onnx-mobile", Recipe(quantize="weight-only-int4"), "onnx-mobile: the ORT format .* cannot hold int4"),
@@ -190,3 +188,31 @@ def test_int16_layers_inside_an_int8_onnx_model(tmp_path):
     plan = json.loads((out / "quant_params.json").read_text())
     assert plan["precisions"] == {"node_conv2d_1": "int16", "node_linear": "int16", "node_linear_1": "int16"}
     assert report["cross_target"][0]["max_abs_diff"] == 0  # the .ort runs the same graph
+
+
+@pytest.mark.e2e
+def test_int16_and_float_layers_inside_an_int8_tflite(tmp_path):
+    """android writes per-layer precisions through ai-edge-quantizer: the int16 layers' tensors are
+    int16 (QUANTIZE ops convert at their edges), the float layer is unquantized, and the numbers
+    are the onnx target's within 1 dB (same plan, same ranges)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = tmp_path / "out"
+    result = run_cli("export", DIGITS, "--target", "onnx,android", "--quantize", "int8", "--calib", CALIB,
+                     "--eval", EVAL, "--override", "classifier.1=int16", "--override", "classifier.2=int16",
+                     "--override", "classifier.3=float", "--runs", "3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = load_report(out)
+    rows = {t["target"]: t for t in report["targets"]}
+    android = rows["android"]
+    assert any(n.startswith("at int16 activations (int8 weights): 2 layer(s)") for n in android["notes"])
+    assert any(n.startswith("kept in float: 1 layer(s) (classifier.3)") for n in android["notes"])
+    interpreter = Interpreter(model_path=str(out / "android" / "digits.tflite"))
+    tensors = interpreter.get_tensor_details()
+    ops = interpreter._get_ops_details()
+    fcs = [op for op in ops if op["op_name"] == "FULLY_CONNECTED"]
+    assert [tensors[fcs[0]["inputs"][0]]["dtype"].__name__, tensors[fcs[-1]["inputs"][1]]["dtype"].__name__] == \
+        ["int16", "float32"]  # first FC on int16 activations, the last one with float weights
+    assert any(op["op_name"] == "QUANTIZE" for op in ops)
+    sqnr = {name: row["checks"]["parity"]["sqnr_db"] for name, row in rows.items()}
+    assert sqnr["android"] == pytest.approx(sqnr["onnx"], abs=1.0) and sqnr["onnx"] >= 44.0, sqnr

@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.errors import InputError, UnsupportedOpError
-from edgeport.exporters import Artifact, Exporter, ExportJob, Refusal, torch_job
+from edgeport.exporters import Artifact, Exporter, ExportJob, torch_job
 from edgeport.exporters.tflite_pt2e import (_drop_integer_observers, _fixed_output_qparams,
                                             _float_batch_norms_to_convs, _module_path, _override_observers,
                                             _unshare_fixed_outputs, _weights_by_name)
+from edgeport.quantizers import qmath
 from edgeport.quantizers.plan import QuantPlan, embedding_note
 from edgeport.quiet import quiet
 from edgeport.schemes import DynamicInt8, Float32, Fp16, Int8Static, Int16x8, WeightOnlyInt4, WeightOnlyInt8
@@ -200,8 +201,11 @@ SPECIALIZED_AWAY = {"If", "Pad", "Shape", "Size", "Identity", "Constant", "Const
                     "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Resize", "Upsample"}
 def _static(job: ExportJob, float_model: bytes, options: AndroidOptions) -> tuple[bytes, list[str]]:
     """Static schemes: int8 with integer I/O through PT2E (the plan's numbers in the observers);
-    float I/O, and int16 activations, through ai-edge-quantizer's static recipes."""
-    if job.recipe.scheme.activation_bits == 8 and options.io == "int":
+    float I/O, int16 activations, and int8 with some layers at int16 (per-layer overrides, the
+    fallback's moves) through ai-edge-quantizer's static recipes: litert-torch's converter drops
+    the int8 <-> int16 conversions of a mixed PT2E graph (a CONV_2D with an int8 input and an
+    int16 output, which LiteRT refuses to load), ai-edge-quantizer writes them as QUANTIZE ops."""
+    if job.recipe.scheme.activation_bits == 8 and options.io == "int" and not job.plan.precisions:
         return int8_tflite(job)
     return _aeq_static(job, float_model, options.io == "float")
 
@@ -314,6 +318,10 @@ def _aeq_static(job: ExportJob, float_model: bytes, float_io: bool) -> tuple[byt
     if float_io:
         config += [{"regex": ".*", "operation": op, "algorithm_key": recipe.AlgorithmName.NO_QUANTIZE}
                    for op in (recipe.TFLOperationName.INPUT, recipe.TFLOperationName.OUTPUT)]
+    layer_notes = []
+    if job.plan.precisions or job.plan.float_nodes:
+        entries, layer_notes = _per_layer_config(job, float_model)
+        config += entries
 
     signatures = Interpreter(model_content=float_model).get_signature_list()
     key = next(iter(signatures))
@@ -337,8 +345,70 @@ def _aeq_static(job: ExportJob, float_model: bytes, float_io: bool) -> tuple[byt
     notes = [f"int{bits} activations (ai-edge-quantizer): {matched} of {len(ranges)} tensors with the recipe's "
              "ranges" + (", the rest with their min / max on the same data" if matched < len(ranges) else ""),
              "float input and output (QUANTIZE / DEQUANTIZE inside the model)" if float_io
-             else f"int{bits} input and output"]
-    return bytes(qt.quantize(ranges).quantized_model), notes
+             else f"int{bits} input and output" + (" (or the precision an override gives the first / last layer)"
+                                                   if job.plan.precisions else "")]
+    return bytes(qt.quantize(ranges).quantized_model), notes + layer_notes
+
+
+def _per_layer_config(job: ExportJob, float_model: bytes) -> tuple[list[dict], list[str]]:
+    """ai-edge-quantizer recipe rows for the plan's int16 and float layers, one per TFLite op: an
+    op belongs to a plan layer when a module path in its output tensor's name is that layer's
+    (litert-torch names a fused conv + ReLU after both modules); an op writing a model output
+    takes the layer of the ONNX node writing that output. A module holding several ONNX nodes
+    takes the widest precision any of them was given (float, then int16, then int8)."""
+    import re
+
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import recipe
+
+    from edgeport.checks.layers import _module_path
+
+    model = job.model
+    onnx_model = model.onnx_model()
+    wanted: dict[str, str] = {}  # layer path -> "int16" / "float"
+    for node, precision in [*job.plan.precisions.items(), *((n, "float") for n in job.plan.float_nodes)]:
+        path = model.layers.get(node, node)
+        order = ("int8", "int16", "float")
+        if order.index(precision) >= order.index(wanted.get(path, "int8")):
+            wanted[path] = precision
+    producer = {o: model.layers.get(n.name, n.name) for n in onnx_model.graph.node for o in n.output}
+    output_layers = [producer.get(o.name, "") for o in onnx_model.graph.output]
+    interpreter = Interpreter(model_content=float_model)
+    tensors = interpreter.get_tensor_details()
+    rows, found = [], set()
+    for op in interpreter._get_ops_details():
+        if not len(op["outputs"]):
+            continue
+        name = tensors[op["outputs"][0]]["name"]
+        paths = {_module_path(part) for part in name.split(";") if part}
+        output = re.fullmatch(r"serving_default_output_(\d+)_output", name) or re.fullmatch(r"serving_default_output_0", name)
+        if output is not None:
+            index = int(output.group(1)) if output.groups() else 0
+            paths.add(output_layers[index] if index < len(output_layers) else "")
+        hits = {wanted[p] for p in paths if p in wanted}
+        if not hits:
+            continue
+        found.update(p for p in paths if p in wanted)
+        regex = "^" + re.escape(name) + "(;|$)"
+        if "float" in hits:
+            rows.append({"regex": regex, "operation": recipe.TFLOperationName.ALL_SUPPORTED,
+                         "algorithm_key": recipe.AlgorithmName.NO_QUANTIZE})
+        else:
+            precision = "int16" if "int16" in hits else "int8"
+            static = recipe.static_wi8_ai16 if precision == "int16" else recipe.static_wi8_ai8
+            rows += [{**row, "regex": regex} for row in static()]
+    notes = []
+    for precision, said in (("int16", "at int16 activations (int8 weights)"), ("int8", "at int8 activations"),
+                            ("float", "kept in float")):
+        layers = sorted(p for p, w in wanted.items() if w == precision and p in found)
+        if layers:
+            notes.append(f"{said}: {len(layers)} layer(s) ({', '.join(layers[:6])}{' ...' if len(layers) > 6 else ''})")
+    missing = sorted(p for p in wanted if p not in found)
+    if missing:
+        notes.append(f"{len(missing)} layer(s) of the plan have no op of their own in the .tflite (fused into "
+                     f"another op or resolved by the conversion), int8 there: {', '.join(missing[:5])}"
+                     + (" ..." if len(missing) > 5 else ""))
+    return rows, notes
 
 
 def _observed_ranges(model: bytes, samples: list[dict], names: set[str]) -> dict[str, tuple[float, float]]:
@@ -369,14 +439,9 @@ class TFLiteExporter(Exporter):
     needs_torch_source = True
     options_type = AndroidOptions
     # scheme config -> (job, float .tflite, options) -> (model, notes)
+    mixed_precision = True  # per-layer int16 through ai-edge-quantizer (`_static`)
     schemes = {Float32: _fp32, Fp16: _fp16, DynamicInt8: _dynamic_int8, WeightOnlyInt8: _weight_only_int8,
                WeightOnlyInt4: _weight_only_int4, Int8Static: _static, Int16x8: _static}
-    refusals = (
-        Refusal(lambda recipe, options: recipe.float_overrides and recipe.scheme.calibrated
-                and (recipe.scheme.activation_bits != 8 or options.io == "float"),
-                "float layers (keep_float, --fallback auto) are written to TFLite by the int8 path with "
-                "integer I/O (PT2E) only, not with float I/O or int16 activations (ai-edge-quantizer)"),
-    )
 
     def _export(self, job: ExportJob, target: Target, path: Path) -> Artifact:
         options = self.options(job.options, target)
@@ -425,7 +490,10 @@ class TFLiteExporter(Exporter):
 
         interpreter = Interpreter(model_path=str(path))
         weight_sets = {tuple(w.scale_array().tolist()) for w in plan.weights.values()}
-        activation_sets = {(float(np.float32(a.scale)), int(a.zero_point)) for a in plan.activations.values()}
+        activation_sets = {(float(np.float32(a.scale)), int(a.zero_point))
+                           for a in [*plan.activations.values(), *plan.mixed_activations.values()]}
+        activation_sets |= {(float(qmath.activation_qparams_int16(*a.range)[0]), 0)  # TFLite's int16 is
+                            for a in plan.mixed_activations.values()}  # symmetric (see _mixed_activations)
         checked, differ = 0, []
         for tensor in interpreter.get_tensor_details():
             q = tensor["quantization_parameters"]
