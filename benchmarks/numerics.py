@@ -277,7 +277,7 @@ def _fallback_record(out: Path) -> dict | None:
         return None
     return {"met": record.get("met"), "stopped": record.get("stopped"), "goals": record.get("goals"),
             "float_weight_share": record.get("float_weight_share"),
-            "moved": [{k: m.get(k) for k in ("node", "op", "layer", "why")} for m in record.get("moved", [])],
+            "moved": [{k: m.get(k) for k in ("node", "op", "layer", "to", "why")} for m in record.get("moved", [])],
             "steps": len(record.get("steps", [])), "measured_on": record.get("measured_on")}
 
 

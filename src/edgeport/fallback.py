@@ -5,15 +5,18 @@ The plan is tuned on the calibration data before any target is exported:
 1. the recipe's plan is exported to ONNX (QDQ, the reference format whose every intermediate
    ONNX Runtime can expose) and its outputs compared with the float model's: cosine and SQNR of
    the worst output, top-1 agreement of the first;
-2. while a numeric goal (`min_cosine`, `min_sqnr`, `min_agreement` budgets) does not hold, the
-   per-layer comparison (`edgeport.checks.layers`) measures where the error enters — the noise
-   each quantized layer adds to what its inputs carried — and the layer adding the most moves to
-   float (a float override on its ONNX node), then 1-2 run again;
-   (several at once when the goal asks to remove more noise than the worst layer adds: the
-   noisiest layers whose shares of the added noise cover it, at most `MAX_BATCH` per step);
-   A step that makes the output worse is undone (a float ReLU, for one, splits its convolution's
-   fused output range) and its layers are not tried again;
-3. it stops when the goals hold with `HEADROOM_DB` to spare, when no quantized layer is left, or
+2. when every target of the run writes per-layer int16 activations (ONNX, android): the
+   per-layer comparison (`edgeport.checks.layers`) ranks the quantized layers by the noise each
+   adds to what its inputs carried, and the count of the noisiest moved to int16 is bisected
+   (`_bisect_int16`: every layer first, then halves; about log2(layers) measurements);
+3. while a numeric goal (`min_cosine`, `min_sqnr`, `min_agreement` budgets) still does not hold,
+   the per-layer comparison runs again and the layer adding the most moves one precision up
+   (int8 -> int16 -> float where int16 is written, else int8 -> float: a float override on its ONNX
+   node), then 1 runs again (several at once when the goal asks to remove more noise than the
+   worst layer adds: the noisiest layers whose shares of the added noise cover it, at most
+   `MAX_BATCH` per step). A step that makes the output worse is undone (a float ReLU, for one,
+   splits its convolution's fused output range) and its moves are not tried again;
+4. it stops when the goals hold with `HEADROOM_DB` to spare, when no quantized layer is left, or
    when the next move would leave more than `MAX_FLOAT_WEIGHTS` of the weights in float (then the
    budgets report what the final plan reaches).
 
@@ -24,10 +27,11 @@ often misses it on the eval data (PP-OCR's classifier: cosine 0.998 on 16 calibr
 0.965 on 16 others). Aiming at half the noise the goal allows (3 dB) costs a few more float layers.
 
 Where a layer goes: int16 activations first when every target of the run writes per-layer int16
-(the ONNX formats: int16 QDQ around the node, its weights stay int8, so the move costs no weight
-bits and is not counted in `MAX_FLOAT_WEIGHTS`); a layer already at int16 that is still among the
-noisiest then moves to float, within the limit. Otherwise (android, Core ML, the C library in the
-run) straight to float: float layers are what every target that takes the plan can write (targets
+(ONNX: int16 QDQ around the node; android: ai-edge-quantizer's int16x8 kernels with QUANTIZE ops
+at the edges; its weights stay int8, so the move costs no weight bits and is not counted in
+`MAX_FLOAT_WEIGHTS`, but int16 kernels are slower: the latency check shows the cost); a layer
+already at int16 that is still among the noisiest then moves to float, within the limit.
+Otherwise (Core ML, the C library in the run) straight to float: float layers are what every target that takes the plan can write (targets
 that cannot leave a layer float refuse `--fallback auto` before any work). The moved layers, where
 each went, the measurement that moved it and the goal reached are written to `quant_params.json`
 and the report; the budgets are then checked on every target as usual, on the eval data.
@@ -159,7 +163,8 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
          int16: bool = False) -> tuple[Recipe, object, Fallback]:
     """The recipe (with the overrides it needed) and its plan. `make_plan(recipe)` plans a recipe;
     `export_onnx(recipe, plan, folder)` writes its ONNX artifact and returns the path. `int16`:
-    every target of the run writes per-layer int16 activations, so layers move there first."""
+    every target of the run writes per-layer int16 activations, so layers move there first (see
+    `_bisect_int16`), then one step at a time as below."""
     import onnx
 
     data = calib.take(min(len(calib), TUNE_SAMPLES))
@@ -170,67 +175,143 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
     aim = with_headroom(goals)
     result = Fallback(goals, aim)
     small = {k: v[:LAYER_SAMPLES] for k, v in data.feeds.items()}
-    best = None  # (score, recipe, plan, artifact, metrics) of the best plan measured so far
-    tried: set[str] = set()  # nodes whose move made things worse (not tried again)
-    pending: list[dict] = []  # the moves of the step being measured
+
     with tempfile.TemporaryDirectory(prefix="edgeport-fallback-") as tmp:
-        for step in range(MAX_MOVES + 1):
-            with stage(f"fallback auto: step {step + 1}"):
-                plan = make_plan(recipe)
-                artifact = onnx.load(str(export_onnx(recipe, plan, Path(tmp) / f"step{step}")))
+        def measure(candidate: Recipe) -> Measured:
+            with stage(f"fallback auto: step {len(result.steps) + 1}"):
+                plan = make_plan(candidate)
+                artifact = onnx.load(str(export_onnx(candidate, plan, Path(tmp) / f"step{len(result.steps)}")))
                 outputs = run_onnx(artifact, data.feeds)
                 metrics = all_outputs_parity([reference[n] for n in names], [outputs[n] for n in names], names)
-                score = _score(metrics, aim)
                 entry = {"float_nodes": len(plan.float_nodes), "int16_nodes": len(plan.precisions),
                          "float_weight_share": round(_share(plan.float_nodes, float_graph, totals), 4),
                          **{GOALS[g][0]: metrics.get(GOALS[g][0]) for g in goals}}
-                if best is not None and not score > best[0]:
-                    # moving these made the output worse (e.g. a float ReLU un-fuses its conv's
-                    # output range): undo, never try them again, go on one layer at a time
-                    tried.update(_move_key(m["node"], m["to"]) for m in pending)
-                    result.steps.append({**entry, "reverted": [m["node"] for m in pending]})
-                    score, recipe, plan, artifact, metrics = best
-                else:
-                    result.moved += pending
-                    result.steps.append(entry)
-                    best = (score, recipe, plan, artifact, metrics)
-                pending = []
-                result.float_weights = _share(plan.float_nodes, float_graph, totals)
-                result.met = all(_holds(metrics.get(GOALS[g][0]), limit) for g, limit in goals.items())
-                if all(_holds(metrics.get(GOALS[g][0]), limit) for g, limit in aim.items()):
-                    break
-                if step == MAX_MOVES:
-                    result.stopped = f"{MAX_MOVES} steps taken"
-                    break
-                rows = compare_onnx(float_graph, artifact, small, model.layers)
-                candidates = [{**r, "to": _next_precision(r["node"], plan, int16)}
-                              for r in _quantized_by_noise(rows, plan)]
-                candidates = [r for r in candidates if _move_key(r["node"], r["to"]) not in tried]
-                if not candidates:
-                    result.stopped = "no quantized layer left whose move helps"
-                    break
-                fits = [r for r in candidates if r["to"] != "float"
-                        or _share([*plan.float_nodes, r["node"]], float_graph, totals) <= MAX_FLOAT_WEIGHTS]
-                if not fits:
-                    result.stopped = (f"moving any other layer would leave more than {100 * MAX_FLOAT_WEIGHTS:.0f}% "
-                                      "of the weights in float")
-                    break
-                needed = 0.0 if tried else _noise_to_remove(metrics, aim)
-                layer = dict(recipe.overrides.layer)
-                for pick in _batch(fits, needed, plan.float_nodes, float_graph, totals):
-                    to = pick["to"]
-                    followers = [n for n in _followers(float_graph, pick["node"], totals)
-                                 if n not in plan.float_nodes and layer.get(n) != to
-                                 and not (to == "int16" and n in layer)]
-                    pending.append({"node": pick["node"], "op": pick["op"], "layer": pick["layer"], "to": to,
-                                    "sqnr_db": pick["sqnr_db"], "error_share": pick["error_share"], "step": step + 1,
-                                    "why": f"added {100 * pick['error_share']:.0f}% of the quantization noise "
-                                           f"(its output at {pick['sqnr_db']:.1f} dB SQNR)",
-                                    **({"with": followers} if followers else {})})
-                    layer[pick["node"]] = to
-                    layer.update((name, to) for name in followers)
-                recipe = replace(recipe, overrides=Overrides(recipe.overrides.op_type, tuple(layer.items())))
-    return recipe, plan, result
+                return Measured(_score(metrics, aim), candidate, plan, artifact, metrics, entry)
+
+        def rows_of(state: Measured) -> list[dict]:
+            with stage(f"fallback auto: per-layer noise after step {len(result.steps)}"):
+                return compare_onnx(float_graph, state.artifact, small, model.layers)
+
+        best = measure(recipe)
+        result.steps.append(best.entry)
+        if int16 and not _holds_all(best.metrics, aim):
+            best = _bisect_int16(best, rows_of(best), measure, result, float_graph, totals, aim)
+        tried: set[str] = set()  # moves that made things worse (not tried again)
+        for _ in range(MAX_MOVES):
+            if _holds_all(best.metrics, aim):
+                break
+            plan = best.plan
+            candidates = [{**r, "to": _next_precision(r["node"], plan, int16)}
+                          for r in _quantized_by_noise(rows_of(best), plan)]
+            candidates = [r for r in candidates if _move_key(r["node"], r["to"]) not in tried]
+            if not candidates:
+                result.stopped = "no quantized layer left whose move helps"
+                break
+            fits = [r for r in candidates if r["to"] != "float"
+                    or _share([*plan.float_nodes, r["node"]], float_graph, totals) <= MAX_FLOAT_WEIGHTS]
+            if not fits:
+                result.stopped = (f"moving any other layer would leave more than {100 * MAX_FLOAT_WEIGHTS:.0f}% "
+                                  "of the weights in float")
+                break
+            needed = 0.0 if tried else _noise_to_remove(best.metrics, aim)
+            picks = _batch(fits, needed, plan.float_nodes, float_graph, totals)
+            candidate, pending = _moved(best.recipe, picks, plan, float_graph, totals, len(result.steps) + 1)
+            measured = measure(candidate)
+            if not measured.score > best.score:
+                # moving these made the output worse (e.g. a float ReLU un-fuses its conv's output
+                # range): undo, never try them again, go on one layer at a time
+                tried.update(_move_key(m["node"], m["to"]) for m in pending)
+                result.steps.append({**measured.entry, "reverted": [m["node"] for m in pending]})
+            else:
+                result.moved += pending
+                result.steps.append(measured.entry)
+                best = measured
+        else:
+            if not _holds_all(best.metrics, aim):
+                result.stopped = f"{MAX_MOVES} steps taken"
+    result.float_weights = _share(best.plan.float_nodes, float_graph, totals)
+    result.met = _holds_all(best.metrics, goals)
+    return best.recipe, best.plan, result
+
+
+@dataclass
+class Measured:
+    """One plan measured on the calibration data."""
+
+    score: float
+    recipe: Recipe
+    plan: object
+    artifact: object
+    metrics: dict
+    entry: dict  # its line in `Fallback.steps`
+
+
+def _bisect_int16(base: Measured, rows: list[dict], measure, result: Fallback, graph, totals,
+                  aim: dict[str, float]) -> Measured:
+    """The fewest noisiest layers that, at int16 activations, meet the aim: moving a layer to int16
+    costs no weight bits, so instead of one step per few layers (a detector's noise is spread over
+    a hundred layers adding 1-2% each), the layers are ranked once by the noise they add and the
+    count is bisected: every layer first (if that misses the aim, the float steps go on from
+    there), then halves, about log2(layers) measurements. Assumes that more int16 layers never
+    add noise, which holds up to measurement noise; the plan kept is one measured to meet the aim."""
+    ranked = _quantized_by_noise(rows, base.plan)
+    if not ranked:
+        return base
+    probes: dict[int, tuple[Measured, list[dict]]] = {}
+
+    def probe(count: int) -> Measured:
+        step = len(result.steps) + 1
+        candidate, moves = _moved(base.recipe, [{**r, "to": "int16"} for r in ranked[:count]], base.plan, graph,
+                                  totals, step)
+        measured = measure(candidate)
+        result.steps.append({**measured.entry, "int16_probe": count})
+        probes[count] = (measured, moves)
+        return measured
+
+    every = probe(len(ranked))
+    if not _holds_all(every.metrics, aim):
+        chosen = len(ranked) if every.score > base.score else 0
+    else:
+        low, high = 0, len(ranked)  # low misses the aim (the base plan), high meets it
+        while high - low > 1:
+            middle = (low + high) // 2
+            if _holds_all(probe(middle).metrics, aim):
+                high = middle
+            else:
+                low = middle
+        chosen = high
+    for count, (_, moves) in probes.items():
+        if count != chosen:
+            entry = next(s for s in result.steps if s.get("int16_probe") == count)
+            entry["reverted"] = f"int16 probe of the {count} noisiest layers, not kept"
+    if not chosen:
+        return base
+    kept, moves = probes[chosen]
+    result.moved += moves
+    return kept
+
+
+def _moved(recipe: Recipe, picks: list[dict], plan, graph, totals, step: int) -> tuple[Recipe, list[dict]]:
+    """`recipe` with each pick (a per-layer row with its "to" precision) and its followers moved,
+    and the moves as `Fallback.moved` records."""
+    layer = dict(recipe.overrides.layer)
+    moves = []
+    for pick in picks:
+        to = pick["to"]
+        followers = [n for n in _followers(graph, pick["node"], totals)
+                     if n not in plan.float_nodes and layer.get(n) != to and not (to == "int16" and n in layer)]
+        moves.append({"node": pick["node"], "op": pick["op"], "layer": pick["layer"], "to": to,
+                      "sqnr_db": pick["sqnr_db"], "error_share": pick["error_share"], "step": step,
+                      "why": f"added {100 * pick['error_share']:.0f}% of the quantization noise "
+                             f"(its output at {pick['sqnr_db']:.1f} dB SQNR)",
+                      **({"with": followers} if followers else {})})
+        layer[pick["node"]] = to
+        layer.update((name, to) for name in followers)
+    return replace(recipe, overrides=Overrides(recipe.overrides.op_type, tuple(layer.items()))), moves
+
+
+def _holds_all(metrics: dict, limits: dict[str, float]) -> bool:
+    return all(_holds(metrics.get(GOALS[g][0]), limit) for g, limit in limits.items())
 
 
 def with_headroom(goals: dict[str, float]) -> dict[str, float]:
