@@ -220,3 +220,49 @@ def test_calibration_auto_picks_the_method_that_measures_best(tmp_path):
     assert auto["chose"] == best == plan["calibration"]["method"]
     assert f"{best} calibration" in report.target("onnx").recipe
     assert any(n.startswith(f"calibration auto: {best} chosen") for n in report.notes)
+
+
+def test_int16_moves_are_bisected_over_the_noisiest_layers():
+    """Moving layers to int16 costs no weight bits, so the count of the noisiest layers moved is
+    bisected (every layer, then halves) instead of one step per layer: here the aim needs the 4
+    noisiest of 10 convolutions, found in at most 1 + ceil(log2(10)) measurements, and the plan
+    kept is the one measured to meet it."""
+    from types import SimpleNamespace
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeport.fallback import Fallback, Measured, _bisect_int16, _score, _weight_sizes
+
+    count = 10
+    weights = [numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), f"w{i}") for i in range(count)]
+    nodes = [helper.make_node("Conv", ["x" if i == 0 else f"y{i - 1}", f"w{i}"], [f"y{i}"], name=f"c{i}")
+             for i in range(count)]
+    graph = helper.make_model(helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [helper.make_tensor_value_info(f"y{count - 1}", TensorProto.FLOAT, None)], weights))
+    rows = [{"node": f"c{i}", "op": "Conv", "layer": f"c{i}", "added_noise": float(count - i),
+             "error_share": (count - i) / 55, "sqnr_db": 10.0} for i in range(count)]
+    plan = SimpleNamespace(float_nodes=[], precisions={}, quantized_ops=["Conv"])
+    aim = {"min_cosine": 0.995}
+    measured_counts = []
+
+    def measure(recipe):
+        moved = [n for n, p in recipe.overrides.layer if p == "int16"]
+        measured_counts.append(len(moved))
+        # the noisiest layers first: c0 removes the most noise
+        metrics = {"cosine": 1.0 - 0.01 * sum(count - int(n[1:]) for n in nodes_not(moved)) / 55}
+        return Measured(_score(metrics, aim), recipe, plan, None, metrics, {"cosine": metrics["cosine"]})
+
+    def nodes_not(moved):
+        return [f"c{i}" for i in range(count) if f"c{i}" not in moved]
+
+    base = measure(Recipe(quantize="int8"))
+    result = Fallback({"min_cosine": 0.99}, aim, steps=[base.entry])
+    kept = _bisect_int16(base, rows, measure, result, graph, _weight_sizes(graph), aim)
+    moved = [m["node"] for m in result.moved]
+    assert moved == [f"c{i}" for i in range(len(moved))] and all(m["to"] == "int16" for m in result.moved)
+    # 4 moved: 1 - 0.01 * (6+5+4+3+2+1) / 55 = 0.99618; 3 moved: 0.99491, short of the aim
+    assert kept.metrics["cosine"] >= 0.995 and len(moved) == 4
+    assert len(measured_counts) - 1 <= 1 + 4
+    probes = [s for s in result.steps if "int16_probe" in s]
+    assert [s["int16_probe"] for s in probes if "reverted" not in s] == [len(moved)]
