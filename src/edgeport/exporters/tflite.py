@@ -375,7 +375,8 @@ def _per_layer_config(job: ExportJob, float_model: bytes) -> tuple[list[dict], l
     output_layers = [producer.get(o.name, "") for o in onnx_model.graph.output]
     interpreter = Interpreter(model_content=float_model)
     tensors = interpreter.get_tensor_details()
-    rows, found = [], set()
+    int16_ops = _int16_ops()
+    rows, found, in_float = [], set(), set()
     for op in interpreter._get_ops_details():
         if not len(op["outputs"]):
             continue
@@ -390,6 +391,9 @@ def _per_layer_config(job: ExportJob, float_model: bytes) -> tuple[list[dict], l
             continue
         found.update(p for p in paths if p in wanted)
         regex = "^" + re.escape(name) + "(;|$)"
+        if "float" not in hits and "int16" in hits and op["op_name"] not in int16_ops:
+            hits.add("float")  # no int16 kernel (HARD_SWISH, hard sigmoid's RELU_0_TO_1): float, as int16x8 does
+            in_float.add(op["op_name"])
         if "float" in hits:
             rows.append({"regex": regex, "operation": recipe.TFLOperationName.ALL_SUPPORTED,
                          "algorithm_key": recipe.AlgorithmName.NO_QUANTIZE})
@@ -403,12 +407,25 @@ def _per_layer_config(job: ExportJob, float_model: bytes) -> tuple[list[dict], l
         layers = sorted(p for p, w in wanted.items() if w == precision and p in found)
         if layers:
             notes.append(f"{said}: {len(layers)} layer(s) ({', '.join(layers[:6])}{' ...' if len(layers) > 6 else ''})")
+    if in_float:
+        notes.append(f"float where LiteRT has no int16 kernel: {', '.join(sorted(in_float))} ops of int16 layers "
+                     "(as the int16x8 recipe does)")
     missing = sorted(p for p in wanted if p not in found)
     if missing:
         notes.append(f"{len(missing)} layer(s) of the plan have no op of their own in the .tflite (fused into "
                      f"another op or resolved by the conversion), int8 there: {', '.join(missing[:5])}"
                      + (" ..." if len(missing) > 5 else ""))
     return rows, notes
+
+
+def _int16_ops() -> set[str]:
+    """TFLite ops ai-edge-quantizer quantizes with int16 activations (its policy table); it gives
+    any other op of an int16 row the int8 row instead, so those ops are kept float here."""
+    import json
+
+    from ai_edge_quantizer import default_policy
+
+    return set(json.loads(default_policy.DEFAULT_JSON_POLICY)["ops_per_config"]["static_wi8_ai16"])
 
 
 def _observed_ranges(model: bytes, samples: list[dict], names: set[str]) -> dict[str, tuple[float, float]]:
