@@ -216,3 +216,34 @@ def test_int16_and_float_layers_inside_an_int8_tflite(tmp_path):
     assert any(op["op_name"] == "QUANTIZE" for op in ops)
     sqnr = {name: row["checks"]["parity"]["sqnr_db"] for name, row in rows.items()}
     assert sqnr["android"] == pytest.approx(sqnr["onnx"], abs=1.0) and sqnr["onnx"] >= 44.0, sqnr
+
+
+@pytest.mark.e2e
+def test_an_int16_layer_without_an_int16_kernel_stays_float_on_android(tmp_path):
+    """LiteRT has no int16 HARD_SWISH: an int16 override on one computes it in float (as the
+    int16x8 recipe does), never with the int8 kernel ai-edge-quantizer would fall back to."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w1"),
+               numpy_helper.from_array(rng.normal(0, 0.3, (4, 8, 1, 1)).astype(np.float32), "w2")]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w1"], ["a"], name="conv1", pads=[1, 1, 1, 1]),
+         helper.make_node("HardSwish", ["a"], ["h"], name="hswish"),
+         helper.make_node("Conv", ["h", "w2"], ["y"], name="conv2")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 8, 8])], weights)
+    source = tmp_path / "hswish.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(source))
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=rng.normal(0, 1, (16, 3, 8, 8)).astype(np.float32))
+    out = tmp_path / "out"
+    result = run_cli("export", str(source), "--target", "android", "--quantize", "int8", "--calib", str(calib),
+                     "--override", "hswish=int16", "--runs", "2", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    notes = load_report(out)["targets"][0]["notes"]
+    assert any(n.startswith("float where LiteRT has no int16 kernel: HARD_SWISH") for n in notes), notes
+    interpreter = Interpreter(model_path=str(out / "android" / "hswish.tflite"))
+    tensors = interpreter.get_tensor_details()
+    swish = [op for op in interpreter._get_ops_details() if op["op_name"] == "HARD_SWISH"]
+    assert swish and all(tensors[op["inputs"][0]]["dtype"].__name__ == "float32" for op in swish)
