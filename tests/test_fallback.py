@@ -266,3 +266,25 @@ def test_int16_moves_are_bisected_over_the_noisiest_layers():
     assert len(measured_counts) - 1 <= 1 + 4
     probes = [s for s in result.steps if "int16_probe" in s]
     assert [s["int16_probe"] for s in probes if "reverted" not in s] == [len(moved)]
+
+
+def test_a_tensor_read_only_by_a_relu_takes_its_grid():
+    """A fused int8 graph quantizes a conv on its ReLU's grid; the plan gives the tensor a ReLU
+    alone reads the ReLU's output grid, so a ReLU that cannot be fused (a mixed int8 / int16
+    graph) clips the same values; a tensor with other readers keeps its own."""
+    from onnx import TensorProto, helper
+
+    from edgeport.quantizers import _clip_before_relus
+    from edgeport.quantizers.plan import ActivationParams
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["a"], ["r"]), helper.make_node("Relu", ["b"], ["s"]),
+         helper.make_node("Add", ["b", "s"], ["y"])],
+        "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in ("a", "b")],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in ("r", "y")])
+    wide = ActivationParams(0.08, 24, (-13.0, 8.9), (-13.0, 8.9))
+    clipped = ActivationParams(0.035, -128, (0.0, 8.9), (0.0, 8.9))
+    activations = {"a": wide, "r": clipped, "b": wide, "s": clipped}
+    _clip_before_relus(helper.make_model(graph), activations)
+    assert (activations["a"].scale, activations["a"].zero_point, activations["a"].observed) == (0.035, -128, (-13.0, 8.9))
+    assert activations["b"] is wide  # also read by the Add
