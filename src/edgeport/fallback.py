@@ -8,7 +8,8 @@ The plan is tuned on the calibration data before any target is exported:
 2. when every target of the run writes per-layer int16 activations (ONNX, android): the
    per-layer comparison (`edgeport.checks.layers`) ranks the quantized layers by the noise each
    adds to what its inputs carried, and the count of the noisiest moved to int16 is bisected
-   (`_bisect_int16`: every layer first, then halves; about log2(layers) measurements);
+   (`_bisect_int16`: every layer first, then halves; about log2(layers) measurements; when even
+   every layer at int16 does not help, the noise is in the int8 weights and 3 moves to float);
 3. while a numeric goal (`min_cosine`, `min_sqnr`, `min_agreement` budgets) still does not hold,
    the per-layer comparison runs again and the layer adding the most moves one precision up
    (int8 -> int16 -> float where int16 is written, else int8 -> float: a float override on its ONNX
@@ -211,13 +212,16 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
             raise RuntimeError(f"the int8 ONNX artifact of the plan did not run: {best.entry['failed']}")
         result.steps.append(best.entry)
         if int16 and not _holds_all(best.metrics, aim):
-            best = _bisect_int16(best, rows_of(best), measure, result, float_graph, totals, aim)
+            bisected = _bisect_int16(best, rows_of(best), measure, result, float_graph, totals, aim)
+            # int16 activations did not help even on every noisy layer: the noise is in the
+            # weights (int16 moves keep them int8), so the steps go to float (PP-OCR's classifier)
+            int16, best = bisected is not best, bisected
         tried: set[str] = set()  # moves that made things worse (not tried again)
         for _ in range(MAX_MOVES):
             if _holds_all(best.metrics, aim):
                 break
             plan = best.plan
-            candidates = [{**r, "to": _next_precision(r["node"], plan, int16)}
+            candidates = [{**r, "to": _next_precision(r["node"], plan, int16, tried)}
                           for r in _quantized_by_noise(rows_of(best), plan)]
             candidates = [r for r in candidates if _move_key(r["node"], r["to"]) not in tried]
             if not candidates:
@@ -286,9 +290,10 @@ def _bisect_int16(base: Measured, rows: list[dict], measure, result: Fallback, g
     """The fewest noisiest layers that, at int16 activations, meet the aim: moving a layer to int16
     costs no weight bits, so instead of one step per few layers (a detector's noise is spread over
     a hundred layers adding 1-2% each), the layers are ranked once by the noise they add and the
-    count is bisected: every layer first (if that misses the aim, the float steps go on from
-    there), then halves, about log2(layers) measurements. Assumes that more int16 layers never
-    add noise, which holds up to measurement noise; the plan kept is one measured to meet the aim."""
+    count is bisected: every layer first (if that misses the aim but helps, the steps go on from
+    there; if it does not help, the noise is in the int8 weights and the steps go to float), then
+    halves, about log2(layers) measurements. Assumes that more int16 layers never add noise,
+    which holds up to measurement noise; the plan kept is one measured to meet the aim."""
     ranked = _quantized_by_noise(rows, base.plan)
     if not ranked:
         return base
@@ -423,10 +428,11 @@ def _quantized_by_noise(rows: list[dict], plan) -> list[dict]:
     return sorted(candidates, key=lambda r: r["added_noise"], reverse=True)
 
 
-def _next_precision(node: str, plan, int16: bool) -> str:
-    """Where a quantized node moves: int16 activations when the run's targets write them and it is
-    not there yet, else float."""
-    return "int16" if int16 and plan.precisions.get(node) != "int16" else "float"
+def _next_precision(node: str, plan, int16: bool, tried: set[str] = frozenset()) -> str:
+    """Where a quantized node moves: int16 activations when the run's targets write them, it is
+    not there yet and that move was not undone before; else float."""
+    to_int16 = int16 and plan.precisions.get(node) != "int16" and _move_key(node, "int16") not in tried
+    return "int16" if to_int16 else "float"
 
 
 def _move_key(node: str, to: str) -> str:
