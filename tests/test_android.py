@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import CALIB, DIGITS, EVAL, ROOT, TOLERANCES, needs_torch, run_cli
+from conftest import CALIB, DIGITS, EVAL, ROOT, TOLERANCES, load_report, needs_torch, run_cli
 
 pytestmark = [needs_torch, pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None,
                                               reason="litert-torch is not installed")]
@@ -161,14 +161,23 @@ def test_unknown_android_io_is_refused(tmp_path):
     assert result.stderr.strip() == "edgeport: error: android: io must be 'int' (integer input/output) or 'float'"
 
 
-def test_keep_float_with_float_io_is_refused_before_any_work(tmp_path):
-    """Float layers are honored on the int8 path with integer I/O (PT2E); ai-edge-quantizer's
-    float-I/O path is not told them, so that combination is refused before any work."""
+@pytest.mark.e2e
+def test_keep_float_with_float_io_keeps_the_layer_float(tmp_path):
+    """Float I/O goes through ai-edge-quantizer, which is told the plan's float layers (a
+    no-quantization row per op): the last Linear's FULLY_CONNECTED keeps float weights."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = tmp_path / "out"
     result = run_cli("export", DIGITS, "--target", "android", "--quantize", "int8", "--keep-float", "classifier.3",
-                     "--android-io", "float", "--calib", CALIB, "--out", str(tmp_path / "out"))
-    assert result.returncode == 2 and not (tmp_path / "out").exists()
-    assert result.stderr.startswith("edgeport: error: android: float layers (keep_float, --fallback auto) are "
-                                    "written to TFLite by the int8 path with integer I/O")
+                     "--android-io", "float", "--calib", CALIB, "--eval", EVAL, "--runs", "2", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    notes = load_report(out)["targets"][0]["notes"]
+    assert any(n.startswith("kept in float: 1 layer(s) (classifier.3)") for n in notes), notes
+    interpreter = Interpreter(model_path=str(out / "android" / "digits.tflite"))
+    tensors = interpreter.get_tensor_details()
+    fcs = [op for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"]
+    assert tensors[fcs[-1]["inputs"][1]]["dtype"].__name__ == "float32"
+    assert tensors[fcs[0]["inputs"][1]]["dtype"].__name__ == "int8"
 
 
 @pytest.mark.e2e
