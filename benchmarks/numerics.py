@@ -31,8 +31,8 @@ Targets: `onnx` and `android` for every model; C library targets (`cortex-m7` by
 Each row is one (model, variant, target): the artifact's size (KB = 1000 B), α (float size /
 size, from the report's size check; the C library reports its flash, with no float baseline),
 the worst output's cosine and SQNR (dB) against the float model on the eval data, accuracy and
-its drop in points (float minus artifact) where the eval data has labels, and for `int8-fallback` the layers moved to
-float and the share of the quantizable weights left in float (above 8 bits), from the fallback
+its drop in points (float minus artifact) where the eval data has labels, and for `int8-fallback` the layers moved
+(to int16 activations, to float) and the share of the quantizable weights left in float (above 8 bits), from the fallback
 record in `quant_params.json`. A refused (bad input / the format cannot hold it) or failed
 (internal error, crash, timeout) cell prints its one-line reason instead. Latency is not measured
 here: each export times `--runs 2 --warmup 0` only to stay cheap, and those figures are dropped.
@@ -353,7 +353,7 @@ def print_header(models: dict[str, dict], targets: list[str], variants: list[str
         print(f"  {name}: " + (f"NOT AVAILABLE: {spec['missing']}" if "missing" in spec else spec["about"]))
     print("columns: size in KB (1000 B); α = float size / size; cosine and SQNR of the worst output vs the float "
           "model on the eval data; accuracy and its drop in points (float - artifact; labeled eval data only); "
-          "fallback: layers moved to float, share of the quantizable weights above 8 bits")
+          "fallback: layers moved to int16 activations / to float, share of the quantizable weights above 8 bits")
     print()
     line = header_line()
     print(line)
