@@ -22,12 +22,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-import re
-
 import numpy as np
 
 from edgeport.checks import MEASURED, CheckContext, CheckResult, CheckSpec, CheckSettings
 from edgeport.errors import RuntimeGap
+from edgeport.exporters.tflite_names import tensor_module_path, tensor_scopes
 
 SAMPLES = 32  # inputs compared (every intermediate of every sample is held in memory)
 COVERED = 0.8  # the layers named are those adding this share of the noise (the noisiest first)
@@ -190,7 +189,7 @@ def compare_tflite(float_path: str, artifact_path: str, samples) -> list[dict]:
     counts = [Counter(out for _, _, outputs in session.steps() for out in outputs)
               for session in (float_session, artifact)]
     steps = [Step(out, out if op not in CONVERSIONS and counts[0][out] == counts[1][out] == 1 else "",
-                  _short(out), op, op, _module_path(out), inputs)
+                  _short(out), op, op, tensor_module_path(out), inputs)
              for op, inputs, outputs in artifact.steps() for out in outputs]
     return _rows(steps, *stacked)
 
@@ -198,25 +197,10 @@ def compare_tflite(float_path: str, artifact_path: str, samples) -> list[dict]:
 CONVERSIONS = ("QUANTIZE", "DEQUANTIZE", "CAST")
 
 
-def _scopes(tensor: str) -> list[str]:
-    """The `<qualified class>_<attribute>` scopes of a litert-torch tensor name, split at each '/'
-    that starts a qualified class name (an attribute may hold '/' itself: onnx2torch names a
-    module 'p2o/Conv/3')."""
-    return re.split(r"/(?=[A-Za-z_]\w*(?:\.\w+)+_)", tensor.split(";")[0])[1:]
-
-
 def _short(tensor: str) -> str:
     """A tensor's name without its scopes (`Conv2d_0`), for the table."""
-    scopes = _scopes(tensor)
+    scopes = tensor_scopes(tensor)
     return scopes[-1].rsplit(".", 1)[-1] if scopes else tensor.split(";")[0].rsplit("/", 1)[-1] or tensor
-
-
-def _module_path(tensor: str) -> str:
-    """The PyTorch module path litert-torch scopes a tensor name with:
-    `pkg.Net/torch.nn.modules.container.Sequential_features/torch.nn.modules.conv.Conv2d_0;1`
-    -> `features.0` (each scope is `<class>_<attribute>`; '' when the name has no scopes)."""
-    parts = [scope.rsplit(".", 1)[-1].partition("_")[2] for scope in _scopes(tensor)]
-    return ".".join(p for p in parts if p)
 
 
 def worst(rows: list[dict], covered: float = COVERED) -> list[dict]:

@@ -26,6 +26,7 @@ import numpy as np
 
 from edgeport.errors import InputError, UnsupportedOpError
 from edgeport.exporters import Artifact, Exporter, ExportJob, torch_job
+from edgeport.exporters.tflite_names import tensor_module_path
 from edgeport.exporters.tflite_pt2e import (_drop_integer_observers, _fixed_output_qparams,
                                             _float_batch_norms_to_convs, _module_path, _override_observers,
                                             _unshare_fixed_outputs, _weights_by_name)
@@ -361,8 +362,6 @@ def _per_layer_config(job: ExportJob, float_model: bytes) -> tuple[list[dict], l
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import recipe
 
-    from edgeport.checks.layers import _module_path
-
     model = job.model
     onnx_model = model.onnx_model()
     wanted: dict[str, str] = {}  # layer path -> "int16" / "float"
@@ -381,7 +380,7 @@ def _per_layer_config(job: ExportJob, float_model: bytes) -> tuple[list[dict], l
         if not len(op["outputs"]):
             continue
         name = tensors[op["outputs"][0]]["name"]
-        paths = {_module_path(part) for part in name.split(";") if part}
+        paths = {tensor_module_path(part) for part in name.split(";") if part}
         output = re.fullmatch(r"serving_default_output_(\d+)_output", name) or re.fullmatch(r"serving_default_output_0", name)
         if output is not None:
             index = int(output.group(1)) if output.groups() else 0

@@ -279,7 +279,7 @@ def _plan_static(model: FloatModel, recipe: Recipe, calib: Dataset, activation_q
                     activations[out] = activations[node.input[0]]
                     if node.input[0] in origin:
                         origin[out] = origin[node.input[0]]
-    _clip_before_relus(onnx_model, activations)
+    _clip_before_relus(onnx_model, activations, set(origin))
     plan = QuantPlan(
         scheme=recipe.scheme.name, activations=activations, weights=weights, embeddings=embeddings,
         quantized_ops=sorted({n.op_type for n in onnx_model.graph.node}),
@@ -291,13 +291,14 @@ def _plan_static(model: FloatModel, recipe: Recipe, calib: Dataset, activation_q
     return plan
 
 
-def _clip_before_relus(onnx_model, activations: dict[str, ActivationParams]) -> None:
+def _clip_before_relus(onnx_model, activations: dict[str, ActivationParams], kept: set[str] = frozenset()) -> None:
     """A tensor read only by a Relu / Clip takes that op's output grid (in place): quantizing it
     there clips as the op does, so the op changes nothing. That is what a fused int8 graph does
     (onnxruntime drops the ReLU and quantizes the conv on the ReLU's grid; LiteRT fuses it), and
     it keeps that precision when the ReLU cannot be dropped: in a mixed int8 / int16 graph,
     onnxruntime keeps a ReLU whose output is converted, and the conv's own grid, spanning its
-    negative values too, was up to 2.5x coarser (PP-OCR's classifier lost 2 points of cosine)."""
+    negative values too, was up to 2.5x coarser (PP-OCR's classifier lost 2 points of cosine).
+    Tensors in `kept` (numbers learned by QAT) keep theirs."""
     readers: dict[str, int] = {}
     for node in onnx_model.graph.node:
         for name in node.input:
@@ -307,7 +308,8 @@ def _clip_before_relus(onnx_model, activations: dict[str, ActivationParams]) -> 
         if node.op_type not in ("Relu", "Clip") or not node.input or not node.output:
             continue
         source, result = node.input[0], node.output[0]
-        if source in activations and result in activations and readers.get(source) == 1 and source not in outputs:
+        if source in activations and result in activations and readers.get(source) == 1 and source not in outputs \
+                and source not in kept:
             grid = activations[result]
             activations[source] = ActivationParams(grid.scale, grid.zero_point, grid.range, activations[source].observed)
 
