@@ -1,13 +1,16 @@
 """Per-layer numerics (#16, `--layers`): SQNR and cosine of every layer's output against the float
 model, and the layers where the error enters."""
 
+import importlib.util
+
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import CALIB, DIGITS, EVAL, load_report, run_cli
+from conftest import CALIB, DIGITS, EVAL, ROOT, load_report, needs_torch, run_cli
 from edgeport.checks.layers import compare_onnx, sqnr_db, worst
+from edgeport.runtimes.qemu import QemuRuntime
 
 
 def _mlp(w2_noise: float = 0.0):
@@ -65,3 +68,97 @@ def test_layers_are_opt_in(tmp_path):
     out = tmp_path / "out"
     assert run_cli("export", DIGITS, "--target", "onnx", "--eval", EVAL, "--out", str(out), "--runs", "2").returncode == 0
     assert "layers" not in load_report(out)["targets"][0]["checks"]
+
+
+needs_coremltools = pytest.mark.skipif(importlib.util.find_spec("coremltools") is None,
+                                       reason="coremltools is not installed")
+QEMU_MISSING = QemuRuntime().availability()
+needs_qemu = pytest.mark.skipif(QEMU_MISSING is not None, reason=str(QEMU_MISSING))
+
+
+def _measured(target: dict) -> dict:
+    """The target's layers check, measured, every row with a finite SQNR and the worst named."""
+    layers = target["checks"]["layers"]
+    assert layers["status"] == "measured", layers
+    assert layers["compared"] == len(layers["layers"]) > 0 and layers["samples"] == 32
+    assert all(-999 < r["sqnr_db"] < 999 for r in layers["layers"]), layers["layers"]
+    assert layers["worst"] and set(layers["worst"]) <= {r["tensor"] for r in layers["layers"]}
+    assert sum(r["error_share"] for r in layers["layers"]) == pytest.approx(1.0, abs=1e-3)
+    return layers
+
+
+@pytest.mark.e2e
+@needs_torch
+@needs_coremltools
+def test_layers_on_core_ml(tmp_path):
+    """W8A8 Core ML in the MIL evaluator against the fp32 program of the same traced module."""
+    out = tmp_path / "out"
+    result = run_cli("export", DIGITS, "--target", "ios", "--quantize", "int8", "--ios-target", "iOS17",
+                     "--calib", CALIB, "--eval", EVAL, "--out", str(out), "--runs", "2", "--layers")
+    assert result.returncode == 0, result.stderr
+    (ios,) = load_report(out)["targets"]
+    layers = _measured(ios)
+    assert "MIL evaluator" in layers["how"] and layers["unmatched_ops"] == 0
+    rows = layers["layers"]
+    # every op of the digits CNN, named by its module: conv / relu / pool / flatten / linear
+    assert [r["op"] for r in rows] == ["conv", "relu", "conv", "relu", "max_pool", "reshape", "linear", "relu", "linear"]
+    assert [r["layer"] for r in rows] == ["features.0", "features.1", "features.2", "features.3", "features.4",
+                                          "classifier.0", "classifier.1", "classifier.2", "classifier.3"]
+    assert rows[0]["sqnr_db"] > 25 and all(r["cosine"] > 0.999 for r in rows)
+    # the last row is the model's output: its SQNR is that of the parity check (on more samples) within a few dB
+    assert rows[-1]["tensor"] == "output"
+    assert abs(rows[-1]["sqnr_db"] - ios["checks"]["parity"]["sqnr_db"]) < 3
+    assert "where the error enters" in result.stdout
+
+
+@pytest.mark.e2e
+@needs_torch
+@needs_coremltools
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_core_ml_float_layers(tmp_path, precision):
+    """The float recipe: fp32 compute is the reference program itself (identical values), fp16
+    compute stays within its rounding at every layer."""
+    out = tmp_path / "out"
+    result = run_cli("export", DIGITS, "--target", "ios", "--ios-precision", precision, "--eval", EVAL,
+                     "--out", str(out), "--runs", "2", "--layers")
+    assert result.returncode == 0, result.stderr
+    layers = load_report(out)["targets"][0]["checks"]["layers"]
+    assert layers["status"] == "measured" and layers["compared"] == 9 and layers["unmatched_ops"] == 0, layers
+    if precision == "fp32":
+        assert all(r["sqnr_db"] == 999.0 and r["max_abs_err"] == 0.0 for r in layers["layers"])
+    else:
+        assert all(r["sqnr_db"] >= 60 and r["cosine"] >= 0.9999 for r in layers["layers"]), layers["layers"]
+
+
+@pytest.mark.e2e
+@needs_torch
+@needs_qemu
+def test_layers_on_the_c_library(tmp_path):
+    """The C library's rows are LiteRT's int8 reference kernels on the .tflite it was compiled from:
+    the android target's int8 file is made the same way from the same plan, so the rows agree."""
+    out = tmp_path / "out"
+    result = run_cli("export", DIGITS, "--target", "cortex-m4,android", "--quantize", "int8", "--calib", CALIB,
+                     "--eval", EVAL, "--out", str(out), "--runs", "2", "--layers")
+    assert result.returncode == 0, result.stderr
+    mcu, android = load_report(out)["targets"]
+    layers = _measured(mcu)
+    assert "the .tflite the C library was compiled from" in layers["how"]
+    assert mcu["checks"]["bit_exact"]["bit_exact"] is True  # what makes LiteRT's numbers the library's
+    rows = layers["layers"]
+    assert rows[0]["layer"] == "features.1" and rows[0]["sqnr_db"] > 25  # conv + ReLU, fused
+    assert {r["layer"] for r in rows} >= {"features.1", "features.3", "features.4", "classifier.1"}
+    assert all(r["sqnr_db"] > 30 and r["cosine"] > 0.999 for r in rows)
+    assert [(r["tensor"], r["sqnr_db"]) for r in rows] == \
+        [(r["tensor"], r["sqnr_db"]) for r in android["checks"]["layers"]["layers"]]
+    assert not any(p.name.startswith(".reference") for p in out.iterdir())  # a working file, not an output
+
+
+@pytest.mark.e2e
+@needs_qemu
+def test_a_c_library_from_a_given_tflite_has_no_float_model(tmp_path):
+    ad01 = ROOT / "tests" / "data" / "mlperf-tiny" / "ad01_int8.tflite"
+    out = tmp_path / "out"
+    result = run_cli("export", str(ad01), "--target", "cortex-m4", "--out", str(out), "--runs", "2", "--layers")
+    assert result.returncode == 0, result.stderr
+    layers = load_report(out)["targets"][0]["checks"]["layers"]
+    assert layers["status"] == "not-run" and "made from a given int8 .tflite" in layers["reason"]

@@ -14,7 +14,12 @@ the same arithmetic unfused (within one rounding of the shipped kernels); the fi
 compared by the parity check as shipped. LiteRT artifacts (`.tflite`, android) run with every
 tensor preserved next to the float `.tflite` the exporter converted from the same module: the
 tensors carry the module-scoped names litert-torch gives them, so both files name the same
-layer's output alike. Other formats say why they cannot here.
+layer's output alike. The C library (cortex-m targets) exposes no intermediates; it is
+generated from an int8 `.tflite` and is bit-exact with LiteRT's int8 reference kernels on it
+(its bit_exact check), so its rows are those kernels' on that file, against a float `.tflite`
+of the same module. Core ML artifacts (`.mlpackage`, ios) run in edgeport's MIL evaluator next
+to the fp32 program of the same traced module (`layers_coreml`). Other formats say why they
+cannot here.
 """
 
 from __future__ import annotations
@@ -222,33 +227,86 @@ GAPS = {
 }
 
 
-def _check_tflite(ctx: CheckContext) -> CheckResult:
+def _float_reference(ctx: CheckContext):
+    """The float model in the artifact's format that the exporter wrote for per-layer numerics
+    (written now: only --layers asks for it), else its float baseline, else None."""
+    if ctx.artifact.layers_reference is not None:
+        try:
+            return ctx.artifact.layers_reference()
+        except Exception as exc:  # noqa: BLE001 - a converter's error: the check says so, the export stands
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise RuntimeGap(f"the float model to compare with could not be converted ({first[:300]})") from None
     baseline = ctx.artifact.baseline
-    if baseline is None or not baseline.exists():
+    return baseline if baseline is not None and baseline.exists() else None
+
+
+def _check_tflite(ctx: CheckContext) -> CheckResult:
+    c_library = ctx.artifact.format == "c"
+    if c_library and ctx.artifact.layers_reference is None:
+        return CheckResult.not_run("layers", "the C library was made from a given int8 .tflite: there is no float "
+                                             "model to compare its layers with")
+    reference = _float_reference(ctx)
+    if reference is None:
         return CheckResult.not_run("layers", "no float .tflite of the same module to compare with (export the "
                                              "android target with --layers)")
+    if c_library:  # the library's constants and kernels come from this file (edgeport.exporters.c)
+        from edgeport.mcu.toolchain.manifest import read_manifest
+
+        artifact = ctx.artifact.path / f"{read_manifest(ctx.artifact.path)['name']}.tflite"
+    else:
+        artifact = ctx.artifact.path
     data = ctx.refs.data.take(SAMPLES)
     specs = ctx.refs.model.inputs if ctx.refs.model is not None else ctx.session.inputs
-    rows = compare_tflite(str(baseline), str(ctx.artifact.path), data.samples(specs))
+    rows = compare_tflite(str(reference), str(artifact), data.samples(specs))
     if not rows:
         return CheckResult.not_run("layers", "the .tflite computes none of the float .tflite's tensors under "
                                              "their names")
+    how = ("LiteRT's reference kernels with every tensor preserved, against the float .tflite converted "
+           "from the same module (tensors matched by name and shape)")
+    if c_library:
+        how = ("LiteRT's int8 reference kernels on the .tflite the C library was compiled from (the library is "
+               "bit-exact with them: its bit_exact check), every tensor preserved, against the float .tflite "
+               "converted from the same module (tensors matched by name and shape); not the library's own "
+               "intermediates, which it does not expose")
     return CheckResult("layers", MEASURED, {
         "samples": len(data), "compared": len(rows), "worst": [r["tensor"] for r in worst(rows)], "layers": rows,
-        "how": "LiteRT's reference kernels with every tensor preserved, against the float .tflite converted "
-               "from the same module (tensors matched by name and shape)"})
+        "how": how})
+
+
+def _check_mlpackage(ctx: CheckContext) -> CheckResult:
+    from edgeport.checks.layers_coreml import compare_mlpackage
+
+    reference = _float_reference(ctx)
+    if reference is None:
+        return CheckResult.not_run("layers", "no float ML Program of the same module to compare with (export the "
+                                             "ios target with --layers)")
+    data = ctx.refs.data.take(SAMPLES)
+    samples = ({k: v[i:i + 1] for k, v in data.feeds.items()} for i in range(len(data)))
+    rows, matched, unmatched = compare_mlpackage(str(reference), str(ctx.artifact.path), samples)
+    if not rows:
+        return CheckResult.not_run("layers", "the ML Program computes none of the float program's ops under "
+                                             "their names")
+    how = ("edgeport's MIL evaluator (NumPy, not Core ML on a device) on the artifact's ML Program with every "
+           "op output kept, against the fp32 program coremltools converts from the same traced module (ops "
+           "matched by name")
+    how += f": {matched} of {matched + unmatched} float ops; the others are not compared)" if unmatched else ")"
+    return CheckResult("layers", MEASURED, {
+        "samples": len(data), "compared": len(rows), "worst": [r["tensor"] for r in worst(rows)], "layers": rows,
+        "unmatched_ops": unmatched, "how": how})
 
 
 def check_layers(ctx: CheckContext) -> CheckResult:
     import onnx
 
-    if ctx.artifact.format == "tflite" and ctx.refs.data is not None:
-        return _check_tflite(ctx)
-    if ctx.artifact.format != "onnx":
+    if ctx.artifact.format not in ("onnx", "tflite", "c", "mlpackage"):
         return CheckResult.not_run("layers", GAPS.get(ctx.artifact.format, f"per-layer numerics of "
                                    f"'{ctx.artifact.format}' artifacts are not exposed in this version"))
     if ctx.refs.data is None:
         return CheckResult.not_run("layers", "no input data (give --calib or --eval)")
+    if ctx.artifact.format in ("tflite", "c"):
+        return _check_tflite(ctx)
+    if ctx.artifact.format == "mlpackage":
+        return _check_mlpackage(ctx)
     float_path = ctx.refs.float_artifact
     if float_path is None:
         return CheckResult.not_run("layers", "no float ONNX model to compare with (give --reference)")
@@ -285,6 +343,9 @@ def layers_lines(values: dict) -> list[str]:
         rest = sum(r["error_share"] for r in named[SHOWN:])
         lines.append(f"  ... {len(named) - SHOWN} more layer(s) adding {100 * rest:.0f}% (all in the JSON report: "
                      "checks.layers.worst)")
+    if values.get("unmatched_ops"):
+        lines.append(f"  {values['unmatched_ops']} op(s) of the float program have no op of the same name in the "
+                     "artifact: not compared")
     return lines
 
 

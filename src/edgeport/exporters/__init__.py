@@ -33,6 +33,11 @@ class Artifact:
         notes: Facts the report should show (deviations, what was kept in float, ...).
         baseline: The float model in the same format, when the exporter made one (size ratio α
             and speedup δ are then measured against it rather than the float ONNX model).
+        layers_reference: For formats whose `baseline` is not the float model per-layer numerics
+            (`--layers`) compare with: writes that model (into the work folder, once) and returns
+            its path. Only the layers check calls it: the conversion costs time that only
+            `--layers` needs, and the file changes no other check's numbers (α, δ). None when
+            there is no such model (a C library made from a given .tflite).
     """
 
     target: str
@@ -41,6 +46,7 @@ class Artifact:
     recipe: str
     notes: list[str] = field(default_factory=list)
     baseline: Path | None = None
+    layers_reference: Callable[[], Path] | None = None
 
 
 @dataclass

@@ -104,8 +104,11 @@ class CExporter(Exporter):
         notes += _storage_notes(info)
         if storage is not None and (storage.palette or storage.sparse):
             notes += _stage_notes(tflite, source)
+        # per-layer numerics compare the library's .tflite with a float one of the same module
+        reference = None if job.model.tflite_bytes is not None else \
+            _float_reference(job, path.parent.parent / f".reference-{target.name}" / f"{name}.tflite")
         return Artifact(target.name, self.format, path, job.recipe.describe() if not job.model.tflite_bytes
-                        else "int8 as in the .tflite", notes=notes)
+                        else "int8 as in the .tflite", notes=notes, layers_reference=reference)
 
     def read_params(self, path: Path, plan) -> dict | None:
         """The library's constants come from its .tflite: read the recipe's numbers back from it."""
@@ -158,6 +161,24 @@ def _int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
         with quiet():
             job.cache["int8_tflite"] = int8_tflite(job)
     return job.cache["int8_tflite"]
+
+
+def _float_reference(job: ExportJob, out: Path):
+    """Writes, when `--layers` asks, the float .tflite of the module the library's int8 .tflite was
+    made from (per-layer numerics compare the two); the library and its files are left as they are."""
+
+    def write() -> Path:
+        if not out.exists():
+            from edgeport.exporters.tflite import float_tflite
+            from edgeport.quiet import quiet
+
+            with quiet():
+                data = float_tflite(job)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
+        return out
+
+    return write
 
 
 def _check_fits(info, spec, core, target: Target) -> None:

@@ -114,10 +114,10 @@ class CoreMLExporter(Exporter):
                             else ct.precision.FLOAT32)
             io_dtype = {"outputs": [ct.TensorType(name=s.name, dtype=np.float32) for s in model.outputs]} \
                 if options.ios_version >= 16 else {}
+            inputs = [ct.TensorType(name=s.name, shape=shape, dtype=np.float32)
+                      for s, shape in zip(model.inputs, shapes)]
             try:
-                mlmodel = ct.convert(traced, inputs=[ct.TensorType(name=s.name, shape=shape, dtype=np.float32)
-                                                     for s, shape in zip(model.inputs, shapes)],
-                                     **io_dtype, **settings)
+                mlmodel = ct.convert(traced, inputs=inputs, **io_dtype, **settings)
             except Exception as exc:  # noqa: BLE001 - the converter's errors name the torch op
                 _raise_conversion_error(exc, traced)
             notes = [f"deployment target {options.deployment_target}, compute precision {options.precision}"]
@@ -146,7 +146,9 @@ class CoreMLExporter(Exporter):
         described = job.recipe.describe()
         if described.startswith("fp32") and options.precision == "fp16":
             described = described.replace("fp32", "fp16 compute", 1)  # Core ML's default precision
-        return Artifact(target.name, self.format, path, described, notes=notes)
+        reference = _float_reference(traced, inputs, io_dtype, settings,
+                                     path.parent.parent / f".reference-{target.name}" / path.name)
+        return Artifact(target.name, self.format, path, described, notes=notes, layers_reference=reference)
 
     def describe(self, path: Path) -> dict:
         """Ops and weight bytes by storage kind: "dense float16", "constexpr_affine_dequantize" (int8
@@ -223,6 +225,40 @@ class CoreMLExporter(Exporter):
         if palettes:
             values["lowbit_palettes"] = palettes
         return values
+
+
+LAYERS_KEY = "edgeport.layers"  # the float reference's metadata: {op name: module path}
+
+
+def _float_reference(traced, inputs, io_dtype: dict, settings: dict, out: Path):
+    """Writes, when `--layers` asks, the fp32 ML Program coremltools converts from the same traced
+    module as the artifact (the same conversion and passes, so its ops carry the artifact's op
+    names, less the `_cast_fp16` an fp16 program adds); its metadata maps each op to the module it
+    came from (the saved program keeps no scopes). The artifact is left as it is."""
+
+    def write() -> Path:
+        if out.exists():
+            return out
+        import json
+
+        with quiet():
+            import coremltools as ct
+            from coremltools.converters.mil.mil.scope import ScopeSource
+
+            register_torch_ops()
+            mlmodel = ct.convert(traced, inputs=inputs, **io_dtype,
+                                 **{**settings, "compute_precision": ct.precision.FLOAT32})
+            layers = {}
+            for op in mlmodel._mil_program.functions["main"].operations:
+                names = op.scopes.get(ScopeSource.TORCHSCRIPT_MODULE_NAME, []) if op.scopes else []
+                if op.op_type != "const" and len(names) > 1:
+                    layers[op.name] = ".".join(names[:-1])  # the last is TorchScript's value name
+            mlmodel.user_defined_metadata[LAYERS_KEY] = json.dumps(layers, sort_keys=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            mlmodel.save(str(out))
+        return out
+
+    return write
 
 
 def consumers_of(ops) -> dict[str, list]:

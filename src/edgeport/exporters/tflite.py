@@ -114,6 +114,12 @@ def _float(job: ExportJob) -> bytes:
     return _convert(job.model.torch_module, job.model.example_inputs)
 
 
+def float_tflite(job: ExportJob) -> bytes:
+    """The float .tflite of the job's module, converted as the android exporter converts its
+    baseline: its tensors carry the same module-scoped names as the int8 file's (`int8_tflite`)."""
+    return _float(torch_job(job))
+
+
 def _fp32(job: ExportJob, float_model: bytes, options: AndroidOptions) -> tuple[bytes, list[str]]:
     return float_model, []
 
