@@ -21,8 +21,11 @@ Models (all trained; nothing is downloaded at run time):
 
 Variants (one `edgeport export` of the model per variant, with all its targets, `--keep-going`):
 `int8` (minmax calibration), `int8-percentile` (`--calibration percentile`), `int8-mse`
-(`--calibration mse`), `int8-auto` (`--calibration auto`: the method measuring best), `int8-fallback` (`--fallback auto --min-cosine 0.99`), `weight-only-int4`,
-`dynamic-int8`.
+(`--calibration mse`), `int8-auto` (`--calibration auto`: the method measuring best),
+`int8-equalize` (cross-layer equalization), `int8-smoothquant` (`--smoothquant 0.5`),
+`int8-bias-correction`, `int8-fallback` (`--fallback auto --min-cosine 0.99`), `weight-only-int4`,
+`dynamic-int8`. Each algorithm variant is the `int8` recipe plus that one option, so its effect is
+the difference from the `int8` row.
 
 Targets: `onnx` and `android` for every model; C library targets (`cortex-m7` by default) for
 `digits` only (the C library runs int8 kernels: it refuses dynamic-int8, weight-only-int4 and
@@ -68,6 +71,9 @@ VARIANTS = {  # name -> edgeport export flags of the recipe
     "int8-percentile": ["--quantize", "int8", "--calibration", "percentile"],
     "int8-mse": ["--quantize", "int8", "--calibration", "mse"],
     "int8-auto": ["--quantize", "int8", "--calibration", "auto"],
+    "int8-equalize": ["--quantize", "int8", "--equalize"],
+    "int8-smoothquant": ["--quantize", "int8", "--smoothquant", "0.5"],
+    "int8-bias-correction": ["--quantize", "int8", "--bias-correction"],
     "int8-fallback": ["--quantize", "int8", "--fallback", "auto", "--min-cosine", "0.99"],
     "weight-only-int4": ["--quantize", "weight-only-int4"],
     "dynamic-int8": ["--quantize", "dynamic-int8"],
@@ -100,7 +106,7 @@ def prepare_model(name: str, folder: Path, zoo_samples: int) -> dict:
                 "about": (f"{how} (seed {facts['seed']}: {facts['epochs']} epoch(s), {facts['seconds']} s, held-out "
                           f"accuracy {100 * facts['held_out_accuracy']:.1f}%; ready in "
                           f"{time.perf_counter() - started:.1f} s, cache "
-                          f"{tiny_transformer.cache_path().relative_to(ROOT)}); calib {TINY_CALIB} / eval {TINY_EVAL} "
+                          f"{tiny_transformer.cache_path().name} in the system temporary folder); calib {TINY_CALIB} / eval {TINY_EVAL} "
                           "labeled")}
     from benchmarks import zoo
 

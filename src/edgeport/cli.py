@@ -122,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto: move the layers adding the most quantization error (measured) to float, one at a "
                          "time, until --min-cosine / --min-sqnr / --min-agreement hold on the calibration data "
                          "(at most 10%% of the weights); none (default)")
+    rg.add_argument("--equalize", action="store_const", const=True,
+                    help="cross-layer equalization before quantizing: rescale consecutive layers' channels (same "
+                         "float model) so per-tensor and depthwise weights lose less to int8")
+    rg.add_argument("--smoothquant", type=float, nargs="?", const=0.5, metavar="ALPHA",
+                    help="SmoothQuant for transformer linears: scale activation outlier channels down and the "
+                         "weights up by max|x|^ALPHA / max|w|^(1-ALPHA) (default ALPHA 0.5); needs --calib")
+    rg.add_argument("--bias-correction", dest="bias_correction", action="store_const", const=True,
+                    help="correct each quantized layer's bias for the mean shift its rounded weights cause on "
+                         "the calibration data")
     rg.add_argument("--palettize", type=int, metavar="BITS",
                     help="k-means weight sharing: 2^BITS shared values per layer (1, 2, 4, 6, 8)")
     rg.add_argument("--prune", type=float, metavar="FRACTION",
@@ -307,7 +316,8 @@ def cmd_export(args) -> int:
         raise InputError("export: give a SOURCE (module:factory, .pt2 or .onnx) or --config with [export] source")
     recipe_values = {**cfg["recipe"], **{k: getattr(args, k) for k in ("quantize", "per_channel", "calibration",
                                                                        "percentile", "block_size", "keep_float", "calib_samples",
-                                                                       "palettize", "prune", "prune_channels", "fallback")
+                                                                       "palettize", "prune", "prune_channels", "fallback",
+                                                                       "equalize", "smoothquant", "bias_correction")
                                          if getattr(args, k) is not None}}
     overrides = _overrides(args.override, recipe_values.pop("overrides", None))
     if overrides:

@@ -18,6 +18,9 @@
     palettize = 4              # k-means: 16 shared values per layer
     prune_channels = 0.5       # structured: remove half of each layer's channels
     fallback = "auto"          # move the noisiest layers to float until min_cosine / min_sqnr hold
+    equalize = true            # cross-layer equalization (depthwise / per-tensor weights)
+    smoothquant = 0.5          # transformer linears: move activation outliers into the weights
+    bias_correction = true     # correct biases for the mean shift of rounded weights
 
     [recipe.op_type]           # layered overrides: global -> op type -> layer name
     Softmax = "float"          # float | int8 | int16 ("none" = float)
@@ -67,7 +70,8 @@ from edgeport.targets.options import OPTION_SECTIONS, option_keys
 SECTIONS = {
     "export": {"source", "targets", "out", "calib", "eval", "input_shape", "input_dtype", "keep_going"},
     "recipe": {"quantize", "per_channel", "calibration", "percentile", "block_size", "keep_float", "calib_samples",
-               "palettize", "prune", "prune_channels", "fallback", "op_type", "layer"},
+               "palettize", "prune", "prune_channels", "fallback", "op_type", "layer", "equalize", "smoothquant",
+               "bias_correction"},
     "budgets": set(BUDGET_KINDS),
     "checks": {"runs", "warmup", "threads", "batch_size", "layers"},
     **{section: option_keys(section) for section in OPTION_SECTIONS},

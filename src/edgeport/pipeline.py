@@ -23,6 +23,7 @@ from edgeport.limits import check_tensor
 from edgeport.output import REPORT_NAME, check_report_file, output_folder, write_report_file
 from edgeport import plugins
 from edgeport.exporters import Artifact, ExportJob
+from edgeport import equalize
 from edgeport.compression import compress_weights, prune_structure
 from edgeport.quantizers import make_plan
 from edgeport.recipe import Recipe
@@ -84,6 +85,9 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
         from edgeport.fallback import goals_from
 
         goals_from(limits)
+    if (recipe.smoothquant is not None or recipe.bias_correction) and not calib:
+        raise InputError(f"--{'smoothquant' if recipe.smoothquant is not None else 'bias-correction'} measures the "
+                         "layers' inputs on calibration data: give --calib")
     _check_budgets_apply(limits, chosen)
     for shape in input_shapes or ():
         check_tensor("--input-shape", shape, input_dtype if isinstance(input_dtype, str) else "float32")
@@ -104,6 +108,9 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
     original = model
     with stage("compression"):
         model, structure = prune_structure(model, recipe)
+    with stage("equalization"):
+        model, rewrites = equalize.rewrite(model, recipe, calib_data)
+    with stage("compression"):
         uncompressed = model
         model, compression = compress_weights(model, recipe)
     if recipe.scheme.calibrated and recipe.calibration == "auto" and calib_data is not None:
@@ -111,9 +118,15 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
     else:
         with stage("calibration" if recipe.scheme.calibrated else "quantization planning"):
             plan = make_plan(model, recipe, calib_data)
+    if recipe.bias_correction:
+        with stage("bias correction"):
+            model, rewrites["bias_correction"] = equalize.correct_biases(model, plan, calib_data)
+            plan = make_plan(model, recipe, calib_data)
     if recipe.fallback == "auto":
         recipe, plan = _tuned(model, recipe, calib_data, compression, "fallback", plan, limits,
                               int16=_int16_everywhere(recipe, chosen))
+    plan.rewrites = rewrites
+    plan.notes[:0] = equalize.note(rewrites)
     plan.compression = compression
     plan.structure = structure
     job = ExportJob(model, recipe, plan, calib_data, target_options or {},

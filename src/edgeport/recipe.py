@@ -105,6 +105,14 @@ class Recipe:
         fallback: `none`, or `auto`: layers whose quantization error is largest (measured) move to
             float one at a time until the numeric budgets (min_cosine, min_sqnr, min_agreement)
             hold on the calibration data (`edgeport.quantizers.fallback`).
+        equalize: Cross-layer equalization of consecutive linear layers before quantization (the
+            float function is kept; per-tensor and depthwise weights lose less). See
+            `edgeport.equalize`.
+        smoothquant: SmoothQuant's migration strength α (0 < α < 1, usually 0.5): outlier
+            activation channels entering transformer linears are scaled down, their weight rows
+            up. Needs calibration data.
+        bias_correction: Correct each quantized layer's float bias for the mean shift its rounded
+            weights cause on the calibration data.
     """
 
     quantize: str = "none"
@@ -119,6 +127,9 @@ class Recipe:
     prune_channels: float | None = None
     overrides: Overrides = field(default_factory=Overrides)
     fallback: str = "none"
+    equalize: bool = False
+    smoothquant: float | None = None
+    bias_correction: bool = False
 
     def __post_init__(self):
         if self.quantize not in SCHEMES:
@@ -140,6 +151,14 @@ class Recipe:
             raise InputError(f"prune_channels must be a fraction between 0 and 1 (e.g. 0.5), got {self.prune_channels}")
         if self.fallback not in FALLBACKS:
             raise InputError(f"fallback must be one of {', '.join(FALLBACKS)}, got {self.fallback!r}")
+        for flag in ("equalize", "bias_correction"):
+            if not isinstance(getattr(self, flag), bool):
+                raise InputError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
+        if self.smoothquant is not None and (isinstance(self.smoothquant, bool)
+                                             or not isinstance(self.smoothquant, (int, float))
+                                             or not 0.0 < self.smoothquant < 1.0):
+            raise InputError(f"smoothquant is the migration strength alpha, between 0 and 1 (e.g. 0.5), "
+                             f"got {self.smoothquant!r}")
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
         object.__setattr__(self, "overrides", Overrides.parse(self.overrides))
         object.__setattr__(self, "scheme", make_scheme(self.quantize, self.per_channel, self.calibration,
@@ -147,6 +166,9 @@ class Recipe:
         if self.fallback != "none" and self.scheme.weight_bits > 8:
             raise InputError(f"--fallback {self.fallback} moves quantized layers back to float: the "
                              f"'{self.quantize}' recipe quantizes nothing (use int8, int16x8, dynamic-int8, ...)")
+        if self.bias_correction and self.scheme.weight_bits > 8:
+            raise InputError(f"bias_correction corrects the mean shift of rounded weights: the '{self.quantize}' "
+                             "recipe rounds no weight to integers (use int8, int16x8, dynamic-int8, weight-only-int4, ...)")
         mixed = self.overrides.precisions() - {"float"}
         if mixed and not self.scheme.calibrated:
             raise InputError(f"override to {' / '.join(sorted(mixed))} needs a static scheme (--quantize int8 or "
@@ -170,11 +192,14 @@ class Recipe:
         return self.overrides.precisions() - {"float", own}
 
     def describe(self) -> str:
-        extras = ([f"{self.prune_channels:.0%} of channels removed"] if self.prune_channels else []) + \
+        extras = (["cross-layer equalization"] if self.equalize else []) + \
+            ([f"smoothquant alpha {self.smoothquant:g}"] if self.smoothquant is not None else []) + \
+            ([f"{self.prune_channels:.0%} of channels removed"] if self.prune_channels else []) + \
             ([f"pruned {self.prune:.0%}"] if self.prune else []) + \
             ([f"palettized {self.palettize}-bit"] if self.palettize else []) + \
             ([f"{len(self.overrides.op_type) + len(self.overrides.layer)} layer override(s)"] if self.overrides else []) + \
-            ([f"fallback {self.fallback}"] if self.fallback != "none" else [])
+            ([f"fallback {self.fallback}"] if self.fallback != "none" else []) + \
+            (["bias correction"] if self.bias_correction else [])
         return " + ".join([self.scheme.describe()] + extras)
 
     def to_dict(self) -> dict:

@@ -58,22 +58,59 @@ def activation_ranges(model, data: Dataset, method: str, percentile: float, batc
     return dict(ranges), dict(observed)
 
 
-def _calibrate(model, data: Dataset, method: str, percentile: float, batch_size: int):
+def _session(augmented, batch_size: int):
+    """An onnxruntime session of `augmented` and the batch size it takes: 1 when the graph fixes
+    the batch or an input is taken whole per sample (a state)."""
     from edgeport.runtimes.onnxruntime import OrtSession
     import os
     import tempfile
 
-    augmented, names = _with_all_float_outputs(model)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "calibration.onnx")
         with open(path, "wb") as fh:
             fh.write(augmented.SerializeToString())
         session = OrtSession(path, threads=os.cpu_count() or 1)
+    if not all(spec.shape and spec.shape[0] is None for spec in session.inputs):
+        batch_size = 1
+    return session, batch_size
+
+
+def channel_statistics(model, data: Dataset, axes: dict[str, int], batch_size: int = 32
+                       ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(mean, max |x|) per channel of each float tensor in `axes` (tensor name -> its channel
+    axis, negative from the end) over the calibration data, from the float graph `model`.
+    Cross-layer rewrites (`edgeport.equalize`) scale and correct per channel by these."""
+    import onnx
+
+    augmented = onnx.ModelProto()
+    augmented.CopyFrom(model)
+    existing = {o.name for o in augmented.graph.output}
+    for name in axes:
+        if name not in existing:
+            augmented.graph.output.append(onnx.helper.make_tensor_value_info(name, _FLOAT, None))
+    session, batch_size = _session(augmented, batch_size)
+    index = {s.name: i for i, s in enumerate(session.outputs)}
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    peaks: dict[str, np.ndarray] = {}
+    for batch in progress(data.batches(batch_size), total=max(1, -(-len(data) // batch_size)),
+                          desc="channel statistics"):
+        outputs = session.run(batch)
+        for name, axis in axes.items():
+            values = np.moveaxis(np.asarray(outputs[index[name]], dtype=np.float64), axis, -1)
+            flat = values.reshape(-1, values.shape[-1])
+            sums[name] = sums.get(name, 0.0) + flat.sum(axis=0)
+            counts[name] = counts.get(name, 0) + len(flat)
+            peaks[name] = np.maximum(peaks.get(name, 0.0), np.abs(flat).max(axis=0, initial=0.0))
+    return {name: (sums[name] / max(counts[name], 1), peaks[name]) for name in sums}
+
+
+def _calibrate(model, data: Dataset, method: str, percentile: float, batch_size: int):
+    augmented, names = _with_all_float_outputs(model)
+    session, batch_size = _session(augmented, batch_size)
     out_names = [s.name for s in session.outputs]
     index = {n: out_names.index(n) for n in names}
     passes = 1 if method == "minmax" else 2
-    if not all(spec.shape and spec.shape[0] is None for spec in session.inputs):
-        batch_size = 1  # a fixed batch of 1, or an input taken whole per sample (a state): one at a time
     batches = max(1, -(-len(data) // batch_size))
 
     lo = {n: np.inf for n in names}

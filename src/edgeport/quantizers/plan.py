@@ -40,6 +40,30 @@ class WeightParams:
     def scale_array(self) -> np.ndarray:
         return np.asarray(self.scale, dtype=np.float32)
 
+    def rounded(self, weight: np.ndarray) -> np.ndarray:
+        """`weight` as the artifact holds it: quantized with these scales and scaled back to float."""
+        from edgeport.quantizers import qmath
+
+        scales = self.scale_array()
+        if self.bits == 4:
+            shaped = scales.reshape(_blocked_shape(weight.shape, self))
+            q = qmath.quantize_int4(weight, shaped, self.axis, self.block)
+            full = qmath.expand_blocks(shaped, self.axis, self.block, weight.shape[self.axis]) if self.block \
+                else shaped.reshape([-1 if d == self.axis else 1 for d in range(weight.ndim)])
+            return (q.astype(np.float32) * full).astype(np.float32)
+        if self.axis is None:
+            return qmath.dequantize(qmath.quantize(weight, scales[0], 0), scales[0], 0)
+        zero = np.zeros(len(scales), dtype=np.int32)
+        return qmath.dequantize(qmath.quantize(weight, scales, zero, self.axis), scales, zero, self.axis)
+
+
+def _blocked_shape(shape: tuple[int, ...], params: "WeightParams") -> list[int]:
+    """The shape of a blocked weight's scales: the weight's, with the block axis shrunk to its
+    block count (one per slice along `axis` without blocks)."""
+    if not params.block:
+        return [-1]
+    return [-(-d // params.block) if i == params.axis else d for i, d in enumerate(shape)]
+
 
 @dataclass
 class QuantPlan:
@@ -69,6 +93,8 @@ class QuantPlan:
             (a low-bit weight whose scale is its α, so its integers are ±1 or -1/0/+1).
         notes: What the report should say about the plan (one line each).
         fallback: What `--fallback auto` measured and moved (`edgeport.fallback.Fallback`), if asked.
+        rewrites: What the float-model rewrites before the plan changed (`edgeport.equalize`):
+            {"equalize": {...}, "smoothquant": {...}, "bias_correction": {...}}, those asked for.
     """
 
     scheme: str
@@ -85,6 +111,7 @@ class QuantPlan:
     origin: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     fallback: dict = field(default_factory=dict)
+    rewrites: dict = field(default_factory=dict)
 
     def activation_matching(self, lo: float, hi: float, by: str = "range",
                             tolerance: float = 1e-5) -> ActivationParams | None:
@@ -118,6 +145,7 @@ class QuantPlan:
             "origin": self.origin,
             "notes": self.notes,
             **({"fallback": self.fallback} if self.fallback else {}),
+            **({"rewrites": self.rewrites} if self.rewrites else {}),
             "activations": {k: _activation_json(v) for k, v in self.activations.items()},
             "weights": {k: _weight_json(v) for k, v in self.weights.items()},
             **({"embeddings": {k: _weight_json(v) for k, v in self.embeddings.items()}} if self.embeddings else {}),
@@ -131,7 +159,7 @@ class QuantPlan:
             scheme=data["scheme"], quantized_ops=data["quantized_ops"], float_nodes=data["float_nodes"],
             precisions=data.get("precisions", {}), calibration=data["calibration"], compression=data.get("compression", {}),
             structure=data.get("structure", {}), origin=data.get("origin", {}), notes=data.get("notes", []),
-            fallback=data.get("fallback", {}),
+            fallback=data.get("fallback", {}), rewrites=data.get("rewrites", {}),
             activations={k: _activation_params(v) for k, v in data["activations"].items()},
             mixed_activations={k: _activation_params(v) for k, v in data.get("mixed_activations", {}).items()},
             weights={k: _weight_params(v) for k, v in data["weights"].items()},
