@@ -28,8 +28,8 @@ Variants (one `edgeport export` of the model per variant, with all its targets, 
 the difference from the `int8` row.
 
 Targets: `onnx` and `android` for every model; C library targets (`cortex-m7` by default) for
-`digits` only (the C library runs int8 kernels: it refuses dynamic-int8, weight-only-int4 and
-`--fallback auto`, and those cells show its reason).
+`digits` only (the C library runs int8 kernels: it refuses dynamic-int8 and weight-only-int4, and
+`--fallback auto` when the fallback moved layers; those cells show its reason).
 
 Each row is one (model, variant, target): the artifact's size (KB = 1000 B), α (float size /
 size, from the report's size check; the C library reports its flash, with no float baseline),

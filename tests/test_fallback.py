@@ -67,11 +67,28 @@ def test_fallback_is_a_recipe_option_validated_before_work(tmp_path):
     with pytest.raises(InputError, match="give --calib"):
         edgeport.export(DIGITS, targets=["onnx"], recipe=Recipe(quantize="dynamic-int8", fallback="auto"),
                         eval=EVAL, budgets={"min_cosine": 0.99}, out=str(tmp_path / "out"))
-    # the C library has int8 kernels only: it cannot take layers the fallback may move to float
-    with pytest.raises(InputError, match="cannot leave layers in float"):
-        edgeport.export(DIGITS, targets=["cortex-m4"], recipe=Recipe(quantize="int8", fallback="auto"), calib=CALIB,
-                        budgets={"min_cosine": 0.99}, out=str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.e2e
+def test_the_c_library_takes_the_fallback_when_nothing_moved_and_refuses_moved_layers(tmp_path):
+    """The C library runs int8 kernels only: digits int8 meets cosine 0.99 as it is (nothing
+    moves, the library is exported and measured); a 45 dB goal moves a layer, and the C library
+    is then refused with the layers named while onnx is exported (--keep-going)."""
+    met = edgeport.export(DIGITS, targets=["onnx", "cortex-m4"], recipe=Recipe(quantize="int8", fallback="auto"),
+                          calib=CALIB, eval=EVAL, budgets={"min_cosine": 0.99}, out=str(tmp_path / "met"),
+                          settings=edgeport.CheckSettings(runs=2, warmup=0))
+    assert [t.status for t in met.targets] == ["exported", "exported"]
+    assert json.loads((tmp_path / "met" / "quant_params.json").read_text())["fallback"]["moved"] == []
+    assert met.targets[1].values("parity")["cosine"] >= 0.99
+    moved = edgeport.export(DIGITS, targets=["onnx", "cortex-m4"], recipe=Recipe(quantize="int8", fallback="auto"),
+                            calib=CALIB, eval=EVAL, budgets={"min_sqnr": 45}, out=str(tmp_path / "moved"),
+                            settings=edgeport.CheckSettings(runs=2, warmup=0), keep_going=True)
+    status = {t.target: (t.status, t.reason) for t in moved.targets}
+    assert status["onnx"][0] == "exported"
+    assert status["cortex-m4"][0] == "failed" and "runs int8 kernels only" in status["cortex-m4"][1], status
+    plan = json.loads((tmp_path / "moved" / "quant_params.json").read_text())
+    assert plan["fallback"]["moved"] and any(m["to"] == "int16" for m in plan["fallback"]["moved"])
 
 
 @pytest.mark.e2e

@@ -69,7 +69,7 @@ def _add_check_settings(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, help="runtime threads, fixed and reported (default 1)")
     g.add_argument("--layers", action="store_true",
                    help="per-layer numerics: SQNR and cosine of every layer's output against the float model, "
-                        "and the layers adding 80%% of the noise, where the error enters (ONNX and LiteRT artifacts)")
+                        "and the layers adding 80%% of the noise, where the error enters (ONNX, LiteRT, Core ML and C library artifacts)")
     g.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 

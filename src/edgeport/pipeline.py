@@ -246,10 +246,12 @@ def check(model_path: str | os.PathLike, target: str, eval: str | None = None, r
 
 def _int16_everywhere(recipe: Recipe, targets: list[Target]) -> bool:
     """Whether `--fallback auto` may move layers to int16 activations: an int8 recipe, and every
-    target of the run writes per-layer int16 (the others take float layers only)."""
+    target of the run writes per-layer int16 (the others take float layers only); a target that
+    takes no moved layer at all (int8 kernels only) does not hold the others back."""
     exporters = plugins.exporters()
     return recipe.scheme.calibrated and recipe.scheme.activation_bits == 8 and \
-        all(t.format in exporters and exporters.get(t.format).mixed_precision for t in targets)
+        all(t.format in exporters and (exporters.get(t.format).mixed_precision or not exporters.get(t.format).float_layers)
+            for t in targets)
 
 
 def _tuned(model, recipe: Recipe, calib_data, compression, what: str, plan=None, limits: dict | None = None,

@@ -110,7 +110,9 @@ class Exporter:
             cannot express).
         options_type: The frozen dataclass of this format's target options (None: no options);
             `options(job_options, target)` builds it from the target's TOML section.
-        float_layers: Whether float overrides (`keep_float`, `--override X=float`) are honored.
+        float_layers: Whether float overrides (`keep_float`, `--override X=float`) are honored. A
+            format without them takes `--fallback auto` and refuses at export only when the
+            fallback moved layers (when int8 meets the goal, nothing moved and it exports).
         mixed_precision: Whether int8 / int16 per-layer overrides are honored.
     """
 
@@ -132,6 +134,11 @@ class Exporter:
             raise InputError(f"target '{target.name}' wants format '{target.format}', not '{self.format}'")
         if job.plan.scheme != job.recipe.scheme.name:
             raise ValueError(f"plan is for '{job.plan.scheme}', the recipe's scheme is '{job.recipe.scheme.name}'")
+        moved = [*job.plan.float_nodes, *(job.plan.precisions if not self.mixed_precision else ())]
+        if moved and not self.float_layers:  # `--fallback auto` decided once for all targets
+            raise InputError(f"{target.name}: --fallback auto moved {len(moved)} layer(s) out of int8 "
+                             f"({', '.join(moved[:3])}{', ...' if len(moved) > 3 else ''}); the {self.format} format "
+                             "runs int8 kernels only: export it without --fallback, or with a goal int8 meets")
         out_dir.mkdir(parents=True, exist_ok=False)
         try:
             return self._export(job, target, out_dir / f"{job.model.name}{self.suffix}")
@@ -167,9 +174,9 @@ class Exporter:
                              f"recipe (it holds: {held})")
         if isinstance(row, Refuse):
             raise InputError(f"{target.name}: {row.reason}")
-        if recipe.float_overrides and not self.float_layers:
+        if (recipe.keep_float or "float" in recipe.overrides.precisions()) and not self.float_layers:
             raise InputError(f"{target.name}: the {self.format} format cannot leave layers in float "
-                             "(keep_float / float overrides / --fallback auto)")
+                             "(keep_float / float overrides)")
         mixed = recipe.mixed_precision()
         if mixed and not self.mixed_precision:
             raise InputError(f"{target.name}: per-layer {' / '.join(sorted(mixed))} overrides inside a "
