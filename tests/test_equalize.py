@@ -212,3 +212,31 @@ def test_smoothquant_raises_int8_sqnr_of_a_model_with_outlier_channels(tmp_path)
     for target in ("onnx", "android"):
         assert sqnr["smooth"][target] > sqnr["plain"][target] + 3.0, sqnr
 
+
+
+def test_rewritten_weights_reach_the_pytorch_module():
+    """A PyTorch source keeps its module when every rewritten weight is one of its parameters:
+    the module then computes what the rewritten graph computes (android, ios and the C library
+    convert it), and a rewrite that changes nothing returns the model as it was."""
+    import torch
+
+    from edgeport.data import load_dataset, sample_specs
+    from edgeport.equalize import rewrite
+    from edgeport.sources import load_source
+
+    model = load_source(DIGITS, None, None, sample_specs(CALIB))
+    data = load_dataset(CALIB, model.inputs, "calibration data")
+    same, info = rewrite(model, Recipe(quantize="int8", smoothquant=0.5), data)
+    assert same is model and info["smoothquant"]["inputs"] == 0  # a CNN: no LayerNorm feeds a linear
+    equalized, info = rewrite(model, Recipe(quantize="int8", equalize=True), data)
+    assert info["equalize"]["pairs"] >= 1 and equalized.torch_module is not None
+    x = data.feeds[model.inputs[0].name][:8]
+    graph = ort.InferenceSession(equalized.onnx_bytes).run(None, {model.inputs[0].name: x[:1]})[0]
+    with torch.no_grad():
+        module = equalized.torch_module(torch.from_numpy(x[:1])).numpy()
+        before = model.torch_module(torch.from_numpy(x[:1])).numpy()
+    assert np.abs(module - graph).max() <= 1e-4 * np.abs(graph).max()
+    assert np.abs(module - before).max() <= 1e-4 * np.abs(before).max()  # the same function
+    changed = [n for n, p in equalized.torch_module.named_parameters()
+               if not torch.equal(p, dict(model.torch_module.named_parameters())[n])]
+    assert changed  # ... with other weights

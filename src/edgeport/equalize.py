@@ -19,10 +19,11 @@ from) and reports what it changed:
   mean output by (W_q - W) E[x]; the float bias is corrected by that amount, so the quantized
   layer's mean output is the float one's. Runs after a first plan (it needs the weights' scales).
 
-After a rewrite, the model's PyTorch module no longer holds the plan's weights: targets that
-convert a module (android, ios, the C library) convert one made from the rewritten ONNX graph, as
-for an .onnx source; the reference stays the original model, so parity shows that the rewrite kept
-the float function.
+A PyTorch source's module gets the same new values where each rewritten weight is one of its
+parameters; where one is not (BatchNorm folded into the rewritten conv, a bias the module lacks),
+targets that convert a module (android, ios, the C library) convert one made from the rewritten
+ONNX graph, as for an .onnx source. The reference stays the original model, so parity shows that
+the rewrite kept the float function.
 
 Why written here: aimet-onnx 2.42 has CLE and bias correction but is an 85 MB native wheel pulling
 bokeh, hvplot, pandas and osqp, works on its own graph representation, and replaces ReLU6 by ReLU
@@ -137,9 +138,52 @@ def _check_rewritable(model: FloatModel, what: str) -> None:
 
 
 def _rewritten(model: FloatModel, onnx_model) -> FloatModel:
-    """`model` holding `onnx_model`; module-based converters then convert that graph."""
-    return replace(model, onnx_bytes=onnx_model.SerializeToString(), torch_module=None, example_inputs=(),
-                   params=ParamMap.build(onnx_model))
+    """`model` holding `onnx_model`'s weights. A PyTorch module gets the same values where each
+    changed weight is a parameter (or a linear layer's weight transposed); otherwise (BatchNorm
+    folded into a rewritten conv, a bias the module lacks) module-based converters convert the
+    rewritten graph instead, as for an .onnx source. Nothing changed: `model` as it is."""
+    from onnx import numpy_helper
+
+    before = {i.name: i for i in model.onnx_model().graph.initializer}
+    changed = {}
+    for init in onnx_model.graph.initializer:
+        old = before.get(init.name)
+        if old is None or old.SerializeToString() != init.SerializeToString():
+            changed[init.name] = (None if old is None else numpy_helper.to_array(old), numpy_helper.to_array(init))
+    if not changed:
+        return model
+    module = _mirrored(model, changed)
+    params = model.params.with_values(onnx_model, module) if module is not None else ParamMap.build(onnx_model)
+    return replace(model, onnx_bytes=onnx_model.SerializeToString(), torch_module=module,
+                   example_inputs=model.example_inputs if module is not None else (), params=params)
+
+
+def _mirrored(model: FloatModel, changed: dict[str, tuple]):
+    """A copy of the model's PyTorch module holding the changed weights, or None when one of them
+    is no parameter of it."""
+    if model.torch_module is None:
+        return None
+    import copy
+
+    import torch
+
+    module = copy.deepcopy(model.torch_module)
+    parameters = dict(module.named_parameters())
+    with torch.no_grad():
+        for name, (old, new) in changed.items():
+            entry = model.params.by_onnx(name)
+            param = parameters.get(entry.path) if entry is not None and entry.path else None
+            if param is not None and not entry.rewritten and tuple(param.shape) == new.shape:
+                param.copy_(torch.from_numpy(np.array(new)))
+                continue
+            if old is None or old.ndim != 2:
+                return None
+            same = [p for p in parameters.values() if tuple(p.shape) == old.T.shape
+                    and np.array_equal(p.detach().cpu().numpy(), old.T)]
+            if len(same) != 1:
+                return None
+            same[0].copy_(torch.from_numpy(np.ascontiguousarray(new.T)))
+    return module
 
 
 # ---------------------------------------------------------------- graph access
