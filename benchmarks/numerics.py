@@ -22,7 +22,8 @@ Models (all trained; nothing is downloaded at run time):
 Variants (one `edgeport export` of the model per variant, with all its targets, `--keep-going`):
 `int8` (minmax calibration), `int8-percentile` (`--calibration percentile`), `int8-mse`
 (`--calibration mse`), `int8-auto` (`--calibration auto`: the method measuring best),
-`int8-equalize` (cross-layer equalization), `int8-smoothquant` (`--smoothquant 0.5`),
+`int8-equalize` (cross-layer equalization), `int8-per-tensor` and `int8-per-tensor-equalize` (what
+equalization is for: one weight scale per tensor), `int8-smoothquant` (`--smoothquant 0.5`),
 `int8-bias-correction`, `int8-fallback` (`--fallback auto --min-cosine 0.99`), `weight-only-int4`,
 `dynamic-int8`. Each algorithm variant is the `int8` recipe plus that one option, so its effect is
 the difference from the `int8` row.
@@ -72,6 +73,8 @@ VARIANTS = {  # name -> edgeport export flags of the recipe
     "int8-mse": ["--quantize", "int8", "--calibration", "mse"],
     "int8-auto": ["--quantize", "int8", "--calibration", "auto"],
     "int8-equalize": ["--quantize", "int8", "--equalize"],
+    "int8-per-tensor": ["--quantize", "int8", "--per-tensor"],
+    "int8-per-tensor-equalize": ["--quantize", "int8", "--per-tensor", "--equalize"],
     "int8-smoothquant": ["--quantize", "int8", "--smoothquant", "0.5"],
     "int8-bias-correction": ["--quantize", "int8", "--bias-correction"],
     "int8-fallback": ["--quantize", "int8", "--fallback", "auto", "--min-cosine", "0.99"],
@@ -289,7 +292,7 @@ def _fallback_record(out: Path) -> dict | None:
 
 # ---------------------------------------------------------------- printing
 
-COLUMNS = (("model", 17, "<"), ("variant", 17, "<"), ("target", 10, "<"), ("size KB", 9, ">"), ("α", 6, ">"),
+COLUMNS = (("model", 17, "<"), ("variant", 26, "<"), ("target", 10, "<"), ("size KB", 9, ">"), ("α", 6, ">"),
            ("cosine", 9, ">"), ("SQNR dB", 8, ">"), ("acc %", 7, ">"), ("drop", 6, ">"))
 
 

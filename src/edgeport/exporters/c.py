@@ -156,10 +156,12 @@ def _int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
     """The recipe's int8 TFLite model (integer I/O), converted once per export for all boards."""
     if "int8_tflite" not in job.cache:
         from edgeport.exporters.tflite import int8_tflite
+        from edgeport.exporters.tflite_names import shorten_names
         from edgeport.quiet import quiet
 
         with quiet():
-            job.cache["int8_tflite"] = int8_tflite(job)
+            data, notes = int8_tflite(job)
+        job.cache["int8_tflite"] = shorten_names(data), notes  # tensors named by module path, as android's
     return job.cache["int8_tflite"]
 
 
@@ -170,10 +172,11 @@ def _float_reference(job: ExportJob, out: Path):
     def write() -> Path:
         if not out.exists():
             from edgeport.exporters.tflite import float_tflite
+            from edgeport.exporters.tflite_names import shorten_names
             from edgeport.quiet import quiet
 
             with quiet():
-                data = float_tflite(job)
+                data = shorten_names(float_tflite(job))
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(data)
         return out

@@ -26,7 +26,7 @@ import numpy as np
 
 from edgeport.errors import InputError, UnsupportedOpError
 from edgeport.exporters import Artifact, Exporter, ExportJob, torch_job
-from edgeport.exporters.tflite_names import tensor_module_path
+from edgeport.exporters.tflite_names import shorten_names, tensor_module_path
 from edgeport.exporters.tflite_pt2e import (_drop_integer_observers, _fixed_output_qparams,
                                             _float_batch_norms_to_convs, _module_path, _override_observers,
                                             _unshare_fixed_outputs, _weights_by_name)
@@ -476,9 +476,11 @@ class TFLiteExporter(Exporter):
             notes += embedding_notes
             baseline = path.parent.parent / f".baseline-{target.name}" / path.name
             baseline.parent.mkdir(parents=True, exist_ok=True)
-            # the float baseline (α, δ) is the model as given, also when structured pruning shrank it
-            baseline.write_bytes(_convert(job.original.torch_module, job.original.example_inputs)
-                                 if job.original is not None else float_model)
+            # the float baseline (α, δ) is the model as given, also when structured pruning shrank it;
+            # both files name tensors by module path (the layers check pairs them by name)
+            baseline.write_bytes(shorten_names(_convert(job.original.torch_module, job.original.example_inputs)
+                                               if job.original is not None else float_model))
+            data = shorten_names(data)
         path.write_bytes(data)
         if job.recipe.prune or job.recipe.palettize:
             notes.append("pruned / palettized weights are stored dense in TFLite (same values, "
