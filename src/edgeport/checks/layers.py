@@ -193,7 +193,10 @@ def compare_tflite(float_path: str, artifact_path: str, samples) -> list[dict]:
     # the layer they feed, not its output, and pass their input's noise on
     counts = [Counter(out for _, _, outputs in session.steps() for out in outputs)
               for session in (float_session, artifact)]
-    steps = [Step(out, out if op not in CONVERSIONS and counts[0][out] == counts[1][out] == 1 else "",
+    # ... and when it names a module (or a model output): tensors litert-torch names after its
+    # export wrapper alone (a split's slices) are not told apart the same way in the two files
+    steps = [Step(out, out if op not in CONVERSIONS and counts[0][out] == counts[1][out] == 1
+                  and (tensor_module_path(out) or out.startswith("serving_default")) else "",
                   _short(out), op, op, tensor_module_path(out), inputs)
              for op, inputs, outputs in artifact.steps() for out in outputs]
     return _rows(steps, *stacked)
