@@ -32,6 +32,7 @@ def tensor_module_path(tensor: str) -> str:
     return ".".join(p for p in parts if p)
 
 
+FLATBUFFER_LIMIT = 2**31 - 2**24  # a flatbuffer holds < 2 GiB: larger files keep their names
 SHORT = "/"  # a shortened name starts with it: `/features.0;1` (converter names never do)
 
 
@@ -52,7 +53,15 @@ def shorten_names(tflite: bytes) -> bytes:
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
+    import numpy as np
+
+    if len(tflite) >= FLATBUFFER_LIMIT:
+        return tflite
     model = schema.ModelT.InitFromPackedBuf(tflite, 0)
+    for buffer in model.buffers or []:
+        if (buffer.offset or 0) > 1:  # stored after the flatbuffer (large weights): held inline instead
+            buffer.data = np.frombuffer(tflite[buffer.offset:buffer.offset + buffer.size], dtype=np.uint8)
+            buffer.offset, buffer.size = 0, 0
     for subgraph in model.subgraphs or []:
         taken: set[bytes] = set()
         for tensor in subgraph.tensors or []:
