@@ -7,6 +7,7 @@ type of `recipe.scheme`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -276,7 +277,9 @@ def _plan_static(model: FloatModel, recipe: Recipe, calib: Dataset, activation_q
         if node.op_type in PASS_THROUGH_OPS and node.input and node.input[0] in activations:
             for out in node.output:
                 if out in activations:
-                    activations[out] = activations[node.input[0]]
+                    # the input's grid, the output's own observed range: another graph (PT2E) finds
+                    # the tensor by what it sees there (a Split's half sees less than the whole)
+                    activations[out] = replace(activations[node.input[0]], observed=activations[out].observed)
                     if node.input[0] in origin:
                         origin[out] = origin[node.input[0]]
     _clip_before_relus(onnx_model, activations, set(origin))
