@@ -33,7 +33,7 @@ DYNAMIC_OPS = ("Gemm", "MatMul")
 # Ops that move values without changing them: their int8 output must reuse the input's scale and
 # zero point (TFLite requires it and onnxruntime's QDQ quantizer does the same).
 PASS_THROUGH_OPS = ("MaxPool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
-                    "Identity", "Slice", "Gather", "Split", "DepthToSpace", "SpaceToDepth")  # ORT has int8 dynamic kernels for these (like torch's dynamic quantization)
+                    "Identity", "Slice", "Gather", "Split", "DepthToSpace", "SpaceToDepth", "Resize")  # ORT has int8 dynamic kernels for these (like torch's dynamic quantization)
 
 
 def make_plan(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> QuantPlan:
@@ -273,6 +273,7 @@ def _plan_static(model: FloatModel, recipe: Recipe, calib: Dataset, activation_q
         placed, unused_ranges = learned_activations(onnx_model, model.layers, learned_ranges, observed)
         activations.update(placed)
         origin.update(dict.fromkeys(placed, "qat"))
+    _share_concat_grids(onnx_model, activations, activation_qparams, set(origin))  # before: pass-through
     for node in onnx_model.graph.node:  # graph order is topological: sharing chains propagate
         if node.op_type in PASS_THROUGH_OPS and node.input and node.input[0] in activations:
             for out in node.output:
@@ -292,6 +293,37 @@ def _plan_static(model: FloatModel, recipe: Recipe, calib: Dataset, activation_q
                      **({"percentile": recipe.percentile} if recipe.calibration == "percentile" else {})})
     plan.notes = _origin_notes(plan, model, unused_ranges, recipe.scheme.activation_bits == 8)
     return plan
+
+
+def _share_concat_grids(onnx_model, activations: dict[str, ActivationParams], activation_qparams,
+                        kept: set[str] = frozenset()) -> None:
+    """A Concat's output and the inputs that compute ops make take one grid spanning all of them
+    (in place), as LiteRT's CONCATENATION requires. Its converter gives a tensor feeding a concat
+    the concat's scale for every reader: a conv reading the same tensor had its bias quantized for
+    the tensor's own scale (YOLOv8's second bottleneck of each block on android: 2 dB). Inputs made
+    by pass-through ops (a Split's halves, a Resize) keep their input's grid (LiteRT requantizes
+    those), as do tensors read by another Concat too, graph inputs and QAT-learned tensors (`kept`).
+    Runs before the pass-through ops take their inputs' grids, so those follow."""
+    producer = {out: node for node in onnx_model.graph.node for out in node.output}
+    concats: dict[str, int] = {}
+    for node in onnx_model.graph.node:
+        if node.op_type == "Concat":
+            for name in node.input:
+                concats[name] = concats.get(name, 0) + 1
+    for node in onnx_model.graph.node:
+        if node.op_type != "Concat" or not node.output or node.output[0] not in activations \
+                or node.output[0] in kept or not all(name in activations for name in node.input):
+            continue
+        shared = [name for name in node.input if name in producer and producer[name].op_type not in PASS_THROUGH_OPS
+                  and concats.get(name) == 1 and name not in kept]
+        if not shared:
+            continue
+        names = [node.output[0], *shared]
+        lo = min(activations[n].range[0] for n in names)
+        hi = max(activations[n].range[1] for n in names)
+        scale, zero_point = activation_qparams(lo, hi)
+        for name in names:
+            activations[name] = ActivationParams(float(scale), int(zero_point), (lo, hi), activations[name].observed)
 
 
 def _clip_before_relus(onnx_model, activations: dict[str, ActivationParams], kept: set[str] = frozenset()) -> None:
