@@ -27,13 +27,20 @@ def _with_all_float_outputs(model):
     names = [i.name for i in model.graph.input if i.name not in inits]
     names += [o for n in model.graph.node for o in n.output if o]
     names = [n for n in dict.fromkeys(names) if types.get(n) == _FLOAT]
+    return _with_outputs(model, names), names
+
+
+def _with_outputs(model, names):
+    """Copy of `model` whose graph outputs include the float tensors `names`."""
+    import onnx
+
     augmented = onnx.ModelProto()
     augmented.CopyFrom(model)
     existing = {o.name for o in augmented.graph.output}
     for name in names:
         if name not in existing:
             augmented.graph.output.append(onnx.helper.make_tensor_value_info(name, _FLOAT, None))
-    return augmented, names
+    return augmented
 
 
 _LAST: list = []  # [(key, result)]: the last calibration, reused when the same model and data come again
@@ -80,15 +87,7 @@ def channel_statistics(model, data: Dataset, axes: dict[str, int], batch_size: i
     """(mean, max |x|) per channel of each float tensor in `axes` (tensor name -> its channel
     axis, negative from the end) over the calibration data, from the float graph `model`.
     Cross-layer rewrites (`edgeport.equalize`) scale and correct per channel by these."""
-    import onnx
-
-    augmented = onnx.ModelProto()
-    augmented.CopyFrom(model)
-    existing = {o.name for o in augmented.graph.output}
-    for name in axes:
-        if name not in existing:
-            augmented.graph.output.append(onnx.helper.make_tensor_value_info(name, _FLOAT, None))
-    session, batch_size = _session(augmented, batch_size)
+    session, batch_size = _session(_with_outputs(model, axes), batch_size)
     index = {s.name: i for i, s in enumerate(session.outputs)}
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
