@@ -79,6 +79,7 @@ VARIANTS = {  # name -> edgeport export flags of the recipe
     "int8-bias-correction": ["--quantize", "int8", "--bias-correction"],
     "int8-fallback": ["--quantize", "int8", "--fallback", "auto", "--min-cosine", "0.99"],
     "weight-only-int4": ["--quantize", "weight-only-int4"],
+    "weight-only-int4-int4-rows": ["--quantize", "weight-only-int4", "--embedding-bits", "4"],
     "dynamic-int8": ["--quantize", "dynamic-int8"],
 }
 DEFAULT_TARGETS = ("onnx", "android", "cortex-m7")

@@ -87,6 +87,21 @@ def test_layer_norm_over_last_axes():
 
 
 @needs_coremltools
+def test_scaled_dot_product_attention_with_and_without_masks():
+    """iOS18's fused attention (Core ML's program for nn.MultiheadAttention): float and bool masks."""
+    q, k, v = rand(2, 3, 5, 8), rand(2, 3, 7, 8, seed=1), rand(2, 3, 7, 4, seed=2)
+    tq, tk, tv = map(torch.from_numpy, (q, k, v))
+    close(mil("scaled_dot_product_attention")(q, k, v), F.scaled_dot_product_attention(tq, tk, tv))
+    additive = rand(5, 7, seed=3)
+    close(mil("scaled_dot_product_attention")(q, k, v, attn_mask=additive),
+          F.scaled_dot_product_attention(tq, tk, tv, attn_mask=torch.from_numpy(additive)))
+    keep = np.random.default_rng(4).random((5, 7)) > 0.3
+    keep[:, 0] = True  # every query sees at least one key
+    close(mil("scaled_dot_product_attention")(q, k, v, attn_mask=keep),
+          F.scaled_dot_product_attention(tq, tk, tv, attn_mask=torch.from_numpy(keep)))
+
+
+@needs_coremltools
 def test_batch_and_instance_norm():
     x = rand(2, 4, 5, 6, scale=3)
     mean, var, gamma, beta = rand(4, seed=1), np.abs(rand(4, seed=2)) + 0.5, rand(4, seed=3), rand(4, seed=4)

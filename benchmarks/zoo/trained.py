@@ -79,7 +79,9 @@ def _vad_stream(rng, count, context: int):
 
 
 def _vad(rng, count):
-    chunks = _vad_stream(rng, count, 0)
+    # the 16 kHz model takes 64 samples of the previous chunk in front of each 512 (as silero-vad's
+    # own wrapper feeds it); without them it answers about 0.001 on speech
+    chunks = _vad_stream(rng, count, VAD_CONTEXT)
     rate = np.array(data.SAMPLE_RATE, np.int64)
 
     def feeds(chunk, carried):
@@ -118,7 +120,8 @@ ENTRIES = [
     Entry("ppocr_mobile_cls", "trained", PPOCR_CLS, "rapidocr-onnxruntime==1.4.4",
           (Input("x", (1, 3, 48, 192)),), _cls_lines),
     Entry("silero_vad_16k", "trained", SILERO_VAD, "silero-vad==6.2.3",
-          (Input("input", (1, VAD_CHUNK)), Input("state", (2, 1, 128)), Input("sr", (), "int64")), _vad,
+          (Input("input", (1, VAD_CHUNK + VAD_CONTEXT)), Input("state", (2, 1, 128)), Input("sr", (), "int64")),
+          _vad,
           outputs=2),
     Entry("silero_vad_16k_sequence", "trained", SILERO_VAD_SEQUENCE, "silero-vad==6.2.3",
           (Input("input", (1, VAD_CHUNK + VAD_CONTEXT)), Input("h", (1, 1, 128)), Input("c", (1, 1, 128))),

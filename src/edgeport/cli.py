@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     rg.add_argument("--percentile", type=float, metavar="P", help="mass kept by percentile calibration (default 99.99)")
     rg.add_argument("--block-size", type=int, metavar="N", help="weight-only-int4: weights per scale along a linear "
                     "layer's input (32, 64, 128, 256; 0 = per output channel; default 32)")
+    rg.add_argument("--embedding-bits", dest="embedding_bits", type=int, metavar="BITS",
+                    help="embedding tables' bits, one scale per row: 8 (default) or 4 (with weight-only-int4: "
+                         "half the size again, and less accurate: measure it)")
     rg.add_argument("--keep-float", dest="keep_float", action="append", metavar="NAME",
                     help="keep a layer (module path, node name or op type) in float; repeatable")
     rg.add_argument("--override", dest="override", action="append", metavar="LAYER=PRECISION",
@@ -315,7 +318,7 @@ def cmd_export(args) -> int:
     if not source:
         raise InputError("export: give a SOURCE (module:factory, .pt2 or .onnx) or --config with [export] source")
     recipe_values = {**cfg["recipe"], **{k: getattr(args, k) for k in ("quantize", "per_channel", "calibration",
-                                                                       "percentile", "block_size", "keep_float", "calib_samples",
+                                                                       "percentile", "block_size", "embedding_bits", "keep_float", "calib_samples",
                                                                        "palettize", "prune", "prune_channels", "fallback",
                                                                        "equalize", "smoothquant", "bias_correction")
                                          if getattr(args, k) is not None}}

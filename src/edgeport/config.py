@@ -69,8 +69,8 @@ from edgeport.targets.options import OPTION_SECTIONS, option_keys
 
 SECTIONS = {
     "export": {"source", "targets", "out", "calib", "eval", "input_shape", "input_dtype", "keep_going"},
-    "recipe": {"quantize", "per_channel", "calibration", "percentile", "block_size", "keep_float", "calib_samples",
-               "palettize", "prune", "prune_channels", "fallback", "op_type", "layer", "equalize", "smoothquant",
+    "recipe": {"quantize", "per_channel", "calibration", "percentile", "block_size", "embedding_bits", "keep_float",
+               "calib_samples", "palettize", "prune", "prune_channels", "fallback", "op_type", "layer", "equalize", "smoothquant",
                "bias_correction"},
     "budgets": set(BUDGET_KINDS),
     "checks": {"runs", "warmup", "threads", "batch_size", "layers"},

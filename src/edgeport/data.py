@@ -133,6 +133,29 @@ def _check_values(feeds: dict[str, np.ndarray], spec: str, what: str) -> None:
                              "calibration needs the values the model sees in use")
 
 
+def check_lookup_ids(dataset: Dataset | None, onnx_model) -> None:
+    """Refuse integer data that indexes past a table the model looks it up in: an input read as
+    the indices of a Gather on a constant table (token ids into an embedding) must lie within
+    the table's rows (negative ids count from the end, as ONNX's Gather allows)."""
+    if dataset is None or onnx_model is None:
+        return
+    tables = {i.name: i.dims[0] for i in onnx_model.graph.initializer if i.dims}
+    for node in onnx_model.graph.node:
+        if node.op_type != "Gather" or len(node.input) < 2 or node.input[0] not in tables:
+            continue
+        if any(a.name == "axis" and a.i != 0 for a in node.attribute):
+            continue
+        ids, rows = dataset.feeds.get(node.input[1]), tables[node.input[0]]
+        if ids is None or not np.issubdtype(ids.dtype, np.integer) or not ids.size:
+            continue
+        bad = (ids >= rows) | (ids < -rows)
+        if bad.any():
+            raise InputError(f"{dataset.source}: input '{node.input[1]}' holds id {int(ids[bad].flat[0])}, beyond the "
+                             f"{rows} rows of the table '{node.input[0]}' it is looked up in (node "
+                             f"'{node.name}'); {int(bad.sum())} value(s) out of range: is the data for this "
+                             "model's vocabulary?")
+
+
 def _match_inputs(raw: dict[str, np.ndarray], inputs: list[TensorSpec], spec: str, what: str):
     if all(s.name in raw for s in inputs):
         chosen = {s.name: raw[s.name] for s in inputs}

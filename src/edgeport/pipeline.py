@@ -16,7 +16,7 @@ from pathlib import Path
 from edgeport.budgets import BUDGET_KINDS, evaluate, parse_budgets, self_checks
 from edgeport.checks import CheckContext, CheckSettings, References, run_checks
 from edgeport.checks.numerics import cross_target_parity
-from edgeport.data import load_dataset, random_dataset, sample_specs
+from edgeport.data import check_lookup_ids, load_dataset, random_dataset, sample_specs
 from edgeport.errors import EdgeportError, InputError, first_line
 from edgeport.guard import stage
 from edgeport.limits import check_tensor
@@ -103,6 +103,9 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
     with stage("reading the data"):
         calib_data = load_dataset(calib, model.inputs, "calibration data") if calib else None
         eval_data = load_dataset(eval, model.inputs, "eval data") if eval else None
+        graph = model.onnx_model() if model.onnx_bytes else None  # (an int8 .tflite source has none)
+        for dataset in (calib_data, eval_data):
+            check_lookup_ids(dataset, graph)
     if tflite_source and not (calib_data or eval_data):
         eval_data = random_dataset(model.inputs, RANDOM_SAMPLES)  # checks compare on these
     original = model

@@ -90,6 +90,9 @@ class Recipe:
         percentile: Central mass kept by `percentile` calibration, in percent.
         block_size: int4 weights (`weight-only-int4`): weights per scale along a linear layer's
             input dimension (32, 64, 128, 256; 0 = one scale per output channel).
+        embedding_bits: Embedding tables (a Gather's / `nn.Embedding`'s float table) are stored
+            with one scale per row at 8 bits under every integer-weight recipe; 4 (with
+            `weight-only-int4`) halves them again, at a measured cost in accuracy.
         keep_float: Shorthand for float overrides: PyTorch module paths (`classifier.2`), ONNX
             node names, or ONNX op types (`Softmax`).
         overrides: Per-layer precisions by op type and layer name (`Overrides`, or a mapping
@@ -120,6 +123,7 @@ class Recipe:
     calibration: str = "minmax"
     percentile: float = 99.99
     block_size: int = 32
+    embedding_bits: int = 8
     keep_float: tuple[str, ...] = field(default_factory=tuple)
     calib_samples: int = 1000
     palettize: int | None = None
@@ -166,6 +170,11 @@ class Recipe:
         if self.fallback != "none" and self.scheme.weight_bits > 8:
             raise InputError(f"--fallback {self.fallback} moves quantized layers back to float: the "
                              f"'{self.quantize}' recipe quantizes nothing (use int8, int16x8, dynamic-int8, ...)")
+        if self.embedding_bits not in (4, 8) or isinstance(self.embedding_bits, bool):
+            raise InputError(f"embedding_bits must be 8 or 4, got {self.embedding_bits!r}")
+        if self.embedding_bits == 4 and self.quantize != "weight-only-int4":
+            raise InputError(f"embedding_bits 4 stores embedding tables as int4 rows: it goes with --quantize "
+                             f"weight-only-int4, not '{self.quantize}'")
         if self.bias_correction and self.scheme.weight_bits > 8:
             raise InputError(f"bias_correction corrects the mean shift of rounded weights: the '{self.quantize}' "
                              "recipe rounds no weight to integers (use int8, int16x8, dynamic-int8, weight-only-int4, ...)")
@@ -199,7 +208,8 @@ class Recipe:
             ([f"palettized {self.palettize}-bit"] if self.palettize else []) + \
             ([f"{len(self.overrides.op_type) + len(self.overrides.layer)} layer override(s)"] if self.overrides else []) + \
             ([f"fallback {self.fallback}"] if self.fallback != "none" else []) + \
-            (["bias correction"] if self.bias_correction else [])
+            (["bias correction"] if self.bias_correction else []) + \
+            (["int4 embedding rows"] if self.embedding_bits == 4 else [])
         return " + ".join([self.scheme.describe()] + extras)
 
     def to_dict(self) -> dict:

@@ -448,8 +448,13 @@ def _from_torch(module, ref: str, name: str, input_shapes, input_dtypes: list[st
 
     def run_torch(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         feeds = fit_feeds(feeds, inputs)
-        with torch.no_grad():
-            out = module(*(torch.from_numpy(np.array(feeds[s.name], order="C")) for s in inputs))
+        try:
+            with torch.no_grad():
+                out = module(*(torch.from_numpy(np.array(feeds[s.name], order="C")) for s in inputs))
+        except Exception as exc:  # noqa: BLE001 - the user's model on the user's data
+            hint = " (token ids beyond an embedding table's rows?)" if isinstance(exc, IndexError) else ""
+            raise InputError(f"{ref}: the model fails on the given data: {type(exc).__name__}: "
+                             f"{_first_line(exc)}{hint}") from None
         outs = out if isinstance(out, (tuple, list)) else [out]
         return [o.detach().numpy() for o in outs]
 

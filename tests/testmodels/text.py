@@ -28,3 +28,10 @@ def build_large() -> nn.Module:
     """Most of its weights in the embedding table (4000 x 64), as in a real text model."""
     torch.manual_seed(0)
     return MaskedMeanClassifier(vocab=4000, width=64)
+
+
+def build_wide() -> nn.Module:
+    """An embedding table of BERT-tiny's width (2000 x 128): TFLite's per-row int4 parameters
+    (a float scale and an int64 zero point, 12 bytes a row) weigh less on wider rows."""
+    torch.manual_seed(0)
+    return MaskedMeanClassifier(vocab=2000, width=128)

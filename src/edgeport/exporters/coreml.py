@@ -310,17 +310,24 @@ def _trace(module, example_inputs):
     a graph that is not the model's."""
     import torch
 
+    # nn.MultiheadAttention's / TransformerEncoder's fast path (inference-only fused kernels)
+    # makes a trace take other ops on some runs; tracing without it records the layers' plain
+    # ops, as torch.onnx does (the same numbers, except at positions a padding mask hides, which
+    # the fast path sets to zero)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
     try:
         return torch.jit.trace(module, example_inputs)
     except torch.jit.TracingCheckError as exc:
         where = _first_difference_scope(str(exc), module)
         raise InputError(f"ios: tracing the PyTorch model for Core ML (torch.jit.trace) is not deterministic{where}: "
-                         "two traces give different graphs (a fast path or data-dependent branch; for "
-                         "nn.Transformer* layers call torch.backends.mha.set_fastpath_enabled(False) in the "
-                         "model factory)") from None
+                         "two traces give different graphs (a data-dependent branch or a fast path, "
+                         "e.g. nn.TransformerEncoder's nested tensors with a padding mask)") from None
     except Exception as exc:  # noqa: BLE001 - the tracer raises many types for untraceable code
         raise InputError(f"ios: tracing the PyTorch model for Core ML (torch.jit.trace) failed: "
                          f"{type(exc).__name__}: {_first_line(exc)}") from None
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
 def _first_difference_scope(diff: str, module) -> str:

@@ -211,7 +211,8 @@ def compress_program(program, job: ExportJob, row, ios_version: int) -> tuple[li
 
 def quantize_embeddings(program, job: ExportJob, ios_version: int) -> list[str]:
     """Store the plan's embedding tables (the const a `gather` looks rows up in) as int8 rows with
-    a scale per row (`constexpr_affine_dequantize` on axis 0); returns the report's notes. A table
+    a scale per row (`constexpr_affine_dequantize` on axis 0), or int4 rows
+    (`constexpr_blockwise_shift_scale`); returns the report's notes. A table
     is found by its parameter's name, else by its shape among the plan's tables."""
     from onnx import numpy_helper
 
@@ -234,8 +235,11 @@ def quantize_embeddings(program, job: ExportJob, ios_version: int) -> list[str]:
             name = same[0] if len(same) == 1 else None
         if name is None or tables[name].shape != op.x.val.shape:
             continue
-        build, _ = _int8_weight(tables[name], job.plan.embeddings[name], job.recipe, op.x.val.dtype, op,
-                                f"{normalized(name)}_int8")
+        planned = job.plan.embeddings[name]
+        if planned.bits == 4:  # int4 rows (the scheme itself needs iOS18): one scale per row
+            build = _int4_weight(tables[name], planned, False, op.x.val.dtype, op, f"{normalized(name)}_int4")
+        else:
+            build, _ = _int8_weight(tables[name], planned, job.recipe, op.x.val.dtype, op, f"{normalized(name)}_int8")
         replace_weight(block, op, build, old=op.x)
         done.add(name)
     missing = sorted(job.plan.embeddings[n].layer for n in job.plan.embeddings if n not in done)

@@ -97,21 +97,31 @@ def embedding_tables(onnx_model, skip: set[str]):
             yield node, name, table
 
 
-def plan_embeddings(model: FloatModel, onnx_model, skip: set[str], taken) -> dict[str, WeightParams]:
-    """Symmetric int8 scales of each embedding table, one per row (max|row| / 127): a lookup
-    returns rows, so a row is the table's channel. Tables also used as a layer weight (`taken`,
-    tied embeddings) keep the layer's numbers."""
+INT4_ROW_MULTIPLE = 16  # onnxruntime's GatherBlockQuantized reads int4 rows in blocks of 16 or more
+
+
+def plan_embeddings(model: FloatModel, onnx_model, skip: set[str], taken, bits: int = 8) -> dict[str, WeightParams]:
+    """Symmetric scales of each embedding table, one per row (max|row| / 127, or / 7 with
+    `bits` 4): a lookup returns rows, so a row is the table's channel. int4 rows need a width that
+    is a multiple of 16 (the blocks onnxruntime's int4 lookup reads); narrower tables stay int8.
+    Tables also used as a layer weight (`taken`, tied embeddings) keep the layer's numbers."""
     tables = {}
     for node, name, table in embedding_tables(onnx_model, skip):
-        if name not in taken:
+        if name in taken:
+            continue
+        layer = model.layers.get(node.name, node.name)
+        if bits == 4 and table.shape[1] % INT4_ROW_MULTIPLE == 0:
+            scales = qmath.int4_scales(table, 0, None)
+            tables[name] = WeightParams(scale=scales.tolist(), zero_point=[0] * len(scales), axis=0, layer=layer,
+                                        bits=4)
+        else:
             scales = qmath.weight_scales(table, 0)
-            tables[name] = WeightParams(scale=scales.tolist(), zero_point=[0] * len(scales), axis=0,
-                                        layer=model.layers.get(node.name, node.name))
+            tables[name] = WeightParams(scale=scales.tolist(), zero_point=[0] * len(scales), axis=0, layer=layer)
     return tables
 
 
 def _with_int8_rows(onnx_model, embeddings: dict[str, WeightParams]):
-    """A copy of `onnx_model` whose embedding tables hold their int8 rows scaled back to float."""
+    """A copy of `onnx_model` whose embedding tables hold their integer rows scaled back to float."""
     from onnx import numpy_helper
 
     if not embeddings:
@@ -122,8 +132,7 @@ def _with_int8_rows(onnx_model, embeddings: dict[str, WeightParams]):
     copy.CopyFrom(onnx_model)
     for init in copy.graph.initializer:
         if init.name in embeddings:
-            scales = embeddings[init.name].scale_array()
-            rows = qmath.dequantize(qmath.quantize_rows(numpy_helper.to_array(init), scales), scales, 0, 0)
+            rows = embeddings[init.name].rounded(numpy_helper.to_array(init))
             init.CopyFrom(numpy_helper.from_array(rows.astype(np.float32), init.name))
     return copy
 
@@ -190,8 +199,9 @@ def plan_weight_only_int8(model: FloatModel, recipe: Recipe, calib: Dataset | No
 @PLANNERS.register(WeightOnlyInt4)
 def plan_weight_only_int4(model: FloatModel, recipe: Recipe, calib: Dataset | None) -> QuantPlan:
     """int4 weights by the rule (max|w| / 7): linear layers in blocks along their input dimension,
-    convolutions per output channel; depthwise convolutions and embedding tables int8 (per
-    channel / per row: no target looks rows up in an int4 table)."""
+    convolutions per output channel; depthwise convolutions int8 per channel; embedding tables
+    int8 per row, or int4 per row with `embedding_bits` 4 (one scale per row is what every
+    target's int4 lookup can hold: TFLite's EMBEDDING_LOOKUP takes int4 per row, not in blocks)."""
     onnx_model = model.onnx_model()
     kept = float_nodes(onnx_model, model.layers, recipe)
     block = recipe.scheme.block_size or None
@@ -213,7 +223,7 @@ def plan_weight_only_int4(model: FloatModel, recipe: Recipe, calib: Dataset | No
                                      layer=model.layers.get(node.name, node.name), bits=4,
                                      block=block if blocked else None)
     return QuantPlan(scheme=recipe.scheme.name, weights=weights, quantized_ops=list(STATIC_OPS), float_nodes=kept,
-                     embeddings=plan_embeddings(model, onnx_model, set(kept), weights))
+                     embeddings=plan_embeddings(model, onnx_model, set(kept), weights, bits=recipe.embedding_bits))
 
 
 def _depthwise(node, weight: np.ndarray) -> bool:

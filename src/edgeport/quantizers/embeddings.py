@@ -1,11 +1,13 @@
-"""int8 embedding tables in a PyTorch module, for the targets converted from PyTorch (TFLite).
+"""int8 (and int4) embedding tables in a PyTorch module, for the targets converted from PyTorch (TFLite).
 
 The plan's embedding tables (`QuantPlan.embeddings`: one symmetric int8 scale per row) are
 written into a copy of the module: each `nn.Embedding` holding a planned table becomes an
 `Int8RowEmbedding`, which looks the ids up in the int8 rows and in the row scales and multiplies
 the two. The converter then stores the table as int8 (a GATHER on an int8 constant) and scales
 only the rows a call returns. Written here: neither litert-torch's PT2E quantizer nor
-ai-edge-quantizer quantizes an embedding table per row with given scales.
+ai-edge-quantizer quantizes an embedding table per row with given scales. An int4 plan's table
+stays an `nn.Embedding` holding its int4 rows scaled back, which ai-edge-quantizer's int4 rule
+stores with the same numbers.
 """
 
 from __future__ import annotations
@@ -61,7 +63,15 @@ def with_int8_embeddings(module, params, plan: QuantPlan):
     copied = copy.deepcopy(module)
     cls = _module_class()
     for owner, weights in found.items():
-        table = copied.get_submodule(owner).weight.detach().cpu().numpy().astype(np.float32)
+        layer = copied.get_submodule(owner)
+        table = layer.weight.detach().cpu().numpy().astype(np.float32)
+        if weights.bits == 4:
+            # int4 rows: the table keeps its nn.Embedding, holding the plan's int4 values scaled
+            # back; ai-edge-quantizer's int4 EMBEDDING_LOOKUP (max|row| / 7 per row) then finds
+            # the plan's scales and integers again (`edgeport.exporters.tflite`)
+            with torch.no_grad():
+                layer.weight.copy_(torch.from_numpy(weights.rounded(table)))
+            continue
         scales = weights.scale_array()
         rows = qmath.quantize_rows(table, scales)
         parent, _, leaf = owner.rpartition(".")

@@ -189,8 +189,9 @@ def _activation_params(data: dict) -> ActivationParams:
 
 
 def embedding_note(plan: QuantPlan) -> str:
-    """The report line for the plan's int8 embedding tables."""
+    """The report line for the plan's embedding tables (int8 rows, or int4 under an int4 recipe)."""
     rows = sum(len(w.scale) for w in plan.embeddings.values())
     names = ", ".join(sorted({w.layer for w in plan.embeddings.values()}))
-    return (f"embedding tables int8, one scale per row ({len(plan.embeddings)} tables, {rows} rows: {names}); "
+    bits = "/".join(sorted({f"int{w.bits}" for w in plan.embeddings.values()}))
+    return (f"embedding tables {bits}, one scale per row ({len(plan.embeddings)} tables, {rows} rows: {names}); "
             "stored on every target")

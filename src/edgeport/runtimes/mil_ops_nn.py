@@ -149,6 +149,20 @@ def layer_norm(x, axes=None, gamma=None, beta=None, epsilon=1e-5):
     return out.astype(np.float32)
 
 
+@NN_OPS.register("scaled_dot_product_attention")
+def scaled_dot_product_attention(query, key, value, attn_mask=None):
+    """softmax(Q K^T / sqrt(E) + mask) V over the last two axes (iOS18); a bool mask keeps the
+    positions where it is True."""
+    q, k, v = _f32(query), _f32(key), _f32(value)
+    scores = q @ np.swapaxes(k, -1, -2) / np.float32(np.sqrt(q.shape[-1]))
+    if attn_mask is not None:
+        mask = np.asarray(attn_mask)
+        scores = np.where(mask, scores, -np.inf) if mask.dtype == bool else scores + mask.astype(np.float32)
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    e = np.exp(scores)
+    return ((e / e.sum(axis=-1, keepdims=True)) @ v).astype(np.float32)
+
+
 @NN_OPS.register("instance_norm")
 def instance_norm(x, gamma=None, beta=None, epsilon=1e-5):
     """Per sample and channel, over the spatial axes; gamma / beta per channel."""
