@@ -8,8 +8,11 @@ The plan is tuned on the calibration data before any target is exported:
 2. when every target of the run writes per-layer int16 activations (ONNX, android): the
    per-layer comparison (`edgeport.checks.layers`) ranks the quantized layers by the noise each
    adds to what its inputs carried, and the count of the noisiest moved to int16 is bisected
-   (`_bisect_int16`: every layer first, then halves; about log2(layers) measurements; when even
+   (`_bisect`: every layer first, then halves; about log2(layers) measurements; when even
    every layer at int16 does not help, the noise is in the int8 weights and 3 moves to float);
+   then, if the goal still does not hold, the same bisection moves layers without weights
+   (power spectra, attention products, activations) to float, which costs no weight bits; kept
+   only when it meets the aim;
 3. while a numeric goal (`min_cosine`, `min_sqnr`, `min_agreement` budgets) still does not hold,
    the per-layer comparison runs again and the layer adding the most moves one precision up
    (int8 -> int16 -> float where int16 is written, else int8 -> float: a float override on its ONNX
@@ -169,7 +172,8 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
     """The recipe (with the overrides it needed) and its plan. `make_plan(recipe)` plans a recipe;
     `export_onnx(recipe, plan, folder)` writes its ONNX artifact and returns the path. `int16`:
     every target of the run writes per-layer int16 activations, so layers move there first (see
-    `_bisect_int16`), then one step at a time as below."""
+    `_bisect`), then layers without weights to float when that meets the aim, then one step at a
+    time as below."""
     import onnx
 
     data = calib.take(min(len(calib), TUNE_SAMPLES))
@@ -205,17 +209,24 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
 
         def rows_of(state: Measured) -> list[dict]:
             with stage(f"fallback auto: per-layer noise after step {len(result.steps)}"):
-                return compare_onnx(float_graph, state.artifact, small, model.layers)
+                return _onto_producers(compare_onnx(float_graph, state.artifact, small, model.layers), float_graph)
 
         best = measure(recipe)
         if best.artifact is None:  # the recipe's own plan: nothing to fall back from
             raise RuntimeError(f"the int8 ONNX artifact of the plan did not run: {best.entry['failed']}")
         result.steps.append(best.entry)
         if int16 and not _holds_all(best.metrics, aim):
-            bisected = _bisect_int16(best, rows_of(best), measure, result, float_graph, totals, aim)
+            ranked = _quantized_by_noise(rows_of(best), best.plan)
+            bisected = _bisect(best, ranked, "int16", measure, result, float_graph, totals, aim)
             # int16 activations did not help even on every noisy layer: the noise is in the
             # weights (int16 moves keep them int8), so the steps go to float (PP-OCR's classifier)
             int16, best = bisected is not best, bisected
+        if not _holds_all(best.metrics, aim):
+            # layers without weights cost no weight bits in float: all of them at once, kept only
+            # if that meets the aim, then the fewest (silero-vad: the STFT's power spectrum, whose
+            # small bins int8 / int16 grids round to zero, shows its noise only in the next conv)
+            ranked = _weightless(_quantized_by_noise(rows_of(best), best.plan, every=True), totals)
+            best = _bisect(best, ranked, "float", measure, result, float_graph, totals, aim, partial=False)
         tried: set[str] = set()  # moves that made things worse (not tried again)
         for _ in range(MAX_MOVES):
             if _holds_all(best.metrics, aim):
@@ -285,32 +296,33 @@ class Measured:
     entry: dict  # its line in `Fallback.steps`
 
 
-def _bisect_int16(base: Measured, rows: list[dict], measure, result: Fallback, graph, totals,
-                  aim: dict[str, float]) -> Measured:
-    """The fewest noisiest layers that, at int16 activations, meet the aim: moving a layer to int16
-    costs no weight bits, so instead of one step per few layers (a detector's noise is spread over
-    a hundred layers adding 1-2% each), the layers are ranked once by the noise they add and the
-    count is bisected: every layer first (if that misses the aim but helps, the steps go on from
-    there; if it does not help, the noise is in the int8 weights and the steps go to float), then
-    halves, about log2(layers) measurements. Assumes that more int16 layers never add noise,
-    which holds up to measurement noise; the plan kept is one measured to meet the aim."""
-    ranked = _quantized_by_noise(rows, base.plan)
+def _bisect(base: Measured, ranked: list[dict], to: str, measure, result: Fallback, graph, totals,
+            aim: dict[str, float], partial: bool = True) -> Measured:
+    """The fewest of the `ranked` layers that, moved `to` int16 activations (or to float, for
+    layers without weights), meet the aim: such moves cost no weight bits, so instead of one step
+    per few layers (a detector's noise is spread over a hundred layers adding 1-2% each), the
+    layers are ranked once by the noise they add and the count is bisected: every layer first
+    (if that misses the aim but helps, and `partial`, the steps go on from there; if it does not
+    help, the noise is in the int8 weights and the steps go to float), then halves, about
+    log2(layers) measurements. Assumes that more moved layers never add noise, which holds up to
+    measurement noise; the plan kept is one measured to meet the aim."""
     if not ranked:
         return base
     probes: dict[int, tuple[Measured, list[dict]]] = {}
+    key = f"{to}_probe"
 
     def probe(count: int) -> Measured:
         step = len(result.steps) + 1
-        candidate, moves = _moved(base.recipe, [{**r, "to": "int16"} for r in ranked[:count]], base.plan, graph,
+        candidate, moves = _moved(base.recipe, [{**r, "to": to} for r in ranked[:count]], base.plan, graph,
                                   totals, step)
         measured = measure(candidate)
-        result.steps.append({**measured.entry, "int16_probe": count})
+        result.steps.append({**measured.entry, key: count})
         probes[count] = (measured, moves)
         return measured
 
     every = probe(len(ranked))
     if not _holds_all(every.metrics, aim):
-        chosen = len(ranked) if every.score > base.score else 0
+        chosen = len(ranked) if partial and every.score > base.score else 0
     else:
         low, high = 0, len(ranked)  # low misses the aim (the base plan), high meets it
         while high - low > 1:
@@ -322,8 +334,8 @@ def _bisect_int16(base: Measured, rows: list[dict], measure, result: Fallback, g
         chosen = high
     for count, (_, moves) in probes.items():
         if count != chosen:
-            entry = next(s for s in result.steps if s.get("int16_probe") == count)
-            entry["reverted"] = f"int16 probe of the {count} noisiest layers, not kept"
+            entry = next(s for s in result.steps if s.get(key) == count)
+            entry["reverted"] = f"{to} probe of the {count} noisiest layers, not kept"
     if not chosen:
         return base
     kept, moves = probes[chosen]
@@ -419,13 +431,50 @@ def _batch(fits: list[dict], needed: float, floated, graph, totals) -> list[dict
     return chosen
 
 
-def _quantized_by_noise(rows: list[dict], plan) -> list[dict]:
-    """Rows of the quantized nodes that add noise, the most first."""
+FUSED_ACTIVATIONS = {"Relu", "Clip"}  # rounded where they write, but fused into the layer before
+
+
+def _onto_producers(rows: list[dict], graph) -> list[dict]:
+    """`rows` with the noise a ReLU / Clip adds given to the layer computing its input: a conv's
+    output is rounded only after its fused activation, so the activation's row shows the noise
+    the conv's output grid causes, and moving the conv (which takes its activation along, see
+    `_followers`) is what removes it (silero-vad's encoder: four Conv -> Relu, every one of them
+    noisy at the Relu)."""
+    producers = {out: node for node in graph.graph.node for out in node.output}
+    by_node = {r["node"]: r for r in rows if r["node"]}
+    merged = []
+    for row in rows:
+        node = next((n for n in graph.graph.node if n.name == row["node"]), None) \
+            if row["op"] in FUSED_ACTIVATIONS else None
+        source = producers.get(node.input[0]) if node is not None and node.input else None
+        if source is None or source.op_type in NOT_MOVED or not source.name:
+            merged.append(row)
+            continue
+        target = by_node.get(source.name)
+        if target is None:
+            target = by_node[source.name] = {**row, "node": source.name, "op": source.op_type,
+                                             "added_noise": 0.0, "error_share": 0.0}
+            merged.append(target)
+        target["added_noise"] += row["added_noise"]
+        target["error_share"] = round(target["error_share"] + row["error_share"], 4)
+        merged.append({**row, "added_noise": 0.0, "error_share": 0.0})
+    return merged
+
+
+def _quantized_by_noise(rows: list[dict], plan, every: bool = False) -> list[dict]:
+    """Rows of the quantized nodes that add noise (`every`: also those adding none), the most first."""
     floated = set(plan.float_nodes)
     ops = set(plan.quantized_ops)
-    candidates = [r for r in rows if r["added_noise"] > 0 and r["node"] and r["node"] not in floated
+    candidates = [r for r in rows if (every or r["added_noise"] > 0) and r["node"] and r["node"] not in floated
                   and (not ops or r["op"] in ops) and r["op"] not in NOT_MOVED]
     return sorted(candidates, key=lambda r: r["added_noise"], reverse=True)
+
+
+def _weightless(rows: list[dict], totals) -> list[dict]:
+    """The rows of nodes that read no weight (a float move costs no weight bits), one per node."""
+    _, reads = totals
+    seen: set[str] = set()
+    return [r for r in rows if not reads.get(r["node"]) and not (r["node"] in seen or seen.add(r["node"]))]
 
 
 def _next_precision(node: str, plan, int16: bool, tried: set[str] = frozenset()) -> str:

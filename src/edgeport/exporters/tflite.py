@@ -26,7 +26,7 @@ import numpy as np
 
 from edgeport.errors import InputError, UnsupportedOpError
 from edgeport.exporters import Artifact, Exporter, ExportJob, torch_job
-from edgeport.exporters.tflite_names import shorten_names, tensor_module_path
+from edgeport.exporters.tflite_names import enclosing_layer, shorten_names, tensor_module_path
 from edgeport.exporters.tflite_pt2e import (_drop_integer_observers, _fixed_output_qparams,
                                             _float_batch_norms_to_convs, _module_path, _override_observers,
                                             _unshare_fixed_outputs, _weights_by_name)
@@ -255,9 +255,11 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
                 graph_module = super().annotate(graph_module)
             for node in graph_module.graph.nodes:
                 path = _module_path(node)
+                owner = enclosing_layer(path, float_modules)  # a float layer's submodules are float too
                 seen.add(path)
-                if path in float_modules and node.meta.pop("quantization_annotation", None) is not None:
-                    kept_float.add(path)
+                seen.add(owner or path)
+                if owner is not None and node.meta.pop("quantization_annotation", None) is not None:
+                    kept_float.add(owner)
                 elif path in row_tables:
                     node.meta.pop("quantization_annotation", None)
             _unshare_fixed_outputs(graph_module, self.global_config)
@@ -330,15 +332,19 @@ def _aeq_static(job: ExportJob, float_model: bytes, float_io: bool) -> tuple[byt
         entries, layer_notes = _per_layer_config(job, float_model)
         config += entries
 
-    signatures = Interpreter(model_content=float_model).get_signature_list()
-    key = next(iter(signatures))
-    names = signatures[key]["inputs"]
+    interpreter = Interpreter(model_content=float_model)
+    key = next(iter(interpreter.get_signature_list()))
+    # the signature's inputs in the model's order, with the dtypes the file takes (litert-torch
+    # writes an int64 input, e.g. a sample rate, as int32)
+    wanted = interpreter.get_signature_runner(key).get_input_details()
+    names = interpreter.get_signature_list()[key]["inputs"]
     data = job.calib.take(job.recipe.calib_samples)
-    samples = [dict(zip(names, sample.values())) for sample in data.samples(job.model.inputs)]
+    samples = [{n: np.asarray(v).astype(wanted[n]["dtype"]) for n, v in zip(names, sample.values())}
+               for sample in data.samples(job.model.inputs)]
     qt = quantizer.Quantizer(float_model)
     qt.load_quantization_recipe(config)
     ranges = qt.calibrate({key: samples})  # gives the tensors it quantizes; its ranges are averaged
-    observed = _observed_ranges(float_model, samples, set(ranges))
+    observed = _observed_ranges(float_model, key, samples, set(ranges))
     matched = 0
     for name, stats in ranges.items():
         lo, hi = observed[name]
@@ -382,6 +388,7 @@ def _per_layer_config(job: ExportJob, float_model: bytes) -> tuple[list[dict], l
     tensors = interpreter.get_tensor_details()
     int16_ops = _int16_ops()
     rows, found, in_float = [], set(), set()
+    decided: dict[int, str] = {}  # tensor index -> the precision of the op writing it
     for op in interpreter._get_ops_details():
         if not len(op["outputs"]):
             continue
@@ -391,10 +398,17 @@ def _per_layer_config(job: ExportJob, float_model: bytes) -> tuple[list[dict], l
         if output is not None:
             index = int(output.group(1)) if output.groups() else 0
             paths.add(output_layers[index] if index < len(output_layers) else "")
-        hits = {wanted[p] for p in paths if p in wanted}
+        owners = {enclosing_layer(p, wanted) for p in paths} - {None}
+        hits = {wanted[p] for p in owners}
+        if not owners and op["op_name"] in PASS_THROUGH:
+            # an op the conversion made without a module of its own (the slices of an STFT's
+            # output): it keeps the precision of what it reads, as the plan's pass-through ops do
+            hits = {decided[i] for i in op["inputs"] if i in decided} - {"int8"}
+        for index in op["outputs"]:
+            decided[index] = "float" if "float" in hits else "int16" if "int16" in hits else "int8"
         if not hits:
             continue
-        found.update(p for p in paths if p in wanted)
+        found.update(owners)
         regex = "^" + re.escape(name) + "(;|$)"
         if "float" not in hits and "int16" in hits and op["op_name"] not in int16_ops:
             hits.add("float")  # no int16 kernel (HARD_SWISH, hard sigmoid's RELU_0_TO_1): float, as int16x8 does
@@ -423,6 +437,11 @@ def _per_layer_config(job: ExportJob, float_model: bytes) -> tuple[list[dict], l
     return rows, notes
 
 
+# TFLite ops that move values without computing new ones
+PASS_THROUGH = {"SLICE", "STRIDED_SLICE", "RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "CONCATENATION", "SPLIT",
+                "SPLIT_V", "GATHER", "REVERSE_V2", "PAD", "PADV2"}
+
+
 def _int16_ops() -> set[str]:
     """TFLite ops ai-edge-quantizer quantizes with int16 activations (its policy table); it gives
     any other op of an int16 row the int8 row instead, so those ops are kept float here."""
@@ -433,20 +452,18 @@ def _int16_ops() -> set[str]:
     return set(json.loads(default_policy.DEFAULT_JSON_POLICY)["ops_per_config"]["static_wi8_ai16"])
 
 
-def _observed_ranges(model: bytes, samples: list[dict], names: set[str]) -> dict[str, tuple[float, float]]:
-    """Raw min / max of the named tensors of a float TFLite model over `samples`."""
+def _observed_ranges(model: bytes, key: str, samples: list[dict], names: set[str]) -> dict[str, tuple[float, float]]:
+    """Raw min / max of the named tensors of a float TFLite model over `samples` (by input name
+    of signature `key`)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=model, experimental_preserve_all_tensors=True)
-    interpreter.allocate_tensors()
+    runner = interpreter.get_signature_runner(key)
     index = {t["name"]: t["index"] for t in interpreter.get_tensor_details() if t["name"] in names}
-    inputs = interpreter.get_input_details()
     lo = {n: np.inf for n in index}
     hi = {n: -np.inf for n in index}
     for sample in samples:
-        for detail, value in zip(inputs, sample.values()):
-            interpreter.set_tensor(detail["index"], value.astype(np.float32))
-        interpreter.invoke()
+        runner(**sample)
         for name, i in index.items():
             value = interpreter.get_tensor(i)
             lo[name], hi[name] = min(lo[name], float(value.min())), max(hi[name], float(value.max()))

@@ -32,6 +32,16 @@ def tensor_module_path(tensor: str) -> str:
     return ".".join(p for p in parts if p)
 
 
+def enclosing_layer(path: str, layers) -> str | None:
+    """The entry of `layers` (module paths) that is `path` or holds it as a submodule: an ONNX
+    source's LSTM module `rnn/LSTM` computes in its child `rnn/LSTM.layer`."""
+    parts = path.split(".")
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in layers:
+            return ".".join(parts[:end])
+    return None
+
+
 FLATBUFFER_LIMIT = 2**31 - 2**24  # a flatbuffer holds < 2 GiB: larger files keep their names
 SHORT = "/"  # a shortened name starts with it: `/features.0;1` (converter names never do)
 
