@@ -363,3 +363,35 @@ def test_fallback_meets_the_goal_on_the_trained_voice_detector(tmp_path):
     moved = {m["node"]: m["to"] for m in fallback["moved"]}
     assert fallback["met"] and moved.get("/model/stft/Pow_1") == "float", fallback["moved"]
     assert fallback["float_weight_share"] == 0.0
+
+
+@pytest.mark.e2e
+def test_android_finds_the_layers_of_nodes_named_with_at(tmp_path):
+    """paddle2onnx names nodes `Conv@1`, ...: litert-torch cuts module names at '@', so the modules
+    are named `Conv#1`; every layer the plan moves is found in the .tflite (none is left at int8
+    for want of a name)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    convs = [helper.make_node("Conv", ["x" if i == 0 else f"r{i - 1}", f"w{i}", f"b{i}"], [f"c{i}"], name=f"Conv@{i}",
+                              pads=[1, 1, 1, 1]) for i in range(3)]
+    relus = [helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"Relu@{i}") for i in range(3)]
+    inits = [t for i in range(3) for t in (
+        numpy_helper.from_array(rng.standard_normal((4, 3 if i == 0 else 4, 3, 3)).astype(np.float32), f"w{i}"),
+        numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), f"b{i}"))]
+    graph = helper.make_graph([n for pair in zip(convs, relus) for n in pair], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("r2", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    source = tmp_path / "paddle_named.onnx"
+    source.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    data = tmp_path / "x.npz"
+    np.savez(data, x=rng.standard_normal((16, 3, 8, 8)).astype(np.float32))
+    out = tmp_path / "out"
+    result = run_cli("export", str(source), "--target", "android", "--quantize", "int8", "--override", "Conv@1=int16",
+                     "--override", "Conv@2=float", "--calib", str(data), "--out", str(out), "--runs", "1",
+                     "--warmup", "0")
+    assert result.returncode == 0, result.stderr
+    notes = load_report(out)["targets"][0]["notes"]
+    assert any(n.startswith("at int16 activations (int8 weights): 1 layer(s) (Conv#1)") for n in notes), notes
+    assert any(n.startswith("kept in float: 1 layer(s) (Conv#2)") for n in notes), notes
+    assert not any("no op of their own" in n for n in notes), notes

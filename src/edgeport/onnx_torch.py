@@ -285,6 +285,7 @@ def to_torch(model: FloatModel) -> FloatModel:
     missing = unsupported_node(graph)
     if missing is not None:
         raise UnsupportedOpError(*missing)
+    original = _names_litert_keeps(graph)
     try:
         module = converter.convert(graph, attach_onnx_mapping=True)
     except Exception as exc:  # noqa: BLE001 - onnx2torch raises many types; the node is named below
@@ -299,8 +300,25 @@ def to_torch(model: FloatModel) -> FloatModel:
     params = _param_map(module, graph, onnx.load_from_string(model.onnx_bytes))
     # each node's module path: onnx2torch names a node's module by its name with '.' read as '/'
     # ('p2o.Conv.3' -> 'p2o/Conv/3'); exporters find the plan's float layers by it
-    layers = {**model.layers, **{node.name: path for path, node in onnx_graph.nodes.items() if node.name}}
+    layers = {**model.layers, **{original.get(node.name, node.name): path for path, node in onnx_graph.nodes.items()
+                                 if node.name}}
     return replace(model, torch_module=module, example_inputs=examples, params=params, layers=layers)
+
+
+def _names_litert_keeps(graph) -> dict[str, str]:
+    """Rename the nodes whose names hold '@' (paddle2onnx names its nodes `Conv@39`) with '#'
+    instead: onnx2torch names each module after its node, and litert-torch cuts a module name at
+    '@' in the .tflite's tensor names (`Conv@39` and `Conv@40` both become `Conv`), so the
+    android exporter could not find the plan's layers there. Returns new name -> original."""
+    taken = {n.name for n in graph.graph.node}
+    renamed = {}
+    for node in graph.graph.node:
+        new = node.name.replace("@", "#")
+        if new != node.name and new not in taken:
+            renamed[new] = node.name
+            taken.add(new)
+            node.name = new
+    return renamed
 
 
 def _linear_matmuls(module, ops: dict[str, str]):
