@@ -327,8 +327,11 @@ def test_a_fused_activations_noise_is_its_producers():
     rows = [{"node": "conv", "op": "Conv", "layer": "conv", "added_noise": 0.01, "error_share": 0.1, "sqnr_db": 30.0},
             {"node": "relu", "op": "Relu", "layer": "relu", "added_noise": 0.08, "error_share": 0.8, "sqnr_db": 9.0},
             {"node": "square", "op": "Mul", "layer": "square", "added_noise": 0.01, "error_share": 0.1, "sqnr_db": 8.0}]
-    merged = {r["node"]: r for r in _onto_producers(rows, graph) if r["added_noise"]}
+    merged = {r["node"]: r for r in _onto_producers(rows, graph, {"conv": "features.0"}) if r["added_noise"]}
     assert merged["conv"]["added_noise"] == pytest.approx(0.09) and merged["conv"]["error_share"] == pytest.approx(0.9)
+    assert merged["conv"]["layer"] == "conv"  # its own row kept its layer
+    alone = {r["node"]: r for r in _onto_producers(rows[1:], graph, {"conv": "features.0"}) if r["added_noise"]}
+    assert alone["conv"]["layer"] == "features.0" and alone["conv"]["added_noise"] == pytest.approx(0.08)
     assert "relu" not in merged and merged["square"]["added_noise"] == 0.01
     # the square reads no weight: a float move of it costs no weight bits
     assert [r["node"] for r in _weightless(list(merged.values()), _weight_sizes(graph))] == ["square"]

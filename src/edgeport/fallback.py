@@ -209,7 +209,8 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
 
         def rows_of(state: Measured) -> list[dict]:
             with stage(f"fallback auto: per-layer noise after step {len(result.steps)}"):
-                return _onto_producers(compare_onnx(float_graph, state.artifact, small, model.layers), float_graph)
+                return _onto_producers(compare_onnx(float_graph, state.artifact, small, model.layers), float_graph,
+                                       model.layers)
 
         best = measure(recipe)
         if best.artifact is None:  # the recipe's own plan: nothing to fall back from
@@ -434,7 +435,7 @@ def _batch(fits: list[dict], needed: float, floated, graph, totals) -> list[dict
 FUSED_ACTIVATIONS = {"Relu", "Clip"}  # rounded where they write, but fused into the layer before
 
 
-def _onto_producers(rows: list[dict], graph) -> list[dict]:
+def _onto_producers(rows: list[dict], graph, layers: dict[str, str] | None = None) -> list[dict]:
     """`rows` with the noise a ReLU / Clip adds given to the layer computing its input: a conv's
     output is rounded only after its fused activation, so the activation's row shows the noise
     the conv's output grid causes, and moving the conv (which takes its activation along, see
@@ -453,6 +454,7 @@ def _onto_producers(rows: list[dict], graph) -> list[dict]:
         target = by_node.get(source.name)
         if target is None:
             target = by_node[source.name] = {**row, "node": source.name, "op": source.op_type,
+                                             "layer": (layers or {}).get(source.name, source.name),
                                              "added_noise": 0.0, "error_share": 0.0}
             merged.append(target)
         target["added_noise"] += row["added_noise"]
