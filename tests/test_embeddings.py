@@ -64,12 +64,16 @@ def test_torch_module_looks_up_the_scaled_int8_rows():
     assert np.array_equal(rewritten(ids).detach().numpy(), ROWS[ids.numpy()])
 
 
-@pytest.fixture
-def text_data(tmp_path):
-    path = tmp_path / "text.npz"
-    np.savez(path, input_ids=RNG.integers(0, 4000, (24, 12)),
+def _token_data(path, vocab: int):
+    """24 samples of 12 token ids below `vocab`, with a padding mask."""
+    np.savez(path, input_ids=RNG.integers(0, vocab, (24, 12)),
              attention_mask=(RNG.random((24, 12)) > 0.2).astype(np.int64))
     return path
+
+
+@pytest.fixture
+def text_data(tmp_path):
+    return _token_data(tmp_path / "text.npz", 4000)
 
 
 @pytest.mark.e2e
@@ -141,10 +145,7 @@ def test_int4_rows_only_for_tables_of_whole_blocks_and_int4_recipes():
 
 @pytest.fixture
 def wide_data(tmp_path):
-    path = tmp_path / "wide.npz"
-    np.savez(path, input_ids=RNG.integers(0, 2000, (24, 12)),
-             attention_mask=(RNG.random((24, 12)) > 0.2).astype(np.int64))
-    return path
+    return _token_data(tmp_path / "wide.npz", 2000)
 
 
 def test_ids_beyond_the_table_are_bad_input(tmp_path, text_data):

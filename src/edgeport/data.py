@@ -133,12 +133,15 @@ def _check_values(feeds: dict[str, np.ndarray], spec: str, what: str) -> None:
                              "calibration needs the values the model sees in use")
 
 
-def check_lookup_ids(dataset: Dataset | None, onnx_model) -> None:
-    """Refuse integer data that indexes past a table the model looks it up in: an input read as
-    the indices of a Gather on a constant table (token ids into an embedding) must lie within
-    the table's rows (negative ids count from the end, as ONNX's Gather allows)."""
-    if dataset is None or onnx_model is None:
+def check_lookup_ids(dataset: Dataset | None, model) -> None:
+    """Refuse integer data that indexes past a table `model` (a FloatModel) looks it up in: an
+    input read as the indices of a Gather on a constant table (token ids into an embedding) must
+    lie within the table's rows (negative ids count from the end, as ONNX's Gather allows). The
+    graph is read only for data with integer inputs (an int8 .tflite source has none)."""
+    if dataset is None or not model.onnx_bytes or \
+            not any(np.issubdtype(a.dtype, np.integer) for a in dataset.feeds.values()):
         return
+    onnx_model = model.onnx_model()
     tables = {i.name: i.dims[0] for i in onnx_model.graph.initializer if i.dims}
     for node in onnx_model.graph.node:
         if node.op_type != "Gather" or len(node.input) < 2 or node.input[0] not in tables:

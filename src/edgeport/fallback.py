@@ -208,9 +208,11 @@ def tune(model, recipe: Recipe, calib, goals: dict[str, float], make_plan, expor
                 return Measured(_score(metrics, aim), candidate, plan, artifact, metrics, entry)
 
         def rows_of(state: Measured) -> list[dict]:
-            with stage(f"fallback auto: per-layer noise after step {len(result.steps)}"):
-                return _onto_producers(compare_onnx(float_graph, state.artifact, small, model.layers), float_graph,
-                                       model.layers)
+            if state.rows is None:  # once per plan: the weightless probe and the next step read the same rows
+                with stage(f"fallback auto: per-layer noise after step {len(result.steps)}"):
+                    state.rows = _onto_producers(compare_onnx(float_graph, state.artifact, small, model.layers),
+                                                 float_graph, model.layers)
+            return state.rows
 
         best = measure(recipe)
         if best.artifact is None:  # the recipe's own plan: nothing to fall back from
@@ -295,6 +297,7 @@ class Measured:
     artifact: object
     metrics: dict
     entry: dict  # its line in `Fallback.steps`
+    rows: list[dict] | None = None  # its per-layer comparison, once made
 
 
 def _bisect(base: Measured, ranked: list[dict], to: str, measure, result: Fallback, graph, totals,
@@ -442,11 +445,11 @@ def _onto_producers(rows: list[dict], graph, layers: dict[str, str] | None = Non
     `_followers`) is what removes it (silero-vad's encoder: four Conv -> Relu, every one of them
     noisy at the Relu)."""
     producers = {out: node for node in graph.graph.node for out in node.output}
+    nodes = {node.name: node for node in graph.graph.node if node.name}
     by_node = {r["node"]: r for r in rows if r["node"]}
     merged = []
     for row in rows:
-        node = next((n for n in graph.graph.node if n.name == row["node"]), None) \
-            if row["op"] in FUSED_ACTIVATIONS else None
+        node = nodes.get(row["node"]) if row["op"] in FUSED_ACTIVATIONS else None
         source = producers.get(node.input[0]) if node is not None and node.input else None
         if source is None or source.op_type in NOT_MOVED or not source.name:
             merged.append(row)
@@ -475,8 +478,11 @@ def _quantized_by_noise(rows: list[dict], plan, every: bool = False) -> list[dic
 def _weightless(rows: list[dict], totals) -> list[dict]:
     """The rows of nodes that read no weight (a float move costs no weight bits), one per node."""
     _, reads = totals
-    seen: set[str] = set()
-    return [r for r in rows if not reads.get(r["node"]) and not (r["node"] in seen or seen.add(r["node"]))]
+    kept: dict[str, dict] = {}
+    for row in rows:
+        if not reads.get(row["node"]):
+            kept.setdefault(row["node"], row)
+    return list(kept.values())
 
 
 def _next_precision(node: str, plan, int16: bool, tried: set[str] = frozenset()) -> str:

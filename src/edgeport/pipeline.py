@@ -103,9 +103,8 @@ def export(source: str, targets: str | list[str] = "onnx", recipe: Recipe | None
     with stage("reading the data"):
         calib_data = load_dataset(calib, model.inputs, "calibration data") if calib else None
         eval_data = load_dataset(eval, model.inputs, "eval data") if eval else None
-        graph = model.onnx_model() if model.onnx_bytes else None  # (an int8 .tflite source has none)
         for dataset in (calib_data, eval_data):
-            check_lookup_ids(dataset, graph)
+            check_lookup_ids(dataset, model)
     if tflite_source and not (calib_data or eval_data):
         eval_data = random_dataset(model.inputs, RANDOM_SAMPLES)  # checks compare on these
     original = model

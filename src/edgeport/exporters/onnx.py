@@ -251,7 +251,7 @@ def row_quantized_embeddings(graph, plan: QuantPlan) -> list[str]:
             graph.graph.initializer.extend(_stored_rows(numpy_helper.to_array(inits[name]), name, params))
         ids, out, base = node.input[1], node.output[0], node.name or out
         if params.bits == 4:
-            part = [_int4_lookup(graph, name, ids, out, base)]
+            part = [_int4_lookup(graph, name, inits[name].dims[1], ids, out, base)]
         else:
             part = [helper.make_node("Gather", [f"{name}_quantized", ids], [f"{out}_rows"], name=f"{base}_rows"),
                     helper.make_node("Cast", [f"{out}_rows"], [f"{out}_int"], name=f"{base}_cast",
@@ -293,7 +293,7 @@ def _int4_row_block(width: int) -> int:
     return min(width & -width, 4096)
 
 
-def _int4_lookup(graph, name: str, ids: str, out: str, base: str):
+def _int4_lookup(graph, name: str, width: int, ids: str, out: str, base: str):
     """An int4 table's lookup: onnxruntime's GatherBlockQuantized (com.microsoft; CPU and web)
     reads only the rows looked up and scales them, where a DequantizeLinear on the table would
     convert all of it on every call (6.4 ms against 0.1 ms for a 30522 x 128 vocabulary here).
@@ -302,7 +302,6 @@ def _int4_lookup(graph, name: str, ids: str, out: str, base: str):
 
     if not any(o.domain == "com.microsoft" for o in graph.opset_import):
         graph.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    width = next(i.dims[1] for i in graph.graph.initializer if i.name == f"{name}_quantized")
     return helper.make_node("GatherBlockQuantized", [f"{name}_quantized", ids, f"{name}_row_scale"], [out],
                             name=base, domain="com.microsoft", gather_axis=0, quantize_axis=1,
                             block_size=_int4_row_block(width))

@@ -333,11 +333,12 @@ def _aeq_static(job: ExportJob, float_model: bytes, float_io: bool) -> tuple[byt
         config += entries
 
     interpreter = Interpreter(model_content=float_model)
-    key = next(iter(interpreter.get_signature_list()))
+    signatures = interpreter.get_signature_list()
+    key = next(iter(signatures))
     # the signature's inputs in the model's order, with the dtypes the file takes (litert-torch
     # writes an int64 input, e.g. a sample rate, as int32)
     wanted = interpreter.get_signature_runner(key).get_input_details()
-    names = interpreter.get_signature_list()[key]["inputs"]
+    names = signatures[key]["inputs"]
     data = job.calib.take(job.recipe.calib_samples)
     samples = [{n: np.asarray(v).astype(wanted[n]["dtype"]) for n, v in zip(names, sample.values())}
                for sample in data.samples(job.model.inputs)]
