@@ -247,3 +247,54 @@ def test_an_int16_layer_without_an_int16_kernel_stays_float_on_android(tmp_path)
     tensors = interpreter.get_tensor_details()
     swish = [op for op in interpreter._get_ops_details() if op["op_name"] == "HARD_SWISH"]
     assert swish and all(tensors[op["inputs"][0]]["dtype"].__name__ == "float32" for op in swish)
+
+
+def _reshaping_graph() -> onnx.ModelProto:
+    """conv -> reshape -> transpose -> two slices -> softmax / matmul: value-preserving ops
+    between a conv and the ops reading its values."""
+    rng = np.random.default_rng(0)
+    ints = lambda values, name: numpy_helper.from_array(np.array(values, np.int64), name)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"], name="conv"),
+             helper.make_node("Reshape", ["a", "shape"], ["b"], name="reshape"),
+             helper.make_node("Transpose", ["b"], ["t"], name="transpose", perm=[1, 0]),
+             helper.make_node("Slice", ["t", "zero", "eight", "axis"], ["t0"], name="slice0"),
+             helper.make_node("Slice", ["t", "eight", "sixteen", "axis"], ["t1"], name="slice1"),
+             helper.make_node("Softmax", ["t0"], ["y"], name="soft", axis=-1),
+             helper.make_node("MatMul", ["t1", "w2"], ["z"], name="mm")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 4]),
+                               helper.make_tensor_value_info("z", TensorProto.FLOAT, [8, 3])],
+                              [numpy_helper.from_array(rng.normal(size=(4, 2, 1, 1)).astype(np.float32), "w"),
+                               numpy_helper.from_array(rng.normal(size=(4, 3)).astype(np.float32), "w2"),
+                               ints([4, 16], "shape"), ints([0], "zero"), ints([8], "eight"), ints([16], "sixteen"),
+                               ints([0], "axis")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_float_value_preserving_op_reading_quantized_values_keeps_their_grid():
+    """Reshape / Transpose hold the same values in float or on their input's grid; behind a
+    quantized conv they take its precision (onnxruntime moves the conv's DequantizeLinear past
+    them anyway), and stay float behind a float one."""
+    graph = _reshaping_graph()
+    every = Recipe(quantize="int8", keep_float=("Reshape", "Transpose", "Softmax"))
+    assert resolve_precisions(graph, {}, every) == {"soft": "float"}
+    int16 = Recipe(quantize="int8", overrides={"layer": {"conv": "int16", "reshape": "float", "transpose": "float"}})
+    assert resolve_precisions(graph, {}, int16) == {"conv": "int16", "reshape": "int16", "transpose": "int16"}
+    floated = Recipe(quantize="int8", keep_float=("conv", "reshape"))
+    assert resolve_precisions(graph, {}, floated) == {"conv": "float", "reshape": "float"}
+
+
+def test_an_int8_onnx_with_float_reshapes_behind_a_conv_loads_in_onnxruntime(tmp_path):
+    """A float Reshape behind an int8 conv, in a graph with an int16 layer (opset 21): onnxruntime's
+    QDQ propagation wrote a QuantizeLinear behind the Reshape whose output type differed from its
+    zero point's and refused the file (PP-OCRv4 rec's fallback met this)."""
+    source = tmp_path / "reshaping.onnx"
+    onnx.save(_reshaping_graph(), str(source))
+    np.savez(tmp_path / "calib.npz", x=np.random.default_rng(1).normal(size=(8, 2, 4, 4)).astype(np.float32))
+    out = tmp_path / "out"
+    result = run_cli("export", str(source), "--target", "onnx", "--quantize", "int8", "--calib",
+                     str(tmp_path / "calib.npz"), "--keep-float", "Reshape", "--keep-float", "Transpose",
+                     "--override", "mm=int16", "--runs", "3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    parity = load_report(out)["targets"][0]["checks"]["parity"]
+    assert parity["status"] == "measured" and parity["cosine"] >= 0.999
