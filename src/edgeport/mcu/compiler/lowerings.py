@@ -2,7 +2,9 @@
 
 Each op family module ends with a `LOWERINGS` table (op name -> lowering): `lowering`
 (convolutions, FULLY_CONNECTED, pooling, MEAN), `lowering_layout` (RESHAPE, TRANSPOSE, PAD,
-CONCATENATION), `lowering_elementwise` (ADD, SOFTMAX, QUANTIZE, comparisons, SELECT_V2) and
+CONCATENATION), `lowering_elementwise` (ADD, SOFTMAX, QUANTIZE, comparisons, SELECT_V2),
+`lowering_activation` (PRELU, LEAKY_RELU, HARD_SWISH, LOGISTIC, TANH), `lowering_arith` (MUL,
+SUB, MAXIMUM, MINIMUM, RESIZE_*), `lowering_slicing` (STRIDED_SLICE, SPLIT, GATHER) and
 `lowering_lowbit` (binary / ternary filters, offered first with `WeightStorage(lowbit=True)`).
 The registries are built here from those tables, explicitly and on first use; an op name in two
 tables raises. Adding an op is its function and one line in its family's table.
@@ -24,10 +26,18 @@ if TYPE_CHECKING:
 @cache
 def lowerings() -> Registry[Lower]:
     """TFLite op name -> its lowering onto the int8 kernels."""
-    from edgeport.mcu.compiler import lowering, lowering_elementwise, lowering_layout
+    from edgeport.mcu.compiler import (
+        lowering,
+        lowering_activation,
+        lowering_arith,
+        lowering_elementwise,
+        lowering_layout,
+        lowering_slicing,
+    )
 
-    return _registry("Cortex-M C kernel",
-                     lowering.LOWERINGS, lowering_layout.LOWERINGS, lowering_elementwise.LOWERINGS)
+    return _registry("Cortex-M C kernel", lowering.LOWERINGS, lowering_layout.LOWERINGS,
+                     lowering_elementwise.LOWERINGS, lowering_activation.LOWERINGS, lowering_arith.LOWERINGS,
+                     lowering_slicing.LOWERINGS)
 
 
 @cache

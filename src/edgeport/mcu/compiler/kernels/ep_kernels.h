@@ -257,6 +257,11 @@ void ep_transpose_s8(const ep_transpose_params *p, const int8_t *input, int8_t *
 void ep_pad_s8(const ep_pad_params *p, const int8_t *input, int8_t *output);
 void ep_concat_s8(const ep_concat_params *p, const int8_t *const *inputs, int8_t *output);
 
+/* op families with their own files */
+#include "ep_activation.h"
+#include "ep_arith.h"
+#include "ep_slicing.h"
+
 #ifdef __cplusplus
 }
 #endif

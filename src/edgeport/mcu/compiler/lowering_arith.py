@@ -1,0 +1,12 @@
+"""Arith ops -> C kernel calls: MUL, SUB, MAXIMUM, MINIMUM, RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR (int8, as LiteRT's reference kernels compute them).
+
+One op family of the lowerings (the shared parts are in `lowering`); the `LOWERINGS` table at
+the end goes into the registry built in `lowerings`.
+"""
+
+from __future__ import annotations
+
+from edgeport.mcu.compiler.lowering import Lower
+
+# op name -> lowering, for the registry built in `lowerings`
+LOWERINGS: dict[str, Lower] = {}
