@@ -278,8 +278,8 @@ def check_bit_exact(tflite: bytes, name: str, tmp: Path, cflags=(), n: int = SAM
     core_in = graph.consumers(graph.inputs[0])[0].outputs[0]
     core_out = graph.producer(graph.outputs[0]).inputs[0]
     ref, q_in, q_out = litert_reference(tflite, inputs, (core_in, core_out))
-    in_t = "float" if info.input_dtype == "float32" else "int8_t"
-    out_t = "float" if info.output_dtype == "float32" else "int8_t"
+    in_t = "float" if info.inputs[0]["dtype"] == "float32" else "int8_t"
+    out_t = "float" if info.outputs[0]["dtype"] == "float32" else "int8_t"
     got = run_c(lib, info.name, f"{info.name}_invoke_f32", in_t, out_t, inputs, ref.shape[1:], ref.dtype, tmp, cflags)
     np.testing.assert_array_equal(got.view(np.uint8), ref.view(np.uint8))
     got_q = run_c(lib, info.name, f"{info.name}_invoke", "int8_t", "int8_t", q_in, q_out.shape[1:], np.int8,

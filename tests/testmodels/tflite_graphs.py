@@ -411,7 +411,7 @@ def layout_graph(seed: int = 1) -> bytes:
 
 
 def single_op_graph(op: str, seed: int = 0) -> bytes:
-    """One op on an int8 [1, 4, 4, 3] input: an op edgeport lacks (e.g. "TANH", "LOGISTIC")."""
+    """One op on an int8 [1, 4, 4, 3] input: an op edgeport lacks (e.g. "EXP", "RSQRT")."""
     g = GraphBuilder(seed)
     x = g.activation("input", (1, 4, 4, 3), 0.05, 0)
     y = g.activation(f"{op.lower()}_out", (1, 4, 4, 3), 1.0 / 128, 0 if op == "TANH" else -128)
@@ -513,6 +513,37 @@ def comparison_graph(op: str, seed: int = 25) -> bytes:
     b = g.select(g.compare(op, scalar, x), x, column)
     c = g.select(g.compare(op, x, channels), scalar, x)
     return g.build([x], [g.concatenate([a, b, c], axis=3)])
+
+
+def multi_io_graph(float_io: bool = False, seed: int = 26) -> bytes:
+    """Two inputs, three outputs: image [1, 6, 6, 3] -> conv RELU -> `map` [1, 6, 6, 4] (an output
+    that later ops read too) -> MEAN over H, W -> ADD with side [1, 4] -> FULLY_CONNECTED ->
+    `head` [1, 5] -> SOFTMAX -> `probs` [1, 5]. `float_io`: both inputs float through QUANTIZE,
+    every output float through DEQUANTIZE."""
+    g = GraphBuilder(seed)
+    ends = []
+    for name, shape, scale, zero_point in (("image", (1, 6, 6, 3), 0.05, -3), ("side", (1, 4), 0.02, 7)):
+        q = g.activation(f"{name}_q" if float_io else name, shape, scale, zero_point)
+        if float_io:
+            x = g.float_tensor(name, shape)
+            g.op("QUANTIZE", [x], [q], schema.QuantizeOptionsT())
+            ends.append(x)
+        else:
+            ends.append(q)
+        if name == "image":
+            image = q
+        else:
+            side = q
+    feature_map = g.conv(image, 4, k=(3, 3), padding="SAME", act="RELU")
+    pooled = g.reshape(g.mean(feature_map, [1, 2], keep_dims=False), [1, 4])
+    head = g.fully_connected(g.add(pooled, g.requantize(side, g.scale(pooled), g.zero_point(pooled))), 5)
+    outputs = [feature_map, head, g.softmax(head)]
+    if float_io:
+        for k, q in enumerate(list(outputs)):
+            y = g.float_tensor(f"output_{k}", g.shape(q))
+            g.op("DEQUANTIZE", [q], [y], schema.DequantizeOptionsT())
+            outputs[k] = y
+    return g.build(ends, outputs)
 
 
 def conv_variants_graph(seed: int = 3) -> bytes:

@@ -66,20 +66,25 @@ def check_bit_exact(ctx: CheckContext) -> CheckResult:
 
     session = ctx.session
     reference = LiteRTSession(str(ctx.artifact.path / f"{session.name}.tflite"), 1, reference_kernels=True)
-    spec = reference.inputs[0]
-    inputs = [random_dataset([spec], RANDOM_INPUTS, seed=RANDOM_SEED).feeds[spec.name]]
+    specs = reference.inputs
+    random = random_dataset(specs, RANDOM_INPUTS, seed=RANDOM_SEED).feeds
+    batches = [[random[spec.name] for spec in specs]]
     sources = [f"{RANDOM_INPUTS} random int8 inputs (seed {RANDOM_SEED})"]
     if ctx.refs.data is not None:
-        data = next(iter(ctx.refs.data.feeds.values()))
-        inputs.append(session.quantize_input(data).reshape(len(data), *spec.shape[1:]))
-        sources.append(f"{len(data)} samples of {ctx.refs.data.source}")
-    x = np.concatenate(inputs).astype(np.int8)
-    got = session.run_int8(x)
-    want = np.concatenate([reference.run_raw({spec.name: x[i:i + 1]})[0].reshape(1, -1) for i in range(len(x))])
+        values = list(ctx.refs.data.feeds.values())
+        batches.append([session.quantize_input(v, k).reshape(len(v), *spec.shape[1:])
+                        for k, (v, spec) in enumerate(zip(values, specs))])
+        sources.append(f"{len(values[0])} samples of {ctx.refs.data.source}")
+    per_input = [np.concatenate([batch[k] for batch in batches]).astype(np.int8) for k in range(len(specs))]
+    count = len(per_input[0])
+    # the firmware takes each sample's inputs back to back and writes its outputs likewise
+    got = session.run_int8(np.concatenate([x.reshape(count, -1) for x in per_input], axis=1))
+    want = np.stack([np.concatenate([out.reshape(-1) for out in reference.run_raw(
+        {spec.name: x[i:i + 1] for spec, x in zip(specs, per_input)})]) for i in range(count)])
     diff = np.abs(got.astype(np.int16) - want.astype(np.int16))
     same = int(np.sum(np.all(diff == 0, axis=1)))
     return CheckResult("bit_exact", MEASURED, {
-        "samples": int(len(x)), "identical": same, "bit_exact": same == len(x),
+        "samples": count, "identical": same, "bit_exact": same == count,
         "max_diff_steps": int(diff.max(initial=0)), "inputs": sources,
         "reference": "LiteRT reference kernels (BUILTIN_REF) on the same .tflite"})
 

@@ -11,6 +11,9 @@ or whose output is float (a trailing DEQUANTIZE) also gets `<name>_invoke_f32`, 
 the model's own I/O types (float where the model's I/O is float) and quantizes/dequantizes
 around `<name>_invoke` exactly as the model's QUANTIZE/DEQUANTIZE ops. The header's
 `<NAME>_INPUT_SCALE`/`_ZERO_POINT` describe the int8 input and output of `<name>_invoke`.
+A model with several inputs or outputs takes one pointer per port, in the model's order
+(`input0, input1, ..., output0, ...`), and also gets `<name>_invoke_packed` (every port back to
+back in one input and one output buffer); `interface` has the details.
 
 All weights, biases and requantization tables are `static const` (flash); activations live in
 one static, 16-byte aligned arena laid out by `planner`; the op sequence is
@@ -35,25 +38,27 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from edgeport.errors import InputError
 from edgeport.mcu.compiler import planner
+from edgeport.mcu.compiler.c_text import (  # noqa: F401  (sanitize_identifier: public here too)
+    comment_text,
+    identifier_note,
+    render_array,
+    render_struct,
+    sanitize_identifier,
+)
 from edgeport.mcu.compiler.lowering import (
-    STRUCT_FIELDS,
-    CArray,
-    CStruct,
     Lowering,
     Ref,
     ScratchRef,
     Step,
-    unsupported,
 )
 from edgeport.mcu.compiler.lowering_compressed import (
     StorageLowering,
     storage_header,
     storage_source,
 )
+from edgeport.mcu.compiler.interface import Interface, Port, header, packed_source, read_interface, signature
 from edgeport.mcu.compiler.lowerings import lower_op
 from edgeport.mcu.compiler.storage import WeightStorage
 from edgeport.mcu.compiler.tflite_ir import Graph, Op, read_tflite
@@ -61,7 +66,6 @@ from edgeport.mcu.compiler.tflite_ir import Graph, Op, read_tflite
 KERNEL_DIR = Path(__file__).parent / "kernels"
 DSP_EMULATION = "ep_dsp_emulation.h"
 FLOAT_MODEL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-_PER_LINE = {"int8_t": 16, "uint8_t": 16, "int32_t": 8, "uint32_t": 6, "uint64_t": 4, "float": 6, "double": 4}
 
 
 @dataclass
@@ -70,18 +74,14 @@ class LibraryInfo:
 
     name: str
     files: list[Path]
-    input_shape: tuple[int, ...]
-    input_dtype: str                 # the model's input type (int8 or float32)
-    input_size: int                  # elements
-    output_shape: tuple[int, ...]
-    output_dtype: str
+    inputs: list[dict]               # per input, in order: name, shape, dtype (the model's), size,
+    outputs: list[dict]              # and scale, zero_point of its int8 values in <name>_invoke
+    input_size: int                  # elements of every input (the packed buffer's bytes)
     output_size: int
     arena_bytes: int                 # RAM besides the caller's input/output buffers
     weight_bytes: int                # const arrays: weights (as stored), biases, multipliers, shifts
     ops: dict[str, int]              # op name -> count in the model
     macs: int                        # multiply-accumulates per inference
-    input_quantization: tuple[float, int]   # scale, zero point of <name>_invoke's int8 input
-    output_quantization: tuple[float, int]
     float_api: bool = False          # <name>_invoke_f32 exists
     source: str = ""
     notes: list[str] = field(default_factory=list)
@@ -101,128 +101,6 @@ class LibraryInfo:
         return data
 
 
-@dataclass
-class _Interface:
-    """The graph's input/output and the int8 core `<name>_invoke` runs between them."""
-
-    graph_input: int
-    graph_output: int
-    core_input: int
-    core_output: int
-    quantize: Op | None = None      # float graph input -> int8 core input
-    dequantize: Op | None = None    # int8 core output -> float graph output
-
-
-# ------------------------------------------------------------------ small pure helpers
-
-def sanitize_identifier(name: str) -> str:
-    """The C identifier every name of a library starts with, from any model name.
-
-    Characters other than ASCII letters, digits and '_' become '_'; runs of '_' become one and
-    trailing ones go (`<name>_invoke` must not hold '__', reserved in C++); a name starting with
-    a digit gets the prefix 'm_' and one starting with '_' (reserved at file scope in C) the
-    prefix 'm': "1kws" -> "m_1kws", "my model.v2" -> "my_model_v2", "_net" -> "m_net".
-    """
-    ident = re.sub(r"_+", "_", re.sub(r"[^0-9A-Za-z_]", "_", name.strip())).rstrip("_")
-    if not ident:
-        raise InputError(f"'{name}' cannot be made into a C identifier")
-    if ident[0].isdigit():
-        return f"m_{ident}"
-    return f"m{ident}" if ident[0] == "_" else ident
-
-
-def identifier_note(name: str, ident: str) -> list[str]:
-    """Banner lines saying how a model name became the library's C identifier (none if unchanged)."""
-    if name == ident:
-        return []
-    return [f" * C names start with '{ident}' (upper case '{ident.upper()}'): the model name "
-            f"'{comment_text(name, 40)}' is not a valid C identifier."]
-
-
-def c_float(value) -> str:
-    """A float32 as a C float literal that reads back to the same float32."""
-    value = float(np.float32(value))
-    if not np.isfinite(value):
-        raise ValueError(f"{value} has no C float literal")
-    text = f"{value:.9g}"
-    if not any(c in text for c in ".e"):
-        text += ".0"
-    return text + "f"
-
-
-def c_double(value) -> str:
-    """A double as a C literal that reads back to the same double."""
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{value} has no C double literal")
-    text = repr(value)
-    return text if any(c in text for c in ".e") else text + ".0"
-
-
-def c_int(value: int) -> str:
-    """An int32 as a C literal (INT32_MIN spelled so that it stays an int)."""
-    value = int(value)
-    return "(-2147483647 - 1)" if value == -(1 << 31) else str(value)
-
-
-def c_define(value: int) -> str:
-    """An integer for a #define: negative values parenthesized."""
-    text = c_int(value)
-    return f"({text})" if int(value) < 0 and not text.startswith("(") else text
-
-
-def comment_text(text: str, limit: int = 72) -> str:
-    """Text safe inside a C comment: ASCII, one line, no comment delimiters, shortened."""
-    text = "".join(c if 32 <= ord(c) < 127 else "?" for c in text).replace("*/", "* /").replace("/*", "/ *")
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _values(values: np.ndarray, ctype: str) -> str:
-    per_line = _PER_LINE[ctype]
-    if ctype in ("float", "double"):
-        items = [(c_float if ctype == "float" else c_double)(v) for v in values]
-    elif ctype == "uint64_t":
-        items = [f"{int(v)}ull" for v in values.tolist()]
-    elif ctype == "uint32_t":  # bit masks (low-bit weights): hex shows the bits
-        items = [f"0x{int(v):08x}u" for v in values.tolist()]
-    else:
-        items = [c_int(v) for v in values.astype(np.int64).tolist()]
-    lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
-    return ",\n".join(f"    {line}" for line in lines)
-
-
-def _render_array(array: CArray) -> str:
-    if array.ctype in STRUCT_FIELDS:  # one {field, ...} per row
-        rows = ",\n".join("    {" + ", ".join(c_int(v) for v in row) + "}" for row in array.values.tolist())
-        fields = ", ".join(STRUCT_FIELDS[array.ctype])
-        return (f"/* {comment_text(array.comment)} */\n/* {{{fields}}} */\n"
-                f"static const {array.ctype} {array.name}[{len(array.values)}] = {{\n{rows}\n}};\n")
-    return (f"/* {comment_text(array.comment)} */\n"
-            f"static const {array.ctype} {array.name}[{max(array.values.size, 1)}] = {{\n"
-            f"{_values(array.values, array.ctype) if array.values.size else '    0'}\n}};\n")
-
-
-def _field(value) -> str:
-    if isinstance(value, str):  # a C expression: an array's name, NULL
-        return value
-    if isinstance(value, (list, tuple)):
-        return "{" + (", ".join(_field(v) for v in value) if len(value) else "0") + "}"
-    if isinstance(value, (float, np.floating)):
-        return c_float(value)
-    return c_int(value)
-
-
-def _render_struct(struct: CStruct) -> str:
-    parts = [f".{key} = {_field(value)}" for key, value in struct.fields.items()]
-    lines: list[list[str]] = [[]]
-    for part in parts:
-        if lines[-1] and sum(len(p) + 2 for p in lines[-1]) + len(part) > 100:
-            lines.append([])
-        lines[-1].append(part)
-    body = ",\n".join("    " + ", ".join(line) for line in lines)
-    return f"static const {struct.ctype} {struct.name} = {{\n{body}\n}};\n"
-
-
 # ------------------------------------------------------------------ graph checks
 
 def _check_int8(graph: Graph) -> None:
@@ -235,50 +113,17 @@ def _check_int8(graph: Graph) -> None:
                                  f"(op #{op.index} {op.name} reads {'/'.join(sorted(dtypes))})")
 
 
-def _interface(graph: Graph) -> _Interface:
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise InputError(f"{graph.source}: {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; the C "
-                         "library supports one input and one output")
-    (gin,), (gout,) = graph.inputs, graph.outputs
-    io = _Interface(gin, gout, gin, gout)
-    tin, tout = graph.tensors[gin], graph.tensors[gout]
-    if tin.dtype == "float32":
-        users = graph.consumers(gin)
-        for user in users:  # a float op reading the input: no kernel for it
-            if user.name != "QUANTIZE" or graph.tensors[user.outputs[0]].dtype != "int8":
-                raise unsupported(user, graph, "float32")
-        if len(users) != 1:
-            raise InputError(f"{graph.source}: the float input '{tin.label}' feeds {len(users)} QUANTIZE ops; "
-                             "the C library supports one")
-        io.quantize, io.core_input = users[0], users[0].outputs[0]
-    if tout.dtype == "float32":
-        maker = graph.producer(gout)
-        if maker is None:
-            raise InputError(f"{graph.source}: no op writes the output '{tout.label}'")
-        if maker.name != "DEQUANTIZE" or graph.tensors[maker.inputs[0]].dtype != "int8":
-            raise unsupported(maker, graph, "float32")  # a float op computes the output
-        io.dequantize, io.core_output = maker, maker.inputs[0]
-    for end, index in (("input", io.core_input), ("output", io.core_output)):
-        tensor = graph.tensors[index]
-        if tensor.dtype != "int8" or not tensor.quantized or tensor.per_channel:
-            raise InputError(f"{graph.source}: the {end} '{tensor.label}' is {tensor.dtype}; the C library takes "
-                             "int8 (per-tensor quantized) or float32 input and output")
-    if io.core_input == io.core_output:
-        raise InputError(f"{graph.source}: the output is the input; there is nothing to compute")
-    return io
-
-
-def _check_dataflow(graph: Graph, ops: list[Op], io: _Interface) -> None:
-    """Every tensor an op reads is a constant, the core input, or written by an earlier op."""
-    written = {io.core_input}
+def _check_dataflow(graph: Graph, ops: list[Op], io: Interface) -> None:
+    """Every tensor an op reads is a constant, a core input, or written by an earlier op."""
+    written = set(io.core_inputs)
     for op in ops:
         for index in op.inputs:
             if index >= 0 and index not in written and not graph.tensors[index].is_constant:
                 raise InputError(f"{graph.source}: {op.name} at {graph.node_label(op)} reads "
                                  f"'{graph.tensors[index].label}', which no earlier op writes")
         written.update(op.outputs)
-    if io.core_output not in written:
-        raise InputError(f"{graph.source}: no op writes the output '{graph.tensors[io.core_output].label}'")
+    for index in sorted(io.core_outputs - written):
+        raise InputError(f"{graph.source}: no op writes the output '{graph.tensors[index].label}'")
 
 
 # ------------------------------------------------------------------ the C sources
@@ -326,62 +171,38 @@ def _banner(filename: str, what: str, source: str, digest: str, version: str, na
             + "".join(f"{line}\n" for line in names) + " * Do not edit: regenerate it.\n *")
 
 
-def _header(name: str, graph: Graph, io: _Interface, arena: int, banner: str, storage=((), ())) -> str:
-    upper, tin, tout = name.upper(), graph.tensors[io.core_input], graph.tensors[io.core_output]
-    gin, gout = graph.tensors[io.graph_input], graph.tensors[io.graph_output]
-    float_api = io.quantize is not None or io.dequantize is not None
-    in_t = "float" if io.quantize else "int8_t"
-    out_t = "float" if io.dequantize else "int8_t"
-    lines = [banner,
-             f" * Input:  {gin.dtype} {list(gin.shape)}; output: {gout.dtype} {list(gout.shape)}.",
-             f" * int8 values are real = (q - ZERO_POINT) * SCALE with the {upper}_INPUT_/OUTPUT_ defines.",
-             f" * RAM: {upper}_ARENA_SIZE bytes (a static arena in {name}.c) plus the caller's buffers.",
-             " * Not reentrant: one invoke at a time. Input and output buffers must not overlap.",
-             " */",
-             f"#ifndef {upper}_H", f"#define {upper}_H", "", "#include <stdint.h>", "",
-             "#ifdef __cplusplus", 'extern "C" {', "#endif", "",
-             f"#define {upper}_INPUT_SIZE {tin.size}", f"#define {upper}_OUTPUT_SIZE {tout.size}",
-             f"#define {upper}_ARENA_SIZE {arena}", *storage[0],
-             f"#define {upper}_INPUT_SCALE {c_float(tin.scale)}", f"#define {upper}_INPUT_ZERO_POINT {c_define(tin.zero_point)}",
-             f"#define {upper}_OUTPUT_SCALE {c_float(tout.scale)}",
-             f"#define {upper}_OUTPUT_ZERO_POINT {c_define(tout.zero_point)}", "",
-             f"/* Run the model on {upper}_INPUT_SIZE int8 values, write {upper}_OUTPUT_SIZE int8 values. Returns 0. */",
-             f"int {name}_invoke(const int8_t *input, int8_t *output);", "", *storage[1]]
-    if float_api:
-        lines += [f"/* The same with the model's own I/O types ({gin.dtype} in, {gout.dtype} out), quantized and",
-                  " * dequantized as the model's QUANTIZE/DEQUANTIZE ops do. Returns 0. */",
-                  f"int {name}_invoke_f32(const {in_t} *input, {out_t} *output);", ""]
-    lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {upper}_H */", ""]
-    return "\n".join(lines)
-
-
-def _source(name: str, graph: Graph, io: _Interface, ctx: Lowering, steps: list[Step], boundary: list[Step],
+def _source(name: str, graph: Graph, io: Interface, ctx: Lowering, steps: list[Step], boundary: list[Step],
             plan: planner.ArenaPlan, banner: str, storage=((), "", "")) -> str:
     upper = name.upper()
-    core = _Renderer(graph, ctx, plan, {io.core_input: "input", io.core_output: "output"})
+    params = {p.core: n for ports, end in ((io.inputs, "input"), (io.outputs, "output"))
+              for p, n in zip(ports, io.names(end))}
+    core = _Renderer(graph, ctx, plan, params)
     counts = Counter(step.op.name for step in steps + boundary)
     out = [banner, f" * Ops: {', '.join(f'{n} x{c}' for n, c in counts.items())}.", " */",
            "#include <stddef.h>", "#include <stdint.h>", "", f'#include "{name}.h"', '#include "ep_kernels.h"', ""]
     if plan.size:
         out += [f"static int8_t arena[{upper}_ARENA_SIZE] EP_ALIGN16;", ""]
     buffers, init, first = storage
-    out += [*buffers, *(_render_array(a) for a in ctx.arrays.values())]
-    out += [_render_struct(s) for step in steps + boundary for s in step.structs]
+    out += [*buffers, *(render_array(a) for a in ctx.arrays.values())]
+    out += [render_struct(s) for step in steps + boundary for s in step.structs]
     out += [init] if init else []
     body = "".join(core.statement(step) for step in steps)
-    unused = [f"    (void){p};\n" for p in ("input", "output") if not re.search(rf"\b{p}\b", body)]
-    out += [f"int {name}_invoke(const int8_t *input, int8_t *output)\n{{\n{first}{''.join(unused)}{body}    return 0;\n}}\n"]
+    unused = [f"    (void){p};\n" for p in params.values() if not re.search(rf"\b{p}\b", body)]
+    out += [f"{signature(name, graph, io)}\n{{\n{first}{''.join(unused)}{body}    return 0;\n}}\n"]
+    if io.packed:
+        out += [packed_source(name, graph, io)]
     if boundary:
-        in_t = "float" if io.quantize else "int8_t"
-        out_t = "float" if io.dequantize else "int8_t"
-        places = {io.graph_input: "input", io.graph_output: "output"}
-        for end, index in (("input", io.core_input), ("output", io.core_output)):
-            places[index] = f"(arena + {plan.offsets[index]})" if index in plan.offsets else end
+        # the f32 entry point: each converted port's int8 values in the arena, the others the caller's
+        places = {p.graph: n for ports, end in ((io.inputs, "input"), (io.outputs, "output"))
+                  for p, n in zip(ports, io.names(end))}
+        places.update({p.core: f"(arena + {plan.offsets[p.core]})" if p.convert is not None else places[p.graph]
+                       for p in (*io.inputs, *io.outputs)})
         outer = _Renderer(graph, ctx, plan, places)
-        pre = "".join(outer.statement(s) for s in boundary if s.op is io.quantize)
-        post = "".join(outer.statement(s) for s in boundary if s.op is io.dequantize)
-        call = f"    (void){name}_invoke({places[io.core_input]}, {places[io.core_output]});\n"
-        out += [f"int {name}_invoke_f32(const {in_t} *input, {out_t} *output)\n{{\n{pre}{call}{post}    return 0;\n}}\n"]
+        pre = "".join(outer.statement(s) for s in boundary if any(s.op is p.convert for p in io.inputs))
+        post = "".join(outer.statement(s) for s in boundary if any(s.op is p.convert for p in io.outputs))
+        args = ", ".join(places[p.core] for p in (*io.inputs, *io.outputs))
+        call = f"    (void){name}_invoke({args});\n"
+        out += [f"{signature(name, graph, io, float_api=True)}\n{{\n{pre}{call}{post}    return 0;\n}}\n"]
     return "\n".join(out)
 
 
@@ -390,16 +211,16 @@ def scratch_key(op: Op) -> int:
     return -1 - op.index
 
 
-def _plan(graph: Graph, io: _Interface, ctx: Lowering, steps: list[Step]) -> planner.ArenaPlan:
+def _plan(graph: Graph, io: Interface, ctx: Lowering, steps: list[Step]) -> planner.ArenaPlan:
     ops = [step.op for step in steps]
-    in_arena = {io.core_input} if io.quantize else set()
-    in_arena |= {io.core_output} if io.dequantize else set()
-    callers = {io.core_input, io.core_output} - in_arena
+    # a converted port's int8 values live in the arena (`<name>_invoke_f32` converts them there)
+    in_arena = {p.core for p in (*io.inputs, *io.outputs) if p.convert is not None}
+    callers = (io.core_inputs | io.core_outputs) - in_arena
     used = {i for op in ops for i in op.inputs + op.outputs if i >= 0}
     sizes = {i: graph.tensors[i].nbytes for i in used | in_arena
              if not graph.tensors[i].is_constant and i not in callers and i not in ctx.aliases}
     lifetimes = planner.lifetimes([(op.inputs, op.outputs) for op in ops], sizes, ctx.aliases,
-                                  frozenset(in_arena & {io.core_input}), frozenset(in_arena & {io.core_output}))
+                                  frozenset(in_arena & io.core_inputs), frozenset(in_arena & io.core_outputs))
     lifetimes += [planner.Lifetime(scratch_key(step.op), step.scratch, i, i) for i, step in enumerate(steps)
                   if step.scratch]
     plan = planner.place(lifetimes)
@@ -451,20 +272,20 @@ def generate_library(tflite_bytes: bytes, name: str, out_dir: Path, *, source: s
     source = source or f"{name}.tflite"
     graph = read_tflite(tflite_bytes, source)
     _check_int8(graph)
-    io = _interface(graph)
-    ops = [op for op in graph.ops if op is not io.quantize and op is not io.dequantize]
-    ends = frozenset({io.core_output}), frozenset({io.core_input})
+    io = read_interface(graph)
+    ops = [op for op in graph.ops if not any(op is c for c in io.conversions)]
     packing = storage is not None and storage.compresses
+    ends = io.core_outputs, io.core_inputs
     ctx = StorageLowering(graph, *ends, storage) if packing else Lowering(graph, *ends)
     steps = [lower_op(op, graph, ctx) for op in ops]
-    boundary = [lower_op(op, graph, ctx) for op in (io.quantize, io.dequantize) if op is not None]
+    boundary = [lower_op(op, graph, ctx) for op in io.conversions]
     _check_dataflow(graph, ops, io)
     plan = _plan(graph, io, ctx, steps)
 
     digest = hashlib.sha256(bytes(tflite_bytes)).hexdigest()
     what = f"{source} as a standalone C library (no interpreter)"
     extra = {"storage": storage_header(name, ctx)} if packing else {}
-    header = _header(name, graph, io, plan.size, _banner(f"{name}.h", what, source, digest, __version__, names),
+    text = header(name, graph, io, plan.size, _banner(f"{name}.h", what, source, digest, __version__, names),
                      **extra)
     extra = {"storage": storage_source(name, ctx)} if packing else {}
     body = _source(name, graph, io, ctx, steps, boundary, plan,
@@ -472,19 +293,24 @@ def generate_library(tflite_bytes: bytes, name: str, out_dir: Path, *, source: s
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{name}.h").write_text(header)
+    (out_dir / f"{name}.h").write_text(text)
     (out_dir / f"{name}.c").write_text(body)
     files = [out_dir / f"{name}.h", out_dir / f"{name}.c", *_copy_kernels(out_dir)]
-    tin, tout = graph.tensors[io.core_input], graph.tensors[io.core_output]
-    gin, gout = graph.tensors[io.graph_input], graph.tensors[io.graph_output]
     return LibraryInfo(
-        name=name, files=files, input_shape=gin.shape, input_dtype=gin.dtype, input_size=gin.size,
-        output_shape=gout.shape, output_dtype=gout.dtype, output_size=gout.size, arena_bytes=plan.size,
+        name=name, files=files, inputs=[_port_info(graph, p) for p in io.inputs],
+        outputs=[_port_info(graph, p) for p in io.outputs],
+        input_size=sum(graph.tensors[p.core].size for p in io.inputs),
+        output_size=sum(graph.tensors[p.core].size for p in io.outputs), arena_bytes=plan.size,
         weight_bytes=sum(a.nbytes for a in ctx.arrays.values()), ops=dict(Counter(op.name for op in graph.ops)),
-        macs=sum(step.macs for step in steps), input_quantization=(float(tin.scale), tin.zero_point),
-        output_quantization=(float(tout.scale), tout.zero_point), float_api=bool(boundary), source=source,
+        macs=sum(step.macs for step in steps), float_api=bool(boundary), source=source,
         notes=list(ctx.notes), weight_storage=list(ctx.weight_storage),
         decoded_bytes=ctx.decoded_size if packing else 0)
+
+
+def _port_info(graph: Graph, port: Port) -> dict:
+    shown, core = graph.tensors[port.graph], graph.tensors[port.core]
+    return {"name": shown.label, "shape": list(shown.shape), "dtype": shown.dtype, "size": core.size,
+            "scale": float(core.scale), "zero_point": int(core.zero_point)}
 
 
 def generate_c_array(tflite_bytes: bytes, name: str, out_dir: Path, *, source: str | None = None) -> list[Path]:

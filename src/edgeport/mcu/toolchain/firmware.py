@@ -2,8 +2,9 @@
 that integrate the library into a firmware project (CMake, PlatformIO, an example Makefile).
 
 The library contract: a folder with `<name>.h` (defining `<NAME>_INPUT_SIZE`, `<NAME>_OUTPUT_SIZE`,
-`<NAME>_ARENA_SIZE`, declaring `int <name>_invoke(const int8_t *input, int8_t *output)`),
-`<name>.c` and kernel sources (`*.c`/`*.h`, also in subfolders), C99, no malloc.
+`<NAME>_ARENA_SIZE`, declaring `int <name>_invoke(const int8_t *input, int8_t *output)`, or for
+several inputs or outputs `<NAME>_INPUTS` / `<NAME>_OUTPUTS` and `<name>_invoke_packed` with the
+same two buffers, which the harness then calls), `<name>.c` and kernel sources (`*.c`/`*.h`, also in subfolders), C99, no malloc.
 
 The firmware: the library (compiled with -Wall -Wextra -Werror into `lib<name>.a`), a harness
 `main.c` that streams samples from the host through semihosting, the startup code and a linker

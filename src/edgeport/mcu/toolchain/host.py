@@ -136,10 +136,11 @@ def library_interface(lib_dir: Path, name: str) -> dict:
         if m is None:
             raise InputError(f"{name}.h does not define {name.upper()}_{key}_SIZE (not a generated library)")
         sizes[f"{key.lower()}_size"] = int(m.group(1))
-    prototype = re.compile(rf"int ({name}_invoke(?:_f32)?)\(const (int8_t|float) \*\w+, (int8_t|float) \*\w+\);")
+    # entry points of one input and one output buffer (several ports: `_invoke_packed`)
+    prototype = re.compile(rf"int ({name}_invoke(?:_f32|_packed)?)\(const (int8_t|float) \*\w+, (int8_t|float) \*\w+\);")
     functions = {m.group(1): (m.group(2), m.group(3)) for m in prototype.finditer(header)}
-    if f"{name}_invoke" not in functions:
-        raise InputError(f"{name}.h does not declare int {name}_invoke(const int8_t *, int8_t *)")
+    if not re.search(rf"int {name}_invoke\(", header):
+        raise InputError(f"{name}.h does not declare int {name}_invoke(const int8_t *, ..., int8_t *)")
     return {**sizes, "functions": functions}
 
 
@@ -168,9 +169,13 @@ def build_host(lib_dir: Path, name: str, out_dir: Path, *, float_api: bool = Fal
     lib_dir, out_dir = Path(lib_dir).resolve(), Path(out_dir).resolve()
     sources = [s for s in library_sources(lib_dir, name) if out_dir not in s.parents]
     interface = library_interface(lib_dir, name)
-    function = f"{name}_invoke_f32" if float_api else f"{name}_invoke"
+    packed = f"{name}_invoke_packed" in interface["functions"]
+    function = f"{name}_invoke_f32" if float_api else f"{name}_invoke_packed" if packed else f"{name}_invoke"
     if function not in interface["functions"]:
-        raise InputError(f"{name}.h does not declare {function} (the model's I/O is int8: use float_api=False)")
+        why = "several inputs or outputs: the host harness runs the int8 entry point" if packed else \
+            "the model's I/O is int8"
+        raise InputError(f"{name}.h does not declare {function} with one input and one output buffer ({why}: "
+                         "use float_api=False)")
     if sanitize and (missing := host_missing()):
         raise MissingToolchainError(missing)
     in_t, out_t = interface["functions"][function]

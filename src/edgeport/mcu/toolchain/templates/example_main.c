@@ -10,6 +10,13 @@
 
 #include "@name@.h"
 
+/* A model with several inputs or outputs is called with them back to back in one buffer each. */
+#if defined(@NAME@_INPUTS) && (@NAME@_INPUTS > 1 || @NAME@_OUTPUTS > 1)
+#define EP_INVOKE @name@_invoke_packed
+#else
+#define EP_INVOKE @name@_invoke
+#endif
+
 static int8_t input[@NAME@_INPUT_SIZE] __attribute__((aligned(8)));
 static int8_t output[@NAME@_OUTPUT_SIZE] __attribute__((aligned(8)));
 
@@ -17,7 +24,7 @@ int main(void) {
     for (int i = 0; i < @NAME@_INPUT_SIZE; i++) {
         input[i] = (int8_t)((i * 37) % 256 - 128); /* test pattern */
     }
-    int status = @name@_invoke(input, output);
+    int status = EP_INVOKE(input, output);
     printf("@name@_invoke returned %d\n", status);
     printf("output:");
     for (int i = 0; i < @NAME@_OUTPUT_SIZE; i++) {

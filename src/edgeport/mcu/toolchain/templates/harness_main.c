@@ -13,6 +13,13 @@
 
 #include "@name@.h"
 
+/* A model with several inputs or outputs is called with them back to back in one buffer each. */
+#if defined(@NAME@_INPUTS) && (@NAME@_INPUTS > 1 || @NAME@_OUTPUTS > 1)
+#define EP_INVOKE @name@_invoke_packed
+#else
+#define EP_INVOKE @name@_invoke
+#endif
+
 /* Global so that edgeport.mcu.toolchain.icount can find them in the symbol table; aligned for
  * kernels that read their input a word at a time. */
 int8_t ep_input[@NAME@_INPUT_SIZE] __attribute__((aligned(8)));
@@ -65,7 +72,7 @@ int main(void) {
             say("edgeport-harness: truncated input sample\n");
             return 3;
         }
-        if (@name@_invoke(ep_input, ep_output) != 0) {
+        if (EP_INVOKE(ep_input, ep_output) != 0) {
             say("edgeport-harness: @name@_invoke failed\n");
             return 4;
         }
