@@ -298,3 +298,41 @@ def test_an_int8_onnx_with_float_reshapes_behind_a_conv_loads_in_onnxruntime(tmp
     assert result.returncode == 0, result.stderr
     parity = load_report(out)["targets"][0]["checks"]["parity"]
     assert parity["status"] == "measured" and parity["cosine"] >= 0.999
+
+
+def _qdq(name: str, out: str, scale: str, zero: str) -> list:
+    return [helper.make_node("QuantizeLinear", [name, scale, zero], [f"{name}_q"], name=f"{name}_q"),
+            helper.make_node("DequantizeLinear", [f"{name}_q", scale, zero], [out], name=f"{name}_dq")]
+
+
+def test_value_preserving_ops_rounded_on_one_side_get_the_same_rounding_on_the_other():
+    """A Reshape behind a DequantizeLinear with a float output, and a Transpose with a float
+    input and a QuantizeLinear after it: each gets the rounding of its other side, the graph
+    computes the same values, and onnxruntime (all optimizations) loads it."""
+    import onnxruntime as ort
+
+    from edgeport.exporters.onnx_qdq import round_both_sides
+
+    inits = [numpy_helper.from_array(np.float32(0.05), "s"), numpy_helper.from_array(np.int8(3), "z"),
+             numpy_helper.from_array(np.array([4, 4], np.int64), "shape")]
+    nodes = [*_qdq("x", "xd", "s", "z"), helper.make_node("Reshape", ["xd", "shape"], ["r"], name="reshape"),
+             helper.make_node("Sigmoid", ["r"], ["g"], name="sig"),
+             helper.make_node("Transpose", ["g"], ["t"], name="transpose", perm=[1, 0]),
+             *_qdq("t", "td", "s", "z"), helper.make_node("Relu", ["td"], ["y"], name="relu")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    x = np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)
+    plain = ort.SessionOptions()
+    plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    before = ort.InferenceSession(model.SerializeToString(), plain).run(None, {"x": x})[0]
+    assert round_both_sides(model.graph) == 2
+    ops = [n.op_type for n in model.graph.node]
+    assert ops[ops.index("Reshape") + 1:ops.index("Reshape") + 3] == ["QuantizeLinear", "DequantizeLinear"]
+    assert ops[ops.index("Transpose") - 2:ops.index("Transpose")] == ["QuantizeLinear", "DequantizeLinear"]
+    onnx.checker.check_model(model)
+    after = ort.InferenceSession(model.SerializeToString(), plain).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(after, before)  # a second rounding on the same grid changes nothing
+    optimized = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(optimized, before)

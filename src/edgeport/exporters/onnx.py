@@ -15,6 +15,7 @@ import numpy as np
 
 from edgeport.exporters import Artifact, Exporter, ExportJob, Refuse
 from edgeport.errors import InputError
+from edgeport.exporters.onnx_qdq import round_both_sides
 from edgeport.exporters.reproducible import canonical_ort, source_label
 from edgeport.model import FloatModel
 from edgeport.quantizers.plan import QuantPlan, embedding_note
@@ -103,6 +104,12 @@ def _static(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: s
                         op_types_to_quantize=plan.quantized_ops, nodes_to_exclude=plan.float_nodes,
                         extra_options={"TensorQuantOverrides": {**activations, **_weight_overrides(plan)},
                                        "ActivationSymmetric": int16, "WeightSymmetric": True})
+    if plan.precisions or plan.float_nodes:
+        import onnx
+
+        quantized = onnx.load(dst)
+        if round_both_sides(quantized.graph):
+            onnx.save(quantized, dst)
 
 
 def _int8_dynamic(model: FloatModel, recipe: Recipe, plan: QuantPlan, src: str, dst: str) -> None:
