@@ -230,6 +230,23 @@ def litert_reference(tflite: bytes, inputs: np.ndarray, tensors: tuple[int, ...]
     return [np.stack(r) for r in results]
 
 
+def litert_outputs(tflite: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Every output of LiteRT's reference kernels, per sample, for inputs given per port."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_content=tflite, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    interpreter.allocate_tensors()
+    ins, outs = interpreter.get_input_details(), interpreter.get_output_details()
+    results = [[] for _ in outs]
+    for i in range(len(inputs[0])):
+        for detail, values in zip(ins, inputs):
+            interpreter.set_tensor(detail["index"], values[i].reshape(detail["shape"]))
+        interpreter.invoke()
+        for slot, detail in zip(results, outs):
+            slot.append(interpreter.get_tensor(detail["index"]).copy())
+    return [np.stack(r) for r in results]
+
+
 def run_c(lib: Path, name: str, fn: str, in_t: str, out_t: str, inputs: np.ndarray, out_shape, out_dtype,
           tmp: Path, cflags=()) -> np.ndarray:
     """Compile the library with a test main (host gcc) and run it on all inputs at once."""

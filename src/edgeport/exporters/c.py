@@ -102,6 +102,10 @@ class CExporter(Exporter):
         notes.append(f"library: arena {info.arena_bytes:,} B (static), weights {info.weight_bytes:,} B (const), "
                      f"{info.macs:,} MACs per inference")
         notes += _storage_notes(info)
+        if info.tables:
+            notes.append(f"{len(info.tables)} group(s) of float ops the int8 model keeps (e.g. a PReLU) computed as "
+                         f"int8 tables of LiteRT's float results: {info.tables[0]}"
+                         + (f" (+{len(info.tables) - 1} more in edgeport.json)" if len(info.tables) > 1 else ""))
         if storage is not None and (storage.palette or storage.sparse):
             notes += _stage_notes(tflite, source)
         # per-layer numerics compare the library's .tflite with a float one of the same module

@@ -59,6 +59,7 @@ from edgeport.mcu.compiler.lowering_compressed import (
     storage_source,
 )
 from edgeport.mcu.compiler.interface import Interface, Port, header, packed_source, read_interface, signature
+from edgeport.mcu.compiler.lowering_islands import fold_float_islands
 from edgeport.mcu.compiler.lowerings import lower_op
 from edgeport.mcu.compiler.storage import WeightStorage
 from edgeport.mcu.compiler.tflite_ir import Graph, Op, read_tflite
@@ -87,6 +88,7 @@ class LibraryInfo:
     notes: list[str] = field(default_factory=list)
     weight_storage: list[dict] = field(default_factory=list)  # per filter tensor: format, decode, bytes
     decoded_bytes: int = 0           # static RAM of weights decoded at init (<NAME>_DECODED_SIZE)
+    tables: list[str] = field(default_factory=list)  # float ops computed as int8 tables (lowering_islands)
 
     @property
     def ram_bytes(self) -> int:
@@ -270,8 +272,9 @@ def generate_library(tflite_bytes: bytes, name: str, out_dir: Path, *, source: s
     if any((KERNEL_DIR / f"{name}{ext}").exists() for ext in (".c", ".h")):
         raise InputError(f"library name '{name}' is taken by a kernel source file; choose another")
     source = source or f"{name}.tflite"
-    graph = read_tflite(tflite_bytes, source)
-    _check_int8(graph)
+    model = read_tflite(tflite_bytes, source)
+    _check_int8(model)
+    graph, island_notes = fold_float_islands(model, frozenset(model.outputs))
     io = read_interface(graph)
     ops = [op for op in graph.ops if not any(op is c for c in io.conversions)]
     packing = storage is not None and storage.compresses
@@ -301,9 +304,9 @@ def generate_library(tflite_bytes: bytes, name: str, out_dir: Path, *, source: s
         outputs=[_port_info(graph, p) for p in io.outputs],
         input_size=sum(graph.tensors[p.core].size for p in io.inputs),
         output_size=sum(graph.tensors[p.core].size for p in io.outputs), arena_bytes=plan.size,
-        weight_bytes=sum(a.nbytes for a in ctx.arrays.values()), ops=dict(Counter(op.name for op in graph.ops)),
+        weight_bytes=sum(a.nbytes for a in ctx.arrays.values()), ops=dict(Counter(op.name for op in model.ops)),
         macs=sum(step.macs for step in steps), float_api=bool(boundary), source=source,
-        notes=list(ctx.notes), weight_storage=list(ctx.weight_storage),
+        notes=list(ctx.notes), tables=island_notes, weight_storage=list(ctx.weight_storage),
         decoded_bytes=ctx.decoded_size if packing else 0)
 
 

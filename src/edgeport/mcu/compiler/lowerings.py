@@ -4,7 +4,8 @@ Each op family module ends with a `LOWERINGS` table (op name -> lowering): `lowe
 (convolutions, FULLY_CONNECTED, pooling, MEAN), `lowering_layout` (RESHAPE, TRANSPOSE, PAD,
 CONCATENATION), `lowering_elementwise` (ADD, SOFTMAX, QUANTIZE, comparisons, SELECT_V2),
 `lowering_activation` (PRELU, LEAKY_RELU, HARD_SWISH, LOGISTIC, TANH), `lowering_arith` (MUL,
-SUB, MAXIMUM, MINIMUM, RESIZE_*), `lowering_slicing` (STRIDED_SLICE, SPLIT, GATHER) and
+SUB, MAXIMUM, MINIMUM, RESIZE_*), `lowering_slicing` (STRIDED_SLICE, SPLIT, GATHER), `lowering_islands` (TABLE: float ops between a
+DEQUANTIZE and a QUANTIZE, folded into int8 tables) and
 `lowering_lowbit` (binary / ternary filters, offered first with `WeightStorage(lowbit=True)`).
 The registries are built here from those tables, explicitly and on first use; an op name in two
 tables raises. Adding an op is its function and one line in its family's table.
@@ -31,13 +32,14 @@ def lowerings() -> Registry[Lower]:
         lowering_activation,
         lowering_arith,
         lowering_elementwise,
+        lowering_islands,
         lowering_layout,
         lowering_slicing,
     )
 
     return _registry("Cortex-M C kernel", lowering.LOWERINGS, lowering_layout.LOWERINGS,
                      lowering_elementwise.LOWERINGS, lowering_activation.LOWERINGS, lowering_arith.LOWERINGS,
-                     lowering_slicing.LOWERINGS)
+                     lowering_slicing.LOWERINGS, lowering_islands.LOWERINGS)
 
 
 @cache

@@ -8,6 +8,10 @@
  * bytes (and is the fastest form on a Cortex-M).
  *
  * PRELU: reference_ops::BroadcastPrelu4DSlow, with alpha broadcast over the input.
+ *
+ * A table per channel (ep_lut_channels_s8): float ops LiteRT runs between a DEQUANTIZE and a
+ * QUANTIZE with per-channel constants (a PReLU written as RELU, MUL, SUB), computed by the
+ * generator (lowering_islands).
  */
 #include "ep_fixedpoint.h"
 #include "ep_kernels.h"
@@ -16,6 +20,18 @@ void ep_lut_s8(int32_t size, const int8_t *lut, const int8_t *input, int8_t *out
 {
     for (int32_t i = 0; i < size; i++) {
         output[i] = lut[(uint8_t)input[i]];
+    }
+}
+
+void ep_lut_channels_s8(const ep_lut_channels_params *p, const int8_t *lut, const int8_t *input, int8_t *output)
+{
+    for (int32_t o = 0; o < p->outer; o++) {
+        const int8_t *table = lut;
+        for (int32_t c = 0; c < p->channels; c++, table += 256) {
+            for (int32_t i = 0; i < p->inner; i++) {
+                *output++ = table[(uint8_t)*input++];
+            }
+        }
     }
 }
 

@@ -27,6 +27,12 @@ typedef struct {
 /* output[i] = lut[(uint8_t)input[i]]: the table is in LiteRT's order (0..127, then -128..-1), so
  * the index is the input byte as it is. `output` may be `input`. */
 void ep_lut_s8(int32_t size, const int8_t *lut, const int8_t *input, int8_t *output);
+/* A table per channel: output[o][c][i] = lut[c * 256 + (uint8_t)input[o][c][i]] (tables in
+ * ep_lut_s8's order). `output` may be `input`. */
+typedef struct {
+    int32_t outer, channels, inner;
+} ep_lut_channels_params;
+void ep_lut_channels_s8(const ep_lut_channels_params *p, const int8_t *lut, const int8_t *input, int8_t *output);
 /* `output` may be `input` (each element is read before it is written); not `alpha`. */
 void ep_prelu_s8(const ep_prelu_params *p, const int8_t *input, const int8_t *alpha, int8_t *output);
 
