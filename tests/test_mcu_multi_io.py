@@ -149,7 +149,8 @@ from torch import nn
 
 
 class ThreeHeads(nn.Module):
-    \"\"\"A small face-detector-shaped CNN: a PReLU trunk, three outputs (boxes, scores, landmarks).\"\"\"
+    \"\"\"A small face-detector-shaped CNN: a PReLU trunk, three outputs (boxes, per-pixel class
+    probabilities from a softmax over the channels, landmarks).\"\"\"
 
     def __init__(self):
         super().__init__()
@@ -164,7 +165,7 @@ class ThreeHeads(nn.Module):
 
     def forward(self, x):
         y = self.trunk(x)
-        return self.boxes(y), self.scores(y), self.landmarks(y)
+        return self.boxes(y), torch.softmax(self.scores(y), dim=1), self.landmarks(y)
 
 
 def build():

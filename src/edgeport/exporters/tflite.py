@@ -29,7 +29,7 @@ from edgeport.exporters import Artifact, Exporter, ExportJob, torch_job
 from edgeport.exporters.tflite_names import enclosing_layer, shorten_names, tensor_module_path
 from edgeport.exporters.tflite_pt2e import (_drop_integer_observers, _fixed_output_qparams,
                                             _float_batch_norms_to_convs, _module_path, _override_observers,
-                                            _unshare_fixed_outputs, _weights_by_name)
+                                            _unshare_fixed_outputs, _weights_by_name, annotate_softmax)
 from edgeport.quantizers import qmath
 from edgeport.quantizers.plan import QuantPlan, embedding_note
 from edgeport.quiet import quiet
@@ -263,6 +263,7 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
                 elif path in row_tables:
                     node.meta.pop("quantization_annotation", None)
             _unshare_fixed_outputs(graph_module, self.global_config)
+            annotate_softmax(graph_module, self.global_config)
             return graph_module
 
     quantizer = Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=job.recipe.per_channel))

@@ -63,6 +63,33 @@ def _unshare_fixed_outputs(graph_module, config) -> None:
                 output_qspec=get_fixed_qparams_qspec(config), _annotated=True)
 
 
+SOFTMAX_OPS = ("aten.softmax.int", "aten._softmax.default")
+
+
+def annotate_softmax(graph_module, config) -> int:
+    """Annotate each softmax whose input is annotated with LiteRT's fixed int8 output (1/256,
+    -128), as litert-torch's quantizer means to: its annotator looks for `aten._softmax`, but
+    torch.export writes `aten.softmax.int`, so a classifier's closing softmax stayed float (a
+    float output the C library cannot compute). The count annotated."""
+    import torch
+    from litert_torch.quantize.pt2e_quantizer_utils import get_fixed_qparams_qspec
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    count = 0
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function" or str(node.target) not in SOFTMAX_OPS or config is None:
+            continue
+        source = node.args[0] if node.args else None
+        annotation = getattr(source, "meta", {}).get("quantization_annotation") if isinstance(source, torch.fx.Node) \
+            else None
+        if annotation is None or annotation.output_qspec is None or "quantization_annotation" in node.meta:
+            continue
+        node.meta["quantization_annotation"] = QuantizationAnnotation(
+            output_qspec=get_fixed_qparams_qspec(config), _annotated=True)
+        count += 1
+    return count
+
+
 def _override_observers(prepared, plan: QuantPlan, by_name: dict[str, WeightParams], weight_scales: dict) -> dict:
     """Make each observer report the plan's parameters; count what matched. `by_name` maps weight
     observers to the plan's entry (`_weights_by_name`); `weight_scales` maps the rule's scales of
