@@ -203,3 +203,53 @@ def test_int8_per_tensor_weights_are_symmetric_and_load(exported):
     checks = {t["target"]: t for t in report["targets"]}["android"]["checks"]
     assert checks["params"]["honored"] is True and checks["params"]["tensors_checked"] > 0
     assert checks["accuracy"]["accuracy_drop_points"] <= 1.0
+
+
+SWISH_RESIDUAL = """
+import torch
+from torch import nn
+
+
+class SwishResidual(nn.Module):
+    # conv -> SiLU -> conv -> hard-swish, a residual add, a product of two branches, and a closing
+    # softmax: ops litert-torch's quantizer leaves float in the graphs torch.export writes
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.gate, self.head = nn.Conv2d(8, 8, 1), nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = nn.functional.silu(self.a(x))
+        z = nn.functional.hardswish(self.b(y)) + y
+        z = z * torch.sigmoid(self.gate(z))
+        return torch.softmax(self.head(z.mean(dim=(2, 3))), dim=-1)
+
+
+def build():
+    return SwishResidual().eval()
+"""
+
+
+@pytest.mark.e2e
+@needs_torch
+def test_int8_tflite_has_no_float_ops_between_its_int8_layers(tmp_path):
+    """SiLU (as LOGISTIC and MUL), hard-swish, a residual add, a product and a closing softmax
+    are int8 ops in the int8 .tflite (no DEQUANTIZE / QUANTIZE around float ops inside), and the
+    C library runs the same file bit-exact."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    (tmp_path / "swish_residual.py").write_text(SWISH_RESIDUAL)
+    np.savez(tmp_path / "calib.npz", input=np.random.default_rng(0).normal(size=(16, 3, 8, 8)).astype(np.float32))
+    out = tmp_path / "out"
+    result = run_cli("export", "swish_residual:build", "--target", "android,cortex-m4", "--quantize", "int8",
+                     "--calib", str(tmp_path / "calib.npz"), "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    interpreter = Interpreter(model_path=str(next((out / "android").glob("*.tflite"))))
+    ops = [op["op_name"] for op in interpreter._get_ops_details()]
+    assert "DEQUANTIZE" not in ops and "QUANTIZE" not in ops, ops
+    assert {"LOGISTIC", "MUL", "HARD_SWISH", "ADD", "SOFTMAX"} <= set(ops)
+    targets = {t["target"]: t["checks"] for t in load_report(out)["targets"]}
+    assert targets["android"]["parity"]["cosine"] >= 0.99
+    assert targets["cortex-m4"]["bit_exact"]["bit_exact"]

@@ -29,7 +29,8 @@ from edgeport.exporters import Artifact, Exporter, ExportJob, torch_job
 from edgeport.exporters.tflite_names import enclosing_layer, shorten_names, tensor_module_path
 from edgeport.exporters.tflite_pt2e import (_drop_integer_observers, _fixed_output_qparams,
                                             _float_batch_norms_to_convs, _module_path, _override_observers,
-                                            _unshare_fixed_outputs, _weights_by_name, annotate_softmax)
+                                            _unshare_fixed_outputs, _weights_by_name, annotate_by_target,
+                                            silu_as_sigmoid_mul)
 from edgeport.quantizers import qmath
 from edgeport.quantizers.plan import QuantPlan, embedding_note
 from edgeport.quiet import quiet
@@ -253,7 +254,8 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
                 self.STATIC_OPS = [op for op in self.STATIC_OPS if op != "gru_io_only"]
                 gru_float.append("GRU kept in float (litert-torch annotates GRUs called with an initial state only)")
                 graph_module = super().annotate(graph_module)
-            for node in graph_module.graph.nodes:
+            annotate_by_target(graph_module, self.global_config)
+            for node in graph_module.graph.nodes:  # then the plan's float layers lose their annotations
                 path = _module_path(node)
                 owner = enclosing_layer(path, float_modules)  # a float layer's submodules are float too
                 seen.add(path)
@@ -263,13 +265,13 @@ def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
                 elif path in row_tables:
                     node.meta.pop("quantization_annotation", None)
             _unshare_fixed_outputs(graph_module, self.global_config)
-            annotate_softmax(graph_module, self.global_config)
             return graph_module
 
     quantizer = Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=job.recipe.per_channel))
 
     program = torch.export.export(model.torch_module, model.example_inputs)
     explicit_channel_broadcasts(program)
+    silu_as_sigmoid_mul(program)
     folded = _float_batch_norms_to_convs(program.graph_module, float_modules)
     prepared = prepare_pt2e(program.module(), quantizer)
     # a float layer absent from the annotated graph was folded away (a BatchNorm into its conv:

@@ -63,29 +63,83 @@ def _unshare_fixed_outputs(graph_module, config) -> None:
                 output_qspec=get_fixed_qparams_qspec(config), _annotated=True)
 
 
-SOFTMAX_OPS = ("aten.softmax.int", "aten._softmax.default")
-
-
-def annotate_softmax(graph_module, config) -> int:
-    """Annotate each softmax whose input is annotated with LiteRT's fixed int8 output (1/256,
-    -128), as litert-torch's quantizer means to: its annotator looks for `aten._softmax`, but
-    torch.export writes `aten.softmax.int`, so a classifier's closing softmax stayed float (a
-    float output the C library cannot compute). The count annotated."""
+def silu_as_sigmoid_mul(program) -> int:
+    """Write each SiLU (x * sigmoid(x): EfficientNet, YOLO, CSP nets) as its sigmoid and its
+    product, in place; the count. litert-torch's quantizer annotates neither a SiLU nor its parts
+    once the converter splits it, so it stayed float (LOGISTIC and MUL between a DEQUANTIZE and a
+    QUANTIZE); as a sigmoid and a product `annotate_by_target` and the quantizer's own sigmoid
+    annotator make it LiteRT's int8 LOGISTIC and MUL."""
     import torch
-    from litert_torch.quantize.pt2e_quantizer_utils import get_fixed_qparams_qspec
+
+    aten, graph, count = torch.ops.aten, program.graph_module.graph, 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target not in (aten.silu.default, aten.silu_.default):
+            continue
+        (x,) = node.args[:1]
+        with graph.inserting_before(node):
+            sigmoid = graph.call_function(aten.sigmoid.default, (x,))
+            product = graph.call_function(aten.mul.Tensor, (x, sigmoid))
+        for new in (sigmoid, product):
+            new.meta = dict(node.meta)  # the module path and source of the SiLU
+        if "val" in node.meta:
+            sigmoid.meta["val"] = torch.sigmoid(x.meta["val"]) if "val" in x.meta else node.meta["val"]
+        node.replace_all_uses_with(product)
+        graph.erase_node(node)
+        count += 1
+    if count:
+        program.graph_module.recompile()
+    return count
+
+
+SOFTMAX_OPS = ("aten.softmax.int", "aten._softmax.default")
+UNARY_OPS = ("aten.hardswish.default", "aten.hardswish_.default")  # LiteRT's int8 HARD_SWISH
+BINARY_OPS = ("aten.add.Tensor", "aten.add_.Tensor", "aten.sub.Tensor", "aten.sub_.Tensor", "aten.mul.Tensor",
+              "aten.mul_.Tensor")
+
+
+def _annotated_output(node) -> bool:
+    import torch
+
+    annotation = node.meta.get("quantization_annotation") if isinstance(node, torch.fx.Node) else None
+    return annotation is not None and annotation.output_qspec is not None
+
+
+def annotate_by_target(graph_module, config) -> int:
+    """Annotate what litert-torch's quantizer misses in the graphs torch.export writes today,
+    in place; the count. Its annotators find element-wise ops by their source partitions (the
+    `operator.add` of the Python code), which torch.export no longer records, and the softmax as
+    `aten._softmax`, not the `aten.softmax.int` it now writes; so residual adds (MobileNetV2,
+    ResNets), products and a classifier's closing softmax stayed float in the int8 model
+    (between a DEQUANTIZE and a QUANTIZE: slower, and no int8 kernel for the C library).
+    - add / sub / mul of two tensors whose inputs are int8: int8 inputs and output;
+    - hard-swish of an int8 input: int8 output;
+    - softmax of an int8 input: LiteRT's fixed int8 output (1/256, -128)."""
+    from litert_torch.quantize.pt2e_quantizer_utils import (
+        get_fixed_qparams_qspec,
+        get_input_act_qspec,
+        get_output_act_qspec,
+    )
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
 
     count = 0
     for node in graph_module.graph.nodes:
-        if node.op != "call_function" or str(node.target) not in SOFTMAX_OPS or config is None:
+        target = str(node.target)
+        if node.op != "call_function" or config is None or "quantization_annotation" in node.meta:
             continue
-        source = node.args[0] if node.args else None
-        annotation = getattr(source, "meta", {}).get("quantization_annotation") if isinstance(source, torch.fx.Node) \
-            else None
-        if annotation is None or annotation.output_qspec is None or "quantization_annotation" in node.meta:
+        sources = [a for a in node.args[:2]]
+        if target in BINARY_OPS and len(sources) == 2 and all(_annotated_output(a) for a in sources):
+            node.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map={a: get_input_act_qspec(config) for a in sources},
+                output_qspec=get_output_act_qspec(config), _annotated=True)
+        elif target in UNARY_OPS and sources and _annotated_output(sources[0]):
+            node.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map={sources[0]: get_input_act_qspec(config)},
+                output_qspec=get_output_act_qspec(config), _annotated=True)
+        elif target in SOFTMAX_OPS and sources and _annotated_output(sources[0]):
+            node.meta["quantization_annotation"] = QuantizationAnnotation(
+                output_qspec=get_fixed_qparams_qspec(config), _annotated=True)
+        else:
             continue
-        node.meta["quantization_annotation"] = QuantizationAnnotation(
-            output_qspec=get_fixed_qparams_qspec(config), _annotated=True)
         count += 1
     return count
 
