@@ -17,6 +17,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from edgeport.mcu.compiler.lowering import Lower, Lowering, Step, unsupported
+from edgeport.mcu.compiler.lowering_int16 import int16_lowering
 from edgeport.mcu.compiler.tflite_ir import Graph, Op
 from edgeport.registry import Registry
 
@@ -60,6 +61,8 @@ def _registry(kind: str, *tables: dict) -> Registry:
 
 def lower_op(op: Op, graph: Graph, ctx: Lowering) -> Step:
     """The Step for `op`, or UnsupportedOpError if edgeport has no C kernel for it."""
+    if (lower := int16_lowering(op, graph)) is not None:
+        return ctx.replacement(op) or lower(op, graph, ctx)
     registry = lowerings()
     if op.name not in registry:
         raise unsupported(op, graph)

@@ -260,6 +260,7 @@ void ep_concat_s8(const ep_concat_params *p, const int8_t *const *inputs, int8_t
 /* op families with their own files */
 #include "ep_activation.h"
 #include "ep_arith.h"
+#include "ep_int16.h"
 #include "ep_slicing.h"
 
 #ifdef __cplusplus
