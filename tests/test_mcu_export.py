@@ -94,6 +94,20 @@ def test_digits_pytorch_int8_to_c_keeps_accuracy(exported):
 
 @pytest.mark.e2e
 @needs_qemu
+@needs_torch
+def test_an_int16_layer_runs_on_the_int16x8_kernels(exported):
+    """A per-layer int16 override (as `--fallback auto` writes them) reaches the C library: the
+    mixed int8 / int16 .tflite android writes, bit-exact in QEMU."""
+    report, _ = exported("mcu-digits-int16", "cortex-m4", "--quantize", "int8", "--override", "features.2=int16")
+    (target,) = report["targets"]
+    assert target["status"] == "exported", target.get("reason")
+    assert "at int16 activations (int8 weights): 1 layer(s) (features.2)" in target["notes"]
+    assert target["checks"]["bit_exact"]["bit_exact"] is True
+    assert target["checks"]["accuracy"]["accuracy_drop_points"] <= 0.5
+
+
+@pytest.mark.e2e
+@needs_qemu
 def test_flash_and_latency_budgets_fail_with_the_limit(tmp_path):
     result = run_cli("export", str(AD), "--target", "cortex-m4", "--out", str(tmp_path / "o"),
                      "--max-flash", "10KB", "--max-ram", "64KB", "--max-latency", "1000")

@@ -64,7 +64,8 @@ class CExporter(Exporter):
     # an .onnx source becomes a PyTorch module first, as for android (the int8 .tflite comes from there)
     needs_torch_source = True
     options_type = McuOptions
-    float_layers = False  # int8 kernels only
+    float_layers = False  # int8 and int16x8 kernels only
+    mixed_precision = True  # int16 layers run on the int16x8 kernels (the android exporter's mixed .tflite)
     # the int8 model is made by the android exporter's int8 path; every other scheme is refused
     schemes = {cls: Refuse(INT8_ONLY.format(cls.name)) for cls in SCHEMES if cls is not Int8Static}
     schemes[Int8Static] = "int8"
@@ -159,12 +160,12 @@ def _stage_notes(tflite: bytes, source: str) -> list[str]:
 def _int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
     """The recipe's int8 TFLite model (integer I/O), converted once per export for all boards."""
     if "int8_tflite" not in job.cache:
-        from edgeport.exporters.tflite import int8_tflite
+        from edgeport.exporters.tflite import int8_tflite, mixed_int8_tflite
         from edgeport.exporters.tflite_names import shorten_names
         from edgeport.quiet import quiet
 
         with quiet():
-            data, notes = int8_tflite(job)
+            data, notes = mixed_int8_tflite(job) if job.plan.precisions else int8_tflite(job)
         job.cache["int8_tflite"] = shorten_names(data), notes  # tensors named by module path, as android's
     return job.cache["int8_tflite"]
 

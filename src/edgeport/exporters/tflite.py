@@ -218,6 +218,12 @@ def _static(job: ExportJob, float_model: bytes, options: AndroidOptions) -> tupl
     return _aeq_static(job, float_model, options.io == "float")
 
 
+def mixed_int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
+    """The int8 .tflite of a plan with int16 layers (per-layer overrides, the fallback's moves),
+    integer input and output: ai-edge-quantizer's static recipe, as android writes it."""
+    return _aeq_static(torch_job(job), float_tflite(job), float_io=False)
+
+
 def int8_tflite(job: ExportJob) -> tuple[bytes, list[str]]:
     """The int8 .tflite of the recipe's plan with integer input and output (PT2E), and notes on
     where its numbers came from. The C library is generated from the same file."""
