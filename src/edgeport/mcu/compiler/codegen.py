@@ -190,7 +190,7 @@ def _source(name: str, graph: Graph, io: Interface, ctx: Lowering, steps: list[S
     out += [init] if init else []
     body = "".join(core.statement(step) for step in steps)
     unused = [f"    (void){p};\n" for p in params.values() if not re.search(rf"\b{p}\b", body)]
-    out += [f"{signature(name, graph, io)}\n{{\n{first}{''.join(unused)}{body}    return 0;\n}}\n"]
+    out += [f"{signature(name, io)}\n{{\n{first}{''.join(unused)}{body}    return 0;\n}}\n"]
     if io.packed:
         out += [packed_source(name, graph, io)]
     if boundary:
@@ -204,7 +204,7 @@ def _source(name: str, graph: Graph, io: Interface, ctx: Lowering, steps: list[S
         post = "".join(outer.statement(s) for s in boundary if any(s.op is p.convert for p in io.outputs))
         args = ", ".join(places[p.core] for p in (*io.inputs, *io.outputs))
         call = f"    (void){name}_invoke({args});\n"
-        out += [f"{signature(name, graph, io, float_api=True)}\n{{\n{pre}{call}{post}    return 0;\n}}\n"]
+        out += [f"{signature(name, io, float_api=True)}\n{{\n{pre}{call}{post}    return 0;\n}}\n"]
     return "\n".join(out)
 
 

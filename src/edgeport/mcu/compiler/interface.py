@@ -119,15 +119,15 @@ def _output_port(graph: Graph, index: int) -> Port:
     return Port(index, maker.inputs[0], maker)
 
 
-def c_type(graph: Graph, port: Port, float_api: bool) -> str:
+def c_type(port: Port, float_api: bool) -> str:
     """The C element type of `port`'s buffer in `<name>_invoke` (int8) or `_invoke_f32`."""
     return "float" if float_api and port.convert is not None else "int8_t"
 
 
-def signature(name: str, graph: Graph, io: Interface, float_api: bool = False) -> str:
+def signature(name: str, io: Interface, float_api: bool = False) -> str:
     """`int <name>_invoke(...)` (or `_invoke_f32`), without the trailing semicolon."""
-    params = [f"const {c_type(graph, p, float_api)} *{n}" for p, n in zip(io.inputs, io.names("input"))]
-    params += [f"{c_type(graph, p, float_api)} *{n}" for p, n in zip(io.outputs, io.names("output"))]
+    params = [f"const {c_type(p, float_api)} *{n}" for p, n in zip(io.inputs, io.names("input"))]
+    params += [f"{c_type(p, float_api)} *{n}" for p, n in zip(io.outputs, io.names("output"))]
     return f"int {name}_invoke{'_f32' if float_api else ''}({', '.join(params)})"
 
 
@@ -174,7 +174,7 @@ def header(name: str, graph: Graph, io: Interface, arena: int, banner: str, stor
                       f"#define {tag}_SCALE {c_float(core.scale)}", f"#define {tag}_ZERO_POINT {c_define(core.zero_point)}"]
     what = "the int8 values of each input, write those of each output" if io.packed else \
         f"{upper}_INPUT_SIZE int8 values, write {upper}_OUTPUT_SIZE int8 values"
-    lines += ["", f"/* Run the model on {what}. Returns 0. */", f"{signature(name, graph, io)};", ""]
+    lines += ["", f"/* Run the model on {what}. Returns 0. */", f"{signature(name, io)};", ""]
     if io.packed:
         lines += [f"/* The same with the inputs back to back in one buffer of {upper}_INPUT_SIZE bytes (in order)",
                   f" * and the outputs likewise in one of {upper}_OUTPUT_SIZE bytes. Returns 0. */",
@@ -183,6 +183,6 @@ def header(name: str, graph: Graph, io: Interface, arena: int, banner: str, stor
     if float_api:
         lines += ["/* The same with the model's own I/O types (float where the model's I/O is float), quantized",
                   " * and dequantized as the model's QUANTIZE/DEQUANTIZE ops do. Returns 0. */",
-                  f"{signature(name, graph, io, float_api=True)};", ""]
+                  f"{signature(name, io, float_api=True)};", ""]
     lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {upper}_H */", ""]
     return "\n".join(lines)
