@@ -324,6 +324,32 @@ def measure(lib_dir: Path, name: str, board: str, build_dir: Path, inputs: np.nd
     return result
 
 
+def tflm_arena(tflite: bytes) -> int | None:
+    """TFLite Micro's arena for the model (its host interpreter's recording allocator, from the
+    `tflite-micro` package), None when that package is not installed. The allocator prints the
+    figure from C++ to the process's stderr, so that file descriptor is redirected to read it."""
+    import ctypes
+
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError:
+        return None
+    libc = ctypes.CDLL(None)
+    with tempfile.TemporaryFile(mode="w+") as captured:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            runtime.Interpreter.from_bytes(tflite, arena_size=4 << 20).print_allocations()
+            libc.fflush(None)  # C's buffered streams, into the captured file
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        found = re.search(r"Arena allocation total (\d+) bytes", captured.read())
+    return int(found[1]) if found else None
+
+
 # ------------------------------------------------------------------ report
 
 def _n(value) -> str:
@@ -361,6 +387,8 @@ def compare(key: str, targets: list[tuple[str, str]], tmp: Path, cmsis_dir: Path
     ops = Counter(op.name for op in graph.ops)
     print(f"{label:<24}.tflite {len(tflite):,} B; ops {', '.join(f'{n} x{c}' for n, c in ops.items())}; "
           f"{len(np.unique(expected))} distinct output values over {samples} inputs")
+    arena = tflm_arena(tflite)
+    io_bytes = sum(graph.tensors[i].size for i in (*graph.inputs, *graph.outputs))
     notes: list[str] = []
     fc_mismatch: dict[str, np.ndarray] = {}  # core -> CMSIS-NN outputs not bit-exact, with FULLY_CONNECTED ops
     ep_lib = tmp / "edgeport" / key
@@ -400,6 +428,11 @@ def compare(key: str, targets: list[tuple[str, str]], tmp: Path, cmsis_dir: Path
                   f"instructions {_ratio(ep.get('instructions'), cm.get('instructions'))}, "
                   f"flash {_ratio(ep.get('flash'), cm.get('flash'))}, RAM {_ratio(ep.get('ram'), cm.get('ram'))}; "
                   f"DSP MAC/SIMD instructions executed: {_n(ep.get('dsp'))} vs {_n(cm.get('dsp'))}", flush=True)
+        if core == targets[0][0] and ep.get("ram") is not None:  # the same RAM on every core
+            print(f"{'':<36}TFLite Micro arena (tflite-micro host interpreter, I/O tensors included): "
+                  + (f"{arena:,} B; edgeport RAM + its {io_bytes:,} B of I/O buffers = {ep['ram'] + io_bytes:,} B, "
+                     f"{(ep['ram'] + io_bytes) / arena:.2f}x TFLM's" if arena else
+                     "not measured (pip install tflite-micro)"), flush=True)
         if cm.get("exact") is False and "FULLY_CONNECTED" in ops:
             fc_mismatch[core] = cm["outputs"]
     if fc_mismatch:
