@@ -71,6 +71,14 @@ def lower_add(op: Op, graph: Graph, ctx: Lowering) -> Step:
               "output_offset": out.zero_point, **params, "act_min": act_min, "act_max": act_max,
               "broadcast": int(broadcast), "dims": len(shape), "shape": shape, "strides1": strides1,
               "strides2": strides2}
+    # in place: the output takes the bytes of an input of its own shape that nothing reads later
+    # (ep_add_s8 reads element i of such an input before writing element i): a residual block's
+    # sum needs no buffer of its own
+    for tensor, index in ((a, op.inputs[0]), (b, op.inputs[1])):
+        if tuple(tensor.shape) == tuple(out.shape) and not tensor.is_constant and op.outputs[0] not in ctx.outputs \
+                and ctx.last_use(op, index):
+            ctx.aliases[op.outputs[0]] = index
+            break
     return Step(op, [f"ep_add_s8(&{name}, ", ctx.operand(op.inputs[0]), ", ", ctx.operand(op.inputs[1]), ", ",
                      Ref(op.outputs[0]), ");"], [CStruct("ep_add_params", name, fields)])
 
