@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-# Value-preserving ops across which onnxruntime's graph optimizer moves a QuantizeLinear or a
-# DequantizeLinear when a session loads the model (its QDQ propagation)
-QDQ_PROPAGATED = {"MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice"}
+from edgeport.quantizers.overrides import QDQ_PROPAGATED
 
 
 def round_both_sides(graph) -> int:

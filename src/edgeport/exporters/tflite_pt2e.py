@@ -126,7 +126,7 @@ def annotate_by_target(graph_module, config) -> int:
         target = str(node.target)
         if node.op != "call_function" or config is None or "quantization_annotation" in node.meta:
             continue
-        sources = [a for a in node.args[:2]]
+        sources = list(node.args[:2])
         if target in BINARY_OPS and len(sources) == 2 and all(_annotated_output(a) for a in sources):
             node.meta["quantization_annotation"] = QuantizationAnnotation(
                 input_qspec_map={a: get_input_act_qspec(config) for a in sources},

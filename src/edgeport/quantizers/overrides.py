@@ -60,20 +60,20 @@ def resolve_precisions(onnx_model, layers: dict[str, str], recipe: Recipe) -> di
     return {n: p for n, p in resolved.items() if p != own}
 
 
-# Ops whose input's DequantizeLinear onnxruntime's graph optimizer moves past them (QDQ
-# propagation), whatever precision the plan gave them.
-DQ_PROPAGATED = {"MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice"}
+# Value-preserving ops across which onnxruntime's graph optimizer moves a QuantizeLinear or a
+# DequantizeLinear when a session loads the model (its QDQ propagation), whatever precision the
+# plan gave them
+QDQ_PROPAGATED = {"MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice"}
 
 
 def _follow_quantized_inputs(nodes, resolved: dict[str, str], own: str) -> None:
     """A float value-preserving op reading a quantized tensor takes its input's precision (in
-    place): its output is the input's grid values either way, so nothing is lost, while a float
-    one behind a DequantizeLinear makes onnxruntime's QDQ propagation write a QuantizeLinear
-    whose type differs from its zero point's, and the session refuses the file. Graph order is
-    topological, so chains of such ops follow the first one's input."""
+    place): its output is the input's grid values either way, so nothing is lost, and onnxruntime
+    moves the DequantizeLinear past it anyway (`QDQ_PROPAGATED`). Graph order is topological, so
+    chains of such ops follow the first one's input."""
     producer = {out: node.name for node in nodes for out in node.output}
     for node in nodes:
-        if resolved.get(node.name) != "float" or node.op_type not in DQ_PROPAGATED or not node.input:
+        if resolved.get(node.name) != "float" or node.op_type not in QDQ_PROPAGATED or not node.input:
             continue
         made_by = producer.get(node.input[0])
         if made_by is not None and resolved.get(made_by) != "float":

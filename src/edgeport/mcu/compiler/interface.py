@@ -152,12 +152,12 @@ def header(name: str, graph: Graph, io: Interface, arena: int, banner: str, stor
         for port, param in zip(ports, io.names(end)):
             shown, core = graph.tensors[port.graph], graph.tensors[port.core]
             described.append(f" *   {param}: '{comment_text(shown.label, 48)}' {shown.dtype} {list(shown.shape)}"
-                             + (" (int8 in <name>_invoke)" if port.convert is not None else ""))
+                             + (f" (int8 in {name}_invoke)" if port.convert is not None else ""))
     in_total = sum(graph.tensors[p.core].size for p in io.inputs)
     out_total = sum(graph.tensors[p.core].size for p in io.outputs)
     lines = [banner,
              f" * {len(io.inputs)} input(s) and {len(io.outputs)} output(s), one pointer each, in this order:",
-             *(line.replace("<name>", name) for line in described),
+             *described,
              f" * int8 values are real = (q - ZERO_POINT) * SCALE, with each port's _SCALE and _ZERO_POINT below.",
              f" * RAM: {upper}_ARENA_SIZE bytes (a static arena in {name}.c) plus the caller's buffers.",
              " * Not reentrant: one invoke at a time. Input and output buffers must not overlap.",

@@ -1,7 +1,8 @@
 """int16x8 layers -> C kernel calls (kernels/ep_int16.c): CONV_2D, DEPTHWISE_CONV_2D and
 FULLY_CONNECTED on int16 activations with int8 weights, ADD, QUANTIZE (int8 <-> int16, int16 ->
-int16, float -> int16), DEQUANTIZE (int16 -> float), AVERAGE_POOL_2D, MAX_POOL_2D, MEAN and
-RESHAPE (SQUEEZE, EXPAND_DIMS) on int16, as LiteRT's reference kernels compute them.
+int16, float -> int16), DEQUANTIZE (int16 -> float), AVERAGE_POOL_2D, MAX_POOL_2D and MEAN on
+int16, as LiteRT's reference kernels compute them (RESHAPE, SQUEEZE, EXPAND_DIMS of int16 tensors
+are the registry's `lower_reshape`: an alias).
 
 These op names are registered for int8 by other families (an op name may be in one table only),
 so `lowerings.lower_op` asks `int16_lowering` first: it returns this module's lowering of an op
@@ -314,7 +315,7 @@ def lower_dequantize16(op: Op, graph: Graph, ctx: Lowering) -> Step:
                      Ref(op.outputs[0]), ");"], [CStruct("ep_affine_params", name, fields)])
 
 
-# ------------------------------------------------------------------ pooling, MEAN, RESHAPE
+# ------------------------------------------------------------------ pooling, MEAN
 
 def _int8_view(op: Op, graph: Graph) -> Graph:
     """`graph` with the op's int16 tensors relabeled int8, for an int8 lowering whose checks and
@@ -347,15 +348,6 @@ def lower_mean16(op: Op, graph: Graph, ctx: Lowering) -> Step:
                      Ref(op.outputs[0]), ");"], [struct])
 
 
-def lower_reshape16(op: Op, graph: Graph, ctx: Lowering) -> Step:
-    """Same bytes, new shape: the output aliases the input (an int16 tensor is never the caller's)."""
-    (inp, *_), (out,) = _tensors(op, graph)
-    if inp.dtype != out.dtype or inp.nbytes != out.nbytes or op.outputs[0] in ctx.outputs:
-        raise unsupported(op, graph, f"{inp.dtype} -> {out.dtype}")
-    ctx.aliases[op.outputs[0]] = op.inputs[0]
-    return Step(op, [f"/* {op.name}: the output shares the input's bytes */"])
-
-
 # op name -> its lowering for ops with an int16 tensor; not part of the registry (`int16_lowering`)
 LOWERINGS: dict[str, Lower] = {
     "CONV_2D": lower_conv16, "DEPTHWISE_CONV_2D": lower_conv16,
@@ -363,8 +355,7 @@ LOWERINGS: dict[str, Lower] = {
     "ADD": lower_add16,
     "QUANTIZE": lower_quantize16, "DEQUANTIZE": lower_dequantize16,
     "AVERAGE_POOL_2D": lower_pool16, "MAX_POOL_2D": lower_pool16, "MEAN": lower_mean16,
-    "RESHAPE": lower_reshape16, "SQUEEZE": lower_reshape16, "EXPAND_DIMS": lower_reshape16,
-}
+}  # RESHAPE, SQUEEZE, EXPAND_DIMS: the registry's `lower_reshape` aliases int16 tensors too
 
 
 def int16_lowering(op: Op, graph: Graph) -> Lower | None:

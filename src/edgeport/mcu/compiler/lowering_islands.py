@@ -79,6 +79,7 @@ class _Island:
         self.ops: list[Op] = []
         self.exits: list[Op] = []
         self.values = {dequantize_op.outputs[0]}  # float tensors computed from the entry alone
+        self.members: set[int] = set()  # op indexes of `ops` and `exits`
 
     def grow(self, outputs: frozenset[int]) -> bool:
         """Collect the island; False when it cannot be a table (another float source, an op
@@ -91,10 +92,11 @@ class _Island:
             if tensor in outputs:
                 return False
             for op in graph.consumers(tensor):
-                if op in self.ops or op in self.exits:
+                if op.index in self.members:
                     continue
                 if op.name == "QUANTIZE" and graph.tensors[op.outputs[0]].dtype == "int8":
                     self.exits.append(op)
+                    self.members.add(op.index)
                     continue
                 exact = op.name in FLOAT_OPS and op.options.get("fused_activation_function", "NONE") in _CLAMPS
                 if not exact or len(op.outputs) != 1:
@@ -108,10 +110,10 @@ class _Island:
                 if out.shape != shape or out.dtype not in ("float32", "bool"):
                     return False
                 self.ops.append(op)  # after the ops making its inputs: an order to compute in
+                self.members.add(op.index)
                 self.values.add(op.outputs[0])
                 frontier.append(op.outputs[0])
-        inside = set(map(id, self.ops + self.exits))
-        return bool(self.exits) and all(id(reader) in inside for value in self.values
+        return bool(self.exits) and all(reader.index in self.members for value in self.values
                                          for reader in graph.consumers(value))
 
     def channel_axis(self) -> int | None | bool:

@@ -30,7 +30,8 @@ def lower_reshape(op: Op, graph: Graph, ctx: Lowering) -> Step:
     """Same bytes, new shape: the output aliases the input, unless the output must be written
     to the caller's buffer (then a copy)."""
     (inp, *_), (out,) = _tensors(op, graph)
-    if inp.dtype != out.dtype or inp.nbytes != out.nbytes or inp.dtype not in CTYPES:
+    # int16 activations (int16x8 layers) alias too; they have no C array type, so no copy below
+    if inp.dtype != out.dtype or inp.nbytes != out.nbytes or inp.dtype not in (*CTYPES, "int16"):
         raise unsupported(op, graph, f"{inp.dtype} -> {out.dtype}")
     if op.outputs[0] not in ctx.outputs:
         ctx.aliases[op.outputs[0]] = op.inputs[0]
